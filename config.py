@@ -1,0 +1,129 @@
+"""Configuration, read once from the environment at start-up.
+
+Every variable is documented in the README's Configuration table. A bad value raises
+`ConfigError` naming the variable (never echoing a secret's value).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+T = TypeVar("T")
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+SSL_CERT_REQS = ("none", "optional", "required")
+MIN_API_KEY_LENGTH = 16
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    redis_url: str = field(default=DEFAULT_REDIS_URL, repr=False)
+    # Heroku Redis serves rediss:// with a self-signed certificate, hence "none" by default.
+    redis_ssl_cert_reqs: str = "none"
+    port: int = 8000
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    max_body_bytes: int = 1024 * 1024
+    allow_http_urls: bool = False
+    allow_private_urls: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def redis_url_redacted(self) -> str:
+        """REDIS_URL with any password replaced, for logs."""
+        parts = urlsplit(self.redis_url)
+        if parts.password is None:
+            return self.redis_url
+        netloc = f"{parts.username or ''}:***@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def __repr__(self) -> str:
+        return (
+            f"Config(redis_url={self.redis_url_redacted!r}, port={self.port}, "
+            f"api_keys=<{len(self.api_keys)} hidden>, max_body_bytes={self.max_body_bytes}, "
+            f"allow_http_urls={self.allow_http_urls}, "
+            f"allow_private_urls={self.allow_private_urls}, "
+            f"log_level={self.log_level!r})"
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if environ is None else environ
+
+        def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                return default
+            return parse(name, raw.strip())
+
+        return cls(
+            redis_url=get("REDIS_URL", _redis_url, DEFAULT_REDIS_URL),
+            redis_ssl_cert_reqs=get("REDIS_SSL_CERT_REQS", _choice(SSL_CERT_REQS), "none"),
+            port=get("PORT", _int_between(1, 65535), 8000),
+            api_keys=get("API_KEYS", _api_keys, ()),
+            max_body_bytes=get("MAX_BODY_BYTES", _int_between(1024, 1024**3), 1024 * 1024),
+            allow_http_urls=get("ALLOW_HTTP_URLS", _bool, False),
+            allow_private_urls=get("ALLOW_PRIVATE_URLS", _bool, False),
+            log_level=get("LOG_LEVEL", _choice(LOG_LEVELS), "INFO"),
+        )
+
+
+def _redis_url(name: str, raw: str) -> str:
+    scheme = urlsplit(raw).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{name} must be a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+def _int_between(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        # LOG_LEVEL is conventionally upper case, the ssl modes lower case; accept either.
+        for choice in choices:
+            if raw.lower() == choice.lower():
+                return choice
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+
+    return parse
+
+
+def _api_keys(name: str, raw: str) -> tuple[str, ...]:
+    keys = tuple(key.strip() for key in raw.split(",") if key.strip())
+    for position, key in enumerate(keys, start=1):
+        if len(key) < MIN_API_KEY_LENGTH:
+            # Never echo the key itself: say which one, by position.
+            raise ConfigError(
+                f"{name}: key #{position} is shorter than {MIN_API_KEY_LENGTH} characters"
+            )
+    return keys

@@ -1,0 +1,1 @@
+"""Development and test tooling: private Redis servers, the `make run` launcher."""

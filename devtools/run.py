@@ -1,0 +1,86 @@
+"""`make run`: Redis (private and durable, or an in-process stand-in), then web and worker.
+
+With REDIS_URL set, that Redis is used and nothing else is started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from devtools.procfile import ROOT, process_env, procfile_commands
+from devtools.redis_server import PrivateRedis, RedisServerError
+
+DATA = ROOT / ".data"
+
+
+def dev_api_key() -> str:
+    """A development API key, kept in .data/ so it survives restarts."""
+    path = DATA / "dev-api-key"
+    if not path.exists():
+        DATA.mkdir(exist_ok=True)
+        path.write_text("dev_" + secrets.token_urlsafe(24) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def banner(lines: list[str]) -> None:
+    width = max(len(line) for line in lines) + 4
+    print("=" * width)
+    for line in lines:
+        print(f"  {line}")
+    print("=" * width, flush=True)
+
+
+def main() -> int:
+    overrides: dict[str, str] = {}
+    notes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        if not os.environ.get("REDIS_URL"):
+            try:
+                server = stack.enter_context(PrivateRedis(DATA / "redis", durable=True))
+                overrides["REDIS_URL"] = server.url
+                notes.append(f"Redis: private redis-server at {server.url} (AOF in .data/redis)")
+            except RedisServerError as exc:
+                from devtools.fake_redis import start_fake_redis
+
+                url, fake = start_fake_redis()
+                stack.callback(fake.server_close)
+                stack.callback(fake.shutdown)
+                overrides["REDIS_URL"] = url
+                notes += [
+                    f"WARNING: {exc}; using an IN-PROCESS fakeredis at {url}.",
+                    "WARNING: NOT DURABLE: every webhook and event is lost when this stops.",
+                    "WARNING: install redis-server (or set REDIS_URL) for real use.",
+                ]
+        if not os.environ.get("API_KEYS"):
+            overrides["API_KEYS"] = dev_api_key()
+        overrides.setdefault("PORT", os.environ.get("PORT", "8000"))
+        # Development only: providers without a configured secret are accepted unsigned.
+        overrides.setdefault(
+            "ALLOW_UNSIGNED_INBOUND", os.environ.get("ALLOW_UNSIGNED_INBOUND", "true")
+        )
+        api_key = overrides.get("API_KEYS", os.environ.get("API_KEYS", "")).split(",")[0]
+        banner(
+            [
+                f"mailhooks: http://127.0.0.1:{overrides['PORT']}  (API docs at /docs)",
+                f"API key:   {api_key}",
+                *notes,
+                "Ctrl-C stops everything.",
+            ]
+        )
+        manager = Manager(Printer(sys.stdout))
+        env = process_env(overrides)
+        for name, command in procfile_commands().items():
+            manager.add_process(name, command, env=env, cwd=str(ROOT))
+        manager.loop()
+        return int(manager.returncode or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""mailhooks: an email platform's event hub (web process)."""
+
+__version__ = "0.1.0"

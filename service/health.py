@@ -1,0 +1,29 @@
+"""Platform checks: /healthz (the process answers) and /readyz (and Redis answers)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.errors import StoreUnavailable
+from service.models import Health
+from service.responses import json_response
+from service.state import app_state
+
+
+async def healthz(request: Request) -> Response:
+    return json_response(Health(status="ok"))
+
+
+async def readyz(request: Request) -> Response:
+    # Any RedisError propagates to the error handler, which answers 503.
+    if not await app_state(request).redis.ping():
+        raise StoreUnavailable("redis did not answer PING")
+    return json_response(Health(status="ready"))
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]

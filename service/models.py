@@ -1,0 +1,96 @@
+"""The API's request and response bodies. The same Structs validate requests, encode
+responses and generate the OpenAPI schemas, so the three cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from service.urls import MAX_URL_LENGTH
+
+
+class Model(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Shared base: unknown request fields are a 422 that names them (a typo such as
+    `secert` must not silently create a webhook without the secret the user meant)."""
+
+
+Url = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        description="The HTTPS endpoint URL to receive webhook deliveries",
+        examples=["https://yourapp.com/hooks/email-events"],
+    ),
+]
+EventList = Annotated[
+    str,
+    Meta(
+        description=(
+            "Comma-separated event types: open, click, bounce, unsubscribe, delivered, "
+            "complaint (email.open style accepted), or * for all"
+        ),
+        examples=["open,click,bounce,unsubscribe"],
+    ),
+]
+Secret = Annotated[
+    str,
+    Meta(
+        min_length=8,
+        max_length=256,
+        description="Secret key for HMAC signature verification (8-256 characters)",
+        examples=["whsec_your_secret_key_here"],
+    ),
+]
+Timestamp = Annotated[
+    str, Meta(description="ISO 8601 UTC timestamp", examples=["2026-03-03T10:00:00Z"])
+]
+
+
+class WebhookCreate(Model):
+    url: Url
+    events: EventList
+    secret: Secret | None = None
+    active: bool = True
+
+
+class WebhookUpdate(Model):
+    url: Url | UnsetType = UNSET
+    events: EventList | UnsetType = UNSET
+    secret: Secret | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+
+
+class Webhook(Model):
+    id: int
+    url: str
+    events: str
+    active: bool
+    created_at: Timestamp
+    # Present only in the create response, and only when the server generated the secret.
+    secret: str | UnsetType = UNSET
+
+
+class WebhookList(Model):
+    webhooks: list[Webhook]
+
+
+class ErrorDetail(Model):
+    code: str
+    message: str
+    field: str | UnsetType = UNSET
+
+
+class ErrorBody(Model):
+    error: ErrorDetail
+
+
+class Health(Model):
+    status: str
+
+
+WEBHOOK_CREATE_DECODER = msgspec.json.Decoder(WebhookCreate)
+WEBHOOK_UPDATE_DECODER = msgspec.json.Decoder(WebhookUpdate)
+ENCODER = msgspec.json.Encoder()

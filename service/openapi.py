@@ -1,0 +1,186 @@
+"""The OpenAPI 3.1 document, generated from the msgspec models, and the /docs page.
+
+Each operation is declared once below (path, method, models, statuses); the schemas come from
+`msgspec.json.schema_components`, so a model change shows up in the spec without editing it.
+A test checks that every route of the app is declared here and nothing else is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import swagger_ui_bundle
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from service import __version__
+from service.models import (
+    ErrorBody,
+    Health,
+    Webhook,
+    WebhookCreate,
+    WebhookList,
+    WebhookUpdate,
+)
+
+REF = "#/components/schemas/{name}"
+ERROR_DESCRIPTIONS = {
+    400: "The body is not valid JSON",
+    401: "Missing or invalid API key",
+    404: "No such webhook",
+    413: "The body is larger than MAX_BODY_BYTES",
+    415: "The body is not application/json",
+    422: "The body or a parameter failed validation; `field` names it",
+    503: "Redis is unavailable",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    ok_status: int
+    ok_type: type | None
+    request: type | None = None
+    errors: tuple[int, ...] = ()
+    auth: bool = True
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+
+
+ID_PARAM = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+MANAGE = "/api/webhooks/manage"
+ONE = MANAGE + "/{webhook_id}"
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "get",
+        MANAGE,
+        "List all registered webhook endpoints, oldest first",
+        200,
+        WebhookList,
+        errors=(401, 422, 503),
+        parameters=[
+            _query("limit", "Page size, 1-1000 (default: all, up to 1000)"),
+            _query("after", "Only webhooks with a larger id; the Link header gives the next page"),
+        ],
+    ),
+    Operation(
+        "post",
+        MANAGE,
+        "Register a new webhook endpoint (a generated secret is returned once)",
+        201,
+        Webhook,
+        request=WebhookCreate,
+        errors=(400, 401, 413, 415, 422, 503),
+    ),
+    Operation("get", ONE, "Get one webhook", 200, Webhook, errors=(401, 404, 503)),
+    Operation(
+        "patch",
+        ONE,
+        "Update a webhook's url, events, secret or active flag",
+        200,
+        Webhook,
+        request=WebhookUpdate,
+        errors=(400, 401, 404, 413, 415, 422, 503),
+    ),
+    Operation("delete", ONE, "Delete a webhook", 204, None, errors=(401, 404, 503)),
+    Operation("get", "/healthz", "The process is alive", 200, Health, auth=False),
+    Operation("get", "/readyz", "Redis answers", 200, Health, errors=(503,), auth=False),
+)
+
+
+def _content(model: type) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(name=model.__name__)}}}
+
+
+def build_spec() -> dict[str, Any]:
+    models: set[type] = {ErrorBody}
+    for op in OPERATIONS:
+        models.update(t for t in (op.ok_type, op.request) if t is not None)
+    _, schemas = msgspec.json.schema_components(
+        sorted(models, key=lambda t: t.__name__), ref_template=REF
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        ok: dict[str, Any] = {"description": "Success"}
+        if op.ok_type is not None:
+            ok["content"] = _content(op.ok_type)
+        responses: dict[str, Any] = {str(op.ok_status): ok}
+        for status in op.errors:
+            responses[str(status)] = {
+                "description": ERROR_DESCRIPTIONS[status],
+                "content": _content(ErrorBody),
+            }
+        entry: dict[str, Any] = {"summary": op.summary, "responses": responses}
+        parameters = list(op.parameters)
+        if "{webhook_id}" in op.path:
+            parameters.append(ID_PARAM)
+        if parameters:
+            entry["parameters"] = parameters
+        if op.request is not None:
+            entry["requestBody"] = {"required": True, "content": _content(op.request)}
+        entry["security"] = [{"apiKey": []}] if op.auth else []
+        paths.setdefault(op.path, {})[op.method] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mailhooks",
+            "version": __version__,
+            "description": "Email event webhooks: register endpoints, receive provider events.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>mailhooks API</title>
+  <link rel="stylesheet" href="/docs/assets/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/assets/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});
+  </script>
+</body>
+</html>
+"""
+
+SPEC_BYTES = msgspec.json.encode(build_spec())
+
+
+async def openapi_json(request: Request) -> Response:
+    return Response(SPEC_BYTES, media_type="application/json")
+
+
+async def docs_page(request: Request) -> Response:
+    return HTMLResponse(DOCS_PAGE)
+
+
+routes = [
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+    Route("/docs", docs_page, methods=["GET"]),
+    Mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs"),
+]

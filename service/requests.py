@@ -1,0 +1,44 @@
+"""Reading request bodies: size limit, content type, JSON decoding into a model."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import msgspec
+from starlette.requests import Request
+
+from service.errors import MalformedJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+T = TypeVar("T")
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed `max_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def require_json(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType("request body must be application/json")
+
+
+async def read_json(request: Request, decoder: msgspec.json.Decoder[T], max_bytes: int) -> T:
+    require_json(request)
+    body = await read_body(request, max_bytes)
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise ValidationFailed.from_msgspec(exc) from exc
+    except msgspec.DecodeError as exc:
+        raise MalformedJson(f"request body is not valid JSON: {exc}") from exc

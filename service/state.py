@@ -1,0 +1,28 @@
+"""What the lifespan hands every request: the shared clients and settings, typed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from starlette.requests import Request
+
+from config import Config
+from service.clock import Clock
+from service.store import WebhookStore
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    config: Config
+    redis: Redis
+    webhooks: WebhookStore
+    clock: Clock
+
+
+STATE_KEY = "mailhooks"
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = getattr(request.state, STATE_KEY)
+    return state

@@ -1,0 +1,170 @@
+"""Webhook subscriptions in Redis: one hash each, an id index, and a set per event type.
+
+Every change to a webhook and its indexes is one MULTI/EXEC or one Lua script, so no crash
+or race can leave the hash and the indexes disagreeing. Key names live in `service.keys`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from service import keys
+from service.events import EVENT_TYPES, WILDCARD, format_event_types
+
+# Every subscriber set, in a fixed order: scripts get them all as KEYS (so they declare every
+# key they touch) and are told by position which ones a webhook belongs in.
+SUBSCRIBER_TYPES: tuple[str, ...] = (*EVENT_TYPES, WILDCARD)
+SUBSCRIBER_KEYS: tuple[str, ...] = tuple(keys.subscribers(t) for t in SUBSCRIBER_TYPES)
+
+# KEYS: webhook hash, then every subscriber set. ARGV: id, number of field/value pairs N,
+# N pairs, then the 1-based positions (among the subscriber sets) to join, if events changed
+# (flagged by a field named "events" among the pairs).
+_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = tonumber(ARGV[2])
+local events_changed = false
+for i = 3, 2 + 2 * n, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  if ARGV[i] == 'events' then events_changed = true end
+end
+if events_changed then
+  for k = 2, #KEYS do redis.call('SREM', KEYS[k], ARGV[1]) end
+  for j = 3 + 2 * n, #ARGV do redis.call('SADD', KEYS[1 + tonumber(ARGV[j])], ARGV[1]) end
+end
+return 1
+"""
+
+# KEYS: webhook hash, id index, then every subscriber set. ARGV: id.
+_DELETE = """
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+for k = 3, #KEYS do redis.call('SREM', KEYS[k], ARGV[1]) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredWebhook:
+    id: int
+    url: str
+    events: tuple[str, ...]
+    secret: str
+    active: bool
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def from_hash(cls, fields: dict[bytes, bytes]) -> StoredWebhook:
+        text = {k.decode(): v.decode() for k, v in fields.items()}
+        return cls(
+            id=int(text["id"]),
+            url=text["url"],
+            events=tuple(text["events"].split(",")),
+            secret=text["secret"],
+            active=text["active"] == "1",
+            created_at=text["created_at"],
+            updated_at=text.get("updated_at", text["created_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookChanges:
+    url: str | None = None
+    events: tuple[str, ...] | None = None
+    secret: str | None = None
+    active: bool | None = None
+
+
+class WebhookStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._update = redis.register_script(_UPDATE)
+        self._delete = redis.register_script(_DELETE)
+
+    async def create(
+        self, *, url: str, events: tuple[str, ...], secret: str, active: bool, now: str
+    ) -> StoredWebhook:
+        # An id burnt by a crash before EXEC is harmless; what EXEC writes is all or nothing.
+        webhook_id = int(await self._redis.incr(keys.WEBHOOK_ID_SEQUENCE))
+        webhook = StoredWebhook(
+            id=webhook_id,
+            url=url,
+            events=events,
+            secret=secret,
+            active=active,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self._redis.pipeline(transaction=True) as tx:
+            tx.hset(
+                keys.webhook(webhook_id),
+                mapping={
+                    "id": webhook_id,
+                    "url": url,
+                    "events": format_event_types(events),
+                    "secret": secret,
+                    "active": "1" if active else "0",
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+            tx.zadd(keys.WEBHOOK_INDEX, {str(webhook_id): webhook_id})
+            for event_type in events:
+                tx.sadd(keys.subscribers(event_type), webhook_id)
+            await tx.execute()
+        return webhook
+
+    async def get(self, webhook_id: int) -> StoredWebhook | None:
+        # redis-py types asyncio commands as "Awaitable | value" (redis-py#2399).
+        fields = await self._redis.hgetall(keys.webhook(webhook_id))  # type: ignore[misc]
+        return StoredWebhook.from_hash(fields) if fields else None
+
+    async def list(self, *, after: int, limit: int) -> tuple[list[StoredWebhook], int | None]:
+        """Webhooks with id > `after`, oldest first, and the `after` of the next page if any."""
+        raw_ids = await self._redis.zrangebyscore(
+            keys.WEBHOOK_INDEX, f"({after}", "+inf", start=0, num=limit + 1
+        )
+        ids = [int(raw) for raw in raw_ids[:limit]]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for webhook_id in ids:
+                pipe.hgetall(keys.webhook(webhook_id))
+            rows = await pipe.execute()
+        next_after = ids[-1] if len(raw_ids) > limit else None
+        # A webhook deleted between the two reads is simply not listed.
+        return [StoredWebhook.from_hash(row) for row in rows if row], next_after
+
+    async def update(
+        self, webhook_id: int, changes: WebhookChanges, *, now: str
+    ) -> StoredWebhook | None:
+        fields: dict[str, str] = {"updated_at": now}
+        if changes.url is not None:
+            fields["url"] = changes.url
+        if changes.events is not None:
+            fields["events"] = format_event_types(changes.events)
+        if changes.secret is not None:
+            fields["secret"] = changes.secret
+        if changes.active is not None:
+            fields["active"] = "1" if changes.active else "0"
+        positions = [SUBSCRIBER_TYPES.index(t) + 1 for t in changes.events or ()]
+        args: list[str | int] = [webhook_id, len(fields)]
+        for name, value in fields.items():
+            args += [name, value]
+        args += positions
+        updated = await self._update(keys=[keys.webhook(webhook_id), *SUBSCRIBER_KEYS], args=args)
+        return await self.get(webhook_id) if updated else None
+
+    async def delete(self, webhook_id: int) -> bool:
+        deleted = await self._delete(
+            keys=[keys.webhook(webhook_id), keys.WEBHOOK_INDEX, *SUBSCRIBER_KEYS],
+            args=[webhook_id],
+        )
+        return bool(deleted)
+
+    async def subscriber_ids(self, event_type: str) -> set[int]:
+        """Ids of webhooks subscribed to `event_type` (short form), wildcard included."""
+        members = await self._redis.sunion(  # type: ignore[misc]
+            [keys.subscribers(event_type), keys.subscribers(WILDCARD)]
+        )
+        return {int(m) for m in members}

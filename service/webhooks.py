@@ -1,0 +1,148 @@
+"""The management API: /api/webhooks/manage (list, create, get, update, delete)."""
+
+from __future__ import annotations
+
+import logging
+
+from msgspec import UNSET
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from config import Config
+from service.auth import requires_api_key
+from service.clock import format_timestamp
+from service.errors import NotFound, ValidationFailed
+from service.events import InvalidEventTypes, format_event_types, parse_event_types
+from service.models import WEBHOOK_CREATE_DECODER, WEBHOOK_UPDATE_DECODER, Webhook, WebhookList
+from service.requests import read_json
+from service.responses import json_response
+from service.signing import generate_secret
+from service.state import app_state
+from service.store import StoredWebhook, WebhookChanges
+from service.urls import UnsafeUrl, check_endpoint_url
+
+logger = logging.getLogger("mailhooks.webhooks")
+
+MAX_PAGE = 1000
+
+
+def public(webhook: StoredWebhook) -> Webhook:
+    """The API view of a webhook: everything but the secret."""
+    return Webhook(
+        id=webhook.id,
+        url=webhook.url,
+        events=format_event_types(webhook.events),
+        active=webhook.active,
+        created_at=webhook.created_at,
+    )
+
+
+def checked_url(url: str, config: Config) -> str:
+    try:
+        return check_endpoint_url(
+            url, allow_http=config.allow_http_urls, allow_private=config.allow_private_urls
+        )
+    except UnsafeUrl as exc:
+        raise ValidationFailed(str(exc), field="url") from exc
+
+
+def checked_events(events: str) -> tuple[str, ...]:
+    try:
+        return parse_event_types(events)
+    except InvalidEventTypes as exc:
+        raise ValidationFailed(str(exc), field="events") from exc
+
+
+def query_int(request: Request, name: str, *, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValidationFailed(f"{name} must be an integer from {low} to {high}", field=name)
+    return int(raw)
+
+
+def path_id(request: Request) -> int:
+    webhook_id: int = request.path_params["webhook_id"]
+    return webhook_id
+
+
+@requires_api_key
+async def list_webhooks(request: Request) -> Response:
+    state = app_state(request)
+    limit = query_int(request, "limit", default=MAX_PAGE, low=1, high=MAX_PAGE)
+    after = query_int(request, "after", default=0, low=0, high=2**53)
+    webhooks, next_after = await state.webhooks.list(after=after, limit=limit)
+    headers = {}
+    if next_after is not None:
+        next_url = request.url.include_query_params(after=next_after, limit=limit)
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return json_response(WebhookList(webhooks=[public(w) for w in webhooks]), headers=headers)
+
+
+@requires_api_key
+async def create_webhook(request: Request) -> Response:
+    state = app_state(request)
+    body = await read_json(request, WEBHOOK_CREATE_DECODER, state.config.max_body_bytes)
+    url = checked_url(body.url, state.config)
+    events = checked_events(body.events)
+    secret = body.secret if body.secret is not None else generate_secret()
+    webhook = await state.webhooks.create(
+        url=url,
+        events=events,
+        secret=secret,
+        active=body.active,
+        now=format_timestamp(state.clock()),
+    )
+    logger.info("webhook %d created, events=%s", webhook.id, format_event_types(events))
+    response = public(webhook)
+    if body.secret is None:
+        # The one time a generated secret is shown: the caller cannot learn it later.
+        response.secret = secret
+    location = {"Location": str(request.url_for("webhook", webhook_id=webhook.id).path)}
+    return json_response(response, status=201, headers=location)
+
+
+@requires_api_key
+async def get_webhook(request: Request) -> Response:
+    webhook = await app_state(request).webhooks.get(path_id(request))
+    if webhook is None:
+        raise NotFound(f"webhook {path_id(request)} does not exist")
+    return json_response(public(webhook))
+
+
+@requires_api_key
+async def update_webhook(request: Request) -> Response:
+    state = app_state(request)
+    body = await read_json(request, WEBHOOK_UPDATE_DECODER, state.config.max_body_bytes)
+    changes = WebhookChanges(
+        url=None if body.url is UNSET else checked_url(body.url, state.config),
+        events=None if body.events is UNSET else checked_events(body.events),
+        secret=None if body.secret is UNSET else body.secret,
+        active=None if body.active is UNSET else body.active,
+    )
+    webhook = await state.webhooks.update(
+        path_id(request), changes, now=format_timestamp(state.clock())
+    )
+    if webhook is None:
+        raise NotFound(f"webhook {path_id(request)} does not exist")
+    logger.info("webhook %d updated", webhook.id)
+    return json_response(public(webhook))
+
+
+@requires_api_key
+async def delete_webhook(request: Request) -> Response:
+    if not await app_state(request).webhooks.delete(path_id(request)):
+        raise NotFound(f"webhook {path_id(request)} does not exist")
+    logger.info("webhook %d deleted", path_id(request))
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/api/webhooks/manage", list_webhooks, methods=["GET"]),
+    Route("/api/webhooks/manage", create_webhook, methods=["POST"]),
+    Route("/api/webhooks/manage/{webhook_id:int}", get_webhook, methods=["GET"], name="webhook"),
+    Route("/api/webhooks/manage/{webhook_id:int}", update_webhook, methods=["PATCH"]),
+    Route("/api/webhooks/manage/{webhook_id:int}", delete_webhook, methods=["DELETE"]),
+]

@@ -1,0 +1,108 @@
+"""Shared fixtures: configs, an in-process app over fakeredis, and a private real Redis."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import fakeredis
+import httpx
+import pytest
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from config import Config
+from devtools.redis_server import PrivateRedis, redis_server_path
+from service.app import create_app
+from service.clock import Clock
+
+API_KEY = "test-api-key-0123456789"
+FIXED_NOW = datetime(2026, 3, 3, 10, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def make_config() -> Callable[..., Config]:
+    def make(**overrides: Any) -> Config:
+        overrides.setdefault("api_keys", (API_KEY,))
+        return Config(**overrides)
+
+    return make
+
+
+@pytest.fixture
+async def fake_redis() -> AsyncIterator[Redis]:
+    redis = fakeredis.aioredis.FakeRedis()
+    yield redis
+    await redis.aclose()
+
+
+@asynccontextmanager
+async def serve(app: Starlette, headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and hand its state to every request, as uvicorn does."""
+    async with app.router.lifespan_context(app) as state:
+
+        async def with_state(scope: Any, receive: Any, send: Any) -> None:
+            scope["state"] = dict(state or {})
+            await app(scope, receive, send)
+
+        transport = httpx.ASGITransport(app=with_state)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=headers
+        ) as client:
+            yield client
+
+
+MakeClient = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def make_client(
+    fake_redis: Redis, make_config: Callable[..., Config]
+) -> AsyncIterator[MakeClient]:
+    """`await make_client(config=..., redis=..., clock=..., auth=True)`: an API client."""
+    async with AsyncExitStack() as stack:
+
+        async def make(
+            config: Config | None = None,
+            *,
+            redis: Redis | None = None,
+            clock: Clock = lambda: FIXED_NOW,
+            auth: bool = True,
+        ) -> httpx.AsyncClient:
+            app = create_app(config or make_config(), redis=redis or fake_redis, clock=clock)
+            headers = {"Authorization": f"Bearer {API_KEY}"} if auth else {}
+            return await stack.enter_async_context(serve(app, headers))
+
+        yield make
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> httpx.AsyncClient:
+    return await make_client()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[PrivateRedis]:
+    """A private redis-server for the session. Mandatory under CI=true: fail, never skip."""
+    if redis_server_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed: CI must run the real-Redis tests")
+        pytest.skip("redis-server is not installed")
+    with PrivateRedis(durable=False) as server:
+        yield server
+
+
+@pytest.fixture
+async def real_redis(redis_server: PrivateRedis) -> AsyncIterator[Redis]:
+    redis = Redis.from_url(redis_server.url)
+    await redis.flushall()
+    yield redis
+    await redis.aclose()

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from config import Config, ConfigError
+
+
+class TestFromEnv:
+    def test_defaults(self) -> None:
+        config = Config.from_env({})
+        assert config.redis_url == "redis://localhost:6379/0"
+        assert config.port == 8000
+        assert config.api_keys == ()
+        assert config.max_body_bytes == 1024 * 1024
+        assert config.allow_http_urls is False
+        assert config.allow_private_urls is False
+        assert config.log_level == "INFO"
+        assert config.redis_ssl_cert_reqs == "none"
+
+    def test_every_variable_is_read(self) -> None:
+        config = Config.from_env(
+            {
+                "REDIS_URL": "rediss://:pw@example.com:6380/2",
+                "REDIS_SSL_CERT_REQS": "required",
+                "PORT": "5000",
+                "API_KEYS": " key-aaaaaaaaaaaaaaaa , key-bbbbbbbbbbbbbbbb,",
+                "MAX_BODY_BYTES": "2048",
+                "ALLOW_HTTP_URLS": "true",
+                "ALLOW_PRIVATE_URLS": "1",
+                "LOG_LEVEL": "debug",
+            }
+        )
+        assert config.redis_url == "rediss://:pw@example.com:6380/2"
+        assert config.redis_ssl_cert_reqs == "required"
+        assert config.port == 5000
+        assert config.api_keys == ("key-aaaaaaaaaaaaaaaa", "key-bbbbbbbbbbbbbbbb")
+        assert config.max_body_bytes == 2048
+        assert config.allow_http_urls is True
+        assert config.allow_private_urls is True
+        assert config.log_level == "DEBUG"
+
+    def test_blank_means_default(self) -> None:
+        assert Config.from_env({"PORT": "  "}).port == 8000
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("PORT", "eighty"),
+            ("PORT", "70000"),
+            ("MAX_BODY_BYTES", "-1"),
+            ("MAX_BODY_BYTES", "1MB"),
+            ("ALLOW_HTTP_URLS", "maybe"),
+            ("ALLOW_PRIVATE_URLS", "2"),
+            ("LOG_LEVEL", "LOUD"),
+            ("REDIS_URL", "http://localhost:6379"),
+            ("REDIS_SSL_CERT_REQS", "sometimes"),
+        ],
+    )
+    def test_bad_value_names_the_variable(self, name: str, value: str) -> None:
+        with pytest.raises(ConfigError, match=name):
+            Config.from_env({name: value})
+
+    def test_short_api_key_is_refused_without_echoing_it(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            Config.from_env({"API_KEYS": "long-enough-key-000000,short"})
+        assert "API_KEYS" in str(info.value)
+        assert "#2" in str(info.value)
+        assert "short" not in str(info.value).replace("shorter", "")
+
+
+class TestRepr:
+    def test_hides_api_keys_and_redis_password(self) -> None:
+        config = Config.from_env(
+            {"API_KEYS": "super-secret-key-123456", "REDIS_URL": "redis://u:hunter2@h:1/0"}
+        )
+        text = repr(config)
+        assert "super-secret-key-123456" not in text
+        assert "hunter2" not in text
+        assert "redis://u:***@h:1/0" in text
+        assert "<1 hidden>" in text
+
+    def test_url_without_password_is_shown_as_is(self) -> None:
+        assert Config().redis_url_redacted == "redis://localhost:6379/0"

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+
+from service.events import InvalidEventTypes, parse_event_types, subscribes_to
+
+
+class TestParseEventTypes:
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [
+            ("open,click,bounce,unsubscribe", ("open", "click", "bounce", "unsubscribe")),
+            ("delivered,complaint", ("delivered", "complaint")),
+            (" open , click ", ("open", "click")),
+            ("open,open,click,open", ("open", "click")),
+            ("email.open,email.click", ("open", "click")),
+            ("Open,EMAIL.Bounce", ("open", "bounce")),
+            ("open,,click,", ("open", "click")),
+            ("*", ("*",)),
+            ("open,*", ("*",)),
+        ],
+    )
+    def test_accepts_and_cleans(self, raw: str, expected: tuple[str, ...]) -> None:
+        assert parse_event_types(raw) == expected
+
+    @pytest.mark.parametrize("raw", ["", " ", ",", " , ,"])
+    def test_empty_is_refused(self, raw: str) -> None:
+        with pytest.raises(InvalidEventTypes, match="at least one"):
+            parse_event_types(raw)
+
+    @pytest.mark.parametrize(
+        ("raw", "bad"),
+        [("open,opened", "opened"), ("email.sent", "email.sent"), ("open, spam ", "spam")],
+    )
+    def test_unknown_type_is_named(self, raw: str, bad: str) -> None:
+        with pytest.raises(InvalidEventTypes) as info:
+            parse_event_types(raw)
+        assert info.value.value == bad
+        assert repr(bad) in str(info.value)
+
+
+class TestSubscribesTo:
+    def test_matches_short_and_qualified_names(self) -> None:
+        assert subscribes_to(("open", "click"), "email.open")
+        assert subscribes_to(("open", "click"), "click")
+        assert not subscribes_to(("open",), "email.bounce")
+
+    def test_wildcard_matches_everything(self) -> None:
+        assert subscribes_to(("*",), "email.complaint")

@@ -1,0 +1,426 @@
+"""The management API through HTTP, on fakeredis (the real-Redis twins are in test_store.py)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from service.store import WebhookStore
+from tests.conftest import API_KEY, MakeClient
+
+pytestmark = pytest.mark.anyio
+
+MANAGE = "/api/webhooks/manage"
+SEED_CREATE = {
+    "url": "https://yourapp.com/hooks/email-events",
+    "events": "open,click,bounce,unsubscribe",
+    "secret": "whsec_your_secret_key_here",
+}
+
+
+async def create(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    body = {"url": "https://yourapp.com/hooks", "events": "open", **fields}
+    response = await client.post(MANAGE, json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def assert_error(
+    response: httpx.Response, status: int, code: str, field: str | None = None
+) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    assert error.get("field") == field
+
+
+class TestSeedContract:
+    async def test_create_request_and_response_as_on_the_api_page(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.post(MANAGE, json=SEED_CREATE)
+        assert response.status_code == 201
+        assert response.json() == {
+            "id": 1,
+            "url": "https://yourapp.com/hooks/email-events",
+            "events": "open,click,bounce,unsubscribe",
+            "active": True,
+            "created_at": "2026-03-03T10:00:00Z",
+        }
+        assert response.headers["location"] == f"{MANAGE}/1"
+
+    async def test_list_shape_as_on_the_api_page(self, client: httpx.AsyncClient) -> None:
+        await create(
+            client, url="https://yourapp.com/hooks/email-events", events="open,click,bounce"
+        )
+        await create(client, url="https://yourapp.com/hooks/unsubscribes", events="unsubscribe")
+        response = await client.get(MANAGE)
+        assert response.status_code == 200
+        assert response.json() == {
+            "webhooks": [
+                {
+                    "id": 1,
+                    "url": "https://yourapp.com/hooks/email-events",
+                    "events": "open,click,bounce",
+                    "active": True,
+                    "created_at": "2026-03-03T10:00:00Z",
+                },
+                {
+                    "id": 2,
+                    "url": "https://yourapp.com/hooks/unsubscribes",
+                    "events": "unsubscribe",
+                    "active": True,
+                    "created_at": "2026-03-03T10:00:00Z",
+                },
+            ]
+        }
+        assert "link" not in response.headers
+
+    async def test_empty_list(self, client: httpx.AsyncClient) -> None:
+        response = await client.get(MANAGE)
+        assert response.json() == {"webhooks": []}
+
+
+class TestCreate:
+    async def test_generated_secret_is_returned_once(self, client: httpx.AsyncClient) -> None:
+        created = await create(client)
+        secret = created["secret"]
+        assert secret.startswith("whsec_")
+        assert len(secret) == len("whsec_") + 32
+        for response in (await client.get(MANAGE), await client.get(f"{MANAGE}/1")):
+            assert secret not in response.text
+            assert "secret" not in response.text
+
+    async def test_given_secret_is_never_returned(self, client: httpx.AsyncClient) -> None:
+        created = await create(client, secret="my-own-secret-value")
+        assert "secret" not in created
+        patched = await client.patch(f"{MANAGE}/1", json={"secret": "another-secret-value"})
+        for response in (patched, await client.get(MANAGE), await client.get(f"{MANAGE}/1")):
+            assert "my-own-secret-value" not in response.text
+            assert "another-secret-value" not in response.text
+            assert "secret" not in response.text
+
+    async def test_secrets_never_reach_the_logs(
+        self, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        created = await create(client)
+        await create(client, secret="my-own-secret-value")
+        await client.patch(f"{MANAGE}/2", json={"secret": "rotated-secret-value"})
+        assert "created" in caplog.text
+        for secret in (created["secret"], "my-own-secret-value", "rotated-secret-value"):
+            assert secret not in caplog.text
+
+    async def test_events_are_cleaned_and_stored_short(self, client: httpx.AsyncClient) -> None:
+        created = await create(client, events=" email.open, click ,open,EMAIL.CLICK")
+        assert created["events"] == "open,click"
+
+    async def test_wildcard(self, client: httpx.AsyncClient) -> None:
+        assert (await create(client, events="open,*"))["events"] == "*"
+
+    async def test_new_event_types(self, client: httpx.AsyncClient) -> None:
+        assert (await create(client, events="delivered,complaint"))["events"] == (
+            "delivered,complaint"
+        )
+
+    async def test_inactive_on_create(self, client: httpx.AsyncClient) -> None:
+        assert (await create(client, active=False))["active"] is False
+
+    async def test_null_secret_means_generate(self, client: httpx.AsyncClient) -> None:
+        assert (await create(client, secret=None))["secret"].startswith("whsec_")
+
+    async def test_ids_are_never_reused(self, client: httpx.AsyncClient) -> None:
+        await create(client)
+        assert (await client.delete(f"{MANAGE}/1")).status_code == 204
+        assert (await create(client))["id"] == 2
+
+    async def test_timestamps_come_from_the_clock(self, make_client: MakeClient) -> None:
+        from datetime import datetime, timedelta, timezone
+
+        paris = timezone(timedelta(hours=1))
+        client = await make_client(clock=lambda: datetime(2026, 1, 10, 13, 0, 5, 999, paris))
+        assert (await create(client))["created_at"] == "2026-01-10T12:00:05Z"
+
+    async def test_hundred_concurrent_creates(self, client: httpx.AsyncClient) -> None:
+        ids: list[int] = []
+
+        async def one(n: int) -> None:
+            ids.append((await create(client, url=f"https://h{n}.example/x"))["id"])
+
+        async with anyio.create_task_group() as group:
+            for n in range(100):
+                group.start_soon(one, n)
+        assert sorted(ids) == list(range(1, 101))
+        listed = (await client.get(MANAGE)).json()["webhooks"]
+        assert [w["id"] for w in listed] == list(range(1, 101))
+        assert {w["url"] for w in listed} == {f"https://h{n}.example/x" for n in range(100)}
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            ({"events": "open"}, "url"),
+            ({"url": "https://a.example/x"}, "events"),
+            ({"url": 5, "events": "open"}, "url"),
+            ({"url": "https://a.example/x", "events": ["open"]}, "events"),
+            ({"url": "https://a.example/x", "events": "open", "secret": 12345678}, "secret"),
+            ({"url": "https://a.example/x", "events": "open", "secret": "short"}, "secret"),
+            ({"url": "https://a.example/x", "events": "open", "secret": "s" * 257}, "secret"),
+            ({"url": "https://a.example/x", "events": "open", "active": "yes"}, "active"),
+            ({"url": "https://a.example/x", "events": "open", "secert": "typo-typo"}, "secert"),
+            ({"url": "", "events": "open"}, "url"),
+            ({"url": "https://a.example/" + "x" * 2040, "events": "open"}, "url"),
+            ({"url": "http://a.example/x", "events": "open"}, "url"),
+            ({"url": "https://localhost/x", "events": "open"}, "url"),
+            ({"url": "https://169.254.169.254/x", "events": "open"}, "url"),
+            ({"url": "https://[::1]/x", "events": "open"}, "url"),
+            ({"url": "https://10.1.2.3/x", "events": "open"}, "url"),
+            ({"url": "not a url", "events": "open"}, "url"),
+            ({"url": "https://a.example/x", "events": ""}, "events"),
+            ({"url": "https://a.example/x", "events": " , "}, "events"),
+            ({"url": "https://a.example/x", "events": "open,sent"}, "events"),
+        ],
+    )
+    async def test_bad_create_is_a_422_naming_the_field(
+        self, client: httpx.AsyncClient, body: dict[str, Any], field: str
+    ) -> None:
+        response = await client.post(MANAGE, json=body)
+        assert_error(response, 422, "validation_error", field)
+        assert (await client.get(MANAGE)).json() == {"webhooks": []}
+
+    async def test_unknown_event_is_named_in_the_message(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(MANAGE, json={"url": "https://a.example", "events": "sent"})
+        assert "'sent'" in response.json()["error"]["message"]
+
+    async def test_body_must_be_an_object(self, client: httpx.AsyncClient) -> None:
+        assert_error(await client.post(MANAGE, json=["x"]), 422, "validation_error")
+
+    @pytest.mark.parametrize("content", [b"{", b"", b"{'url': 1}", b"\xff\xfe", b"nul\x00"])
+    async def test_malformed_json_is_400(self, client: httpx.AsyncClient, content: bytes) -> None:
+        response = await client.post(
+            MANAGE, content=content, headers={"content-type": "application/json"}
+        )
+        assert_error(response, 400, "malformed_json")
+
+    @pytest.mark.parametrize(
+        "content_type", [None, "text/plain", "application/x-www-form-urlencoded"]
+    )
+    async def test_wrong_content_type_is_415(
+        self, client: httpx.AsyncClient, content_type: str | None
+    ) -> None:
+        headers = {"content-type": content_type} if content_type else {}
+        response = await client.post(
+            MANAGE, content=b'{"url":"https://a.example","events":"open"}', headers=headers
+        )
+        assert_error(response, 415, "unsupported_media_type")
+
+    async def test_json_with_charset_is_fine(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            MANAGE,
+            content=b'{"url":"https://a.example","events":"open"}',
+            headers={"content-type": "application/json; charset=utf-8"},
+        )
+        assert response.status_code == 201
+
+    async def test_oversized_body_is_413(self, make_client: MakeClient, make_config: Any) -> None:
+        client = await make_client(make_config(max_body_bytes=1024))
+        body = {"url": "https://a.example/x", "events": "open", "secret": "s" * 2000}
+        assert_error(await client.post(MANAGE, json=body), 413, "payload_too_large")
+
+    async def test_oversized_streamed_body_without_length_is_413(
+        self, make_client: MakeClient, make_config: Any
+    ) -> None:
+        client = await make_client(make_config(max_body_bytes=1024))
+
+        async def chunks() -> Any:
+            for _ in range(10):
+                yield b" " * 200
+
+        response = await client.post(
+            MANAGE, content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert "content-length" not in response.request.headers
+        assert_error(response, 413, "payload_too_large")
+
+    async def test_flags_allow_http_and_private_urls(
+        self, make_client: MakeClient, make_config: Any
+    ) -> None:
+        client = await make_client(make_config(allow_http_urls=True, allow_private_urls=True))
+        created = await create(client, url="http://127.0.0.1:9000/hook")
+        assert created["url"] == "http://127.0.0.1:9000/hook"
+
+    @pytest.mark.parametrize(
+        "query", ["limit=0", "limit=1001", "limit=abc", "limit=-1", "after=x", "after=-5"]
+    )
+    async def test_bad_paging_parameters(self, client: httpx.AsyncClient, query: str) -> None:
+        response = await client.get(f"{MANAGE}?{query}")
+        assert_error(response, 422, "validation_error", query.split("=")[0])
+
+
+class TestPaging:
+    async def test_limit_and_after_with_link_header(self, client: httpx.AsyncClient) -> None:
+        for n in range(5):
+            await create(client, url=f"https://h{n}.example/")
+        first = await client.get(MANAGE, params={"limit": 2})
+        assert [w["id"] for w in first.json()["webhooks"]] == [1, 2]
+        assert set(first.json()) == {"webhooks"}
+        link = first.links["next"]["url"]
+        second = await client.get(link)
+        assert [w["id"] for w in second.json()["webhooks"]] == [3, 4]
+        third = await client.get(second.links["next"]["url"])
+        assert [w["id"] for w in third.json()["webhooks"]] == [5]
+        assert "link" not in third.headers
+
+    async def test_after_skips_deleted(self, client: httpx.AsyncClient) -> None:
+        for _ in range(3):
+            await create(client)
+        await client.delete(f"{MANAGE}/2")
+        response = await client.get(MANAGE, params={"after": 1})
+        assert [w["id"] for w in response.json()["webhooks"]] == [3]
+
+    async def test_default_returns_up_to_1000(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        # Created straight through the store: 1,001 HTTP round trips would only slow the suite.
+        store = WebhookStore(fake_redis)
+        for n in range(1001):
+            await store.create(
+                url=f"https://h{n}.example/", events=("open",), secret="s" * 8, active=True, now="t"
+            )
+        response = await client.get(MANAGE)
+        assert len(response.json()["webhooks"]) == 1000
+        assert "after=1000" in response.links["next"]["url"]
+
+
+class TestGetUpdateDelete:
+    async def test_get_one(self, client: httpx.AsyncClient) -> None:
+        created = await create(client)
+        created.pop("secret")
+        response = await client.get(f"{MANAGE}/1")
+        assert response.status_code == 200
+        assert response.json() == created
+
+    async def test_patch_each_field(self, client: httpx.AsyncClient) -> None:
+        await create(client)
+        response = await client.patch(
+            f"{MANAGE}/1",
+            json={"url": "https://new.example/h", "events": "bounce, email.click", "active": False},
+        )
+        assert response.status_code == 200
+        assert response.json() == {
+            "id": 1,
+            "url": "https://new.example/h",
+            "events": "bounce,click",
+            "active": False,
+            "created_at": "2026-03-03T10:00:00Z",
+        }
+        assert (await client.get(f"{MANAGE}/1")).json() == response.json()
+
+    async def test_patch_only_what_is_sent(self, client: httpx.AsyncClient) -> None:
+        await create(client, events="open,click")
+        response = await client.patch(f"{MANAGE}/1", json={"active": False})
+        assert response.json()["events"] == "open,click"
+        assert response.json()["url"] == "https://yourapp.com/hooks"
+
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            ({"url": "http://a.example"}, "url"),
+            ({"url": "https://192.168.0.1"}, "url"),
+            ({"events": "sent"}, "events"),
+            ({"events": ""}, "events"),
+            ({"secret": "short"}, "secret"),
+            ({"secret": None}, "secret"),
+            ({"active": 1}, "active"),
+            ({"id": 7}, "id"),
+            ({"created_at": "2020-01-01T00:00:00Z"}, "created_at"),
+        ],
+    )
+    async def test_patch_validation(
+        self, client: httpx.AsyncClient, body: dict[str, Any], field: str
+    ) -> None:
+        before = await create(client)
+        assert_error(await client.patch(f"{MANAGE}/1", json=body), 422, "validation_error", field)
+        before.pop("secret")
+        assert (await client.get(f"{MANAGE}/1")).json() == before
+
+    async def test_delete(self, client: httpx.AsyncClient) -> None:
+        await create(client)
+        response = await client.delete(f"{MANAGE}/1")
+        assert response.status_code == 204
+        assert response.content == b""
+        assert_error(await client.get(f"{MANAGE}/1"), 404, "not_found")
+        assert (await client.get(MANAGE)).json() == {"webhooks": []}
+
+    @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+    async def test_missing_webhook_is_404(self, client: httpx.AsyncClient, method: str) -> None:
+        kwargs: dict[str, Any] = {"json": {"active": False}} if method == "PATCH" else {}
+        response = await client.request(method, f"{MANAGE}/42", **kwargs)
+        assert_error(response, 404, "not_found")
+
+    async def test_non_integer_id_is_404(self, client: httpx.AsyncClient) -> None:
+        assert_error(await client.get(f"{MANAGE}/abc"), 404, "not_found")
+
+    async def test_wrong_method_is_405(self, client: httpx.AsyncClient) -> None:
+        assert_error(await client.put(f"{MANAGE}/1", json={}), 405, "method_not_allowed")
+        assert_error(await client.delete(MANAGE), 405, "method_not_allowed")
+
+    async def test_unknown_path_is_json_404(self, client: httpx.AsyncClient) -> None:
+        assert_error(await client.get("/nope"), 404, "not_found")
+
+
+class TestAuth:
+    @pytest.mark.parametrize(
+        "authorization",
+        [
+            None,
+            "",
+            "Bearer",
+            "Bearer ",
+            "Basic dXNlcjpwYXNz",
+            f"Token {API_KEY}",
+            "Bearer wrong-key",
+        ],
+    )
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [("GET", MANAGE), ("POST", MANAGE), ("GET", f"{MANAGE}/1"), ("PATCH", f"{MANAGE}/1"),
+         ("DELETE", f"{MANAGE}/1")],
+    )  # fmt: skip
+    async def test_missing_or_wrong_key_is_401(
+        self, make_client: MakeClient, authorization: str | None, method: str, path: str
+    ) -> None:
+        client = await make_client(auth=False)
+        headers = {"authorization": authorization} if authorization is not None else {}
+        response = await client.request(method, path, headers=headers, json={})
+        assert_error(response, 401, "unauthorized")
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+    async def test_any_configured_key_works(
+        self, make_client: MakeClient, make_config: Any
+    ) -> None:
+        other = "second-key-abcdefghijkl"
+        client = await make_client(make_config(api_keys=(API_KEY, other)), auth=False)
+        for key in (API_KEY, other):
+            response = await client.get(MANAGE, headers={"authorization": f"bearer {key}"})
+            assert response.status_code == 200
+
+    async def test_a_prefix_of_a_key_is_not_a_key(self, make_client: MakeClient) -> None:
+        client = await make_client(auth=False)
+        response = await client.get(MANAGE, headers={"authorization": f"Bearer {API_KEY[:-1]}"})
+        assert response.status_code == 401
+
+    async def test_health_and_docs_need_no_key(self, make_client: MakeClient) -> None:
+        client = await make_client(auth=False)
+        for path in ("/healthz", "/readyz", "/openapi.json", "/docs"):
+            assert (await client.get(path)).status_code == 200

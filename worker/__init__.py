@@ -1,0 +1,1 @@
+"""mailhooks worker process (arq)."""
