@@ -9,6 +9,7 @@ import contextlib
 import os
 import secrets
 import sys
+from pathlib import Path
 
 from honcho.manager import Manager
 from honcho.printer import Printer
@@ -16,7 +17,8 @@ from honcho.printer import Printer
 from devtools.procfile import ROOT, process_env, procfile_commands
 from devtools.redis_server import PrivateRedis, RedisServerError
 
-DATA = ROOT / ".data"
+# MAILHOOKS_DATA_DIR moves it (the tests use a temporary folder).
+DATA = Path(os.environ.get("MAILHOOKS_DATA_DIR", ROOT / ".data"))
 
 
 def dev_api_key() -> str:

@@ -3,10 +3,12 @@
     MailhooksError                 every handled error: status, code, message, field?
     ├── MalformedJson              400 the body is not JSON
     ├── Unauthorized               401 missing or wrong API key
+    │   └── InvalidSignature       401 an inbound request's signature is missing or wrong
     ├── NotFound                   404 no such resource
     ├── PayloadTooLarge            413 body over MAX_BODY_BYTES
     ├── UnsupportedMediaType       415 body is not application/json
     ├── ValidationFailed           422 JSON of the wrong shape or value; names the field
+    │   └── InvalidPayload         422 a provider body that is not valid for its format
     └── StoreUnavailable           503 Redis did not answer
 
 Starlette's own HTTPException (404 unknown route, 405 wrong method) and redis-py's errors are
@@ -52,6 +54,10 @@ class Unauthorized(MailhooksError):
     code = "unauthorized"
 
 
+class InvalidSignature(Unauthorized):
+    code = "invalid_signature"
+
+
 class NotFound(MailhooksError):
     status = 404
     code = "not_found"
@@ -86,6 +92,10 @@ class ValidationFailed(MailhooksError):
         return cls(message, field=field)
 
 
+class InvalidPayload(ValidationFailed):
+    code = "invalid_payload"
+
+
 class StoreUnavailable(MailhooksError):
     status = 503
     code = "store_unavailable"
@@ -108,7 +118,8 @@ def error_response(
 
 async def handle_mailhooks_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MailhooksError)
-    headers = _UNAUTHORIZED_HEADERS if isinstance(exc, Unauthorized) else None
+    # Only API-key failures invite Bearer auth; a bad provider signature does not.
+    headers = _UNAUTHORIZED_HEADERS if type(exc) is Unauthorized else None
     return error_response(exc.status, exc.code, exc.message, exc.field, headers)
 
 

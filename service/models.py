@@ -3,7 +3,7 @@ responses and generate the OpenAPI schemas, so the three cannot drift apart."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -85,6 +85,32 @@ class ErrorDetail(Model):
 
 class ErrorBody(Model):
     error: ErrorDetail
+
+
+class Bounce(Model):
+    kind: Literal["hard", "soft"]
+    reason: str | None = None
+
+
+class Click(Model):
+    url: str
+
+
+class Event(Model):
+    """A provider event in canonical form: what is stored, listed and delivered.
+
+    `id` is assigned when the event is stored; normalisers leave it unset."""
+
+    type: Annotated[str, Meta(examples=["email.bounce"])]
+    email_id: str
+    occurred_at: Timestamp
+    provider: Annotated[str, Meta(examples=["generic", "resend", "sendgrid", "mailgun"])]
+    recipient: str | None = None
+    provider_event_id: str | None = None
+    bounce: Bounce | None = None
+    click: Click | None = None
+    metadata: dict[str, Any] | None = None
+    id: str | UnsetType = UNSET
 
 
 class Health(Model):

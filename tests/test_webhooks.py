@@ -424,3 +424,19 @@ class TestAuth:
         client = await make_client(auth=False)
         for path in ("/healthz", "/readyz", "/openapi.json", "/docs"):
             assert (await client.get(path)).status_code == 200
+
+
+@pytest.mark.redis
+class TestOnRealRedis:
+    async def test_hundred_concurrent_creates(
+        self, make_client: MakeClient, real_redis: Redis
+    ) -> None:
+        from tests.test_store import assert_indexes_consistent
+
+        client = await make_client(redis=real_redis)
+        async with anyio.create_task_group() as group:
+            for _ in range(100):
+                group.start_soon(create, client)
+        listed = (await client.get(MANAGE)).json()["webhooks"]
+        assert [w["id"] for w in listed] == list(range(1, 101))
+        await assert_indexes_consistent(real_redis)

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from openapi_spec_validator import validate
+from starlette.routing import Route
+
+from service.app import routes
+from service.openapi import build_spec
+
+pytestmark = pytest.mark.anyio
+
+
+def route_operations() -> set[tuple[str, str]]:
+    found = set()
+    for route in routes:
+        if isinstance(route, Route) and route.path not in ("/openapi.json", "/docs"):
+            path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
+            for method in route.methods or ():
+                if method != "HEAD":
+                    found.add((method.lower(), path))
+    return found
+
+
+class TestSpec:
+    def test_is_valid_openapi_3_1(self) -> None:
+        spec = build_spec()
+        assert spec["openapi"] == "3.1.0"
+        validate(spec)
+
+    def test_documents_every_route_and_nothing_else(self) -> None:
+        documented = {
+            (method, path) for path, item in build_spec()["paths"].items() for method in item
+        }
+        assert documented == route_operations()
+
+    def test_schemas_come_from_the_models(self) -> None:
+        schemas = build_spec()["components"]["schemas"]
+        create = schemas["WebhookCreate"]
+        assert create["required"] == ["url", "events"]
+        assert create["properties"]["secret"]["anyOf"][0]["minLength"] == 8
+        assert create["additionalProperties"] is False
+        assert "secret" in schemas["Webhook"]["properties"]  # the create-only field
+        assert schemas["ErrorDetail"]["required"] == ["code", "message"]
+
+    def test_management_needs_the_key_health_does_not(self) -> None:
+        paths = build_spec()["paths"]
+        assert paths["/api/webhooks/manage"]["post"]["security"] == [{"apiKey": []}]
+        assert paths["/healthz"]["get"]["security"] == []
+
+
+class TestServed:
+    async def test_openapi_json(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/openapi.json")
+        assert response.status_code == 200
+        assert response.json() == build_spec()
+
+    async def test_docs_page_loads_nothing_from_the_internet(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        page = await client.get("/docs")
+        assert page.status_code == 200
+        assert "text/html" in page.headers["content-type"]
+        assert not re.search(r"(src|href)=\"(https?:)?//", page.text)
+        assets = re.findall(r"(?:src|href)=\"(/docs/assets/[^\"]+)\"", page.text)
+        assert len(assets) == 2
+        for asset in assets:
+            response = await client.get(asset)
+            assert response.status_code == 200
+            assert len(response.content) > 10_000

@@ -1,0 +1,146 @@
+"""End to end: the Procfile's own web and worker commands against a private real Redis."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import redis
+
+from devtools import procfile
+from devtools.redis_server import PrivateRedis, free_port, wait_for_port
+from service import keys
+from tests.conftest import API_KEY
+
+pytestmark = pytest.mark.redis
+
+MANAGE = "/api/webhooks/manage"
+
+
+@dataclass
+class Web:
+    process: subprocess.Popen[bytes]
+    client: httpx.Client
+
+    def stop(self) -> str:
+        """SIGTERM, as the platform sends; returns the output after checking it was graceful."""
+        self.client.close()
+        self.process.terminate()
+        output, _ = self.process.communicate(timeout=15)
+        # uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean exit too.
+        assert self.process.returncode in (0, -signal.SIGTERM)
+        assert b"Application shutdown complete" in output
+        return output.decode()
+
+
+StartProcess = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def start_process() -> Iterator[StartProcess]:
+    """`start_process("web", REDIS_URL=...)`; every process is stopped after the test."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, **env: str) -> subprocess.Popen[bytes]:
+        env = {"API_KEYS": API_KEY, **env}
+        process = procfile.start(name, env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=15)
+        if process.stdout:
+            process.stdout.close()
+
+
+@pytest.fixture
+def start_web(start_process: StartProcess) -> Callable[[str], Web]:
+    def start(redis_url: str) -> Web:
+        port = free_port()
+        process = start_process("web", REDIS_URL=redis_url, PORT=str(port))
+        wait_for_port(port, timeout=20, process=process)
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        return Web(process, httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers))
+
+    return start
+
+
+@pytest.fixture
+def durable_redis(redis_server: PrivateRedis) -> Iterator[PrivateRedis]:
+    """A Redis of the test's own, with AOF on, for tests that restart it."""
+    with PrivateRedis(durable=True) as server:
+        yield server
+
+
+def test_webhooks_survive_a_restart_of_web(
+    start_web: Callable[[str], Web], durable_redis: PrivateRedis
+) -> None:
+    web = start_web(durable_redis.url)
+    assert web.client.get("/readyz").json() == {"status": "ready"}
+    body = {"url": "https://a.example/h", "events": "open,bounce"}
+    assert web.client.post(MANAGE, json=body).status_code == 201
+    before = web.client.get(MANAGE).json()
+    assert before["webhooks"][0]["events"] == "open,bounce"
+    web.stop()
+
+    web = start_web(durable_redis.url)
+    assert web.client.get(MANAGE).json() == before
+    web.stop()
+
+
+def test_webhooks_survive_a_restart_of_redis(
+    start_web: Callable[[str], Web], durable_redis: PrivateRedis
+) -> None:
+    web = start_web(durable_redis.url)
+    body = {"url": "https://a.example/h", "events": "*"}
+    assert web.client.post(MANAGE, json=body).status_code == 201
+    before = web.client.get(MANAGE).json()
+    durable_redis.restart()
+    # The same web process reconnects by itself.
+    assert web.client.get(MANAGE).json() == before
+    assert web.client.get("/readyz").status_code == 200
+    web.stop()
+
+
+def test_worker_starts_and_reports_in(
+    start_process: StartProcess, redis_server: PrivateRedis
+) -> None:
+    client = redis.Redis.from_url(redis_server.url)
+    client.delete(keys.WORKER_HEARTBEAT)
+    worker = start_process("worker", REDIS_URL=redis_server.url)
+    deadline = time.monotonic() + 20
+    while client.get(keys.WORKER_HEARTBEAT) is None and time.monotonic() < deadline:
+        assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
+        time.sleep(0.05)
+    assert client.get(keys.WORKER_HEARTBEAT) is not None
+    worker.terminate()
+    assert worker.wait(timeout=15) == 0
+    client.close()
+
+
+@pytest.mark.parametrize("name", ["web", "worker"])
+@pytest.mark.parametrize(
+    ("variable", "value"), [("MAX_BODY_BYTES", "lots"), ("REDIS_URL", "http://nope")]
+)
+def test_bad_config_stops_the_process_naming_the_variable(
+    start_process: StartProcess, name: str, variable: str, value: str
+) -> None:
+    process = start_process(name, **{variable: value, "PORT": str(free_port())})
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode != 0
+    assert variable in output.decode()
+
+
+def test_web_refuses_to_start_without_api_keys(start_process: StartProcess) -> None:
+    process = start_process("web", API_KEYS="", PORT=str(free_port()))
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode != 0
+    assert "API_KEYS" in output.decode()
