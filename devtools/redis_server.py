@@ -49,7 +49,12 @@ class PrivateRedis:
     `data_dir`, if given) on exit. `durable=True` turns on AOF with fsync every second."""
 
     def __init__(
-        self, data_dir: Path | None = None, *, port: int | None = None, durable: bool = True
+        self,
+        data_dir: Path | None = None,
+        *,
+        port: int | None = None,
+        durable: bool = True,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         executable = redis_server_path()
         if executable is None:
@@ -59,17 +64,35 @@ class PrivateRedis:
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="mailhooks-redis-")
         self.data_dir = data_dir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.durable = durable
+        self.tls = tls  # (certificate, key): serve TLS only, on `port`
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
 
     def start(self) -> PrivateRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.tls:
+            cert, key = self.tls
+            listen = [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(cert),
+                "--tls-key-file",
+                str(key),
+                "--tls-auth-clients",
+                "no",
+            ]
+        else:
+            listen = ["--port", str(self.port)]
         args = [
             self.executable,
-            "--port", str(self.port),
+            *listen,
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir),
             "--save", "",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from service import keys
-from service.events import EVENT_TYPES, WILDCARD, format_event_types
+from service.event_types import EVENT_TYPES, WILDCARD, format_event_types
 
 # Every subscriber set, in a fixed order: scripts get them all as KEYS (so they declare every
 # key they touch) and are told by position which ones a webhook belongs in.

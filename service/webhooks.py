@@ -13,7 +13,7 @@ from config import Config
 from service.auth import requires_api_key
 from service.clock import format_timestamp
 from service.errors import NotFound, ValidationFailed
-from service.events import InvalidEventTypes, format_event_types, parse_event_types
+from service.event_types import InvalidEventTypes, format_event_types, parse_event_types
 from service.models import WEBHOOK_CREATE_DECODER, WEBHOOK_UPDATE_DECODER, Webhook, WebhookList
 from service.requests import read_json
 from service.responses import json_response

@@ -1,0 +1,83 @@
+"""Connecting from REDIS_URL, including rediss:// to a server with a self-signed certificate
+(as Heroku Redis has), for both the web process's client and the worker's arq pool."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis.exceptions
+from arq.connections import create_pool
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from config import Config
+from devtools.redis_server import PrivateRedis
+from service.redis import connect
+from worker.settings import redis_settings
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "redis.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "redis.crt", directory / "redis.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_redis(redis_server: PrivateRedis, tmp_path: Path) -> Iterator[PrivateRedis]:
+    with PrivateRedis(tmp_path / "data", durable=False, tls=self_signed(tmp_path)) as server:
+        yield server
+
+
+async def test_rediss_with_self_signed_certificate(tls_redis: PrivateRedis) -> None:
+    config = Config.from_env({"REDIS_URL": tls_redis.url})
+    assert config.redis_url.startswith("rediss://")
+    client = connect(config)
+    assert await client.ping() is True
+    await client.aclose()
+
+    pool = await create_pool(redis_settings(config))
+    assert await pool.ping() is True
+    await pool.aclose()
+
+
+async def test_rediss_with_required_verification_refuses_self_signed(
+    tls_redis: PrivateRedis,
+) -> None:
+    config = Config.from_env({"REDIS_URL": tls_redis.url, "REDIS_SSL_CERT_REQS": "required"})
+    client = connect(config)
+    with pytest.raises(redis.exceptions.ConnectionError, match="certificate verify failed"):
+        await client.ping()
+    await client.aclose()
+
+
+async def test_plain_redis_url(redis_server: PrivateRedis) -> None:
+    client = connect(Config(redis_url=redis_server.url))
+    assert await client.ping() is True
+    await client.aclose()
