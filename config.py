@@ -35,6 +35,14 @@ class Config:
     allow_http_urls: bool = False
     allow_private_urls: bool = False
     log_level: str = "INFO"
+    # Inbound provider verification: each secret, when set, must sign that provider's requests.
+    inbound_secret: str = field(default="", repr=False)
+    resend_webhook_secret: str = field(default="", repr=False)
+    sendgrid_webhook_public_key: str = field(default="", repr=False)
+    mailgun_webhook_signing_key: str = field(default="", repr=False)
+    allow_unsigned_inbound: bool = False
+    dedup_ttl_seconds: int = 72 * 3600
+    events_maxlen: int = 1_000_000
 
     @property
     def redis_url_redacted(self) -> str:
@@ -53,8 +61,21 @@ class Config:
             f"api_keys=<{len(self.api_keys)} hidden>, max_body_bytes={self.max_body_bytes}, "
             f"allow_http_urls={self.allow_http_urls}, "
             f"allow_private_urls={self.allow_private_urls}, "
-            f"log_level={self.log_level!r})"
+            f"log_level={self.log_level!r}, inbound_secrets=<{self.configured_providers}>, "
+            f"allow_unsigned_inbound={self.allow_unsigned_inbound}, "
+            f"dedup_ttl_seconds={self.dedup_ttl_seconds}, events_maxlen={self.events_maxlen})"
         )
+
+    @property
+    def configured_providers(self) -> str:
+        """Which inbound providers have a verification secret, for logs (never the secrets)."""
+        secrets = {
+            "generic": self.inbound_secret,
+            "resend": self.resend_webhook_secret,
+            "sendgrid": self.sendgrid_webhook_public_key,
+            "mailgun": self.mailgun_webhook_signing_key,
+        }
+        return ",".join(name for name, value in secrets.items() if value) or "none"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -75,6 +96,13 @@ class Config:
             allow_http_urls=get("ALLOW_HTTP_URLS", _bool, False),
             allow_private_urls=get("ALLOW_PRIVATE_URLS", _bool, False),
             log_level=get("LOG_LEVEL", _choice(LOG_LEVELS), "INFO"),
+            inbound_secret=get("INBOUND_SECRET", _secret, ""),
+            resend_webhook_secret=get("RESEND_WEBHOOK_SECRET", _secret, ""),
+            sendgrid_webhook_public_key=get("SENDGRID_WEBHOOK_PUBLIC_KEY", _secret, ""),
+            mailgun_webhook_signing_key=get("MAILGUN_WEBHOOK_SIGNING_KEY", _secret, ""),
+            allow_unsigned_inbound=get("ALLOW_UNSIGNED_INBOUND", _bool, False),
+            dedup_ttl_seconds=get("DEDUP_TTL_SECONDS", _int_between(60, 90 * 86400), 72 * 3600),
+            events_maxlen=get("EVENTS_MAXLEN", _int_between(1000, 10**9), 1_000_000),
         )
 
 
@@ -116,6 +144,10 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
 
     return parse
+
+
+def _secret(name: str, raw: str) -> str:
+    return raw
 
 
 def _api_keys(name: str, raw: str) -> tuple[str, ...]:

@@ -14,16 +14,32 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from config import Config, ConfigError
-from service import health, openapi, webhooks
+from service import events, health, inbound, openapi, webhooks
 from service.clock import Clock, system_clock
-from service.errors import exception_handlers
+from service.errors import InvalidSignature, exception_handlers
+from service.event_store import EventStore
+from service.providers import resend, sendgrid
 from service.redis import connect
 from service.state import STATE_KEY, AppState
 from service.store import WebhookStore
 
 logger = logging.getLogger("mailhooks")
 
-routes = [*webhooks.routes, *health.routes, *openapi.routes]
+routes = [*webhooks.routes, *inbound.routes, *events.routes, *health.routes, *openapi.routes]
+
+
+def check_inbound_secrets(config: Config) -> None:
+    """Fail at start-up, naming the variable, rather than refuse every provider request."""
+    try:
+        if config.sendgrid_webhook_public_key:
+            sendgrid.public_key(config.sendgrid_webhook_public_key)
+    except InvalidSignature as exc:
+        raise ConfigError(f"SENDGRID_WEBHOOK_PUBLIC_KEY: {exc}") from None
+    try:
+        if config.resend_webhook_secret:
+            resend.signing_key(config.resend_webhook_secret)
+    except InvalidSignature as exc:
+        raise ConfigError(f"RESEND_WEBHOOK_SECRET: {exc}") from None
 
 
 def create_app(
@@ -33,15 +49,29 @@ def create_app(
     config = config if config is not None else Config.from_env()
     if not config.api_keys:
         raise ConfigError("API_KEYS is empty: set at least one key (comma-separated)")
+    check_inbound_secrets(config)
     logging.getLogger("mailhooks").setLevel(config.log_level)
+    if config.allow_unsigned_inbound:
+        logger.warning(
+            "ALLOW_UNSIGNED_INBOUND=true: provider events without a configured secret are "
+            "accepted unverified (providers configured: %s)",
+            config.configured_providers,
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         client = redis if redis is not None else connect(config)
         logger.info("web starting with %r", config)
         try:
+            event_store = EventStore(
+                client, maxlen=config.events_maxlen, dedup_ttl_seconds=config.dedup_ttl_seconds
+            )
             state = AppState(
-                config=config, redis=client, webhooks=WebhookStore(client), clock=clock
+                config=config,
+                redis=client,
+                webhooks=WebhookStore(client),
+                events=event_store,
+                clock=clock,
             )
             yield {STATE_KEY: state}
         finally:

@@ -21,6 +21,30 @@ WEBHOOK_INDEX = PREFIX + "webhooks"
 # ids subscribed to it: the worker finds an event's subscribers with one SUNION, never a scan.
 SUBSCRIBERS = PREFIX + "subscribers:{event_type}"
 
+# Stream of every stored inbound event, oldest first, trimmed approximately to EVENTS_MAXLEN.
+# Entry field "e" holds the msgspec-encoded canonical Event without its id: the event id is
+# "evt_" + the entry id, so the id costs no memory and finds its entry with one XRANGE.
+EVENTS_STREAM = PREFIX + "events"
+
+# String per provider event already stored (value: its entry id), expiring after
+# DEDUP_TTL_SECONDS: a provider's retry of the same event is recognised and stored once.
+# {digest} is a short hash of the provider's event id, so keys stay small whatever its length.
+SEEN = PREFIX + "seen:{provider}:{digest}"
+
+# String per signature token a provider signs without the body (Mailgun), value: the event it
+# came with. The same token with another event is a replayed signature over a forged body.
+TOKEN = PREFIX + "token:{provider}:{digest}"
+
+# Sorted sets (all scores 0, members = zero-padded entry ids, so lexicographic order is time
+# order) of the events about one email id / one recipient, for GET /api/events filters.
+# Each expires INDEX_TTL after its last event; members whose entry was trimmed are skipped.
+EVENTS_BY_EMAIL = PREFIX + "events:email:{email_id}"
+EVENTS_BY_RECIPIENT = PREFIX + "events:recipient:{recipient}"
+
+# Hash of inbound counters: "{provider}:stored", "{provider}:duplicate",
+# "{provider}:ignored:{provider_type}" (events with no canonical type, accepted, not stored).
+INBOUND_COUNTS = PREFIX + "inbound:counts"
+
 # String with the worker's last heartbeat (ISO 8601), expiring when the worker stops beating.
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
 
@@ -31,3 +55,19 @@ def webhook(webhook_id: int) -> str:
 
 def subscribers(event_type: str) -> str:
     return SUBSCRIBERS.format(event_type=event_type)
+
+
+def seen(provider: str, digest: str) -> str:
+    return SEEN.format(provider=provider, digest=digest)
+
+
+def token(provider: str, digest: str) -> str:
+    return TOKEN.format(provider=provider, digest=digest)
+
+
+def events_by_email(email_id: str) -> str:
+    return EVENTS_BY_EMAIL.format(email_id=email_id)
+
+
+def events_by_recipient(recipient: str) -> str:
+    return EVENTS_BY_RECIPIENT.format(recipient=recipient.lower())

@@ -25,7 +25,7 @@ Url = Annotated[
         examples=["https://yourapp.com/hooks/email-events"],
     ),
 ]
-EventList = Annotated[
+EventTypes = Annotated[
     str,
     Meta(
         description=(
@@ -51,14 +51,14 @@ Timestamp = Annotated[
 
 class WebhookCreate(Model):
     url: Url
-    events: EventList
+    events: EventTypes
     secret: Secret | None = None
     active: bool = True
 
 
 class WebhookUpdate(Model):
     url: Url | UnsetType = UNSET
-    events: EventList | UnsetType = UNSET
+    events: EventTypes | UnsetType = UNSET
     secret: Secret | UnsetType = UNSET
     active: bool | UnsetType = UNSET
 
@@ -111,6 +111,27 @@ class Event(Model):
     click: Click | None = None
     metadata: dict[str, Any] | None = None
     id: str | UnsetType = UNSET
+
+
+class EventList(Model):
+    events: list[Event]
+
+
+class Received(Model):
+    received: bool
+
+
+class GenericInboundEvent(Model):
+    """The generic inbound format (the API page's example). Resend, SendGrid and Mailgun post
+    their own native formats to the same URL; see docs/inbound.md."""
+
+    type: Annotated[str, Meta(examples=["email.bounced"])]
+    email_id: Annotated[str, Meta(examples=["msg_abc123def456"])]
+    recipient: str | None = None
+    timestamp: Timestamp | None = None
+    bounce: Bounce | None = None
+    click: Click | None = None
+    metadata: dict[str, Any] | None = None
 
 
 class Health(Model):

@@ -20,7 +20,11 @@ from starlette.staticfiles import StaticFiles
 from service import __version__
 from service.models import (
     ErrorBody,
+    Event,
+    EventList,
+    GenericInboundEvent,
     Health,
+    Received,
     Webhook,
     WebhookCreate,
     WebhookList,
@@ -28,10 +32,11 @@ from service.models import (
 )
 
 REF = "#/components/schemas/{name}"
+SIGNATURE_401 = "Missing, malformed, wrong or expired provider signature"
 ERROR_DESCRIPTIONS = {
     400: "The body is not valid JSON",
     401: "Missing or invalid API key",
-    404: "No such webhook",
+    404: "No such resource",
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
@@ -52,17 +57,40 @@ class Operation:
     parameters: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _query(name: str, description: str) -> dict[str, Any]:
+def _query(name: str, description: str, type_: str = "integer") -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": type_}
+    if type_ == "integer":
+        schema["minimum"] = 0
     return {
         "name": name,
         "in": "query",
         "required": False,
         "description": description,
-        "schema": {"type": "integer", "minimum": 0},
+        "schema": schema,
     }
 
 
 ID_PARAM = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+EVENT_ID_PARAM = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
+INBOUND_SUMMARY = (
+    'Receive {what}; answers {{"received": true}} once stored (retries de-duplicated). '
+    "See docs/inbound.md for formats and signatures"
+)
+
+
+def _inbound(path: str, what: str) -> Operation:
+    return Operation(
+        "post",
+        path,
+        INBOUND_SUMMARY.format(what=what),
+        200,
+        Received,
+        request=GenericInboundEvent if path == "/api/webhooks" else None,
+        errors=(401, 413, 422, 503),
+        auth=False,
+    )
+
+
 MANAGE = "/api/webhooks/manage"
 ONE = MANAGE + "/{webhook_id}"
 
@@ -99,6 +127,34 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=(400, 401, 404, 413, 415, 422, 503),
     ),
     Operation("delete", ONE, "Delete a webhook", 204, None, errors=(401, 404, 503)),
+    _inbound("/api/webhooks", "provider events (the provider is detected)"),
+    _inbound("/api/webhooks/resend", "Resend events (Svix-signed)"),
+    _inbound("/api/webhooks/sendgrid", "a SendGrid event batch (ECDSA-signed)"),
+    _inbound("/api/webhooks/mailgun", "a Mailgun event (HMAC-signed token)"),
+    Operation(
+        "get",
+        "/api/events",
+        "Stored events, newest first, filtered and paged (Link header for the next page)",
+        200,
+        EventList,
+        errors=(401, 422, 503),
+        parameters=[
+            _query(
+                "type", "Only this type: open, click, bounce, … (email.open form too)", "string"
+            ),
+            _query(
+                "email_id", "Only events about this email (the provider's message id)", "string"
+            ),
+            _query("recipient", "Only events for this recipient (case-insensitive)", "string"),
+            _query("limit", "Page size, 1-1000 (default 100)"),
+            _query(
+                "before", "Only events older than this event id (from the Link header)", "string"
+            ),
+        ],
+    ),
+    Operation(
+        "get", "/api/events/{event_id}", "One stored event", 200, Event, errors=(401, 404, 503)
+    ),
     Operation("get", "/healthz", "The process is alive", 200, Health, auth=False),
     Operation("get", "/readyz", "Redis answers", 200, Health, errors=(503,), auth=False),
 )
@@ -122,14 +178,17 @@ def build_spec() -> dict[str, Any]:
             ok["content"] = _content(op.ok_type)
         responses: dict[str, Any] = {str(op.ok_status): ok}
         for status in op.errors:
+            signature = status == 401 and not op.auth
             responses[str(status)] = {
-                "description": ERROR_DESCRIPTIONS[status],
+                "description": SIGNATURE_401 if signature else ERROR_DESCRIPTIONS[status],
                 "content": _content(ErrorBody),
             }
         entry: dict[str, Any] = {"summary": op.summary, "responses": responses}
         parameters = list(op.parameters)
         if "{webhook_id}" in op.path:
             parameters.append(ID_PARAM)
+        if "{event_id}" in op.path:
+            parameters.append(EVENT_ID_PARAM)
         if parameters:
             entry["parameters"] = parameters
         if op.request is not None:

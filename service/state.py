@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from config import Config
 from service.clock import Clock
+from service.event_store import EventStore
 from service.store import WebhookStore
 
 
@@ -17,6 +18,7 @@ class AppState:
     config: Config
     redis: Redis
     webhooks: WebhookStore
+    events: EventStore
     clock: Clock
 
 

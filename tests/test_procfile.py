@@ -144,3 +144,17 @@ def test_web_refuses_to_start_without_api_keys(start_process: StartProcess) -> N
     output, _ = process.communicate(timeout=20)
     assert process.returncode != 0
     assert "API_KEYS" in output.decode()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("SENDGRID_WEBHOOK_PUBLIC_KEY", "not-a-key"), ("RESEND_WEBHOOK_SECRET", "whsec_!!")],
+)
+def test_web_refuses_malformed_provider_keys(
+    start_process: StartProcess, variable: str, value: str
+) -> None:
+    process = start_process("web", PORT=str(free_port()), **{variable: value})
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode != 0
+    assert variable in output.decode()
+    assert value not in output.decode()

@@ -1,0 +1,246 @@
+"""Inbound events in Redis: one stream, de-duplication keys and lookup indexes.
+
+`append` marks each provider event seen and appends it to the stream in one Lua script, so a
+crash can neither lose an event that was answered 200 nor store a retry twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+from redis.asyncio import Redis
+
+from service import keys
+from service.models import Event
+from service.providers import Ignored
+
+EVENT_ID_PREFIX = "evt_"
+_EVENT_ID = re.compile(r"^evt_(\d{1,20})-(\d{1,20})$")
+# Filters scan at most this many stream entries per request; the Link header continues.
+SCAN_BUDGET = 5_000
+_SCAN_CHUNK = 500
+INDEX_TTL_SECONDS = 30 * 86400
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(Event)
+
+# KEYS: stream, counts hash, then per event: seen key, email index, recipient index.
+# ARGV: maxlen, seen ttl, index ttl, provider, number of events N, then per event: payload,
+# has-recipient flag; then the provider types of ignored events.
+# Returns per event: {1, entry id} when stored, {0, entry id of the original} when a duplicate.
+_APPEND = """
+local maxlen, seen_ttl, index_ttl, provider = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local n = tonumber(ARGV[5])
+local results = {}
+local stored, duplicates = 0, 0
+for i = 1, n do
+  local seen_key = KEYS[3 * i]
+  local original = redis.call('GET', seen_key)
+  if original then
+    duplicates = duplicates + 1
+    results[i] = {0, original}
+  else
+    local payload, has_recipient = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
+    local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'e', payload)
+    redis.call('SET', seen_key, id, 'EX', seen_ttl)
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    local member = string.format('%015d-%010d', tonumber(ms), tonumber(seq))
+    redis.call('ZADD', KEYS[3 * i + 1], 0, member)
+    redis.call('EXPIRE', KEYS[3 * i + 1], index_ttl)
+    if has_recipient == '1' then
+      redis.call('ZADD', KEYS[3 * i + 2], 0, member)
+      redis.call('EXPIRE', KEYS[3 * i + 2], index_ttl)
+    end
+    stored = stored + 1
+    results[i] = {1, id}
+  end
+end
+if stored > 0 then redis.call('HINCRBY', KEYS[2], provider .. ':stored', stored) end
+if duplicates > 0 then redis.call('HINCRBY', KEYS[2], provider .. ':duplicate', duplicates) end
+for j = 6 + 2 * n, #ARGV do
+  redis.call('HINCRBY', KEYS[2], provider .. ':ignored:' .. ARGV[j], 1)
+end
+return results
+"""
+
+
+def event_id(entry_id: str) -> str:
+    return EVENT_ID_PREFIX + entry_id
+
+
+def entry_id(event_id: str) -> str | None:
+    """The stream entry id an event id denotes, or None if it is not one of ours."""
+    match = _EVENT_ID.match(event_id)
+    return f"{int(match[1])}-{int(match[2])}" if match else None
+
+
+def index_member(entry_id: str) -> str:
+    """Zero-padded so that lexicographic order is time order."""
+    ms, seq = entry_id.split("-")
+    return f"{int(ms):015d}-{int(seq):010d}"
+
+
+def member_entry_id(member: str) -> str:
+    ms, seq = member.split("-")
+    return f"{int(ms)}-{int(seq)}"
+
+
+def seen_digest(provider_event_id: str) -> str:
+    digest = hashlib.sha256(provider_event_id.encode()).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    stored: list[str]  # event ids newly stored
+    duplicates: list[str]  # event ids of the originals of retried events
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    type: str | None = None
+    email_id: str | None = None
+    recipient: str | None = None
+
+    def matches(self, event: Event) -> bool:
+        return (
+            (self.type is None or event.type == self.type)
+            and (self.email_id is None or event.email_id == self.email_id)
+            and (
+                self.recipient is None or (event.recipient or "").lower() == self.recipient.lower()
+            )
+        )
+
+
+class EventStore:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        maxlen: int,
+        dedup_ttl_seconds: int,
+        scan_budget: int = SCAN_BUDGET,
+    ) -> None:
+        self._redis = redis
+        self._scan_budget = scan_budget
+        self._maxlen = maxlen
+        self._dedup_ttl = dedup_ttl_seconds
+        self._append = redis.register_script(_APPEND)
+
+    async def append(
+        self, provider: str, events: Sequence[Event], ignored: Sequence[Ignored] = ()
+    ) -> AppendResult:
+        """Store each event not seen before (by provider and provider_event_id), in order."""
+        script_keys: list[str] = [keys.EVENTS_STREAM, keys.INBOUND_COUNTS]
+        args: list[str | int] = [
+            self._maxlen,
+            self._dedup_ttl,
+            INDEX_TTL_SECONDS,
+            provider,
+            len(events),
+        ]
+        for event in events:
+            dedup_id = event.provider_event_id or _ENCODER.encode(event).decode()
+            script_keys += [
+                keys.seen(provider, seen_digest(dedup_id)),
+                keys.events_by_email(event.email_id),
+                keys.events_by_recipient(event.recipient or ""),
+            ]
+            args += [_ENCODER.encode(event).decode(), "1" if event.recipient else "0"]
+        args += [item.provider_type for item in ignored]
+        if not events and not ignored:
+            return AppendResult([], [])
+        results = await self._append(keys=script_keys, args=args)
+        stored = [event_id(raw.decode()) for flag, raw in results if flag == 1]
+        duplicates = [event_id(raw.decode()) for flag, raw in results if flag == 0]
+        return AppendResult(stored, duplicates)
+
+    async def claim_token(self, provider: str, token: str, owner: str, *, ttl_seconds: int) -> bool:
+        """Record that `token` came with `owner`; False if it already came with another."""
+        key = keys.token(provider, seen_digest(token))
+        if await self._redis.set(key, owner, nx=True, ex=ttl_seconds):
+            return True
+        return bool(await self._redis.get(key) == owner.encode())
+
+    async def get(self, event_id_: str) -> Event | None:
+        entry = entry_id(event_id_)
+        if entry is None:
+            return None
+        rows = await self._redis.xrange(keys.EVENTS_STREAM, entry, entry)
+        return self._decode(rows[0]) if rows else None
+
+    async def recent(
+        self, where: EventFilter, *, before: str | None, limit: int
+    ) -> tuple[list[Event], str | None]:
+        """Newest first, strictly older than the event id `before`; and the next cursor."""
+        before_entry = entry_id(before) if before else None
+        if where.email_id is not None or where.recipient is not None:
+            return await self._recent_indexed(where, before_entry, limit)
+        return await self._recent_scanned(where, before_entry, limit)
+
+    async def _recent_scanned(
+        self, where: EventFilter, before: str | None, limit: int
+    ) -> tuple[list[Event], str | None]:
+        found: list[Event] = []
+        upper = f"({before}" if before else "+"
+        scanned = 0
+        while scanned < self._scan_budget:
+            chunk = min(_SCAN_CHUNK, self._scan_budget - scanned)
+            rows = await self._redis.xrevrange(keys.EVENTS_STREAM, upper, "-", count=chunk)
+            if not rows:
+                return found, None
+            for row in rows:
+                scanned += 1
+                event = self._decode(row)
+                if where.matches(event):
+                    found.append(event)
+                    if len(found) == limit:
+                        return found, event.id if isinstance(event.id, str) else None
+            upper = f"({rows[-1][0].decode()}"
+        # Budget spent before the page filled: the cursor resumes where the scan stopped.
+        return found, event_id(upper[1:])
+
+    async def _recent_indexed(
+        self, where: EventFilter, before: str | None, limit: int
+    ) -> tuple[list[Event], str | None]:
+        index = (
+            keys.events_by_email(where.email_id)
+            if where.email_id is not None
+            else keys.events_by_recipient(where.recipient or "")
+        )
+        upper = f"({index_member(before)}" if before else "+"
+        found: list[Event] = []
+        scanned = 0
+        while scanned < self._scan_budget:
+            chunk = min(_SCAN_CHUNK, self._scan_budget - scanned)
+            members = await self._redis.zrevrangebylex(index, upper, "-", start=0, num=chunk)
+            if not members:
+                return found, None
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for member in members:
+                    entry = member_entry_id(member.decode())
+                    pipe.xrange(keys.EVENTS_STREAM, entry, entry)
+                rows = await pipe.execute()
+            for row in rows:
+                scanned += 1
+                if not row:
+                    continue  # trimmed from the stream since it was indexed
+                event = self._decode(row[0])
+                if where.matches(event):
+                    found.append(event)
+                    if len(found) == limit:
+                        return found, event.id if isinstance(event.id, str) else None
+            upper = f"({members[-1].decode()}"
+        return found, event_id(member_entry_id(upper[1:]))
+
+    @staticmethod
+    def _decode(row: tuple[bytes, dict[bytes, bytes]]) -> Event:
+        raw_id, fields = row
+        event = _DECODER.decode(fields[b"e"])
+        event.id = event_id(raw_id.decode())
+        return event

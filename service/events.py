@@ -1,0 +1,74 @@
+"""Reading stored events: GET /api/events (newest first, filtered, paged) and one event."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.auth import requires_api_key
+from service.errors import NotFound, ValidationFailed
+from service.event_store import EventFilter, entry_id
+from service.event_types import EVENT_TYPES, QUALIFIED_PREFIX
+from service.models import EventList
+from service.responses import json_response
+from service.state import app_state
+from service.webhooks import query_int
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+
+def event_type_param(request: Request) -> str | None:
+    raw = request.query_params.get("type")
+    if raw is None or raw == "":
+        return None
+    short = raw.strip().lower().removeprefix(QUALIFIED_PREFIX)
+    if short not in EVENT_TYPES:
+        raise ValidationFailed(
+            f"unknown event type {raw!r}; expected one of {', '.join(EVENT_TYPES)}", field="type"
+        )
+    return QUALIFIED_PREFIX + short
+
+
+def text_param(request: Request, name: str) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) > 998:  # the longest an RFC 5322 header line may be
+        raise ValidationFailed(f"{name} is too long", field=name)
+    return raw
+
+
+@requires_api_key
+async def list_events(request: Request) -> Response:
+    where = EventFilter(
+        type=event_type_param(request),
+        email_id=text_param(request, "email_id"),
+        recipient=text_param(request, "recipient"),
+    )
+    limit = query_int(request, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
+    before = text_param(request, "before")
+    if before is not None and entry_id(before) is None:
+        raise ValidationFailed("before must be an event id (evt_…)", field="before")
+    events, next_before = await app_state(request).events.recent(where, before=before, limit=limit)
+    headers = {}
+    if next_before is not None:
+        next_url = request.url.include_query_params(before=next_before, limit=limit)
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return json_response(EventList(events=events), headers=headers)
+
+
+@requires_api_key
+async def get_event(request: Request) -> Response:
+    event_id: str = request.path_params["event_id"]
+    event = await app_state(request).events.get(event_id)
+    if event is None:
+        raise NotFound(f"event {event_id} does not exist")
+    return json_response(event)
+
+
+routes = [
+    Route("/api/events", list_events, methods=["GET"]),
+    Route("/api/events/{event_id}", get_event, methods=["GET"], name="event"),
+]

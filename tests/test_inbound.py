@@ -1,0 +1,512 @@
+"""POST /api/webhooks and the per-provider URLs, through HTTP, with Redis state checked."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import fakeredis
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from config import Config
+from service import keys
+from service.app import create_app
+from tests.conftest import FIXED_NOW, MakeClient, serve
+from tests.signers import (
+    INBOUND_SECRET,
+    MAILGUN_KEY,
+    RESEND_SECRET,
+    SendgridSigner,
+    generic_headers,
+    mailgun_body,
+    resend_headers,
+)
+
+pytestmark = pytest.mark.anyio
+
+SAMPLES = Path(__file__).parent / "fixtures" / "providers"
+NOW = FIXED_NOW.timestamp()
+SEED_EVENT = {
+    "type": "email.bounced",
+    "email_id": "msg_abc123def456",
+    "recipient": "invalid@example.com",
+    "timestamp": "2026-03-03T08:15:00Z",
+}
+
+
+def sample(provider: str, name: str) -> Any:
+    return json.loads((SAMPLES / provider / name).read_text())
+
+
+def samples(provider: str) -> dict[str, Any]:
+    return {
+        path.name: json.loads(path.read_text())
+        for path in sorted((SAMPLES / provider).glob("*.json"))
+        if "signature" not in path.name
+    }
+
+
+@pytest.fixture
+def sendgrid_signer() -> SendgridSigner:
+    return SendgridSigner()
+
+
+@pytest.fixture
+def signed_config(
+    make_config: Callable[..., Config], sendgrid_signer: SendgridSigner
+) -> Callable[..., Config]:
+    def make(**overrides: Any) -> Config:
+        settings: dict[str, Any] = {
+            "inbound_secret": INBOUND_SECRET,
+            "resend_webhook_secret": RESEND_SECRET,
+            "sendgrid_webhook_public_key": sendgrid_signer.public_key,
+            "mailgun_webhook_signing_key": MAILGUN_KEY,
+        }
+        settings.update(overrides)
+        return make_config(**settings)
+
+    return make
+
+
+@pytest.fixture
+async def client(
+    make_client: MakeClient, signed_config: Callable[..., Config]
+) -> httpx.AsyncClient:
+    return await make_client(signed_config())
+
+
+async def stored(redis: Redis) -> int:
+    return int(await redis.xlen(keys.EVENTS_STREAM))
+
+
+async def events(client: httpx.AsyncClient, **params: str) -> list[dict[str, Any]]:
+    response = await client.get("/api/events", params=params)
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["events"]
+    return found
+
+
+def assert_refused(response: httpx.Response, status: int = 401) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] in ("invalid_signature", "invalid_payload")
+    assert "www-authenticate" not in response.headers
+
+
+class TestGeneric:
+    async def test_seed_example_is_received_and_stored(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        body = json.dumps(SEED_EVENT).encode()
+        response = await client.post("/api/webhooks", content=body, headers=generic_headers(body))
+        assert response.status_code == 200
+        assert response.json() == {"received": True}
+        [event] = await events(client)
+        assert event["id"].startswith("evt_")
+        assert {k: v for k, v in event.items() if k not in ("id", "provider_event_id")} == {
+            "type": "email.bounce",
+            "email_id": "msg_abc123def456",
+            "recipient": "invalid@example.com",
+            "occurred_at": "2026-03-03T08:15:00Z",
+            "provider": "generic",
+        }
+        assert (await client.get(f"/api/events/{event['id']}")).json() == event
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            {},
+            {"x-webhook-signature": ""},
+            {"x-webhook-signature": "0" * 64},
+            {"x-webhook-signature": "not-hex"},
+            generic_headers(b"{}"),
+            generic_headers(json.dumps(SEED_EVENT).encode(), secret="another-secret"),
+        ],
+    )
+    async def test_bad_signatures_store_nothing(
+        self, client: httpx.AsyncClient, fake_redis: Redis, headers: dict[str, str]
+    ) -> None:
+        body = json.dumps(SEED_EVENT).encode()
+        assert_refused(await client.post("/api/webhooks", content=body, headers=headers))
+        assert await stored(fake_redis) == 0
+
+    async def test_tampered_body_is_refused(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        body = json.dumps(SEED_EVENT).encode()
+        tampered = body.replace(b"invalid@", b"victim@")
+        response = await client.post(
+            "/api/webhooks", content=tampered, headers=generic_headers(body)
+        )
+        assert_refused(response)
+        assert await stored(fake_redis) == 0
+
+    async def test_unconfigured_secret_is_refused_unless_unsigned_allowed(
+        self, make_client: MakeClient, make_config: Callable[..., Config], fake_redis: Redis
+    ) -> None:
+        body = json.dumps(SEED_EVENT).encode()
+        strict = await make_client(make_config())
+        response = await strict.post("/api/webhooks", content=body)
+        assert_refused(response)
+        assert "INBOUND_SECRET" in response.json()["error"]["message"]
+        assert await stored(fake_redis) == 0
+
+        lenient = await make_client(make_config(allow_unsigned_inbound=True))
+        assert (await lenient.post("/api/webhooks", content=body)).status_code == 200
+        assert await stored(fake_redis) == 1
+
+    async def test_a_retry_is_stored_once(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        body = json.dumps(SEED_EVENT).encode()
+        for _ in range(3):
+            response = await client.post(
+                "/api/webhooks", content=body, headers=generic_headers(body)
+            )
+            assert response.json() == {"received": True}
+        assert await stored(fake_redis) == 1
+        counts = await fake_redis.hgetall(keys.INBOUND_COUNTS)
+        assert counts == {b"generic:stored": b"1", b"generic:duplicate": b"2"}
+
+    async def test_unknown_type_is_accepted_and_counted_not_stored(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        body = json.dumps({**SEED_EVENT, "type": "email.sent"}).encode()
+        response = await client.post("/api/webhooks", content=body, headers=generic_headers(body))
+        assert response.json() == {"received": True}
+        assert await stored(fake_redis) == 0
+        assert await fake_redis.hget(keys.INBOUND_COUNTS, "generic:ignored:email.sent") == b"1"
+
+    @pytest.mark.parametrize(
+        ("event", "field"),
+        [
+            ({"type": "email.bounced"}, "email_id"),
+            ({"email_id": "m1"}, "type"),
+            ({"type": "email.opened", "email_id": 5}, "email_id"),
+            ({"type": "email.opened", "email_id": "m1", "timestamp": "yesterday"}, "timestamp"),
+        ],
+    )
+    async def test_invalid_body_is_422_naming_the_field(
+        self, client: httpx.AsyncClient, fake_redis: Redis, event: dict[str, Any], field: str
+    ) -> None:
+        body = json.dumps(event).encode()
+        response = await client.post("/api/webhooks", content=body, headers=generic_headers(body))
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["field"] == field
+        assert await stored(fake_redis) == 0
+
+    async def test_oversized_body_is_413(
+        self, make_client: MakeClient, signed_config: Callable[..., Config], fake_redis: Redis
+    ) -> None:
+        client = await make_client(signed_config(max_body_bytes=1024))
+        body = json.dumps({**SEED_EVENT, "metadata": {"x": "y" * 2000}}).encode()
+        response = await client.post("/api/webhooks", content=body, headers=generic_headers(body))
+        assert response.status_code == 413
+        assert await stored(fake_redis) == 0
+
+
+class TestResend:
+    @pytest.mark.parametrize(
+        ("name", "expected_type"),
+        [
+            ("delivered.json", "email.delivered"),
+            ("bounce_hard.json", "email.bounce"),
+            ("open.json", "email.open"),
+            ("click.json", "email.click"),
+            ("complaint.json", "email.complaint"),
+            ("delivery_delayed.json", None),
+            ("suppressed.json", None),
+        ],
+    )
+    async def test_samples(
+        self,
+        client: httpx.AsyncClient,
+        fake_redis: Redis,
+        name: str,
+        expected_type: str | None,
+    ) -> None:
+        body = (SAMPLES / "resend" / name).read_bytes()
+        headers = resend_headers(body, NOW, msg_id=f"msg_{name}")
+        response = await client.post("/api/webhooks", content=body, headers=headers)
+        assert response.json() == {"received": True}
+        found = await events(client)
+        if expected_type is None:
+            assert found == []
+        else:
+            [event] = found
+            assert event["type"] == expected_type
+            assert event["provider"] == "resend"
+            assert event["provider_event_id"] == f"msg_{name}"
+            assert event["email_id"] == sample("resend", name)["data"]["email_id"]
+
+    @pytest.mark.parametrize(
+        "make_headers",
+        [
+            pytest.param(lambda body: resend_headers(b"{}", NOW), id="signed-other-body"),
+            pytest.param(lambda body: resend_headers(body, NOW - 301), id="expired"),
+            pytest.param(lambda body: resend_headers(body, NOW + 301), id="future"),
+            pytest.param(
+                lambda body: resend_headers(body, NOW, secret="whsec_" + "A" * 43 + "="),
+                id="wrong-secret",
+            ),
+            pytest.param(
+                lambda body: {"svix-id": "msg_1", "svix-timestamp": str(int(NOW))},
+                id="unsigned",
+            ),
+            pytest.param(
+                lambda body: {**resend_headers(body, NOW), "svix-signature": "v1,not-base64!!"},
+                id="malformed",
+            ),
+        ],
+    )
+    async def test_forged_tampered_expired(
+        self,
+        client: httpx.AsyncClient,
+        fake_redis: Redis,
+        make_headers: Callable[[bytes], dict[str, str]],
+    ) -> None:
+        body = (SAMPLES / "resend" / "open.json").read_bytes()
+        response = await client.post(
+            "/api/webhooks/resend", content=body, headers=make_headers(body)
+        )
+        assert_refused(response)
+        assert await stored(fake_redis) == 0
+
+    async def test_retry_with_new_timestamp_is_stored_once(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        body = (SAMPLES / "resend" / "open.json").read_bytes()
+        for offset in (0, 60, 120):
+            headers = resend_headers(body, NOW - offset, msg_id="msg_same")
+            assert (await client.post("/api/webhooks", content=body, headers=headers)).is_success
+        assert await stored(fake_redis) == 1
+
+    async def test_contact_unsubscribe(self, client: httpx.AsyncClient) -> None:
+        payload = sample("resend", "unsubscribe_contact_updated.json")
+        payload["data"]["unsubscribed"] = True
+        body = json.dumps(payload).encode()
+        headers = resend_headers(body, NOW)
+        assert (await client.post("/api/webhooks", content=body, headers=headers)).is_success
+        [event] = await events(client)
+        assert event["type"] == "email.unsubscribe"
+        assert event["recipient"] == payload["data"]["email"]
+
+
+class TestSendgrid:
+    async def test_every_sample_in_one_batch(
+        self, client: httpx.AsyncClient, fake_redis: Redis, sendgrid_signer: SendgridSigner
+    ) -> None:
+        # The docs' samples share some sg_event_ids; make them distinct events.
+        batch = [
+            {**event, "sg_event_id": f"{name}:{event['sg_event_id']}"}
+            for name, events_ in samples("sendgrid").items()
+            for event in events_
+        ]
+        body = json.dumps(batch).encode()
+        response = await client.post(
+            "/api/webhooks", content=body, headers=sendgrid_signer.headers(body, NOW)
+        )
+        assert response.json() == {"received": True}
+        found = await events(client, limit="1000")
+        canonical = {"delivered", "bounce", "open", "click", "spamreport", "unsubscribe"}
+        canonical.add("group_unsubscribe")
+        assert len(found) == sum(1 for e in batch if e["event"] in canonical)
+        assert {e["provider_event_id"] for e in found} == {
+            e["sg_event_id"] for e in batch if e["event"] in canonical
+        }
+        counts = await fake_redis.hgetall(keys.INBOUND_COUNTS)
+        assert counts[b"sendgrid:ignored:processed"] == b"1"
+        assert counts[b"sendgrid:ignored:deferred"] == b"1"
+
+    async def test_thousand_event_batch_stores_a_thousand(
+        self, client: httpx.AsyncClient, fake_redis: Redis, sendgrid_signer: SendgridSigner
+    ) -> None:
+        template = sample("sendgrid", "open.json")[0]
+        batch = []
+        for n in range(1000):
+            event = copy.deepcopy(template)
+            event["sg_event_id"] = f"evt-{n}"
+            event["email"] = f"user{n}@example.com"
+            batch.append(event)
+        body = json.dumps(batch).encode()
+        headers = sendgrid_signer.headers(body, NOW)
+        assert (
+            await client.post("/api/webhooks/sendgrid", content=body, headers=headers)
+        ).is_success
+        assert await stored(fake_redis) == 1000
+        # The provider retries the whole batch: nothing new is stored.
+        assert (
+            await client.post("/api/webhooks/sendgrid", content=body, headers=headers)
+        ).is_success
+        assert await stored(fake_redis) == 1000
+
+    async def test_mixed_batch_stores_only_known_types(
+        self, client: httpx.AsyncClient, fake_redis: Redis, sendgrid_signer: SendgridSigner
+    ) -> None:
+        batch = sample("sendgrid", "open.json") + sample("sendgrid", "processed.json")
+        batch += [{**batch[0], "event": "brand_new_event", "sg_event_id": "new-1"}]
+        body = json.dumps(batch).encode()
+        headers = sendgrid_signer.headers(body, NOW)
+        assert (await client.post("/api/webhooks", content=body, headers=headers)).is_success
+        assert [e["type"] for e in await events(client)] == ["email.open"]
+
+    async def test_bad_signature_stores_nothing(
+        self, client: httpx.AsyncClient, fake_redis: Redis, sendgrid_signer: SendgridSigner
+    ) -> None:
+        body = json.dumps(sample("sendgrid", "open.json")).encode()
+        headers = sendgrid_signer.headers(body + b" ", NOW)
+        assert_refused(await client.post("/api/webhooks", content=body, headers=headers))
+        expired = sendgrid_signer.headers(body, NOW - 301)
+        assert_refused(await client.post("/api/webhooks", content=body, headers=expired))
+        other = SendgridSigner().headers(body, NOW)
+        assert_refused(await client.post("/api/webhooks", content=body, headers=other))
+        assert await stored(fake_redis) == 0
+
+
+class TestMailgun:
+    @pytest.mark.parametrize(
+        ("name", "expected_type"),
+        [
+            ("delivered.event-data.json", "email.delivered"),
+            ("failed_permanent.event-data.json", "email.bounce"),
+            ("failed_temporary.event-data.json", "email.bounce"),
+            ("opened.event-data.json", "email.open"),
+            ("clicked.event-data.json", "email.click"),
+            ("unsubscribed.event-data.json", "email.unsubscribe"),
+            ("complained.event-data.json", "email.complaint"),
+        ],
+    )
+    async def test_samples(self, client: httpx.AsyncClient, name: str, expected_type: str) -> None:
+        body = mailgun_body(sample("mailgun", name), NOW)
+        response = await client.post("/api/webhooks", content=body)
+        assert response.json() == {"received": True}
+        [event] = await events(client)
+        assert event["type"] == expected_type
+        assert event["provider"] == "mailgun"
+
+    async def test_retry_with_the_original_signature_hours_later(
+        self, make_client: MakeClient, signed_config: Callable[..., Config], fake_redis: Redis
+    ) -> None:
+        from datetime import timedelta
+
+        body = mailgun_body(sample("mailgun", "opened.event-data.json"), NOW, token="t" * 50)
+        first = await make_client(signed_config())
+        assert (await first.post("/api/webhooks/mailgun", content=body)).is_success
+        later = await make_client(signed_config(), clock=lambda: FIXED_NOW + timedelta(hours=8))
+        assert (await later.post("/api/webhooks/mailgun", content=body)).is_success
+        assert await stored(fake_redis) == 1
+
+    async def test_reused_token_with_another_event_is_a_replay(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        token = "r" * 50
+        first = mailgun_body(sample("mailgun", "opened.event-data.json"), NOW, token=token)
+        assert (await client.post("/api/webhooks", content=first)).is_success
+        forged_data = sample("mailgun", "clicked.event-data.json")
+        forged = mailgun_body(forged_data, NOW, token=token)
+        assert_refused(await client.post("/api/webhooks", content=forged))
+        assert await stored(fake_redis) == 1
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            mailgun_body({"event": "opened"}, NOW, key="wrong-key"),
+            mailgun_body({"event": "opened"}, NOW - 13 * 3600),
+            json.dumps({"event-data": {"event": "opened"}, "signature": {}}).encode(),
+        ],
+    )
+    async def test_bad_signatures(
+        self, client: httpx.AsyncClient, fake_redis: Redis, body: bytes
+    ) -> None:
+        assert_refused(await client.post("/api/webhooks/mailgun", content=body))
+        assert await stored(fake_redis) == 0
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["type", "email_id", "event", "event-data", "signature", "data", "x"])
+            | st.text(max_size=5),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=20,
+)
+SAMPLE_BODIES = [
+    path.read_bytes() for path in sorted(SAMPLES.glob("*/*.json")) if path.stat().st_size < 20_000
+]
+
+
+@st.composite
+def inbound_requests(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
+    path = draw(st.sampled_from(["", "/resend", "/sendgrid", "/mailgun"]))
+    body = draw(
+        st.binary(max_size=300)
+        | JSON_VALUES.map(lambda value: json.dumps(value).encode())
+        | st.sampled_from(SAMPLE_BODIES)
+        | st.tuples(st.sampled_from(SAMPLE_BODIES), st.integers(0, 400), st.binary(max_size=8)).map(
+            lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + len(t[2]) :]
+        )
+    )
+    headers = draw(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "svix-id",
+                    "svix-timestamp",
+                    "svix-signature",
+                    "x-webhook-signature",
+                    "x-twilio-email-event-webhook-signature",
+                    "x-twilio-email-event-webhook-timestamp",
+                    "content-type",
+                ]
+            ),
+            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+            max_size=4,
+        )
+    )
+    return f"/api/webhooks{path}", body, headers
+
+
+class TestArbitraryInput:
+    @pytest.mark.parametrize("signed", [False, True], ids=["unsigned-allowed", "signed"])
+    def test_never_a_500(self, signed: bool) -> None:
+        signer = SendgridSigner()
+        config = Config(
+            api_keys=("test-api-key-0123456789",),
+            allow_unsigned_inbound=not signed,
+            inbound_secret=INBOUND_SECRET if signed else "",
+            resend_webhook_secret=RESEND_SECRET if signed else "",
+            sendgrid_webhook_public_key=signer.public_key if signed else "",
+            mailgun_webhook_signing_key=MAILGUN_KEY if signed else "",
+        )
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(inbound_requests())
+        def check(request: tuple[str, bytes, dict[str, str]]) -> None:
+            path, body, headers = request
+
+            async def send() -> httpx.Response:
+                redis = fakeredis.aioredis.FakeRedis()
+                app = create_app(config, redis=redis, clock=lambda: FIXED_NOW)
+                async with serve(app, {}) as client:
+                    response = await client.post(path, content=body, headers=headers)
+                await redis.aclose()
+                return response
+
+            response = anyio.run(send)
+            assert response.status_code in (200, 401, 413, 422), response.text
+            assert response.headers["content-type"] == "application/json"
+            assert response.json()
+
+        check()

@@ -1,0 +1,349 @@
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from service.errors import InvalidPayload, InvalidSignature
+from service.models import Bounce, Click, Event
+from service.providers import Ignored, mailgun
+
+SAMPLES = Path(__file__).parent / "fixtures" / "providers" / "mailgun"
+VECTOR = json.loads((SAMPLES / "signature_vector.json").read_text())
+KEY = VECTOR["webhook_signing_key"]
+TOKEN = VECTOR["token"]
+VECTOR_TIME = int(VECTOR["timestamp"])
+VECTOR_SIGNATURE = {
+    "timestamp": VECTOR["timestamp"],
+    "token": TOKEN,
+    "signature": VECTOR["expected_signature_hex"],
+}
+NOW = 1_772_532_000
+MESSAGE_ID_FIELD = "event-data.message.headers.message-id"
+
+
+def event_data(name: str = "delivered", **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((SAMPLES / f"{name}.event-data.json").read_bytes())
+    data.update(changes)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def request(data: dict[str, Any] | None = None, signature: Any = VECTOR_SIGNATURE) -> bytes:
+    """The full request: the docs' samples show only `event-data`."""
+    return json.dumps({"signature": signature, "event-data": data or event_data()}).encode()
+
+
+def sign(timestamp: int | str, token: str = TOKEN, key: str = KEY) -> dict[str, Any]:
+    """A signature block computed here, independently of the code under test."""
+    digest = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
+    return {"timestamp": timestamp, "token": token, "signature": digest}
+
+
+def normalize(raw: bytes) -> list[Event | Ignored]:
+    return mailgun.normalize(raw, {}, received_at="2026-03-03T10:00:00Z")
+
+
+class TestVerify:
+    def test_vector(self) -> None:
+        mailgun.verify(request(), {}, KEY, now=VECTOR_TIME)
+
+    def test_vector_is_stale_today(self) -> None:
+        with pytest.raises(InvalidSignature, match="too old"):
+            mailgun.verify(request(), {}, KEY, now=NOW)
+        mailgun.verify(request(), {}, KEY, now=NOW, tolerance=None)
+
+    @pytest.mark.parametrize(
+        ("signature", "key", "message"),
+        [
+            (VECTOR_SIGNATURE, "WRONG_KEY", "does not match"),
+            ({**VECTOR_SIGNATURE, "token": TOKEN[:-1] + "0"}, KEY, "does not match"),
+            ({**VECTOR_SIGNATURE, "timestamp": str(VECTOR_TIME + 1)}, KEY, "does not match"),
+            (
+                {**VECTOR_SIGNATURE, "signature": VECTOR["expected_signature_hex"][:-1] + "d"},
+                KEY,
+                "does not match",
+            ),
+            ({**VECTOR_SIGNATURE, "signature": "not hex"}, KEY, "not a hex"),
+        ],
+        ids=["wrong-key", "other-token", "other-timestamp", "forged", "malformed"],
+    )
+    def test_vector_refuses_changes(self, signature: Any, key: str, message: str) -> None:
+        with pytest.raises(InvalidSignature, match=message):
+            mailgun.verify(request(signature=signature), {}, key, now=VECTOR_TIME)
+
+    def test_uppercase_hex_and_integer_timestamp(self) -> None:
+        block = sign(NOW)
+        block["signature"] = block["signature"].upper()
+        mailgun.verify(request(signature=block), {}, KEY, now=NOW)
+
+    @pytest.mark.parametrize(("offset", "message"), [(-301, "too old"), (301, "in the future")])
+    def test_outside_tolerance(self, offset: int, message: str) -> None:
+        raw = request(signature=sign(str(NOW + offset)))
+        with pytest.raises(InvalidSignature, match=message):
+            mailgun.verify(raw, {}, KEY, now=NOW)
+
+    def test_event_data_is_not_covered(self) -> None:
+        # Mailgun signs only timestamp + token, which is why the caller must refuse reused tokens.
+        mailgun.verify(request(event_data("failed_permanent")), {}, KEY, now=VECTOR_TIME)
+
+    def test_published_signature_block_needs_its_own_key(self) -> None:
+        block = json.loads((SAMPLES / "signature_block.json").read_bytes())
+        with pytest.raises(InvalidSignature, match="does not match"):
+            mailgun.verify(request(signature=block), {}, KEY, now=1770920772)
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b'{"event-data": {}}',
+            b'{"signature": null, "event-data": {}}',
+            b'{"signature": "abc"}',
+            b'{"signature": {"timestamp": "1", "token": "t"}}',
+            b'{"signature": {"timestamp": "1", "token": "", "signature": "ab"}}',
+            b'{"signature": {"timestamp": 1.5, "token": "t", "signature": "ab"}}',
+        ],
+        ids=["absent", "null", "string", "no-signature", "empty-token", "float-timestamp"],
+    )
+    def test_missing_or_malformed_signature_block(self, raw: bytes) -> None:
+        with pytest.raises(InvalidSignature, match="signature block"):
+            mailgun.verify(raw, {}, KEY, now=NOW)
+
+    @pytest.mark.parametrize("timestamp", ["", "soon", "-1", "1534108637.5"])
+    def test_malformed_timestamp(self, timestamp: str) -> None:
+        with pytest.raises(InvalidSignature, match=r"signature\.timestamp"):
+            mailgun.verify(request(signature=sign(timestamp)), {}, KEY, now=NOW)
+
+    @pytest.mark.parametrize("raw", [b"", b"token=abc&signature=def", b"[]", b'"signature"'])
+    def test_body_that_is_not_a_json_object(self, raw: bytes) -> None:
+        with pytest.raises(InvalidPayload):
+            mailgun.verify(raw, {}, KEY, now=NOW)
+
+
+class TestSignatureToken:
+    def test_returns_the_token(self) -> None:
+        assert mailgun.signature_token(request()) == TOKEN
+
+    def test_published_block(self) -> None:
+        block = json.loads((SAMPLES / "signature_block.json").read_bytes())
+        token = "e0b5477167110d68991efc6b9f89f0a11066af27834600e123"
+        assert mailgun.signature_token(request(signature=block)) == token
+
+    def test_missing_block(self) -> None:
+        with pytest.raises(InvalidSignature):
+            mailgun.signature_token(b'{"event-data": {}}')
+
+
+SAMPLE_EVENTS = [
+    (
+        "delivered",
+        "email.delivered",
+        "20260203192030.53383e583ab41f62@sample.mailgun.com",
+        "recipient@sample.mailgun.com",
+        "2026-02-03T19:20:31.658Z",
+        "MXcc2gEpS-eN8HfkOnmK2w",
+        None,
+        None,
+    ),
+    (
+        "opened",
+        "email.open",
+        "20260205213049.8e3a7bf607f78309@sample.mailgun.com",
+        "recipient@sample.mailgun.com",
+        "2026-02-05T21:31:14.554Z",
+        "q7DMpbLFRKW1QuiLC9XV4Q",
+        None,
+        None,
+    ),
+    (
+        "clicked",
+        "email.click",
+        "20260205213049.8e3a7bf607f78309@sample.mailgun.com",
+        "recipient@sample.mailgun.com",
+        "2026-02-05T21:31:58.664Z",
+        "A9dLUrCXQjK92TlnW3zkIA",
+        None,
+        Click(url="https://sample.mailgun.com"),
+    ),
+    (
+        "complained",
+        "email.complaint",
+        "20260212182531.0d5ed3254c319957@sample.mailgun.com",
+        "recipient@sample.mailgun.com",
+        "2026-02-12T18:26:12.268Z",
+        "rIVDlyk8SY-mJauQoYmNFA",
+        None,
+        None,
+    ),
+    (
+        "failed_permanent",
+        "email.bounce",
+        "20260212174255.58bbb7ce85a423e5@mailgun.com",
+        "badrecipient@sample.mailgun.com",
+        "2026-02-12T17:42:55.592Z",
+        "2kFItcrLQuKTdp-Ia2Xr7w",
+        Bounce(
+            kind="hard",
+            reason="5.5.0 Requested action not taken: mailbox unavailable (S2017062302). "
+            "[BN3PEPF0000B36D.namprd21.prod.outlook.com 2026-02-12T17:42:55.527Z "
+            "08DE657A58651558]",
+        ),
+        None,
+    ),
+    (
+        "failed_temporary",
+        "email.bounce",
+        "20260212180106.5c8f35804ae3fd54@sample.mailgun.com",
+        "tempfailrecipient@sample.mailgun.com",
+        "2026-02-12T18:01:07.428Z",
+        "YusK9KhoTwe2C00iRxsEqQ",
+        Bounce(
+            kind="soft",
+            reason="Your IP (161.38.194.10) is temporary blacklisted by an anti-troyan rule, "
+            "retry later and/or visit http://sample.mailgun.com/",
+        ),
+        None,
+    ),
+]
+
+
+class TestNormalize:
+    @pytest.mark.parametrize(
+        ("name", "kind", "email_id", "recipient", "occurred_at", "data_id", "bounce", "click"),
+        SAMPLE_EVENTS,
+    )
+    def test_samples(
+        self,
+        name: str,
+        kind: str,
+        email_id: str,
+        recipient: str,
+        occurred_at: str,
+        data_id: str,
+        bounce: Bounce | None,
+        click: Click | None,
+    ) -> None:
+        assert normalize(request(event_data(name))) == [
+            Event(
+                type=kind,
+                email_id=email_id,
+                occurred_at=occurred_at,
+                provider="mailgun",
+                recipient=recipient,
+                provider_event_id=f"{data_id}:{TOKEN}",
+                bounce=bounce,
+                click=click,
+                metadata={"tags": ["webhook_payload"]},
+            )
+        ]
+
+    def test_unsubscribed_sample(self) -> None:
+        # Its `tags: ["*"]` and `storage: []` are as published.
+        assert normalize(request(event_data("unsubscribed"))) == [
+            Event(
+                type="email.unsubscribe",
+                email_id="20260205213049.8e3a7bf607f78309@sample.mailgun.com",
+                occurred_at="2026-02-05T21:31:30.465Z",
+                provider="mailgun",
+                recipient="recipient@sample.mailgun.com",
+                provider_event_id=f"89QcW8YuSv6lhSeN3n4qnA:{TOKEN}",
+                metadata={"tags": ["*"]},
+            )
+        ]
+
+    @pytest.mark.parametrize("kind", ["accepted", "rejected", "stored", "list_member_uploaded"])
+    def test_other_events_are_ignored(self, kind: str) -> None:
+        assert normalize(request(event_data(event=kind))) == [
+            Ignored(provider="mailgun", provider_type=kind)
+        ]
+
+    @pytest.mark.parametrize(
+        ("severity", "bounce_type", "kind"),
+        [
+            ("permanent", None, "hard"),
+            ("temporary", "hard", "soft"),
+            (None, "hard", "hard"),
+            (None, None, "soft"),
+            ("unheard-of", None, "soft"),
+        ],
+    )
+    def test_bounce_kind(
+        self, severity: str | None, bounce_type: str | None, kind: Literal["hard", "soft"]
+    ) -> None:
+        status = {"message": "550 gone", "bounce-type": bounce_type}
+        data = event_data("failed_permanent", severity=severity, **{"delivery-status": status})
+        [event] = normalize(request(data))
+        assert isinstance(event, Event)
+        assert event.bounce == Bounce(kind=kind, reason="550 gone")
+
+    @pytest.mark.parametrize(
+        ("status", "reason"),
+        [
+            ({"description": "Previously bounced", "message": "550 gone"}, "Previously bounced"),
+            ({"description": None, "message": "550 gone"}, "550 gone"),
+            ({"description": None, "message": ""}, "suppress-bounce"),
+            (None, "suppress-bounce"),
+        ],
+    )
+    def test_bounce_reason_sources(self, status: Any, reason: str) -> None:
+        data = event_data("failed_permanent", reason="suppress-bounce")
+        data["delivery-status"] = status
+        [event] = normalize(request(data))
+        assert isinstance(event, Event)
+        assert event.bounce == Bounce(kind="hard", reason=reason)
+
+    @pytest.mark.parametrize(
+        ("message_id", "email_id"),
+        [("<abc@mg.example.com>", "abc@mg.example.com"), (" abc@mg ", "abc@mg")],
+    )
+    def test_message_id_without_brackets(self, message_id: str, email_id: str) -> None:
+        data = event_data(message={"headers": {"message-id": message_id}})
+        [event] = normalize(request(data))
+        assert isinstance(event, Event)
+        assert event.email_id == email_id
+
+    def test_user_variables_and_tags_are_metadata(self) -> None:
+        data = event_data(tags=["welcome"])
+        data["user-variables"] = {"order": "o-17", "n": 2}
+        [event] = normalize(request(data))
+        assert isinstance(event, Event)
+        assert event.metadata == {"order": "o-17", "n": 2, "tags": ["welcome"]}
+
+    def test_no_user_variables_nor_tags_is_no_metadata(self) -> None:
+        [event] = normalize(request(event_data(tags=[])))
+        assert isinstance(event, Event)
+        assert event.metadata is None
+
+    def test_event_without_id_uses_the_token(self) -> None:
+        data = event_data()
+        del data["id"]
+        [event] = normalize(request(data))
+        assert isinstance(event, Event)
+        assert event.provider_event_id == TOKEN
+
+    @pytest.mark.parametrize(
+        ("raw", "field"),
+        [
+            (request(event_data(message={})), MESSAGE_ID_FIELD),
+            (request(event_data(message={"headers": {}})), MESSAGE_ID_FIELD),
+            (request(event_data(message={"headers": {"message-id": "<>"}})), MESSAGE_ID_FIELD),
+            (request(event_data(timestamp="yesterday")), "event-data.timestamp"),
+            (request(event_data(timestamp=1e300)), "event-data.timestamp"),
+            (request(event_data(event="")), "event-data.event"),
+            (request(event_data(url=7)), "event-data.url"),
+            (request({"id": "x"}), "event-data.event"),
+            (b'{"signature": ' + json.dumps(VECTOR_SIGNATURE).encode() + b"}", "event-data"),
+            (b'{"event-data": {"event": "opened", "timestamp": 1}}', "signature"),
+        ],
+    )
+    def test_invalid_fields_are_named(self, raw: bytes, field: str) -> None:
+        with pytest.raises(InvalidPayload) as info:
+            normalize(raw)
+        assert info.value.field == field
+
+    @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b"null"])
+    def test_wrong_shape(self, raw: bytes) -> None:
+        with pytest.raises(InvalidPayload):
+            normalize(raw)
