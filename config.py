@@ -17,6 +17,8 @@ T = TypeVar("T")
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 SSL_CERT_REQS = ("none", "optional", "required")
+# Seconds before each attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MIN_API_KEY_LENGTH = 16
 
 
@@ -43,6 +45,14 @@ class Config:
     allow_unsigned_inbound: bool = False
     dedup_ttl_seconds: int = 72 * 3600
     events_maxlen: int = 1_000_000
+    # Delivery (the worker).
+    delivery_timeout: float = 15.0
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    endpoint_concurrency: int = 10
+    delivery_concurrency: int = 200
+    disable_after_seconds: int = 5 * 86400
+    delivery_retention_count: int = 10_000
+    delivery_retention_seconds: int = 30 * 86400
 
     @property
     def redis_url_redacted(self) -> str:
@@ -63,7 +73,11 @@ class Config:
             f"allow_private_urls={self.allow_private_urls}, "
             f"log_level={self.log_level!r}, inbound_secrets=<{self.configured_providers}>, "
             f"allow_unsigned_inbound={self.allow_unsigned_inbound}, "
-            f"dedup_ttl_seconds={self.dedup_ttl_seconds}, events_maxlen={self.events_maxlen})"
+            f"dedup_ttl_seconds={self.dedup_ttl_seconds}, events_maxlen={self.events_maxlen}, "
+            f"delivery_timeout={self.delivery_timeout}, retry_schedule={self.retry_schedule}, "
+            f"endpoint_concurrency={self.endpoint_concurrency}, "
+            f"delivery_concurrency={self.delivery_concurrency}, "
+            f"disable_after_seconds={self.disable_after_seconds})"
         )
 
     @property
@@ -103,6 +117,17 @@ class Config:
             allow_unsigned_inbound=get("ALLOW_UNSIGNED_INBOUND", _bool, False),
             dedup_ttl_seconds=get("DEDUP_TTL_SECONDS", _int_between(60, 90 * 86400), 72 * 3600),
             events_maxlen=get("EVENTS_MAXLEN", _int_between(1000, 10**9), 1_000_000),
+            delivery_timeout=get("DELIVERY_TIMEOUT", _float_between(0.1, 300), 15.0),
+            retry_schedule=get("RETRY_SCHEDULE", _schedule, DEFAULT_RETRY_SCHEDULE),
+            endpoint_concurrency=get("ENDPOINT_CONCURRENCY", _int_between(1, 1000), 10),
+            delivery_concurrency=get("DELIVERY_CONCURRENCY", _int_between(1, 10_000), 200),
+            disable_after_seconds=get("DISABLE_AFTER", _int_between(60, 365 * 86400), 5 * 86400),
+            delivery_retention_count=get(
+                "DELIVERY_RETENTION_COUNT", _int_between(10, 10**7), 10_000
+            ),
+            delivery_retention_seconds=get(
+                "DELIVERY_RETENTION_SECONDS", _int_between(3600, 365 * 86400), 30 * 86400
+            ),
         )
 
 
@@ -124,6 +149,27 @@ def _int_between(low: int, high: int) -> Callable[[str, str], int]:
         return value
 
     return parse
+
+
+def _float_between(low: float, high: float) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _schedule(name: str, raw: str) -> tuple[float, ...]:
+    parse = _float_between(0, 7 * 86400)
+    delays = tuple(parse(name, part.strip()) for part in raw.split(",") if part.strip())
+    if not delays:
+        raise ConfigError(f"{name} must list at least one delay in seconds")
+    return delays
 
 
 def _bool(name: str, raw: str) -> bool:

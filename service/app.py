@@ -14,10 +14,12 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from config import Config, ConfigError
-from service import events, health, inbound, openapi, webhooks
+from service import deliveries, events, health, inbound, openapi, webhooks
 from service.clock import Clock, system_clock
+from service.delivery_store import DeliveryStore
 from service.errors import InvalidSignature, exception_handlers
 from service.event_store import EventStore
+from service.jobs import job_queue
 from service.providers import resend, sendgrid
 from service.redis import connect
 from service.state import STATE_KEY, AppState
@@ -25,7 +27,14 @@ from service.store import WebhookStore
 
 logger = logging.getLogger("mailhooks")
 
-routes = [*webhooks.routes, *inbound.routes, *events.routes, *health.routes, *openapi.routes]
+routes = [
+    *webhooks.routes,
+    *deliveries.routes,
+    *inbound.routes,
+    *events.routes,
+    *health.routes,
+    *openapi.routes,
+]
 
 
 def check_inbound_secrets(config: Config) -> None:
@@ -71,6 +80,8 @@ def create_app(
                 redis=client,
                 webhooks=WebhookStore(client),
                 events=event_store,
+                deliveries=DeliveryStore(client),
+                jobs=job_queue(client),
                 clock=clock,
             )
             yield {STATE_KEY: state}

@@ -45,6 +45,29 @@ EVENTS_BY_RECIPIENT = PREFIX + "events:recipient:{recipient}"
 # "{provider}:ignored:{provider_type}" (events with no canonical type, accepted, not stored).
 INBOUND_COUNTS = PREFIX + "inbound:counts"
 
+# The consumer group the workers read the events stream with.
+DELIVERY_GROUP = "mh:delivery"
+
+# Hash per delivery (one event to one webhook): id, webhook_id, event_id, type, status
+# (pending|succeeded|failed), attempts, created_at/updated_at/next_attempt_at (ms),
+# last_status_code, last_error, lease_owner/lease_until (who may attempt it now, and until
+# when), and the payload once the delivery outlives its first attempt (the stream may be
+# trimmed before its last retry). The id is deterministic: dlv_{entry id}_{webhook id}.
+DELIVERY = PREFIX + "delivery:{delivery_id}"
+
+# List per delivery of its attempts (msgspec JSON, newest last, the last 50 kept).
+DELIVERY_ATTEMPTS = PREFIX + "delivery:{delivery_id}:attempts"
+
+# Sorted sets per webhook (all scores 0, members "{created ms, 15 digits}:{delivery id}" so
+# lexicographic order is time order): every delivery, and one set per status.
+DELIVERIES = PREFIX + "deliveries:{webhook_id}"
+DELIVERIES_BY_STATUS = PREFIX + "deliveries:{webhook_id}:{status}"
+
+# Sorted set of every leased pending delivery, scored by lease expiry (ms): maintenance
+# re-queues those whose lease ran out with nobody attempting them (a worker that died
+# between scheduling a retry and handing it to arq).
+DELIVERY_LEASES = PREFIX + "delivery-leases"
+
 # String with the worker's last heartbeat (ISO 8601), expiring when the worker stops beating.
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
 
@@ -59,6 +82,20 @@ def subscribers(event_type: str) -> str:
 
 def seen(provider: str, digest: str) -> str:
     return SEEN.format(provider=provider, digest=digest)
+
+
+def delivery(delivery_id: str) -> str:
+    return DELIVERY.format(delivery_id=delivery_id)
+
+
+def delivery_attempts(delivery_id: str) -> str:
+    return DELIVERY_ATTEMPTS.format(delivery_id=delivery_id)
+
+
+def deliveries(webhook_id: int, status: str | None = None) -> str:
+    if status is None:
+        return DELIVERIES.format(webhook_id=webhook_id)
+    return DELIVERIES_BY_STATUS.format(webhook_id=webhook_id, status=status)
 
 
 def token(provider: str, digest: str) -> str:

@@ -71,6 +71,10 @@ class Webhook(Model):
     created_at: Timestamp
     # Present only in the create response, and only when the server generated the secret.
     secret: str | UnsetType = UNSET
+    disabled_reason: Annotated[
+        str | None,
+        Meta(description="Why delivery disabled it: gone (the endpoint answered 410) or failing"),
+    ] = None
 
 
 class WebhookList(Model):
@@ -113,6 +117,71 @@ class Event(Model):
     id: str | UnsetType = UNSET
 
 
+class PayloadData(Model):
+    email_id: str
+    recipient: str | None  # always present, null when the provider did not say
+    timestamp: Annotated[str, Meta(description="When the event occurred (ISO 8601 UTC)")]
+    provider: str
+    bounce: Bounce | None = None
+    click: Click | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class WebhookPayload(Model):
+    """The body of every delivery, signed in X-Webhook-Signature and webhook-signature."""
+
+    id: Annotated[str, Meta(description="The event id (evt_…), the same for every endpoint")]
+    type: Annotated[str, Meta(examples=["email.bounce"])]
+    created_at: Annotated[str, Meta(description="When we stored the event (ISO 8601 UTC)")]
+    data: PayloadData
+
+
+class Attempt(Model):
+    number: int
+    at: Timestamp
+    latency_ms: int
+    status_code: int | None = None
+    error: Annotated[
+        str | None,
+        Meta(description="timeout, connect_error, blocked_address, network_error, http_status"),
+    ] = None
+    response: Annotated[str | None, Meta(description="The first 1 KiB of the response")] = None
+
+
+DeliveryStatus = Literal["pending", "succeeded", "failed"]
+
+
+class Delivery(Model):
+    id: Annotated[str, Meta(description="Stable across retries; sent as webhook-id")]
+    webhook_id: int
+    event_id: str
+    type: str
+    status: DeliveryStatus
+    attempts: int
+    created_at: Timestamp
+    updated_at: Timestamp
+    next_attempt_at: Timestamp | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    attempt_log: list[Attempt] | None = None
+
+
+class DeliveryList(Model):
+    deliveries: list[Delivery]
+
+
+class RecoverRequest(Model):
+    since: Annotated[Timestamp, Meta(description="Re-queue failed deliveries created since then")]
+
+
+class RecoverResult(Model):
+    requeued: int
+
+
+class SyntheticEventRequest(Model):
+    type: Annotated[str, Meta(examples=["email.bounce", "open"])] = "email.open"
+
+
 class EventList(Model):
     events: list[Event]
 
@@ -140,4 +209,6 @@ class Health(Model):
 
 WEBHOOK_CREATE_DECODER = msgspec.json.Decoder(WebhookCreate)
 WEBHOOK_UPDATE_DECODER = msgspec.json.Decoder(WebhookUpdate)
+RECOVER_REQUEST_DECODER = msgspec.json.Decoder(RecoverRequest)
+SYNTHETIC_EVENT_DECODER = msgspec.json.Decoder(SyntheticEventRequest)
 ENCODER = msgspec.json.Encoder()

@@ -19,15 +19,21 @@ from starlette.staticfiles import StaticFiles
 
 from service import __version__
 from service.models import (
+    Delivery,
+    DeliveryList,
     ErrorBody,
     Event,
     EventList,
     GenericInboundEvent,
     Health,
     Received,
+    RecoverRequest,
+    RecoverResult,
+    SyntheticEventRequest,
     Webhook,
     WebhookCreate,
     WebhookList,
+    WebhookPayload,
     WebhookUpdate,
 )
 
@@ -37,6 +43,7 @@ ERROR_DESCRIPTIONS = {
     400: "The body is not valid JSON",
     401: "Missing or invalid API key",
     404: "No such resource",
+    409: "The delivery is being attempted already",
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
@@ -71,6 +78,12 @@ def _query(name: str, description: str, type_: str = "integer") -> dict[str, Any
 
 
 ID_PARAM = {"name": "webhook_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+DELIVERY_ID_PARAM = {
+    "name": "delivery_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
 EVENT_ID_PARAM = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
 INBOUND_SUMMARY = (
     'Receive {what}; answers {{"received": true}} once stored (retries de-duplicated). '
@@ -127,6 +140,53 @@ OPERATIONS: tuple[Operation, ...] = (
         errors=(400, 401, 404, 413, 415, 422, 503),
     ),
     Operation("delete", ONE, "Delete a webhook", 204, None, errors=(401, 404, 503)),
+    Operation(
+        "get",
+        ONE + "/deliveries",
+        "A webhook's deliveries, newest first (Link header for the next page)",
+        200,
+        DeliveryList,
+        errors=(401, 404, 422, 503),
+        parameters=[
+            _query("status", "Only pending, succeeded or failed deliveries", "string"),
+            _query("limit", "Page size, 1-1000 (default 100)"),
+            _query("before", "Only deliveries older than this delivery id", "string"),
+        ],
+    ),
+    Operation(
+        "get",
+        ONE + "/deliveries/{delivery_id}",
+        "One delivery with its attempt log",
+        200,
+        Delivery,
+        errors=(401, 404, 503),
+    ),
+    Operation(
+        "post",
+        ONE + "/deliveries/{delivery_id}/retry",
+        "Attempt a delivery again now (failed or succeeded alike)",
+        202,
+        Delivery,
+        errors=(401, 404, 409, 503),
+    ),
+    Operation(
+        "post",
+        ONE + "/recover",
+        "Re-queue every failed delivery created since a time",
+        202,
+        RecoverResult,
+        request=RecoverRequest,
+        errors=(400, 401, 404, 413, 415, 422, 503),
+    ),
+    Operation(
+        "post",
+        ONE + "/test",
+        "Deliver a synthetic event of a type to this webhook, like a real one",
+        202,
+        Delivery,
+        request=SyntheticEventRequest,
+        errors=(400, 401, 404, 413, 415, 422, 503),
+    ),
     _inbound("/api/webhooks", "provider events (the provider is detected)"),
     _inbound("/api/webhooks/resend", "Resend events (Svix-signed)"),
     _inbound("/api/webhooks/sendgrid", "a SendGrid event batch (ECDSA-signed)"),
@@ -160,12 +220,33 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+DELIVERY_DOC: dict[str, Any] = {
+    "summary": "What your endpoint receives for each matching event",
+    "description": (
+        "Headers: Content-Type: application/json; X-Webhook-Signature: hex HMAC-SHA256 of "
+        "the raw body keyed with your secret (UTF-8); Standard Webhooks' webhook-id (the "
+        "same on every retry of a delivery), webhook-timestamp and webhook-signature "
+        "(v1,<base64 HMAC-SHA256 of id.timestamp.body>, keyed with the base64-decoded part "
+        "after whsec_, else the secret's bytes); User-Agent: mailhooks/<version>. Answer "
+        "2xx to acknowledge; 410 disables the webhook; 429/503 may send Retry-After; "
+        "anything else is retried on the schedule. Redirects are not followed."
+    ),
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/WebhookPayload"}}
+        },
+    },
+    "responses": {"2XX": {"description": "Acknowledged"}},
+}
+
+
 def _content(model: type) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": REF.format(name=model.__name__)}}}
 
 
 def build_spec() -> dict[str, Any]:
-    models: set[type] = {ErrorBody}
+    models: set[type] = {ErrorBody, WebhookPayload}
     for op in OPERATIONS:
         models.update(t for t in (op.ok_type, op.request) if t is not None)
     _, schemas = msgspec.json.schema_components(
@@ -189,6 +270,8 @@ def build_spec() -> dict[str, Any]:
             parameters.append(ID_PARAM)
         if "{event_id}" in op.path:
             parameters.append(EVENT_ID_PARAM)
+        if "{delivery_id}" in op.path:
+            parameters.append(DELIVERY_ID_PARAM)
         if parameters:
             entry["parameters"] = parameters
         if op.request is not None:
@@ -203,6 +286,7 @@ def build_spec() -> dict[str, Any]:
             "description": "Email event webhooks: register endpoints, receive provider events.",
         },
         "paths": paths,
+        "webhooks": {"emailEvent": {"post": DELIVERY_DOC}},
         "components": {
             "schemas": schemas,
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},

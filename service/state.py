@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from starlette.requests import Request
 
 from config import Config
 from service.clock import Clock
+from service.delivery_store import DeliveryStore
 from service.event_store import EventStore
 from service.store import WebhookStore
 
@@ -19,6 +21,8 @@ class AppState:
     redis: Redis
     webhooks: WebhookStore
     events: EventStore
+    deliveries: DeliveryStore
+    jobs: ArqRedis
     clock: Clock
 
 

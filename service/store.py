@@ -28,6 +28,10 @@ local events_changed = false
 for i = 3, 2 + 2 * n, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   if ARGV[i] == 'events' then events_changed = true end
+  if ARGV[i] == 'active' and ARGV[i + 1] == '1' then
+    -- Re-enabled by hand: forget why it was disabled and how long it had been failing.
+    redis.call('HDEL', KEYS[1], 'disabled_reason', 'failing_since')
+  end
 end
 if events_changed then
   for k = 2, #KEYS do redis.call('SREM', KEYS[k], ARGV[1]) end
@@ -54,6 +58,7 @@ class StoredWebhook:
     active: bool
     created_at: str
     updated_at: str
+    disabled_reason: str | None = None
 
     @classmethod
     def from_hash(cls, fields: dict[bytes, bytes]) -> StoredWebhook:
@@ -66,6 +71,7 @@ class StoredWebhook:
             active=text["active"] == "1",
             created_at=text["created_at"],
             updated_at=text.get("updated_at", text["created_at"]),
+            disabled_reason=text.get("disabled_reason"),
         )
 
 
@@ -120,6 +126,14 @@ class WebhookStore:
         # redis-py types asyncio commands as "Awaitable | value" (redis-py#2399).
         fields = await self._redis.hgetall(keys.webhook(webhook_id))  # type: ignore[misc]
         return StoredWebhook.from_hash(fields) if fields else None
+
+    async def get_many(self, webhook_ids: list[int]) -> list[StoredWebhook]:
+        """The webhooks that still exist among `webhook_ids`, in that order."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for webhook_id in webhook_ids:
+                pipe.hgetall(keys.webhook(webhook_id))
+            rows = await pipe.execute()
+        return [StoredWebhook.from_hash(row) for row in rows if row]
 
     async def list(self, *, after: int, limit: int) -> tuple[list[StoredWebhook], int | None]:
         """Webhooks with id > `after`, oldest first, and the `after` of the next page if any."""

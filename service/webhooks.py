@@ -35,6 +35,7 @@ def public(webhook: StoredWebhook) -> Webhook:
         events=format_event_types(webhook.events),
         active=webhook.active,
         created_at=webhook.created_at,
+        disabled_reason=webhook.disabled_reason if not webhook.active else None,
     )
 
 

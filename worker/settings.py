@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
-import msgspec
 from arq import cron
 from arq.connections import RedisSettings
 
 from config import Config
-from worker.heartbeat import HEARTBEAT_SECONDS, beat
+from service import jobs
+from worker.consumer import Consumer, consumer_name, ensure_group
+from worker.deliverer import Deliverer
+from worker.http import build_client
+from worker.jobs import HEARTBEAT_SECONDS, heartbeat, requeue_expired_leases, retry_delivery
 
 logger = logging.getLogger("mailhooks.worker")
+
+# Heroku sends SIGKILL 30 s after SIGTERM: finish in-flight deliveries within this.
+SHUTDOWN_GRACE_SECONDS = 20.0
 
 
 def redis_settings(config: Config) -> RedisSettings:
@@ -22,20 +29,44 @@ def redis_settings(config: Config) -> RedisSettings:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    logger.info("worker starting with %r", ctx["config"])
+    config: Config = ctx["config"]
+    logger.info("worker starting with %r", config)
+    ctx["http"] = build_client(config)
+    deliverer = Deliverer(redis=ctx["redis"], jobs=ctx["redis"], http=ctx["http"], config=config)
+    ctx["deliverer"] = deliverer
+    await ensure_group(ctx["redis"])
+    consumer = Consumer(
+        ctx["redis"], deliverer, name=consumer_name(), reclaim_idle_ms=2 * deliverer.lease_ms
+    )
+    ctx["consumer"] = consumer
+    ctx["consumer_task"] = asyncio.create_task(consumer.run(), name="consumer")
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    if "consumer" in ctx:
+        await ctx["consumer"].stop(grace_seconds=SHUTDOWN_GRACE_SECONDS)
+        ctx["consumer_task"].cancel()
+    if "http" in ctx:
+        await ctx["http"].aclose()
 
 
 CONFIG = Config.from_env()  # read once, when the worker process starts
 
 
 class WorkerSettings:
-    functions: list[Any] = []
+    functions = [retry_delivery]
     cron_jobs = [
-        cron(beat, second=set(range(0, 60, HEARTBEAT_SECONDS)), run_at_startup=True),
+        cron(heartbeat, second=set(range(0, 60, HEARTBEAT_SECONDS)), run_at_startup=True),
+        cron(requeue_expired_leases, second=30),
     ]
     redis_settings = redis_settings(CONFIG)
     ctx = {"config": CONFIG}
     on_startup = startup
-    # Job arguments and results as msgpack via msgspec: no pickle from Redis into the worker.
-    job_serializer = msgspec.msgpack.encode
-    job_deserializer = msgspec.msgpack.decode
+    on_shutdown = shutdown
+    job_serializer = jobs.serialize
+    job_deserializer = jobs.deserialize
+    # Retry jobs mostly wait on a slow endpoint's slots: many may run at once, cheaply.
+    max_jobs = 500
+    job_timeout = 3600
+    keep_result = 0
+    poll_delay = 0.2

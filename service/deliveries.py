@@ -1,0 +1,194 @@
+"""The attempt log and delivery control, under /api/webhooks/manage/{id}."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.auth import requires_api_key
+from service.clock import format_timestamp
+from service.delivery_store import StoredDelivery, lease_ms
+from service.errors import MailhooksError, NotFound, ValidationFailed
+from service.event_types import EVENT_TYPES, QUALIFIED_PREFIX
+from service.jobs import enqueue_retry
+from service.models import (
+    RECOVER_REQUEST_DECODER,
+    SYNTHETIC_EVENT_DECODER,
+    Attempt,
+    Delivery,
+    DeliveryList,
+    Event,
+    RecoverResult,
+)
+from service.payload import build_payload, encode
+from service.requests import read_json
+from service.responses import json_response
+from service.state import AppState, app_state
+from service.store import StoredWebhook
+from service.webhooks import path_id, query_int
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+_ATTEMPT_DECODER = msgspec.json.Decoder(Attempt)
+
+
+class Conflict(MailhooksError):
+    status = 409
+    code = "conflict"
+
+
+def iso_ms(ms: int | None) -> str | None:
+    return None if ms is None else format_timestamp(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def public(delivery: StoredDelivery, attempts: list[bytes] | None = None) -> Delivery:
+    return Delivery(
+        id=delivery.id,
+        webhook_id=delivery.webhook_id,
+        event_id=delivery.event_id,
+        type=delivery.type,
+        status=delivery.status,  # type: ignore[arg-type]
+        attempts=delivery.attempts,
+        created_at=iso_ms(delivery.created_at_ms) or "",
+        updated_at=iso_ms(delivery.updated_at_ms) or "",
+        next_attempt_at=iso_ms(delivery.next_attempt_at_ms),
+        last_status_code=delivery.last_status_code,
+        last_error=delivery.last_error,
+        attempt_log=None if attempts is None else [_ATTEMPT_DECODER.decode(a) for a in attempts],
+    )
+
+
+async def existing_webhook(request: Request) -> StoredWebhook:
+    webhook = await app_state(request).webhooks.get(path_id(request))
+    if webhook is None:
+        raise NotFound(f"webhook {path_id(request)} does not exist")
+    return webhook
+
+
+async def existing_delivery(request: Request) -> StoredDelivery:
+    webhook = await existing_webhook(request)
+    delivery_id: str = request.path_params["delivery_id"]
+    delivery = await app_state(request).deliveries.get(delivery_id)
+    if delivery is None or delivery.webhook_id != webhook.id:
+        raise NotFound(f"delivery {delivery_id} does not exist for webhook {webhook.id}")
+    return delivery
+
+
+def now_ms(state: AppState) -> int:
+    return int(state.clock().timestamp() * 1000)
+
+
+async def requeue(state: AppState, delivery: StoredDelivery, tag: str) -> bool:
+    owner = f"{delivery.id}:{tag}{now_ms(state)}"
+    if not await state.deliveries.requeue(
+        delivery, owner=owner, now_ms=now_ms(state), lease_ms=lease_ms(state.config)
+    ):
+        return False
+    await enqueue_retry(state.jobs, delivery.id, owner, delay=0)
+    return True
+
+
+@requires_api_key
+async def list_deliveries(request: Request) -> Response:
+    webhook = await existing_webhook(request)
+    status = request.query_params.get("status") or None
+    if status not in (None, "pending", "succeeded", "failed"):
+        raise ValidationFailed("status must be pending, succeeded or failed", field="status")
+    limit = query_int(request, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
+    before = request.query_params.get("before") or None
+    found, next_before = await app_state(request).deliveries.page(
+        webhook.id, status=status, before=before, limit=limit
+    )
+    headers = {}
+    if next_before is not None:
+        next_url = request.url.include_query_params(before=next_before, limit=limit)
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return json_response(DeliveryList(deliveries=[public(d) for d in found]), headers=headers)
+
+
+@requires_api_key
+async def get_delivery(request: Request) -> Response:
+    delivery = await existing_delivery(request)
+    attempts = await app_state(request).deliveries.attempts(delivery.id)
+    return json_response(public(delivery, attempts))
+
+
+@requires_api_key
+async def retry_delivery(request: Request) -> Response:
+    state = app_state(request)
+    delivery = await existing_delivery(request)
+    if not await requeue(state, delivery, "m"):
+        raise Conflict(f"delivery {delivery.id} is being attempted already")
+    updated = await state.deliveries.get(delivery.id)
+    return json_response(public(updated or delivery), status=202)
+
+
+@requires_api_key
+async def recover(request: Request) -> Response:
+    state = app_state(request)
+    webhook = await existing_webhook(request)
+    body = await read_json(request, RECOVER_REQUEST_DECODER, state.config.max_body_bytes)
+    try:
+        since = datetime.fromisoformat(body.since.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed("since must be an ISO 8601 time", field="since") from None
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    since_ms = int(since.timestamp() * 1000)
+    requeued = 0
+    for delivery in await state.deliveries.failed_since(webhook.id, since_ms):
+        requeued += await requeue(state, delivery, "r")
+    return json_response(RecoverResult(requeued=requeued), status=202)
+
+
+@requires_api_key
+async def send_test(request: Request) -> Response:
+    state = app_state(request)
+    webhook = await existing_webhook(request)
+    body = await read_json(request, SYNTHETIC_EVENT_DECODER, state.config.max_body_bytes)
+    short = body.type.strip().lower().removeprefix(QUALIFIED_PREFIX)
+    if short not in EVENT_TYPES:
+        raise ValidationFailed(f"unknown event type {body.type!r}", field="type")
+    now = state.clock()
+    token = secrets.token_hex(8)
+    event = Event(
+        type=QUALIFIED_PREFIX + short,
+        email_id=f"msg_test_{token}",
+        occurred_at=format_timestamp(now),
+        provider="mailhooks",
+        recipient="test@example.com",
+        metadata={"test": True},
+    )
+    event_id = f"evt_test_{token}"
+    payload = encode(build_payload(event, event_id=event_id, stored_at=now))
+    delivery_id = f"dlv_test_{token}_{webhook.id}"
+    owner = f"{delivery_id}:t"
+    await state.deliveries.claim(
+        delivery_id=delivery_id,
+        webhook_id=webhook.id,
+        event_id=event_id,
+        event_type=event.type,
+        owner=owner,
+        now_ms=now_ms(state),
+        lease_ms=lease_ms(state.config),
+        payload=payload,
+    )
+    await enqueue_retry(state.jobs, delivery_id, owner, delay=0)
+    created = await state.deliveries.get(delivery_id)
+    assert created is not None
+    return json_response(public(created), status=202)
+
+
+ONE = "/api/webhooks/manage/{webhook_id:int}"
+routes = [
+    Route(ONE + "/deliveries", list_deliveries, methods=["GET"]),
+    Route(ONE + "/deliveries/{delivery_id}", get_delivery, methods=["GET"]),
+    Route(ONE + "/deliveries/{delivery_id}/retry", retry_delivery, methods=["POST"]),
+    Route(ONE + "/recover", recover, methods=["POST"]),
+    Route(ONE + "/test", send_test, methods=["POST"]),
+]

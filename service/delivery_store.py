@@ -1,0 +1,386 @@
+"""Deliveries in Redis: each one's record and attempt log, per-webhook indexes, and the lease
+that lets exactly one worker attempt a delivery at a time.
+
+A delivery's id is deterministic (event entry + webhook), so a stream entry read twice finds
+the same record: `claim` creates it or takes its lease, and `record` applies an attempt's
+outcome; both are Lua scripts, so status, indexes and webhook health change together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from redis.asyncio import Redis
+
+from config import Config
+from service import keys
+
+ATTEMPT_LOG_LENGTH = 50
+_STATUSES = ("pending", "succeeded", "failed")
+
+# KEYS: delivery, all index, pending index, leases. ARGV: id, webhook id, event id, type,
+# now ms, lease ms, owner, payload ("" to keep none), index member.
+# Returns {"new"|"go"|"skip", attempts made or status, created at ms}.
+_CLAIM = """
+local now, lease = tonumber(ARGV[5]), tonumber(ARGV[6])
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'webhook_id', ARGV[2], 'event_id', ARGV[3],
+    'type', ARGV[4], 'status', 'pending', 'attempts', 0, 'created_at', ARGV[5],
+    'updated_at', ARGV[5], 'lease_owner', ARGV[7], 'lease_until', now + lease)
+  if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'payload', ARGV[8]) end
+  redis.call('ZADD', KEYS[2], 0, ARGV[9])
+  redis.call('ZADD', KEYS[3], 0, ARGV[9])
+  redis.call('ZADD', KEYS[4], now + lease, ARGV[1])
+  return {'new', '0', ARGV[5]}
+end
+if status ~= 'pending' then return {'skip', status, '0'} end
+local owner = redis.call('HGET', KEYS[1], 'lease_owner')
+local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+if owner ~= ARGV[7] and lease_until > now then return {'skip', 'leased', '0'} end
+redis.call('HSET', KEYS[1], 'lease_owner', ARGV[7], 'lease_until', now + lease)
+redis.call('ZADD', KEYS[4], now + lease, ARGV[1])
+if ARGV[8] ~= '' and redis.call('HEXISTS', KEYS[1], 'payload') == 0 then
+  redis.call('HSET', KEYS[1], 'payload', ARGV[8])
+end
+local attempts = redis.call('HGET', KEYS[1], 'attempts')
+return {'go', attempts, redis.call('HGET', KEYS[1], 'created_at')}
+"""
+
+# KEYS: delivery, attempts list, pending/succeeded/failed indexes, webhook hash, all index,
+# leases. ARGV: owner, now ms, verdict (succeeded|retry|failed|gone|abandoned), attempt JSON
+# ("" for none), next attempt ms, next owner, lease ms, payload, status code, error,
+# disable-after ms, index member, attempt log length, retention count, retention seconds,
+# delivery key prefix.
+# Returns the delivery's status afterwards, "lost" if another worker holds the lease now, or
+# "disabled" when this failure disabled the webhook (the delivery is then failed).
+# Retention: a finished delivery expires after the retention age, and each webhook's indexes
+# keep the newest `retention count`; older finished deliveries are deleted with them (their
+# keys are derived here, which only Redis Cluster would object to; we do not run on Cluster).
+_RECORD = """
+local now = tonumber(ARGV[2])
+local verdict = ARGV[3]
+if ARGV[4] ~= '' then
+  redis.call('RPUSH', KEYS[2], ARGV[4])
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[13]), -1)
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+end
+if redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[1] then return 'lost' end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[2], 'last_status_code', ARGV[9],
+  'last_error', ARGV[10])
+redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_until', 'next_attempt_at')
+local webhook_exists = redis.call('EXISTS', KEYS[6]) == 1
+local status = 'failed'
+local result = nil
+if verdict == 'succeeded' then
+  status = 'succeeded'
+  redis.call('HDEL', KEYS[1], 'payload')
+  if webhook_exists then redis.call('HDEL', KEYS[6], 'failing_since') end
+else
+  if redis.call('HEXISTS', KEYS[1], 'payload') == 0 and ARGV[8] ~= '' then
+    redis.call('HSET', KEYS[1], 'payload', ARGV[8])
+  end
+  if webhook_exists and verdict ~= 'abandoned' then
+    redis.call('HSETNX', KEYS[6], 'failing_since', ARGV[2])
+    if verdict == 'gone' then
+      redis.call('HSET', KEYS[6], 'active', '0', 'disabled_reason', 'gone')
+    elseif now - tonumber(redis.call('HGET', KEYS[6], 'failing_since')) > tonumber(ARGV[11])
+        and redis.call('HGET', KEYS[6], 'active') == '1' then
+      redis.call('HSET', KEYS[6], 'active', '0', 'disabled_reason', 'failing')
+      result = 'disabled'
+    end
+  end
+  if verdict == 'retry' and result == nil then
+    local lease_until = tonumber(ARGV[5]) + tonumber(ARGV[7])
+    redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[5], 'lease_owner', ARGV[6],
+      'lease_until', lease_until)
+    redis.call('ZADD', KEYS[8], lease_until, redis.call('HGET', KEYS[1], 'id'))
+    return 'pending'
+  end
+end
+redis.call('HSET', KEYS[1], 'status', status)
+redis.call('ZREM', KEYS[8], redis.call('HGET', KEYS[1], 'id'))
+redis.call('ZREM', KEYS[3], ARGV[12])
+local finished = status == 'succeeded' and KEYS[4] or KEYS[5]
+redis.call('ZADD', finished, 0, ARGV[12])
+redis.call('EXPIRE', KEYS[1], ARGV[15])
+redis.call('EXPIRE', KEYS[2], ARGV[15])
+local keep = tonumber(ARGV[14])
+for _, index in ipairs({finished, KEYS[7]}) do
+  local excess = redis.call('ZCARD', index) - keep
+  if excess > 0 then
+    for _, member in ipairs(redis.call('ZRANGE', index, 0, excess - 1)) do
+      local id = string.match(member, ':(.+)$')
+      local key = ARGV[16] .. id
+      if redis.call('HGET', key, 'status') ~= 'pending' then
+        redis.call('DEL', key, key .. ':attempts')
+      end
+    end
+    redis.call('ZREMRANGEBYRANK', index, 0, excess - 1)
+  end
+end
+return result or status
+"""
+
+# KEYS: delivery, pending, failed and succeeded indexes, leases, attempts list.
+# ARGV: owner, now ms, lease ms, index member.
+# Back to pending with the lease given to `owner` (a manual retry).
+_REQUEUE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+if status == 'pending' and tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
+    > tonumber(ARGV[2]) then return 0 end
+local lease_until = tonumber(ARGV[2]) + tonumber(ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[4])
+redis.call('ZREM', KEYS[4], ARGV[4])
+redis.call('ZADD', KEYS[2], 0, ARGV[4])
+redis.call('ZADD', KEYS[5], lease_until, redis.call('HGET', KEYS[1], 'id'))
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[6])
+redis.call('HSET', KEYS[1], 'status', 'pending', 'lease_owner', ARGV[1],
+  'lease_until', lease_until, 'updated_at', ARGV[2])
+return 1
+"""
+
+
+class Claim(Enum):
+    NEW = "new"  # created now; this owner attempts it
+    GO = "go"  # existed, and this owner may attempt it now
+    SKIP = "skip"  # finished, or another owner holds it
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    claim: Claim
+    attempts_made: int = 0
+    status: str = ""
+    created_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    id: str
+    webhook_id: int
+    event_id: str
+    type: str
+    status: str
+    attempts: int
+    created_at_ms: int
+    updated_at_ms: int
+    next_attempt_at_ms: int | None
+    last_status_code: int | None
+    last_error: str | None
+    payload: bytes | None
+
+    @classmethod
+    def new(
+        cls,
+        id_: str,
+        webhook_id: int,
+        event_id: str,
+        event_type: str,
+        created_at_ms: int,
+        attempts: int,
+    ) -> StoredDelivery:
+        """What a claim tells of a pending delivery, without reading it back."""
+        return cls(
+            id=id_,
+            webhook_id=webhook_id,
+            event_id=event_id,
+            type=event_type,
+            status="pending",
+            attempts=attempts,
+            created_at_ms=created_at_ms,
+            updated_at_ms=created_at_ms,
+            next_attempt_at_ms=None,
+            last_status_code=None,
+            last_error=None,
+            payload=None,
+        )
+
+    @classmethod
+    def from_hash(cls, fields: dict[bytes, bytes]) -> StoredDelivery:
+        def text(name: str) -> str | None:
+            raw = fields.get(name.encode())
+            return raw.decode() if raw not in (None, b"") else None
+
+        def number(name: str) -> int | None:
+            raw = text(name)
+            return int(raw) if raw is not None else None
+
+        return cls(
+            id=text("id") or "",
+            webhook_id=number("webhook_id") or 0,
+            event_id=text("event_id") or "",
+            type=text("type") or "",
+            status=text("status") or "",
+            attempts=number("attempts") or 0,
+            created_at_ms=number("created_at") or 0,
+            updated_at_ms=number("updated_at") or 0,
+            next_attempt_at_ms=number("next_attempt_at"),
+            last_status_code=number("last_status_code"),
+            last_error=text("last_error"),
+            payload=fields.get(b"payload"),
+        )
+
+
+def lease_ms(config: Config) -> int:
+    """How long an attempt may hold a delivery: the request's timeout, and as long again plus
+    a second to record its outcome. Stream entries are reclaimed after twice this."""
+    return int((2 * config.delivery_timeout + 1) * 1000)
+
+
+def delivery_id(entry_id: str, webhook_id: int) -> str:
+    return f"dlv_{entry_id}_{webhook_id}"
+
+
+def index_member(created_at_ms: int, delivery_id_: str) -> str:
+    """Zero-padded so that lexicographic order is time order."""
+    return f"{created_at_ms:015d}:{delivery_id_}"
+
+
+class DeliveryStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._claim = redis.register_script(_CLAIM)
+        self._record = redis.register_script(_RECORD)
+        self._requeue = redis.register_script(_REQUEUE)
+
+    async def claim(
+        self,
+        *,
+        delivery_id: str,
+        webhook_id: int,
+        event_id: str,
+        event_type: str,
+        owner: str,
+        now_ms: int,
+        lease_ms: int,
+        payload: bytes = b"",
+    ) -> ClaimResult:
+        """Create the delivery, or take its lease if it is pending and free (or ours)."""
+        raw_claim, detail, created = await self._claim(
+            keys=[
+                keys.delivery(delivery_id),
+                keys.deliveries(webhook_id),
+                keys.deliveries(webhook_id, "pending"),
+                keys.DELIVERY_LEASES,
+            ],
+            args=[delivery_id, webhook_id, event_id, event_type, now_ms, lease_ms, owner,
+                  payload, index_member(now_ms, delivery_id)],
+        )  # fmt: skip
+        claim = Claim(raw_claim.decode())
+        if claim is Claim.SKIP:
+            return ClaimResult(claim, status=detail.decode())
+        return ClaimResult(claim, attempts_made=int(detail), created_at_ms=int(created))
+
+    async def record(
+        self,
+        delivery: StoredDelivery,
+        *,
+        owner: str,
+        now_ms: int,
+        verdict: str,
+        attempt_json: bytes = b"",
+        next_attempt_ms: int = 0,
+        next_owner: str = "",
+        lease_ms: int = 0,
+        payload: bytes = b"",
+        status_code: int | None = None,
+        error: str | None = None,
+        disable_after_ms: int,
+        retention_count: int,
+        retention_seconds: int,
+    ) -> str:
+        """Apply one attempt's outcome; returns the status after it (see the script)."""
+        webhook_id = delivery.webhook_id
+        result = await self._record(
+            keys=[
+                keys.delivery(delivery.id),
+                keys.delivery_attempts(delivery.id),
+                *(keys.deliveries(webhook_id, status) for status in _STATUSES),
+                keys.webhook(webhook_id),
+                keys.deliveries(webhook_id),
+                keys.DELIVERY_LEASES,
+            ],
+            args=[owner, now_ms, verdict, attempt_json, next_attempt_ms, next_owner, lease_ms,
+                  payload, "" if status_code is None else status_code, error or "",
+                  disable_after_ms, index_member(delivery.created_at_ms, delivery.id),
+                  ATTEMPT_LOG_LENGTH, retention_count, retention_seconds,
+                  keys.delivery("")],
+        )  # fmt: skip
+        return str(result.decode())
+
+    async def requeue(
+        self, delivery: StoredDelivery, *, owner: str, now_ms: int, lease_ms: int
+    ) -> bool:
+        """Back to pending for a manual retry; False if it is pending and leased already."""
+        webhook_id = delivery.webhook_id
+        done = await self._requeue(
+            keys=[
+                keys.delivery(delivery.id),
+                keys.deliveries(webhook_id, "pending"),
+                keys.deliveries(webhook_id, "failed"),
+                keys.deliveries(webhook_id, "succeeded"),
+                keys.DELIVERY_LEASES,
+                keys.delivery_attempts(delivery.id),
+            ],
+            args=[owner, now_ms, lease_ms, index_member(delivery.created_at_ms, delivery.id)],
+        )
+        return bool(done)
+
+    async def get(self, delivery_id_: str) -> StoredDelivery | None:
+        fields = await self._redis.hgetall(keys.delivery(delivery_id_))  # type: ignore[misc]
+        return StoredDelivery.from_hash(fields) if fields else None
+
+    async def attempts(self, delivery_id_: str) -> list[bytes]:
+        rows: list[bytes] = await self._redis.lrange(  # type: ignore[misc]
+            keys.delivery_attempts(delivery_id_), 0, -1
+        )
+        return rows
+
+    async def page(
+        self, webhook_id: int, *, status: str | None, before: str | None, limit: int
+    ) -> tuple[list[StoredDelivery], str | None]:
+        """Newest first; `before` is a delivery id from the previous page."""
+        index = keys.deliveries(webhook_id, status)
+        upper = "+"
+        if before is not None:
+            anchor = await self._created_at(before)
+            if anchor is None:
+                return [], None
+            upper = "(" + index_member(anchor, before)
+        members = await self._redis.zrevrangebylex(index, upper, "-", start=0, num=limit + 1)
+        ids = [member.decode().split(":", 1)[1] for member in members[:limit]]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for id_ in ids:
+                pipe.hgetall(keys.delivery(id_))
+            rows = await pipe.execute()
+        found = [StoredDelivery.from_hash(row) for row in rows if row]
+        return found, (ids[-1] if len(members) > limit and ids else None)
+
+    async def failed_since(self, webhook_id: int, since_ms: int) -> list[StoredDelivery]:
+        members = await self._redis.zrangebylex(
+            keys.deliveries(webhook_id, "failed"), "[" + f"{since_ms:015d}", "+"
+        )
+        found = []
+        for member in members:
+            delivery = await self.get(member.decode().split(":", 1)[1])
+            if delivery is not None:
+                found.append(delivery)
+        return found
+
+    async def expired_leases(self, before_ms: int, limit: int = 1000) -> list[str]:
+        """Pending deliveries whose lease ran out before `before_ms` (nobody is on them)."""
+        raw = await self._redis.zrangebyscore(
+            keys.DELIVERY_LEASES, "-inf", before_ms, start=0, num=limit
+        )
+        return [member.decode() for member in raw]
+
+    async def forget_lease(self, delivery_id_: str) -> None:
+        await self._redis.zrem(keys.DELIVERY_LEASES, delivery_id_)
+
+    async def _created_at(self, delivery_id_: str) -> int | None:
+        raw = await self._redis.hget(keys.delivery(delivery_id_), "created_at")  # type: ignore[misc]
+        return int(raw) if raw else None

@@ -1,0 +1,38 @@
+"""The body of a delivery, built from a stored event (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from service.clock import format_timestamp
+from service.models import Event, PayloadData, WebhookPayload
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def build_payload(event: Event, *, event_id: str, stored_at: datetime) -> WebhookPayload:
+    return WebhookPayload(
+        id=event_id,
+        type=event.type,
+        created_at=format_timestamp(stored_at),
+        data=PayloadData(
+            email_id=event.email_id,
+            recipient=event.recipient,
+            timestamp=event.occurred_at,
+            provider=event.provider,
+            bounce=event.bounce,
+            click=event.click,
+            metadata=event.metadata,
+        ),
+    )
+
+
+def entry_time(entry_id: str) -> datetime:
+    """When a stream entry was added: its id starts with the milliseconds."""
+    return datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC)
+
+
+def encode(payload: WebhookPayload) -> bytes:
+    return _ENCODER.encode(payload)

@@ -1,0 +1,159 @@
+"""The stream consumer: reads stored events through the consumer group and delivers them.
+
+An entry is acknowledged only once all its deliveries are done or handed to arq. Entries a
+dead consumer left pending are reclaimed (XAUTOCLAIM) once idle longer than the longest
+delivery could take; a missing group or stream (Redis restarted or flushed) is recreated on
+the spot, without restarting the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+
+import msgspec
+import redis.exceptions
+from redis.asyncio import Redis
+
+from service import keys
+from service.models import Event
+from worker.deliverer import Deliverer
+
+logger = logging.getLogger("mailhooks.consumer")
+
+READ_COUNT = 100
+BLOCK_MS = 1000
+RECLAIM_EVERY_SECONDS = 5.0
+_DECODER = msgspec.json.Decoder(Event)
+
+
+def consumer_name() -> str:
+    """Unique per process: DYNO on Heroku, else the host name, plus the pid."""
+    return f"{os.environ.get('DYNO') or socket.gethostname()}-{os.getpid()}"
+
+
+async def ensure_group(client: Redis) -> None:
+    """Create the group (and the stream) if missing, from the very first entry."""
+    try:
+        await client.xgroup_create(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, id="0", mkstream=True)
+    except redis.exceptions.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class Consumer:
+    def __init__(
+        self,
+        redis: Redis,
+        deliverer: Deliverer,
+        *,
+        name: str,
+        reclaim_idle_ms: int,
+        max_entries_in_flight: int = 1000,
+    ) -> None:
+        self._redis = redis
+        self._deliverer = deliverer
+        self.name = name
+        self._owner = f"c:{name}"
+        self._reclaim_idle_ms = reclaim_idle_ms
+        self._max_in_flight = max_entries_in_flight
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._next_reclaim = 0.0
+
+    async def run(self) -> None:
+        """Read and deliver until `stop`; Redis outages are waited out, never fatal."""
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                await self._read_once()
+                backoff = 0.1
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                logger.warning("consumer group missing (Redis restarted or flushed?): recreating")
+                await ensure_group(self._redis)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                logger.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _read_once(self) -> None:
+        if len(self._tasks) >= self._max_in_flight:  # backpressure
+            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        free = self._max_in_flight - len(self._tasks)
+        if time.monotonic() >= self._next_reclaim:
+            entries = await self._reclaim(free)
+            self._next_reclaim = time.monotonic() + RECLAIM_EVERY_SECONDS
+        else:
+            response = await self._redis.xreadgroup(
+                keys.DELIVERY_GROUP,
+                self.name,
+                {keys.EVENTS_STREAM: ">"},
+                count=min(READ_COUNT, free),
+                block=BLOCK_MS,
+            )
+            entries = response[0][1] if response else []
+        for raw_id, fields in entries:
+            task = asyncio.create_task(self._process(raw_id.decode(), fields))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+    async def _reclaim(self, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        _, entries, deleted = await self._redis.xautoclaim(
+            keys.EVENTS_STREAM,
+            keys.DELIVERY_GROUP,
+            self.name,
+            min_idle_time=self._reclaim_idle_ms,
+            start_id="0-0",
+            count=count,
+        )
+        if deleted:
+            logger.error(
+                "%d unacknowledged events were trimmed from the stream before delivery "
+                "(EVENTS_MAXLEN too small for the backlog): %s",
+                len(deleted),
+                deleted[:10],
+            )
+        if entries:
+            logger.info("reclaimed %d entries left pending by another consumer", len(entries))
+        return [(raw_id, fields) for raw_id, fields in entries if fields]
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A bug, not an outage: say so loudly; the entry is reclaimed and tried again.
+            logger.error("delivering an entry failed", exc_info=task.exception())
+
+    async def _process(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
+        try:
+            event = _DECODER.decode(fields[b"e"])
+            await self._deliverer.deliver_event(entry_id, event, owner=self._owner)
+            await self._redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, entry_id)
+        except (KeyError, msgspec.DecodeError):
+            logger.error("stream entry %s is not an event; acknowledging it", entry_id)
+            await self._redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, entry_id)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            # Left unacknowledged: reclaimed and finished once Redis is back.
+            logger.warning("entry %s interrupted by a redis error: %s", entry_id, exc)
+        except redis.exceptions.ResponseError as exc:
+            logger.warning("entry %s interrupted: %s", entry_id, exc)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop reading; let in-flight entries finish within `grace_seconds`. Whatever is cut
+        short stays unacknowledged and is reclaimed by another consumer: nothing is lost."""
+        self._stopping.set()
+        if self._tasks:
+            _, unfinished = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+            for task in unfinished:
+                task.cancel()
+            if unfinished:
+                logger.warning("%d entries left for another consumer", len(unfinished))

@@ -1,0 +1,341 @@
+"""Attempting deliveries: claim → sign → POST → record the outcome → schedule the next try.
+
+First attempts come straight from the stream consumer, many in flight at once; later ones
+(retries, manual retries, hand-offs from a saturated endpoint) arrive as arq jobs. Either way
+the delivery's lease (service.delivery_store) lets only one attempt run at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import msgspec
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+
+from config import Config
+from service.clock import Clock, format_timestamp, system_clock
+from service.delivery_store import (
+    Claim,
+    DeliveryStore,
+    StoredDelivery,
+    delivery_id,
+    lease_ms,
+)
+from service.event_store import EventStore
+from service.event_types import QUALIFIED_PREFIX
+from service.jobs import enqueue_retry
+from service.models import Attempt, Event
+from service.payload import build_payload, encode, entry_time
+from service.signing import delivery_headers
+from service.store import StoredWebhook, WebhookStore
+from service.urls import private_host_reason
+from worker.http import USER_AGENT, blocked_reason
+from worker.outcome import Verdict, classify_status
+from worker.schedule import next_delay, parse_retry_after
+
+logger = logging.getLogger("mailhooks.delivery")
+
+RESPONSE_LOG_BYTES = 1024
+HANDOFF_DELAY_SECONDS = 1.0
+_ATTEMPT_ENCODER = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    latency_ms: int
+    status_code: int | None = None
+    error: str | None = None
+    response: str | None = None
+    retry_after: str | None = None
+
+
+class Deliverer:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        jobs: ArqRedis,
+        http: httpx.AsyncClient,
+        config: Config,
+        clock: Clock = system_clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.webhooks = WebhookStore(redis)
+        self.deliveries = DeliveryStore(redis)
+        self.events = EventStore(
+            redis, maxlen=config.events_maxlen, dedup_ttl_seconds=config.dedup_ttl_seconds
+        )
+        self._jobs = jobs
+        self._http = http
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._in_flight = asyncio.Semaphore(config.delivery_concurrency)
+        self._endpoints = EndpointLimiter(config.endpoint_concurrency)
+        self.lease_ms = lease_ms(config)
+
+    def _now_ms(self) -> int:
+        return int(self._clock().timestamp() * 1000)
+
+    # -- first attempts, from the stream consumer -----------------------------------------
+
+    async def deliver_event(self, entry_id: str, event: Event, *, owner: str) -> None:
+        """Deliver one stored event to every matching webhook; returns once each delivery is
+        done or handed to arq (then the stream entry may be acknowledged)."""
+        ids = await self.webhooks.subscriber_ids(event.type.removeprefix(QUALIFIED_PREFIX))
+        if not ids:
+            return
+        webhooks = await self.webhooks.get_many(sorted(ids))
+        event_id = "evt_" + entry_id
+        payload = build_payload(event, event_id=event_id, stored_at=entry_time(entry_id))
+        body = encode(payload)
+        await asyncio.gather(
+            *(
+                self._first_attempt(entry_id, event_id, event.type, webhook, body, owner)
+                for webhook in webhooks
+            )
+        )
+
+    async def _first_attempt(
+        self,
+        entry_id: str,
+        event_id: str,
+        event_type: str,
+        webhook: StoredWebhook,
+        body: bytes,
+        owner: str,
+    ) -> None:
+        id_ = delivery_id(entry_id, webhook.id)
+        if self._endpoints.saturated(webhook.id):
+            # A slow endpoint must not hold the stream back: persist the delivery with its
+            # payload and let arq attempt it when the endpoint has room.
+            await self._hand_off(id_, webhook.id, event_id, event_type, body)
+            return
+        async with self._endpoints.slot(webhook.id):
+            claim = await self.deliveries.claim(
+                delivery_id=id_,
+                webhook_id=webhook.id,
+                event_id=event_id,
+                event_type=event_type,
+                owner=owner,
+                now_ms=self._now_ms(),
+                lease_ms=self.lease_ms,
+            )
+            if claim.claim is Claim.SKIP:
+                return
+            delivery = StoredDelivery.new(
+                id_, webhook.id, event_id, event_type, claim.created_at_ms, claim.attempts_made
+            )
+            await self._attempt(delivery, webhook, body, owner)
+
+    async def _hand_off(
+        self, id_: str, webhook_id: int, event_id: str, event_type: str, body: bytes
+    ) -> None:
+        owner = f"{id_}:h{self._now_ms()}"
+        claim = await self.deliveries.claim(
+            delivery_id=id_,
+            webhook_id=webhook_id,
+            event_id=event_id,
+            event_type=event_type,
+            owner=owner,
+            now_ms=self._now_ms(),
+            lease_ms=self.lease_ms * 10,  # covers waiting in the endpoint's queue
+            payload=body,
+        )
+        if claim.claim is not Claim.SKIP:
+            await self.enqueue(id_, owner, delay=HANDOFF_DELAY_SECONDS)
+
+    # -- later attempts, as arq jobs ------------------------------------------------------
+
+    async def retry(self, id_: str, owner: str) -> None:
+        """Attempt a pending delivery whose lease `owner` holds (or nobody holds any more)."""
+        delivery = await self.deliveries.get(id_)
+        if delivery is None or delivery.status != "pending":
+            return
+        body = delivery.payload or await self._payload_from_stream(delivery)
+        async with self._endpoints.slot(delivery.webhook_id):
+            claim = await self.deliveries.claim(
+                delivery_id=id_,
+                webhook_id=delivery.webhook_id,
+                event_id=delivery.event_id,
+                event_type=delivery.type,
+                owner=owner,
+                now_ms=self._now_ms(),
+                lease_ms=self.lease_ms,
+                payload=body or b"",
+            )
+            if claim.claim is Claim.SKIP:
+                return
+            webhook = await self.webhooks.get(delivery.webhook_id)
+            if body is None:
+                await self._abandon(delivery, owner, "event_expired")
+                return
+            await self._attempt(delivery, webhook, body, owner)
+
+    async def enqueue(self, id_: str, owner: str, *, delay: float) -> None:
+        await enqueue_retry(self._jobs, id_, owner, delay=delay)
+
+    async def _payload_from_stream(self, delivery: StoredDelivery) -> bytes | None:
+        event = await self.events.get(delivery.event_id)
+        if event is None:
+            return None
+        entry_id = delivery.event_id.removeprefix("evt_")
+        stored_at = entry_time(entry_id)
+        return encode(build_payload(event, event_id=delivery.event_id, stored_at=stored_at))
+
+    # -- one attempt ----------------------------------------------------------------------
+
+    async def _attempt(
+        self, delivery: StoredDelivery, webhook: StoredWebhook | None, body: bytes, owner: str
+    ) -> None:
+        if webhook is None or not webhook.active:
+            reason = "webhook_deleted" if webhook is None else "webhook_disabled"
+            await self._abandon(delivery, owner, reason, body)
+            return
+        now = self._clock()
+        headers = delivery_headers(
+            secret=webhook.secret,
+            delivery_id=delivery.id,
+            timestamp=int(now.timestamp()),
+            body=body,
+            user_agent=USER_AGENT,
+        )
+        async with self._in_flight:
+            result = await self.send(webhook.url, headers, body)
+        number = delivery.attempts + 1
+        attempt = Attempt(
+            number=number,
+            at=format_timestamp(now),
+            latency_ms=result.latency_ms,
+            status_code=result.status_code,
+            error=result.error,
+            response=result.response,
+        )
+        verdict, delay = self._judge(result, number)
+        next_owner = f"{delivery.id}:a{number + 1}"
+        now_ms = self._now_ms()
+        status = await self.deliveries.record(
+            delivery,
+            owner=owner,
+            now_ms=now_ms,
+            verdict=verdict,
+            attempt_json=_ATTEMPT_ENCODER.encode(attempt),
+            next_attempt_ms=now_ms + int((delay or 0) * 1000),
+            next_owner=next_owner,
+            lease_ms=self.lease_ms,
+            payload=body,
+            status_code=result.status_code,
+            error=result.error or (None if verdict == "succeeded" else "http_status"),
+            disable_after_ms=self.config.disable_after_seconds * 1000,
+            retention_count=self.config.delivery_retention_count,
+            retention_seconds=self.config.delivery_retention_seconds,
+        )
+        if status == "pending" and delay is not None:
+            await self.enqueue(delivery.id, next_owner, delay=delay)
+        elif status == "disabled":
+            logger.warning("webhook %d disabled after failing too long", webhook.id)
+        elif verdict == "gone":
+            logger.warning("webhook %d disabled: its endpoint answered 410 Gone", webhook.id)
+
+    def _judge(self, result: SendResult, number: int) -> tuple[str, float | None]:
+        retry_after: float | None = None
+        if result.status_code is not None:
+            outcome = classify_status(result.status_code)
+            if outcome.verdict is Verdict.SUCCEEDED:
+                return "succeeded", None
+            if outcome.verdict is Verdict.GONE:
+                return "gone", None
+            if outcome.honour_retry_after:
+                retry_after = parse_retry_after(result.retry_after, self._clock())
+        delay = next_delay(self.config.retry_schedule, number, self._rng, retry_after=retry_after)
+        return ("retry", delay) if delay is not None else ("failed", None)
+
+    async def _abandon(
+        self, delivery: StoredDelivery, owner: str, reason: str, body: bytes = b""
+    ) -> None:
+        """No attempt: the delivery fails as it is, and stays retryable by hand (recover)."""
+        await self.deliveries.record(
+            delivery,
+            owner=owner,
+            now_ms=self._now_ms(),
+            verdict="abandoned",
+            payload=body,
+            error=reason,
+            disable_after_ms=self.config.disable_after_seconds * 1000,
+            retention_count=self.config.delivery_retention_count,
+            retention_seconds=self.config.delivery_retention_seconds,
+        )
+
+    async def send(self, url: str, headers: dict[str, str], body: bytes) -> SendResult:
+        """POST once; transport errors become an error kind here, the one place they are seen."""
+        started = time.perf_counter()
+
+        def elapsed() -> int:
+            return int((time.perf_counter() - started) * 1000)
+
+        if not self.config.allow_private_urls:
+            reason = private_host_reason(httpx.URL(url).host.rstrip(".").lower())
+            if reason:  # an IP literal: no resolver sees it, so check it here
+                return SendResult(elapsed(), error="blocked_address", response=reason)
+        try:
+            async with asyncio.timeout(self.config.delivery_timeout):
+                async with self._http.stream(
+                    "POST", url, content=body, headers=headers
+                ) as response:
+                    head = await _read_head(response)
+                    return SendResult(
+                        elapsed(),
+                        status_code=response.status_code,
+                        response=head.decode("utf-8", "replace"),
+                        retry_after=response.headers.get("retry-after"),
+                    )
+        except (TimeoutError, httpx.TimeoutException):
+            return SendResult(elapsed(), error="timeout")
+        except httpx.TransportError as exc:
+            blocked = blocked_reason(exc)
+            if blocked:
+                return SendResult(elapsed(), error="blocked_address", response=blocked)
+            kind = "connect_error" if isinstance(exc, httpx.ConnectError) else "network_error"
+            return SendResult(elapsed(), error=kind, response=str(exc)[:RESPONSE_LOG_BYTES])
+
+
+class EndpointLimiter:
+    """At most `limit` attempts in flight per endpoint, and a count of who waits: an endpoint
+    with `limit` more waiting is saturated, and its next deliveries are handed to arq."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._semaphores: dict[int, asyncio.Semaphore] = {}
+        self._users: dict[int, int] = {}  # holders and waiters
+
+    def saturated(self, key: int) -> bool:
+        return self._users.get(key, 0) >= 2 * self._limit
+
+    @contextlib.asynccontextmanager
+    async def slot(self, key: int) -> AsyncIterator[None]:
+        semaphore = self._semaphores.setdefault(key, asyncio.Semaphore(self._limit))
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            self._users[key] -= 1
+            if self._users[key] == 0:  # idle: forget it, so the maps stay small
+                del self._users[key], self._semaphores[key]
+
+
+async def _read_head(response: httpx.Response) -> bytes:
+    head = b""
+    async for chunk in response.aiter_raw():
+        head += chunk
+        if len(head) >= RESPONSE_LOG_BYTES:
+            break
+    return head[:RESPONSE_LOG_BYTES]

@@ -1,0 +1,41 @@
+"""What the worker runs besides the consumer: retries as arq jobs, and maintenance."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from service import keys
+from service.clock import format_timestamp, system_clock
+from worker.deliverer import Deliverer
+
+logger = logging.getLogger("mailhooks.worker")
+
+HEARTBEAT_SECONDS = 15
+LEASE_GRACE_MS = 30_000
+
+
+async def retry_delivery(ctx: dict[str, Any], delivery_id: str, owner: str) -> None:
+    deliverer: Deliverer = ctx["deliverer"]
+    await deliverer.retry(delivery_id, owner)
+
+
+async def heartbeat(ctx: dict[str, Any]) -> None:
+    # Expires after a few missed beats, so a stale value means no worker is alive.
+    await ctx["redis"].set(
+        keys.WORKER_HEARTBEAT, format_timestamp(system_clock()), ex=HEARTBEAT_SECONDS * 4
+    )
+
+
+async def requeue_expired_leases(ctx: dict[str, Any]) -> None:
+    """A delivery whose lease ran out with no attempt under way (its worker died between
+    scheduling a retry and handing it to arq) gets a new job."""
+    deliverer: Deliverer = ctx["deliverer"]
+    now_ms = int(system_clock().timestamp() * 1000)
+    for delivery_id in await deliverer.deliveries.expired_leases(now_ms - LEASE_GRACE_MS):
+        delivery = await deliverer.deliveries.get(delivery_id)
+        if delivery is None or delivery.status != "pending":
+            await deliverer.deliveries.forget_lease(delivery_id)
+            continue
+        logger.info("re-queuing %s: its lease expired with no attempt under way", delivery_id)
+        await deliverer.enqueue(delivery_id, f"{delivery_id}:s{now_ms}", delay=0)
