@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import redis.exceptions
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from config import Config
 
+# A command that meets a dropped connection (Redis restarted, a failover) is retried on a
+# fresh one for up to about two seconds before the request answers 503. Our writes are safe
+# to repeat: appends are de-duplicated, webhook writes set the same fields again.
+RETRY_ON: list[type[Exception]] = [
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+]
+
+
+def retry_policy() -> Retry:
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5)
+
 
 def connect(config: Config) -> Redis:
+    options: dict[str, Any] = {
+        "health_check_interval": 30,
+        "socket_connect_timeout": 5,
+        "retry": retry_policy(),
+        "retry_on_error": RETRY_ON,
+    }
     if config.redis_url.startswith("rediss://"):
-        client: Redis = Redis.from_url(
-            config.redis_url,
-            health_check_interval=30,
-            socket_connect_timeout=5,
-            ssl_cert_reqs=config.redis_ssl_cert_reqs,
-        )
-    else:
-        client = Redis.from_url(
-            config.redis_url, health_check_interval=30, socket_connect_timeout=5
-        )
+        options["ssl_cert_reqs"] = config.redis_ssl_cert_reqs
+    client: Redis = Redis.from_url(config.redis_url, **options)
     return client

@@ -44,7 +44,8 @@ class Receiver:
         receiver = cls(replies)
         app = web.Application()
         app.router.add_post("/hook", receiver._handle)
-        receiver._runner = web.AppRunner(app, access_log=None)
+        # Handlers still sleeping (a "hanging" endpoint) are cut off at stop, not awaited.
+        receiver._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await receiver._runner.setup()
         await web.TCPSite(receiver._runner, "127.0.0.1", receiver.port).start()
         return receiver

@@ -3,8 +3,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import time
 
-from service.signing import generate_secret, signature_hex
+import pytest
+import standardwebhooks
+import standardwebhooks.webhooks
+
+from service.signing import (
+    delivery_headers,
+    generate_secret,
+    signature_hex,
+    standard_webhooks_key,
+    standard_webhooks_signature,
+)
 
 
 class TestGenerateSecret:
@@ -27,3 +38,38 @@ class TestSignatureHex:
     def test_secret_is_keyed_as_utf8(self) -> None:
         expected = hmac.new("sécret".encode(), b"{}", hashlib.sha256).hexdigest()
         assert signature_hex(b"{}", "sécret") == expected
+
+
+class TestStandardWebhooks:
+    SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+    def test_specification_vector(self) -> None:
+        # The Standard Webhooks / Svix test vector (tests/fixtures/providers/resend).
+        signature = standard_webhooks_signature(
+            self.SECRET, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
+        )
+        assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+    @pytest.mark.parametrize("secret", [SECRET, "plain-secret-not-whsec", "whsec_not base64!"])
+    def test_the_standardwebhooks_library_verifies_our_headers(self, secret: str) -> None:
+        body = b'{"id":"evt_1-0","type":"email.open"}'
+        now = int(time.time())
+        headers = delivery_headers(
+            secret=secret, delivery_id="dlv_1-0_1", timestamp=now, body=body, user_agent="t"
+        )
+        key = standard_webhooks_key(secret)
+        verifier = standardwebhooks.Webhook(base64.b64encode(key).decode())
+        assert verifier.verify(body, headers) == {"id": "evt_1-0", "type": "email.open"}
+        with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
+            verifier.verify(body + b" ", headers)
+
+    def test_headers(self) -> None:
+        headers = delivery_headers(
+            secret="s3cret-value", delivery_id="dlv_9", timestamp=1700000000, body=b"{}",
+            user_agent="mailhooks/1",
+        )  # fmt: skip
+        assert headers["content-type"] == "application/json"
+        assert headers["user-agent"] == "mailhooks/1"
+        assert headers["webhook-id"] == "dlv_9"
+        assert headers["webhook-timestamp"] == "1700000000"
+        assert headers["x-webhook-signature"] == signature_hex(b"{}", "s3cret-value")

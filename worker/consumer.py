@@ -73,9 +73,14 @@ class Consumer:
                 await self._read_once()
                 backoff = 0.1
             except redis.exceptions.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                logger.warning("consumer group missing (Redis restarted or flushed?): recreating")
+                # NOGROUP: the group is gone; UNBLOCKED: the stream was deleted under a read.
+                # Either way Redis restarted empty or was flushed: start again from scratch.
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+                    logger.exception("unexpected reply from redis; retrying")
+                    await self._pause(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                logger.warning("consumer group or stream missing (%s): recreating", exc)
                 await ensure_group(self._redis)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 logger.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)

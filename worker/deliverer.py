@@ -308,16 +308,25 @@ class Deliverer:
 
 
 class EndpointLimiter:
-    """At most `limit` attempts in flight per endpoint, and a count of who waits: an endpoint
-    with `limit` more waiting is saturated, and its next deliveries are handed to arq."""
+    """At most `limit` attempts in flight per endpoint. An endpoint is saturated when all its
+    slots have been busy for SLOW_AFTER_SECONDS and `limit` more attempts wait: it is slow,
+    not merely bursty, and its next deliveries are handed to arq instead of waiting here."""
+
+    SLOW_AFTER_SECONDS = 0.5
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._semaphores: dict[int, asyncio.Semaphore] = {}
         self._users: dict[int, int] = {}  # holders and waiters
+        self._busy_since: dict[int, float] = {}  # when its last free slot was taken
 
     def saturated(self, key: int) -> bool:
-        return self._users.get(key, 0) >= 2 * self._limit
+        busy_since = self._busy_since.get(key)
+        return (
+            busy_since is not None
+            and time.monotonic() - busy_since > self.SLOW_AFTER_SECONDS
+            and self._users.get(key, 0) >= 2 * self._limit
+        )
 
     @contextlib.asynccontextmanager
     async def slot(self, key: int) -> AsyncIterator[None]:
@@ -325,7 +334,12 @@ class EndpointLimiter:
         self._users[key] = self._users.get(key, 0) + 1
         try:
             async with semaphore:
-                yield
+                if semaphore.locked():
+                    self._busy_since.setdefault(key, time.monotonic())
+                try:
+                    yield
+                finally:
+                    self._busy_since.pop(key, None)  # a slot is free again
         finally:
             self._users[key] -= 1
             if self._users[key] == 0:  # idle: forget it, so the maps stay small

@@ -12,7 +12,7 @@ from worker.deliverer import Deliverer
 logger = logging.getLogger("mailhooks.worker")
 
 HEARTBEAT_SECONDS = 15
-LEASE_GRACE_MS = 30_000
+LEASE_GRACE_MS = 5_000
 
 
 async def retry_delivery(ctx: dict[str, Any], delivery_id: str, owner: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -11,6 +12,7 @@ from arq.connections import RedisSettings
 
 from config import Config
 from service import jobs
+from service.redis import RETRY_ON, retry_policy
 from worker.consumer import Consumer, consumer_name, ensure_group
 from worker.deliverer import Deliverer
 from worker.http import build_client
@@ -25,6 +27,8 @@ SHUTDOWN_GRACE_SECONDS = 20.0
 def redis_settings(config: Config) -> RedisSettings:
     settings = RedisSettings.from_dsn(config.redis_url)
     settings.ssl_cert_reqs = config.redis_ssl_cert_reqs
+    settings.retry = retry_policy()
+    settings.retry_on_error = RETRY_ON
     return settings
 
 
@@ -45,7 +49,12 @@ async def startup(ctx: dict[str, Any]) -> None:
 async def shutdown(ctx: dict[str, Any]) -> None:
     if "consumer" in ctx:
         await ctx["consumer"].stop(grace_seconds=SHUTDOWN_GRACE_SECONDS)
-        ctx["consumer_task"].cancel()
+        # Interrupt its blocking read: entries it was being handed stay pending in the group
+        # and are reclaimed by the next consumer, so nothing is lost.
+        task: asyncio.Task[None] = ctx["consumer_task"]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     if "http" in ctx:
         await ctx["http"].aclose()
 
@@ -57,7 +66,7 @@ class WorkerSettings:
     functions = [retry_delivery]
     cron_jobs = [
         cron(heartbeat, second=set(range(0, 60, HEARTBEAT_SECONDS)), run_at_startup=True),
-        cron(requeue_expired_leases, second=30),
+        cron(requeue_expired_leases, second=set(range(5, 60, 10))),
     ]
     redis_settings = redis_settings(CONFIG)
     ctx = {"config": CONFIG}

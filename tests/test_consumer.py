@@ -1,0 +1,148 @@
+"""The worker process (the Procfile's line) against crashes: SIGKILL mid-batch and a Redis
+restart. Every (event, webhook) pair must be delivered; duplicates are allowed (at least once)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
+
+import httpx
+import pytest
+
+from config import Config
+from devtools import procfile
+from devtools.redis_server import PrivateRedis
+from service.app import create_app
+from service.redis import connect
+from tests.conftest import API_KEY, serve
+from tests.receiver import Receiver, Reply
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+WORKER_ENV = {
+    "API_KEYS": API_KEY,
+    "ALLOW_HTTP_URLS": "true",
+    "ALLOW_PRIVATE_URLS": "true",
+    "DELIVERY_TIMEOUT": "1",
+    "RETRY_SCHEDULE": "0,0.2,0.4",
+}
+
+
+@pytest.fixture
+def durable_redis(redis_server: PrivateRedis) -> Iterator[PrivateRedis]:
+    with PrivateRedis(durable=True) as server:
+        yield server
+
+
+@pytest.fixture
+def start_worker(durable_redis: PrivateRedis) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        env = {**WORKER_ENV, "REDIS_URL": durable_redis.url}
+        process = procfile.start("worker", env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=15)
+
+
+@pytest.fixture
+async def api(durable_redis: PrivateRedis) -> AsyncIterator[httpx.AsyncClient]:
+    config = Config(
+        redis_url=durable_redis.url,
+        api_keys=(API_KEY,),
+        allow_http_urls=True,
+        allow_private_urls=True,
+        allow_unsigned_inbound=True,
+    )
+    async with AsyncExitStack() as stack:
+        redis = connect(config)  # the web process's own client, reconnecting and retrying
+        stack.push_async_callback(redis.aclose)
+        app = create_app(config, redis=redis)
+        yield await stack.enter_async_context(serve(app, {"Authorization": f"Bearer {API_KEY}"}))
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    receiver = await Receiver.start([Reply(delay=0.02)])
+    yield receiver
+    await receiver.stop()
+
+
+async def subscribe(api: httpx.AsyncClient, url: str, count: int) -> None:
+    for _ in range(count):
+        body = {"url": url, "events": "*", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+        assert (await api.post("/api/webhooks/manage", json=body)).status_code == 201
+
+
+async def ingest(api: httpx.AsyncClient, first: int, count: int) -> None:
+    for n in range(first, first + count):
+        body = {"type": "email.opened", "email_id": f"msg_{n}"}
+        assert (await api.post("/api/webhooks", json=body)).status_code == 200
+
+
+def pairs(receiver: Receiver) -> set[tuple[str, str]]:
+    """(email id, webhook id) of everything received."""
+    found = set()
+    for request in receiver.received:
+        webhook = request.headers["webhook-id"].rsplit("_", 1)[1]
+        found.add((json.loads(request.body)["data"]["email_id"], webhook))
+    return found
+
+
+async def all_pairs(receiver: Receiver, expected: set[tuple[str, str]], timeout: float) -> None:
+    async def complete() -> None:
+        while not expected <= pairs(receiver):
+            await receiver.wait_for(len(receiver.received) + 1, timeout=timeout)
+
+    await asyncio.wait_for(complete(), timeout)
+
+
+async def test_sigkill_mid_batch_loses_nothing(
+    api: httpx.AsyncClient,
+    receiver: Receiver,
+    start_worker: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    webhooks, events = 5, 100
+    await subscribe(api, receiver.url, webhooks)
+    await ingest(api, 0, events)
+    worker = start_worker()
+    await receiver.wait_for(100, timeout=30)  # mid-batch: 100 of 500 deliveries done
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    delivered_before_kill = len(pairs(receiver))
+    assert delivered_before_kill < webhooks * events
+
+    start_worker()  # reclaims what the dead one left pending
+    expected = {(f"msg_{n}", str(w)) for n in range(events) for w in range(1, webhooks + 1)}
+    await all_pairs(receiver, expected, timeout=60)
+    assert pairs(receiver) == expected
+    duplicates = len(receiver.received) - len(expected)
+    assert duplicates <= 10 * webhooks  # at most what was in flight at the kill
+
+
+async def test_redis_restart_is_survived_without_restarting_the_worker(
+    api: httpx.AsyncClient,
+    receiver: Receiver,
+    durable_redis: PrivateRedis,
+    start_worker: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    await subscribe(api, receiver.url, 2)
+    worker = start_worker()
+    await ingest(api, 0, 20)
+    await all_pairs(receiver, {(f"msg_{n}", w) for n in range(20) for w in "12"}, timeout=30)
+
+    durable_redis.restart()
+    await ingest(api, 20, 20)
+    expected = {(f"msg_{n}", w) for n in range(40) for w in "12"}
+    await all_pairs(receiver, expected, timeout=60)
+    assert worker.poll() is None  # the same worker process, still running

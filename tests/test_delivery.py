@@ -1,0 +1,567 @@
+"""Delivery end to end, in process: real Redis, the real arq worker (WorkerSettings), real
+local HTTP receivers. Ingest goes through the HTTP API; what receivers got is asserted."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import standardwebhooks
+from arq.worker import Worker, create_worker
+from redis.asyncio import Redis
+
+from config import Config
+from devtools.redis_server import PrivateRedis
+from service import keys
+from service.app import create_app
+from service.delivery_store import DeliveryStore, StoredDelivery
+from service.signing import standard_webhooks_key
+from service.store import WebhookStore
+from tests.conftest import API_KEY, serve
+from tests.receiver import Received, Receiver, Reply
+from worker.settings import WorkerSettings, redis_settings
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+VERIFY_WEBHOOK_TS = Path(__file__).parent / "fixtures" / "verifyWebhook.ts"
+
+
+@dataclass
+class Env:
+    api: httpx.AsyncClient
+    redis: Redis
+    config: Config
+    worker: Worker
+
+    async def webhook(self, url: str, events: str = "*", **fields: Any) -> int:
+        body = {"url": url, "events": events, "secret": SECRET, **fields}
+        response = await self.api.post("/api/webhooks/manage", json=body)
+        assert response.status_code == 201, response.text
+        webhook_id: int = response.json()["id"]
+        return webhook_id
+
+    async def ingest(
+        self, type_: str = "email.opened", email_id: str = "msg_1", **extra: Any
+    ) -> None:
+        body = {"type": type_, "email_id": email_id, "recipient": "to@example.com", **extra}
+        response = await self.api.post("/api/webhooks", json=body)
+        assert response.json() == {"received": True}
+
+    async def deliveries(self, webhook_id: int, **params: str) -> list[dict[str, Any]]:
+        response = await self.api.get(
+            f"/api/webhooks/manage/{webhook_id}/deliveries", params=params
+        )
+        assert response.status_code == 200, response.text
+        found: list[dict[str, Any]] = response.json()["deliveries"]
+        return found
+
+    async def delivery_by_id(self, delivery_id: str) -> StoredDelivery:
+        # The webhook is gone, so its API routes are too: read the record itself.
+        found = await DeliveryStore(self.redis).get(delivery_id)
+        assert found is not None
+        return found
+
+    async def delivery(self, webhook_id: int, delivery_id: str) -> dict[str, Any]:
+        path = f"/api/webhooks/manage/{webhook_id}/deliveries/{delivery_id}"
+        found: dict[str, Any] = (await self.api.get(path)).json()
+        return found
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
+    """Await a state change: poll `check` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(0.02)
+
+
+StartEnv = Callable[..., Awaitable[Env]]
+
+
+@pytest.fixture
+async def start_env(redis_server: PrivateRedis, real_redis: Redis) -> AsyncIterator[StartEnv]:
+    async with AsyncExitStack() as stack:
+
+        async def start(**overrides: Any) -> Env:
+            settings: dict[str, Any] = {
+                "redis_url": redis_server.url,
+                "api_keys": (API_KEY,),
+                "allow_http_urls": True,
+                "allow_private_urls": True,
+                "allow_unsigned_inbound": True,
+                "retry_schedule": (0.0, 0.2, 0.4),
+                "delivery_timeout": 2.0,
+            }
+            settings.update(overrides)
+            config = Config(**settings)
+            app = create_app(config, redis=real_redis)
+            api = await stack.enter_async_context(
+                serve(app, {"Authorization": f"Bearer {API_KEY}"})
+            )
+            worker = create_worker(
+                WorkerSettings,  # type: ignore[arg-type]
+                redis_settings=redis_settings(config),
+                ctx={"config": config},
+                handle_signals=False,
+                poll_delay=0.05,
+            )
+            task = asyncio.create_task(worker.async_run())
+
+            async def stop() -> None:
+                # Retries still scheduled or waiting are not this test's: cancel them, and
+                # let arq's close() (which gathers its jobs) see none left.
+                jobs = list(worker.tasks.values())
+                for job in jobs:
+                    job.cancel()
+                await asyncio.gather(*jobs, return_exceptions=True)
+                worker.tasks.clear()
+                await worker.close()
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+            stack.push_async_callback(stop)
+            return Env(api, real_redis, config, worker)
+
+        yield start
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
+    started: list[Receiver] = []
+
+    async def start(*replies: Reply) -> Receiver:
+        receiver = await Receiver.start(list(replies) or None)
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        await receiver.stop()
+
+
+def verify_with_node(received: Received, secret: str) -> bool:
+    """Run the API page's verifyWebhook (TypeScript, types erased) under Node."""
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is not installed: CI must verify signatures with the seed's code")
+        pytest.skip("node is not installed")
+    source = VERIFY_WEBHOOK_TS.read_text()
+    javascript = re.sub(r"\)\s*:\s*boolean", ")", re.sub(r"(\w+): string", r"\1", source))
+    harness = javascript + (
+        "\nconst [body, signature, secret] = process.argv.slice(-3).map("
+        "(a) => Buffer.from(a, 'base64').toString('utf8'));\n"
+        "console.log(verifyWebhook(body, signature, secret));\n"
+    )
+    values = (received.body, received.headers["x-webhook-signature"].encode(), secret.encode())
+    args = [base64.b64encode(value).decode() for value in values]
+    output = subprocess.run(
+        [node, "--input-type=module", "-e", harness, "--", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    return output == "true"
+
+
+class TestEndToEnd:
+    @pytest.mark.parametrize(
+        ("inbound_type", "payload_type"),
+        [
+            ("email.opened", "email.open"),
+            ("email.clicked", "email.click"),
+            ("email.bounced", "email.bounce"),
+            ("email.unsubscribed", "email.unsubscribe"),
+            ("email.delivered", "email.delivered"),
+            ("email.complained", "email.complaint"),
+        ],
+    )
+    async def test_each_event_type_is_delivered_signed(
+        self,
+        start_env: StartEnv,
+        receivers: Callable[..., Awaitable[Receiver]],
+        inbound_type: str,
+        payload_type: str,
+    ) -> None:
+        env = await start_env()
+        receiver = await receivers()
+        webhook_id = await env.webhook(receiver.url, events=payload_type.removeprefix("email."))
+        await env.ingest(inbound_type, "msg_42", timestamp="2026-03-03T08:15:00Z")
+        [received] = await receiver.wait_for(1)
+        payload = json.loads(received.body)
+        assert payload["id"].startswith("evt_")
+        assert payload["type"] == payload_type
+        assert payload["data"] == {
+            "email_id": "msg_42",
+            "recipient": "to@example.com",
+            "timestamp": "2026-03-03T08:15:00Z",
+            "provider": "generic",
+        }
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", payload["created_at"])
+        assert received.headers["Content-Type"] == "application/json"
+        assert received.headers["User-Agent"].startswith("mailhooks/")
+        assert received.headers["webhook-id"].startswith("dlv_")
+        verifier = standardwebhooks.Webhook(
+            base64.b64encode(standard_webhooks_key(SECRET)).decode()
+        )
+        assert verifier.verify(received.body, received.headers) == payload
+        [delivery] = await eventually(lambda: _with_status(env, webhook_id, "succeeded"))
+        assert delivery["id"] == received.headers["webhook-id"]
+
+    async def test_x_webhook_signature_verifies_with_the_api_pages_code(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env()
+        receiver = await receivers()
+        await env.webhook(receiver.url)
+        await env.ingest("email.bounced", "msg_ü", metadata={"note": "naïve ✓"})
+        [received] = await receiver.wait_for(1)
+        assert verify_with_node(received, SECRET) is True
+        tampered = Received(received.headers, received.body.replace(b"msg_", b"msX_"), 0)
+        assert verify_with_node(tampered, SECRET) is False
+
+    async def test_only_active_subscribers_of_the_type_receive(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env()
+        opens, clicks, inactive, everything = [await receivers() for _ in range(4)]
+        await env.webhook(opens.url, "open")
+        await env.webhook(clicks.url, "click")
+        inactive_id = await env.webhook(inactive.url, "open", active=False)
+        await env.webhook(everything.url, "*")
+        await env.ingest("email.opened")
+        await env.ingest("email.clicked")
+        assert len(await opens.wait_for(1)) == 1
+        assert len(await everything.wait_for(2)) == 2
+        assert len(await clicks.wait_for(1)) == 1
+        # The inactive one got nothing, but the event is kept for it, retryable by hand.
+        [skipped] = await eventually(lambda: _with_status(env, inactive_id, "failed"))
+        assert skipped["last_error"] == "webhook_disabled"
+        assert skipped["attempts"] == 0
+        assert inactive.received == []
+        assert len(opens.received) == 1
+
+
+async def _with_status(env: Env, webhook_id: int, status: str) -> list[dict[str, Any]]:
+    return await env.deliveries(webhook_id, status=status)
+
+
+class TestRetries:
+    async def test_flaky_receiver_is_retried_on_schedule_until_it_succeeds(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env(retry_schedule=(0.0, 0.3, 0.6))
+        receiver = await receivers(Reply(500, body=b"boom"), Reply(502), Reply(200))
+        webhook_id = await env.webhook(receiver.url)
+        await env.ingest()
+        first, second, third = await receiver.wait_for(3)
+        assert 0.3 * 0.8 <= second.at - first.at <= 0.3 * 1.2 + 0.5
+        assert 0.6 * 0.8 <= third.at - second.at <= 0.6 * 1.2 + 0.5
+        # The same delivery throughout: one webhook-id, one body, fresh timestamps.
+        assert {r.headers["webhook-id"] for r in (first, second, third)} == {
+            first.headers["webhook-id"]
+        }
+        assert first.body == second.body == third.body
+        [delivery] = await eventually(lambda: _with_status(env, webhook_id, "succeeded"))
+        detail = await env.delivery(webhook_id, delivery["id"])
+        assert detail["attempts"] == 3
+        log = detail["attempt_log"]
+        assert [a["status_code"] for a in log] == [500, 502, 200]
+        assert [a["number"] for a in log] == [1, 2, 3]
+        assert log[0]["response"] == "boom"
+        assert all(a["latency_ms"] >= 0 for a in log)
+
+    async def test_spent_schedule_fails_and_stays_retryable_by_hand(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env(retry_schedule=(0.0, 0.05))
+        receiver = await receivers(Reply(500), Reply(500), Reply(200))
+        webhook_id = await env.webhook(receiver.url)
+        await env.ingest()
+        await receiver.wait_for(2)
+        [failed] = await eventually(lambda: _with_status(env, webhook_id, "failed"))
+        assert failed["attempts"] == 2
+        assert failed["last_status_code"] == 500
+        path = f"/api/webhooks/manage/{webhook_id}/deliveries/{failed['id']}/retry"
+        response = await env.api.post(path)
+        assert response.status_code == 202
+        assert response.json()["status"] == "pending"
+        third = (await receiver.wait_for(3))[2]
+        assert third.headers["webhook-id"] == failed["id"]
+        [done] = await eventually(lambda: _with_status(env, webhook_id, "succeeded"))
+        assert done["attempts"] == 3
+
+    async def test_410_disables_the_webhook(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env()
+        receiver = await receivers(Reply(410))
+        webhook_id = await env.webhook(receiver.url)
+        await env.ingest()
+        await receiver.wait_for(1)
+        webhook = await eventually(
+            lambda: _webhook_if(env, webhook_id, lambda w: w["active"] is False)
+        )
+        assert webhook["disabled_reason"] == "gone"
+        [failed] = await _with_status(env, webhook_id, "failed")
+        assert failed["attempts"] == 1
+        # Later events are kept for it (failed, attempts 0), not sent.
+        await env.ingest(email_id="msg_2")
+        await eventually(lambda: _count_status(env, webhook_id, "failed", 2))
+        assert len(receiver.received) == 1
+
+    @pytest.mark.parametrize("status", [429, 503])
+    async def test_retry_after_is_honoured(
+        self,
+        start_env: StartEnv,
+        receivers: Callable[..., Awaitable[Receiver]],
+        status: int,
+    ) -> None:
+        env = await start_env(retry_schedule=(0.0, 0.01, 5.0))
+        receiver = await receivers(Reply(status, headers={"Retry-After": "1"}), Reply(200))
+        await env.webhook(receiver.url)
+        await env.ingest()
+        first, second = await receiver.wait_for(2)
+        assert 1.0 <= second.at - first.at < 2.0
+
+    async def test_failing_for_longer_than_disable_after_disables(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env(retry_schedule=(0.0, 0.3, 0.3, 0.3, 0.3), disable_after_seconds=0)
+        receiver = await receivers(Reply(500))
+        webhook_id = await env.webhook(receiver.url)
+        await env.ingest()
+        webhook = await eventually(
+            lambda: _webhook_if(env, webhook_id, lambda w: w["active"] is False)
+        )
+        assert webhook["disabled_reason"] == "failing"
+        [failed] = await eventually(lambda: _with_status(env, webhook_id, "failed"))
+        assert failed["attempts"] == 2  # the second failure crossed DISABLE_AFTER
+        # Re-enabled by hand, the webhook's health starts afresh.
+        patched = await env.api.patch(f"/api/webhooks/manage/{webhook_id}", json={"active": True})
+        assert "disabled_reason" not in patched.json()
+
+    async def test_deleted_mid_retry_gets_no_more_attempts(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env(retry_schedule=(0.0, 0.3, 0.3))
+        receiver = await receivers(Reply(500))
+        webhook_id = await env.webhook(receiver.url)
+        await env.ingest()
+        await receiver.wait_for(1)
+        assert (await env.api.delete(f"/api/webhooks/manage/{webhook_id}")).status_code == 204
+        # The webhook's routes are gone with it: read its failed index in Redis.
+        failed = keys.deliveries(webhook_id, "failed")
+        [member] = await eventually(lambda: env.redis.zrange(failed, 0, -1))
+        detail = await env.delivery_by_id(member.decode().split(":", 1)[1])
+        assert detail.last_error == "webhook_deleted"
+        assert detail.attempts == 1
+        assert len(receiver.received) == 1
+
+
+class TestControl:
+    async def test_recover_requeues_failed_deliveries_since_a_time(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env()
+        receiver = await receivers()
+        webhook_id = await env.webhook(receiver.url, active=False)
+        for n in range(3):
+            await env.ingest(email_id=f"msg_{n}")
+        await eventually(lambda: _count_status(env, webhook_id, "failed", 3))
+        await env.api.patch(f"/api/webhooks/manage/{webhook_id}", json={"active": True})
+        response = await env.api.post(
+            f"/api/webhooks/manage/{webhook_id}/recover", json={"since": "2020-01-01T00:00:00Z"}
+        )
+        assert response.status_code == 202
+        assert response.json() == {"requeued": 3}
+        received = await receiver.wait_for(3)
+        assert {json.loads(r.body)["data"]["email_id"] for r in received} == {
+            "msg_0",
+            "msg_1",
+            "msg_2",
+        }
+        await eventually(lambda: _count_status(env, webhook_id, "succeeded", 3))
+
+    async def test_recover_since_the_future_requeues_nothing(self, start_env: StartEnv) -> None:
+        env = await start_env()
+        webhook_id = await env.webhook("https://example.com/hook", active=False)
+        await env.ingest()
+        await eventually(lambda: _count_status(env, webhook_id, "failed", 1))
+        response = await env.api.post(
+            f"/api/webhooks/manage/{webhook_id}/recover", json={"since": "2999-01-01T00:00:00Z"}
+        )
+        assert response.json() == {"requeued": 0}
+
+    @pytest.mark.parametrize(
+        ("body", "field"), [({}, "since"), ({"since": "yesterday"}, "since"), ({"x": 1}, "x")]
+    )
+    async def test_recover_validation(
+        self, start_env: StartEnv, body: dict[str, Any], field: str
+    ) -> None:
+        env = await start_env()
+        webhook_id = await env.webhook("https://example.com/hook")
+        response = await env.api.post(f"/api/webhooks/manage/{webhook_id}/recover", json=body)
+        assert response.status_code == 422
+        assert response.json()["error"]["field"] == field
+
+    async def test_test_endpoint_delivers_a_synthetic_event(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env()
+        receiver = await receivers()
+        webhook_id = await env.webhook(receiver.url, events="open")
+        response = await env.api.post(
+            f"/api/webhooks/manage/{webhook_id}/test", json={"type": "bounce"}
+        )
+        assert response.status_code == 202
+        delivery = response.json()
+        [received] = await receiver.wait_for(1)
+        payload = json.loads(received.body)
+        assert payload["type"] == "email.bounce"
+        assert payload["data"]["metadata"] == {"test": True}
+        assert received.headers["webhook-id"] == delivery["id"]
+        verifier = standardwebhooks.Webhook(
+            base64.b64encode(standard_webhooks_key(SECRET)).decode()
+        )
+        assert verifier.verify(received.body, received.headers) == payload
+        await eventually(lambda: _count_status(env, webhook_id, "succeeded", 1))
+
+    async def test_unknown_webhook_or_delivery_is_404(self, start_env: StartEnv) -> None:
+        env = await start_env()
+        webhook_id = await env.webhook("https://example.com/hook")
+        for method, path in [
+            ("GET", "/api/webhooks/manage/999/deliveries"),
+            ("GET", f"/api/webhooks/manage/{webhook_id}/deliveries/dlv_nope"),
+            ("POST", f"/api/webhooks/manage/{webhook_id}/deliveries/dlv_nope/retry"),
+            ("POST", "/api/webhooks/manage/999/test"),
+        ]:
+            response = await env.api.request(method, path, json={})
+            assert response.status_code == 404, (method, path)
+
+    async def test_deliveries_page_newest_first_and_filter_by_status(
+        self, start_env: StartEnv
+    ) -> None:
+        env = await start_env()
+        webhook_id = await env.webhook("https://example.com/hook", active=False)
+        for n in range(5):
+            await env.ingest(email_id=f"msg_{n}")
+        await eventually(lambda: _count_status(env, webhook_id, "failed", 5))
+        first = await env.api.get(
+            f"/api/webhooks/manage/{webhook_id}/deliveries", params={"limit": 2}
+        )
+        page1 = first.json()["deliveries"]
+        page2 = (await env.api.get(first.links["next"]["url"])).json()["deliveries"]
+        ids = [d["id"] for d in page1 + page2]
+        assert len(set(ids)) == 4
+        created = [d["created_at"] for d in page1 + page2]
+        assert created == sorted(created, reverse=True)
+        everything = await env.deliveries(webhook_id, limit="10")
+        assert [d["id"] for d in everything][:4] == ids
+        assert await _with_status(env, webhook_id, "succeeded") == []
+        bad = await env.api.get(
+            f"/api/webhooks/manage/{webhook_id}/deliveries", params={"status": "odd"}
+        )
+        assert bad.status_code == 422
+
+
+class TestSafety:
+    async def test_a_name_resolving_to_loopback_is_refused_at_delivery(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env(allow_private_urls=False)
+        receiver = await receivers()
+        # As if the name had been public at registration and now points at 127.0.0.1.
+        store = WebhookStore(env.redis)
+        url = receiver.url.replace("127.0.0.1", "localhost")
+        webhook = await store.create(url=url, events=("*",), secret=SECRET, active=True, now="t")
+        literal = await store.create(
+            url=receiver.url, events=("*",), secret=SECRET, active=True, now="t"
+        )
+        await env.ingest()
+        for webhook_id in (webhook.id, literal.id):
+            pending = await eventually(lambda w=webhook_id: _first_attempt(env, w))
+            assert pending["attempt_log"][0]["error"] == "blocked_address"
+        assert receiver.received == []
+
+    async def test_redirects_are_not_followed(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env(retry_schedule=(0.0,))
+        target = await receivers()
+        redirect = await receivers(Reply(307, headers={"Location": target.url}))
+        webhook_id = await env.webhook(redirect.url)
+        await env.ingest()
+        [failed] = await eventually(lambda: _with_status(env, webhook_id, "failed"))
+        assert failed["last_status_code"] == 307
+        assert target.received == []
+
+    async def test_a_hanging_endpoint_does_not_delay_a_healthy_one(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env(delivery_timeout=1.0, endpoint_concurrency=2)
+        hanging = await receivers(Reply(delay=30))
+        healthy = await receivers()
+        await env.webhook(hanging.url)
+        await env.webhook(healthy.url)
+        sent_at: dict[str, float] = {}
+        for n in range(30):
+            sent_at[f"msg_{n}"] = time.monotonic()
+            await env.ingest(email_id=f"msg_{n}")
+        arrived = await healthy.wait_for(30, timeout=10)
+        latencies = [r.at - sent_at[json.loads(r.body)["data"]["email_id"]] for r in arrived]
+        assert max(latencies) < env.config.delivery_timeout
+
+
+class TestRecovery:
+    async def test_a_flushed_redis_is_survived_without_restarting_the_worker(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        env = await start_env()
+        receiver = await receivers()
+        await env.webhook(receiver.url)
+        await env.ingest(email_id="before")
+        await receiver.wait_for(1)
+        await env.redis.flushall()  # the stream and its consumer group are gone
+        await env.webhook(receiver.url)
+        await env.ingest(email_id="after")
+        received = await receiver.wait_for(2)
+        assert json.loads(received[1].body)["data"]["email_id"] == "after"
+
+
+async def _webhook_if(
+    env: Env, webhook_id: int, predicate: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any] | None:
+    webhook: dict[str, Any] = (await env.api.get(f"/api/webhooks/manage/{webhook_id}")).json()
+    return webhook if predicate(webhook) else None
+
+
+async def _count_status(env: Env, webhook_id: int, status: str, count: int) -> bool:
+    return len(await env.deliveries(webhook_id, status=status)) == count
+
+
+async def _first_attempt(env: Env, webhook_id: int) -> dict[str, Any] | None:
+    for delivery in await env.deliveries(webhook_id):
+        detail = await env.delivery(webhook_id, delivery["id"])
+        if detail.get("attempt_log"):
+            return detail
+    return None
