@@ -12,10 +12,13 @@ from contextlib import AsyncExitStack
 
 import httpx
 import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from config import Config
 from devtools import procfile
 from devtools.redis_server import PrivateRedis
+from service import keys
 from service.app import create_app
 from service.redis import connect
 from tests.conftest import API_KEY, serve
@@ -146,3 +149,52 @@ async def test_redis_restart_is_survived_without_restarting_the_worker(
     expected = {(f"msg_{n}", w) for n in range(40) for w in "12"}
     await all_pairs(receiver, expected, timeout=60)
     assert worker.poll() is None  # the same worker process, still running
+
+
+async def test_sigterm_finishes_in_flight_work_and_loses_nothing(
+    api: httpx.AsyncClient,
+    durable_redis: PrivateRedis,
+    start_worker: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    slow = await Receiver.start([Reply(delay=0.5)])
+    try:
+        await subscribe(api, slow.url, 1)
+        await ingest(api, 0, 30)
+        worker = start_worker()
+        await slow.wait_for(1, timeout=30)
+        worker.send_signal(signal.SIGTERM)  # as Heroku does, 30 s before SIGKILL
+        assert worker.wait(timeout=25) == 0
+        start_worker()
+        expected = {(f"msg_{n}", "1") for n in range(30)}
+        await all_pairs(slow, expected, timeout=60)
+    finally:
+        await slow.stop()
+
+
+async def test_two_workers_share_the_work_without_doubling_it(
+    api: httpx.AsyncClient,
+    receiver: Receiver,
+    durable_redis: PrivateRedis,
+    start_worker: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    await subscribe(api, receiver.url, 2)
+    start_worker()
+    start_worker()
+    redis = Redis.from_url(durable_redis.url)
+
+    async def consumers() -> int:
+        # A consumer joins the group when a read first hands it entries.
+        try:
+            return len(await redis.xinfo_consumers(keys.EVENTS_STREAM, keys.DELIVERY_GROUP))
+        except ResponseError:  # no stream or group before the first worker creates them
+            return 0
+
+    sent = 0
+    while await consumers() < 2:  # keep events coming until both workers have taken some
+        assert sent < 2000, "the second worker never took any work"
+        await ingest(api, sent, 10)
+        sent += 10
+    await redis.aclose()
+    expected = {(f"msg_{n}", w) for n in range(sent) for w in "12"}
+    await all_pairs(receiver, expected, timeout=60)
+    assert len(receiver.received) == len(expected)  # nothing crashed, so nothing twice

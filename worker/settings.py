@@ -27,6 +27,9 @@ SHUTDOWN_GRACE_SECONDS = 20.0
 def redis_settings(config: Config) -> RedisSettings:
     settings = RedisSettings.from_dsn(config.redis_url)
     settings.ssl_cert_reqs = config.redis_ssl_cert_reqs
+    # A command that meets a dropped connection is retried on a fresh one, so a Redis restart
+    # is ridden out. A longer outage still ends arq's poll loop and the process (the platform
+    # restarts it; all state is in Redis, so nothing is lost): see docs/operations.md.
     settings.retry = retry_policy()
     settings.retry_on_error = RETRY_ON
     return settings

@@ -1,0 +1,135 @@
+"""Delivery records on a real Redis: the lease protocol and retention."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from service import keys
+from service.delivery_store import Claim, DeliveryStore, StoredDelivery, delivery_id
+from service.store import WebhookChanges, WebhookStore
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+LEASE = 1000
+RECORD_DEFAULTS = {"disable_after_ms": 10**9, "retention_count": 100, "retention_seconds": 3600}
+
+
+async def claim(store: DeliveryStore, owner: str, now: int, id_: str = "dlv_1-0_1") -> Claim:
+    result = await store.claim(
+        delivery_id=id_, webhook_id=1, event_id="evt_1-0", event_type="email.open",
+        owner=owner, now_ms=now, lease_ms=LEASE,
+    )  # fmt: skip
+    return result.claim
+
+
+async def delivery(store: DeliveryStore, id_: str = "dlv_1-0_1") -> StoredDelivery:
+    found = await store.get(id_)
+    assert found is not None
+    return found
+
+
+class TestLease:
+    async def test_one_owner_at_a_time(self, real_redis: Redis) -> None:
+        store = DeliveryStore(real_redis)
+        assert await claim(store, "a", now=0) is Claim.NEW
+        assert await claim(store, "b", now=500) is Claim.SKIP  # a holds it
+        assert await claim(store, "a", now=500) is Claim.GO  # a may renew
+        assert await claim(store, "b", now=500 + LEASE + 1) is Claim.GO  # a's lease ran out
+
+    async def test_finished_deliveries_are_never_claimed_again(self, real_redis: Redis) -> None:
+        store = DeliveryStore(real_redis)
+        await claim(store, "a", now=0)
+        status = await store.record(
+            await delivery(store), owner="a", now_ms=10, verdict="succeeded", **RECORD_DEFAULTS
+        )
+        assert status == "succeeded"
+        assert await claim(store, "b", now=10**9) is Claim.SKIP
+
+    async def test_an_outcome_from_a_lost_lease_changes_nothing(self, real_redis: Redis) -> None:
+        store = DeliveryStore(real_redis)
+        await claim(store, "a", now=0)
+        await claim(store, "b", now=LEASE + 1)  # a was presumed dead
+        status = await store.record(
+            await delivery(store), owner="a", now_ms=LEASE + 2, verdict="succeeded",
+            attempt_json=b'{"number":1}', **RECORD_DEFAULTS,
+        )  # fmt: skip
+        assert status == "lost"
+        found = await delivery(store)
+        assert found.status == "pending"
+        assert found.attempts == 1  # the attempt happened, and is logged
+
+    async def test_retry_hands_the_lease_to_the_next_job(self, real_redis: Redis) -> None:
+        store = DeliveryStore(real_redis)
+        await claim(store, "a", now=0)
+        status = await store.record(
+            await delivery(store), owner="a", now_ms=100, verdict="retry", next_attempt_ms=5000,
+            next_owner="job-2", lease_ms=LEASE, payload=b"{}", **RECORD_DEFAULTS,
+        )  # fmt: skip
+        assert status == "pending"
+        assert await claim(store, "someone", now=5000) is Claim.SKIP
+        assert await claim(store, "job-2", now=5000) is Claim.GO
+        assert (await delivery(store)).payload == b"{}"
+        assert await store.expired_leases(before_ms=10**12) == ["dlv_1-0_1"]
+
+    async def test_requeue_a_failed_delivery(self, real_redis: Redis) -> None:
+        store = DeliveryStore(real_redis)
+        await claim(store, "a", now=0)
+        await store.record(
+            await delivery(store), owner="a", now_ms=10, verdict="failed", payload=b"{}",
+            **RECORD_DEFAULTS,
+        )  # fmt: skip
+        failed = await delivery(store)
+        assert failed.status == "failed"
+        assert await real_redis.ttl(keys.delivery(failed.id)) > 0
+        assert await store.requeue(failed, owner="manual", now_ms=20, lease_ms=LEASE)
+        assert await real_redis.ttl(keys.delivery(failed.id)) == -1  # kept while pending
+        assert await claim(store, "manual", now=30) is Claim.GO
+        # Already being attempted: a second manual retry is refused.
+        assert not await store.requeue(await delivery(store), owner="x", now_ms=40, lease_ms=LEASE)
+
+
+class TestWebhookHealth:
+    async def test_410_and_long_failure_disable_success_heals(self, real_redis: Redis) -> None:
+        webhooks = WebhookStore(real_redis)
+        hook = await webhooks.create(
+            url="https://a.example/", events=("*",), secret="s" * 8, active=True, now="t"
+        )
+        store = DeliveryStore(real_redis)
+        ids = [delivery_id(f"{n}-0", hook.id) for n in range(3)]
+        for n, id_ in enumerate(ids):
+            await store.claim(
+                delivery_id=id_, webhook_id=hook.id, event_id=f"evt_{n}-0",
+                event_type="email.open", owner="a", now_ms=0, lease_ms=LEASE,
+            )  # fmt: skip
+        defaults = {**RECORD_DEFAULTS, "disable_after_ms": 1000}
+        await store.record(await delivery(store, ids[0]), owner="a", now_ms=0, verdict="retry",
+                           next_owner="a", **defaults)  # fmt: skip
+        assert await real_redis.hget(keys.webhook(hook.id), "failing_since") == b"0"
+        status = await store.record(
+            await delivery(store, ids[1]), owner="a", now_ms=1001, verdict="retry",
+            next_owner="a", **defaults,
+        )  # fmt: skip
+        assert status == "disabled"
+        assert (await webhooks.get(hook.id)).active is False  # type: ignore[union-attr]
+        await webhooks.update(hook.id, WebhookChanges(active=True), now="t2")
+        await store.record(await delivery(store, ids[2]), owner="a", now_ms=2000,
+                           verdict="succeeded", **defaults)  # fmt: skip
+        assert await real_redis.hget(keys.webhook(hook.id), "failing_since") is None
+
+
+class TestRetention:
+    async def test_each_webhook_keeps_the_newest_n(self, real_redis: Redis) -> None:
+        store = DeliveryStore(real_redis)
+        ids = [delivery_id(f"{n}-0", 1) for n in range(5)]
+        for n, id_ in enumerate(ids):
+            await claim(store, "a", now=n, id_=id_)
+            await store.record(
+                await delivery(store, id_), owner="a", now_ms=n, verdict="succeeded",
+                disable_after_ms=10**9, retention_count=3, retention_seconds=3600,
+            )  # fmt: skip
+        page, _ = await store.page(1, status=None, before=None, limit=10)
+        assert [d.id for d in page] == ids[:1:-1]
+        assert await store.get(ids[0]) is None
+        assert await store.get(ids[1]) is None
+        assert await real_redis.ttl(keys.delivery(ids[4])) > 3500
