@@ -39,3 +39,19 @@ async def requeue_expired_leases(ctx: dict[str, Any]) -> None:
             continue
         logger.info("re-queuing %s: its lease expired with no attempt under way", delivery_id)
         await deliverer.enqueue(delivery_id, f"{delivery_id}:s{now_ms}", delay=0)
+
+
+CONSUMER_IDLE_LIMIT_MS = 24 * 3600 * 1000
+
+
+async def forget_dead_consumers(
+    ctx: dict[str, Any], idle_limit_ms: int = CONSUMER_IDLE_LIMIT_MS
+) -> None:
+    """Every process joins the group under a new name; drop those idle for a day with nothing
+    pending (anything pending is reclaimed by the live consumers first)."""
+    redis = ctx["redis"]
+    for consumer in await redis.xinfo_consumers(keys.EVENTS_STREAM, keys.DELIVERY_GROUP):
+        if consumer["pending"] == 0 and consumer["idle"] > idle_limit_ms:
+            await redis.xgroup_delconsumer(
+                keys.EVENTS_STREAM, keys.DELIVERY_GROUP, consumer["name"]
+            )

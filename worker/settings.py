@@ -16,7 +16,13 @@ from service.redis import RETRY_ON, retry_policy
 from worker.consumer import Consumer, consumer_name, ensure_group
 from worker.deliverer import Deliverer
 from worker.http import build_client
-from worker.jobs import HEARTBEAT_SECONDS, heartbeat, requeue_expired_leases, retry_delivery
+from worker.jobs import (
+    HEARTBEAT_SECONDS,
+    forget_dead_consumers,
+    heartbeat,
+    requeue_expired_leases,
+    retry_delivery,
+)
 
 logger = logging.getLogger("mailhooks.worker")
 
@@ -70,6 +76,7 @@ class WorkerSettings:
     cron_jobs = [
         cron(heartbeat, second=set(range(0, 60, HEARTBEAT_SECONDS)), run_at_startup=True),
         cron(requeue_expired_leases, second=set(range(5, 60, 10))),
+        cron(forget_dead_consumers, minute=17, second=0),
     ]
     redis_settings = redis_settings(CONFIG)
     ctx = {"config": CONFIG}
