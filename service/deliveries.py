@@ -27,7 +27,7 @@ from service.models import (
 )
 from service.payload import build_payload, encode
 from service.requests import read_json
-from service.responses import json_response
+from service.responses import json_response, page_response
 from service.state import AppState, app_state
 from service.store import StoredWebhook
 from service.webhooks import path_id, query_int
@@ -104,11 +104,8 @@ async def list_deliveries(request: Request) -> Response:
     found, next_before = await app_state(request).deliveries.page(
         webhook.id, status=status, before=before, limit=limit
     )
-    headers = {}
-    if next_before is not None:
-        next_url = request.url.include_query_params(before=next_before, limit=limit)
-        headers["Link"] = f'<{next_url}>; rel="next"'
-    return json_response(DeliveryList(deliveries=[public(d) for d in found]), headers=headers)
+    body = DeliveryList(deliveries=[public(d) for d in found])
+    return page_response(request, body, cursor="before", after=next_before)
 
 
 @requires_api_key

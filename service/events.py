@@ -11,7 +11,7 @@ from service.errors import NotFound, ValidationFailed
 from service.event_store import EventFilter, entry_id
 from service.event_types import EVENT_TYPES, QUALIFIED_PREFIX
 from service.models import EventList
-from service.responses import json_response
+from service.responses import json_response, page_response
 from service.state import app_state
 from service.webhooks import query_int
 
@@ -52,11 +52,7 @@ async def list_events(request: Request) -> Response:
     if before is not None and entry_id(before) is None:
         raise ValidationFailed("before must be an event id (evt_…)", field="before")
     events, next_before = await app_state(request).events.recent(where, before=before, limit=limit)
-    headers = {}
-    if next_before is not None:
-        next_url = request.url.include_query_params(before=next_before, limit=limit)
-        headers["Link"] = f'<{next_url}>; rel="next"'
-    return json_response(EventList(events=events), headers=headers)
+    return page_response(request, EventList(events=events), cursor="before", after=next_before)
 
 
 @requires_api_key

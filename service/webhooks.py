@@ -16,7 +16,7 @@ from service.errors import NotFound, ValidationFailed
 from service.event_types import InvalidEventTypes, format_event_types, parse_event_types
 from service.models import WEBHOOK_CREATE_DECODER, WEBHOOK_UPDATE_DECODER, Webhook, WebhookList
 from service.requests import read_json
-from service.responses import json_response
+from service.responses import json_response, page_response
 from service.signing import generate_secret
 from service.state import app_state
 from service.store import StoredWebhook, WebhookChanges
@@ -75,11 +75,8 @@ async def list_webhooks(request: Request) -> Response:
     limit = query_int(request, "limit", default=MAX_PAGE, low=1, high=MAX_PAGE)
     after = query_int(request, "after", default=0, low=0, high=2**53)
     webhooks, next_after = await state.webhooks.list(after=after, limit=limit)
-    headers = {}
-    if next_after is not None:
-        next_url = request.url.include_query_params(after=next_after, limit=limit)
-        headers["Link"] = f'<{next_url}>; rel="next"'
-    return json_response(WebhookList(webhooks=[public(w) for w in webhooks]), headers=headers)
+    body = WebhookList(webhooks=[public(w) for w in webhooks])
+    return page_response(request, body, cursor="after", after=next_after)
 
 
 @requires_api_key

@@ -101,6 +101,13 @@ def redis_server() -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture
+def durable_redis(redis_server: PrivateRedis) -> Iterator[PrivateRedis]:
+    """A Redis of the test's own, with AOF on, for tests that restart it."""
+    with PrivateRedis(durable=True) as server:
+        yield server
+
+
+@pytest.fixture
 async def real_redis(redis_server: PrivateRedis) -> AsyncIterator[Redis]:
     redis = Redis.from_url(redis_server.url)
     await redis.flushall()

@@ -36,12 +36,6 @@ WORKER_ENV = {
 
 
 @pytest.fixture
-def durable_redis(redis_server: PrivateRedis) -> Iterator[PrivateRedis]:
-    with PrivateRedis(durable=True) as server:
-        yield server
-
-
-@pytest.fixture
 def start_worker(durable_redis: PrivateRedis) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 

@@ -73,13 +73,6 @@ def start_web(start_process: StartProcess) -> Callable[[str], Web]:
     return start
 
 
-@pytest.fixture
-def durable_redis(redis_server: PrivateRedis) -> Iterator[PrivateRedis]:
-    """A Redis of the test's own, with AOF on, for tests that restart it."""
-    with PrivateRedis(durable=True) as server:
-        yield server
-
-
 def test_webhooks_survive_a_restart_of_web(
     start_web: Callable[[str], Web], durable_redis: PrivateRedis
 ) -> None:
