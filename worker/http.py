@@ -1,5 +1,5 @@
 """The one HTTP client deliveries go out through: httpx's API over aiohttp's transport
-(about five times plain httpx's throughput here, see docs/performance.md), with a resolver
+(about seven times plain httpx's throughput here: docs/performance.md), with a resolver
 that refuses private addresses, so the address checked is the address connected to."""
 
 from __future__ import annotations
