@@ -55,9 +55,10 @@ return {'go', attempts, redis.call('HGET', KEYS[1], 'created_at')}
 # delivery key prefix.
 # Returns the delivery's status afterwards, "lost" if another worker holds the lease now, or
 # "disabled" when this failure disabled the webhook (the delivery is then failed).
-# Retention: a finished delivery expires after the retention age, and each webhook's indexes
-# keep the newest `retention count`; older finished deliveries are deleted with them (their
-# keys are derived here, which only Redis Cluster would object to; we do not run on Cluster).
+# Retention: a finished delivery expires after the retention age, and each webhook keeps the
+# newest `retention count` of each finished status; older ones are deleted with their index
+# entries (their keys are derived here, which only Redis Cluster would object to; we do not
+# run on Cluster).
 _RECORD = """
 local now = tonumber(ARGV[2])
 local verdict = ARGV[3]
@@ -106,19 +107,25 @@ local finished = status == 'succeeded' and KEYS[4] or KEYS[5]
 redis.call('ZADD', finished, 0, ARGV[12])
 redis.call('EXPIRE', KEYS[1], ARGV[15])
 redis.call('EXPIRE', KEYS[2], ARGV[15])
-local keep = tonumber(ARGV[14])
+-- Retention: finished deliveries older than the age limit, or beyond the newest `keep` of
+-- their status, go with their attempt log and index entries. Pending ones are never dropped.
+local function drop(member)
+  local key = ARGV[16] .. string.match(member, ':(.+)$')
+  if redis.call('HGET', key, 'status') == 'pending' then return end
+  redis.call('DEL', key, key .. ':attempts')
+  redis.call('ZREM', KEYS[7], member)
+  redis.call('ZREM', KEYS[4], member)
+  redis.call('ZREM', KEYS[5], member)
+end
+local cutoff = '(' .. string.format('%015d', now - tonumber(ARGV[15]) * 1000)
 for _, index in ipairs({finished, KEYS[7]}) do
-  local excess = redis.call('ZCARD', index) - keep
-  if excess > 0 then
-    for _, member in ipairs(redis.call('ZRANGE', index, 0, excess - 1)) do
-      local id = string.match(member, ':(.+)$')
-      local key = ARGV[16] .. id
-      if redis.call('HGET', key, 'status') ~= 'pending' then
-        redis.call('DEL', key, key .. ':attempts')
-      end
-    end
-    redis.call('ZREMRANGEBYRANK', index, 0, excess - 1)
+  for _, member in ipairs(redis.call('ZRANGEBYLEX', index, '-', cutoff, 'LIMIT', 0, 100)) do
+    drop(member)
   end
+end
+local excess = redis.call('ZCARD', finished) - tonumber(ARGV[14])
+if excess > 0 then
+  for _, member in ipairs(redis.call('ZRANGE', finished, 0, excess - 1)) do drop(member) end
 end
 return result or status
 """
@@ -129,8 +136,11 @@ return result or status
 _REQUEUE = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
-if status == 'pending' and tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
-    > tonumber(ARGV[2]) then return 0 end
+local now = tonumber(ARGV[2])
+if status == 'pending' and tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0') > now
+    and tonumber(redis.call('HGET', KEYS[1], 'next_attempt_at') or '0') <= now then
+  return 0  -- an attempt is under way (not merely scheduled for later)
+end
 local lease_until = tonumber(ARGV[2]) + tonumber(ARGV[3])
 redis.call('ZREM', KEYS[3], ARGV[4])
 redis.call('ZREM', KEYS[4], ARGV[4])
@@ -140,6 +150,7 @@ redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[6])
 redis.call('HSET', KEYS[1], 'status', 'pending', 'lease_owner', ARGV[1],
   'lease_until', lease_until, 'updated_at', ARGV[2])
+redis.call('HDEL', KEYS[1], 'next_attempt_at')
 return 1
 """
 
@@ -343,22 +354,20 @@ class DeliveryStore:
     async def page(
         self, webhook_id: int, *, status: str | None, before: str | None, limit: int
     ) -> tuple[list[StoredDelivery], str | None]:
-        """Newest first; `before` is a delivery id from the previous page."""
+        """Newest first; `before` is the cursor the previous page returned."""
         index = keys.deliveries(webhook_id, status)
         upper = "+"
         if before is not None:
-            anchor = await self._created_at(before)
-            if anchor is None:
-                return [], None
-            upper = "(" + index_member(anchor, before)
+            upper = "(" + before  # the index member of the previous page's last delivery
         members = await self._redis.zrevrangebylex(index, upper, "-", start=0, num=limit + 1)
-        ids = [member.decode().split(":", 1)[1] for member in members[:limit]]
+        page = [member.decode() for member in members[:limit]]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for id_ in ids:
-                pipe.hgetall(keys.delivery(id_))
+            for member in page:
+                pipe.hgetall(keys.delivery(member.split(":", 1)[1]))
             rows = await pipe.execute()
         found = [StoredDelivery.from_hash(row) for row in rows if row]
-        return found, (ids[-1] if len(members) > limit and ids else None)
+        # The cursor is the index member itself, valid even once that delivery has expired.
+        return found, (page[-1] if len(members) > limit else None)
 
     async def failed_since(self, webhook_id: int, since_ms: int) -> list[StoredDelivery]:
         members = await self._redis.zrangebylex(
@@ -378,9 +387,8 @@ class DeliveryStore:
         )
         return [member.decode() for member in raw]
 
+    async def extend_lease_index(self, delivery_id_: str, until_ms: int) -> None:
+        await self._redis.zadd(keys.DELIVERY_LEASES, {delivery_id_: until_ms})
+
     async def forget_lease(self, delivery_id_: str) -> None:
         await self._redis.zrem(keys.DELIVERY_LEASES, delivery_id_)
-
-    async def _created_at(self, delivery_id_: str) -> int | None:
-        raw = await self._redis.hget(keys.delivery(delivery_id_), "created_at")  # type: ignore[misc]
-        return int(raw) if raw else None

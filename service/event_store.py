@@ -76,7 +76,9 @@ def event_id(entry_id: str) -> str:
 def entry_id(event_id: str) -> str | None:
     """The stream entry id an event id denotes, or None if it is not one of ours."""
     match = _EVENT_ID.match(event_id)
-    return f"{int(match[1])}-{int(match[2])}" if match else None
+    if not match or int(match[1]) >= 2**64 or int(match[2]) >= 2**64:
+        return None  # not a stream id Redis would accept
+    return f"{int(match[1])}-{int(match[2])}"
 
 
 def index_member(entry_id: str) -> str:

@@ -150,7 +150,7 @@ OPERATIONS: tuple[Operation, ...] = (
         parameters=[
             _query("status", "Only pending, succeeded or failed deliveries", "string"),
             _query("limit", "Page size, 1-1000 (default 100)"),
-            _query("before", "Only deliveries older than this delivery id", "string"),
+            _query("before", "The cursor from the previous page's Link header", "string"),
         ],
     ),
     Operation(

@@ -503,6 +503,32 @@ class TestSafety:
             assert pending["attempt_log"][0]["error"] == "blocked_address"
         assert receiver.received == []
 
+    async def test_a_garbage_reply_is_a_failed_attempt_not_a_crash(
+        self, start_env: StartEnv
+    ) -> None:
+        async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(65536)
+            writer.write(b"NOT HTTP AT ALL\r\nContent-Length: abc\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            env = await start_env(retry_schedule=(0.0, 0.05))
+            webhook_id = await env.webhook(f"http://127.0.0.1:{port}/hook")
+            await env.ingest()
+            [failed] = await eventually(lambda: _with_status(env, webhook_id, "failed"))
+            detail = await env.delivery(webhook_id, failed["id"])
+            assert detail["attempts"] == 2
+            assert {a["error"] for a in detail["attempt_log"]} <= {
+                "protocol_error",
+                "network_error",
+            }
+        finally:
+            server.close()
+            await server.wait_closed()
+
     async def test_redirects_are_not_followed(
         self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
     ) -> None:

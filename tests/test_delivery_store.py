@@ -88,6 +88,21 @@ class TestLease:
         # Already being attempted: a second manual retry is refused.
         assert not await store.requeue(await delivery(store), owner="x", now_ms=40, lease_ms=LEASE)
 
+    async def test_a_delivery_waiting_for_its_next_retry_can_be_retried_now(
+        self, real_redis: Redis
+    ) -> None:
+        store = DeliveryStore(real_redis)
+        await claim(store, "a", now=0)
+        await store.record(
+            await delivery(store), owner="a", now_ms=100, verdict="retry", next_attempt_ms=10**7,
+            next_owner="job-2", lease_ms=LEASE, payload=b"{}", **RECORD_DEFAULTS,
+        )  # fmt: skip
+        assert await store.requeue(
+            await delivery(store), owner="manual", now_ms=200, lease_ms=LEASE
+        )
+        assert await claim(store, "job-2", now=500) is Claim.SKIP  # the old job stands down
+        assert await claim(store, "manual", now=300) is Claim.GO
+
 
 class TestWebhookHealth:
     async def test_410_and_long_failure_disable_success_heals(self, real_redis: Redis) -> None:
@@ -119,6 +134,31 @@ class TestWebhookHealth:
 
 
 class TestRetention:
+    async def test_pending_deliveries_are_never_trimmed(self, real_redis: Redis) -> None:
+        store = DeliveryStore(real_redis)
+        await claim(store, "a", now=0, id_="dlv_0-0_1")  # stays pending
+        for n in range(1, 5):
+            id_ = f"dlv_{n}-0_1"
+            await claim(store, "a", now=n, id_=id_)
+            await store.record(
+                await delivery(store, id_), owner="a", now_ms=n, verdict="failed",
+                disable_after_ms=10**9, retention_count=2, retention_seconds=3600,
+            )  # fmt: skip
+        listed, _ = await store.page(1, status=None, before=None, limit=10)
+        assert [d.id for d in listed] == ["dlv_4-0_1", "dlv_3-0_1", "dlv_0-0_1"]
+        pending, _ = await store.page(1, status="pending", before=None, limit=10)
+        assert [d.id for d in pending] == ["dlv_0-0_1"]
+
+    async def test_paging_survives_the_cursor_delivery_expiring(self, real_redis: Redis) -> None:
+        store = DeliveryStore(real_redis)
+        for n in range(4):
+            await claim(store, "a", now=n, id_=f"dlv_{n}-0_1")
+        first, cursor = await store.page(1, status=None, before=None, limit=2)
+        assert cursor is not None
+        await real_redis.delete(keys.delivery(first[-1].id))  # expired meanwhile
+        second, _ = await store.page(1, status=None, before=cursor, limit=2)
+        assert [d.id for d in second] == ["dlv_1-0_1", "dlv_0-0_1"]
+
     async def test_each_webhook_keeps_the_newest_n(self, real_redis: Redis) -> None:
         store = DeliveryStore(real_redis)
         ids = [delivery_id(f"{n}-0", 1) for n in range(5)]

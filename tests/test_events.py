@@ -105,7 +105,9 @@ class TestGet:
         assert response.status_code == 200
         assert response.json() == listed
 
-    @pytest.mark.parametrize("event_id", ["evt_1-0", "nope", "evt_", "evt_1-0-0"])
+    @pytest.mark.parametrize(
+        "event_id", ["evt_1-0", "nope", "evt_", "evt_1-0-0", "evt_99999999999999999999-0"]
+    )
     async def test_missing_is_404(self, client: httpx.AsyncClient, event_id: str) -> None:
         response = await client.get(f"/api/events/{event_id}")
         assert response.status_code == 404

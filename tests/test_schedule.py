@@ -51,6 +51,7 @@ class TestParseRetryAfter:
             ("soon", None),
             ("-5", None),
             ("", None),
+            ("²", None),  # a digit to str.isdigit, not to float()
         ],
     )
     def test_values(self, value: str | None, expected: float | None) -> None:

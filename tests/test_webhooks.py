@@ -260,7 +260,8 @@ class TestValidation:
         assert created["url"] == "http://127.0.0.1:9000/hook"
 
     @pytest.mark.parametrize(
-        "query", ["limit=0", "limit=1001", "limit=abc", "limit=-1", "after=x", "after=-5"]
+        "query",
+        ["limit=0", "limit=1001", "limit=abc", "limit=-1", "after=x", "after=-5", "limit=²"],
     )
     async def test_bad_paging_parameters(self, client: httpx.AsyncClient, query: str) -> None:
         response = await client.get(f"{MANAGE}?{query}")

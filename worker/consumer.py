@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import time
+import uuid
 
 import msgspec
 import redis.exceptions
@@ -62,6 +64,7 @@ class Consumer:
         self._reclaim_idle_ms = reclaim_idle_ms
         self._max_in_flight = max_entries_in_flight
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: set[str] = set()  # entry ids being processed here
         self._stopping = asyncio.Event()
         self._next_reclaim = 0.0
 
@@ -81,9 +84,16 @@ class Consumer:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 logger.warning("consumer group or stream missing (%s): recreating", exc)
-                await ensure_group(self._redis)
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    await ensure_group(self._redis)  # if this fails too, the next read says so
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 logger.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                # Never let the read loop die quietly while the worker looks healthy: say so
+                # with the traceback, and keep reading.
+                logger.exception("consumer loop error; retrying in %.1fs", backoff)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -104,9 +114,13 @@ class Consumer:
             )
             entries = response[0][1] if response else []
         for raw_id, fields in entries:
-            task = asyncio.create_task(self._process(raw_id.decode(), fields))
+            entry_id = raw_id.decode()
+            if entry_id in self._running:
+                continue  # reclaimed from ourselves while still at work on it
+            self._running.add(entry_id)
+            task = asyncio.create_task(self._process(entry_id, fields))
             self._tasks.add(task)
-            task.add_done_callback(self._done)
+            task.add_done_callback(functools.partial(self._done, entry_id=entry_id))
 
     async def _reclaim(self, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         _, entries, deleted = await self._redis.xautoclaim(
@@ -128,19 +142,25 @@ class Consumer:
             logger.info("reclaimed %d entries left pending by another consumer", len(entries))
         return [(raw_id, fields) for raw_id, fields in entries if fields]
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[None], entry_id: str) -> None:
         self._tasks.discard(task)
+        self._running.discard(entry_id)
         if not task.cancelled() and task.exception() is not None:
             # A bug, not an outage: say so loudly; the entry is reclaimed and tried again.
             logger.error("delivering an entry failed", exc_info=task.exception())
 
     async def _process(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
         try:
-            event = _DECODER.decode(fields[b"e"])
-            await self._deliverer.deliver_event(entry_id, event, owner=self._owner)
-            await self._redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, entry_id)
-        except (KeyError, msgspec.DecodeError):
-            logger.error("stream entry %s is not an event; acknowledging it", entry_id)
+            try:
+                event = _DECODER.decode(fields[b"e"])
+            except (KeyError, msgspec.DecodeError):
+                logger.error("stream entry %s is not an event; acknowledging it", entry_id)
+                await self._redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, entry_id)
+                return
+            # A fresh lease owner per processing: if this very consumer reclaims an entry it
+            # is still working on, its two passes must not renew each other's leases.
+            owner = f"{self._owner}:{uuid.uuid4().hex[:12]}"
+            await self._deliverer.deliver_event(entry_id, event, owner=owner)
             await self._redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, entry_id)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             # Left unacknowledged: reclaimed and finished once Redis is back.

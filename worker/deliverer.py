@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 import msgspec
 from arq.connections import ArqRedis
@@ -119,7 +120,8 @@ class Deliverer:
             # payload and let arq attempt it when the endpoint has room.
             await self._hand_off(id_, webhook.id, event_id, event_type, body)
             return
-        async with self._endpoints.slot(webhook.id):
+        # Slots first, claim second: a lease must not run out while its attempt still waits.
+        async with self._endpoints.slot(webhook.id), self._in_flight:
             claim = await self.deliveries.claim(
                 delivery_id=id_,
                 webhook_id=webhook.id,
@@ -155,13 +157,17 @@ class Deliverer:
 
     # -- later attempts, as arq jobs ------------------------------------------------------
 
-    async def retry(self, id_: str, owner: str) -> None:
-        """Attempt a pending delivery whose lease `owner` holds (or nobody holds any more)."""
+    async def retry(self, id_: str, owner: str) -> bool:
+        """Attempt a pending delivery whose lease `owner` holds (or nobody holds any more).
+        False when its endpoint is saturated: the caller should try again later rather than
+        wait here (an arq job slot must not idle behind one slow endpoint)."""
         delivery = await self.deliveries.get(id_)
         if delivery is None or delivery.status != "pending":
-            return
+            return True
+        if self._endpoints.saturated(delivery.webhook_id):
+            return False
         body = delivery.payload or await self._payload_from_stream(delivery)
-        async with self._endpoints.slot(delivery.webhook_id):
+        async with self._endpoints.slot(delivery.webhook_id), self._in_flight:
             claim = await self.deliveries.claim(
                 delivery_id=id_,
                 webhook_id=delivery.webhook_id,
@@ -173,12 +179,13 @@ class Deliverer:
                 payload=body or b"",
             )
             if claim.claim is Claim.SKIP:
-                return
+                return True
             webhook = await self.webhooks.get(delivery.webhook_id)
             if body is None:
                 await self._abandon(delivery, owner, "event_expired")
-                return
+                return True
             await self._attempt(delivery, webhook, body, owner)
+        return True
 
     async def enqueue(self, id_: str, owner: str, *, delay: float) -> None:
         await enqueue_retry(self._jobs, id_, owner, delay=delay)
@@ -208,8 +215,7 @@ class Deliverer:
             body=body,
             user_agent=USER_AGENT,
         )
-        async with self._in_flight:
-            result = await self.send(webhook.url, headers, body)
+        result = await self.send(webhook.url, headers, body)
         number = delivery.attempts + 1
         attempt = Attempt(
             number=number,
@@ -305,6 +311,11 @@ class Deliverer:
                 return SendResult(elapsed(), error="blocked_address", response=blocked)
             kind = "connect_error" if isinstance(exc, httpx.ConnectError) else "network_error"
             return SendResult(elapsed(), error=kind, response=str(exc)[:RESPONSE_LOG_BYTES])
+        except (httpx.HTTPError, aiohttp.ClientError, ValueError) as exc:
+            # Whatever else an endpoint's reply can make the stack raise (a malformed status
+            # line, a bad Content-Length, …) is the endpoint's fault: an attempt that failed.
+            logger.info("malformed reply from %s: %r", httpx.URL(url).host, exc)
+            return SendResult(elapsed(), error="protocol_error", response=repr(exc)[:1024])
 
 
 class EndpointLimiter:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from arq import Retry
+
 from service import keys
 from service.clock import format_timestamp, system_clock
 from worker.deliverer import Deliverer
@@ -15,9 +17,14 @@ HEARTBEAT_SECONDS = 15
 LEASE_GRACE_MS = 5_000
 
 
+SATURATED_RETRY_SECONDS = 1.0
+
+
 async def retry_delivery(ctx: dict[str, Any], delivery_id: str, owner: str) -> None:
     deliverer: Deliverer = ctx["deliverer"]
-    await deliverer.retry(delivery_id, owner)
+    if not await deliverer.retry(delivery_id, owner):
+        # Its endpoint is saturated: come back later instead of holding a job slot.
+        raise Retry(defer=SATURATED_RETRY_SECONDS)
 
 
 async def heartbeat(ctx: dict[str, Any]) -> None:
@@ -39,6 +46,8 @@ async def requeue_expired_leases(ctx: dict[str, Any]) -> None:
             continue
         logger.info("re-queuing %s: its lease expired with no attempt under way", delivery_id)
         await deliverer.enqueue(delivery_id, f"{delivery_id}:s{now_ms}", delay=0)
+        # Not again next round while that job waits its turn.
+        await deliverer.deliveries.extend_lease_index(delivery_id, now_ms + deliverer.lease_ms)
 
 
 CONSUMER_IDLE_LIMIT_MS = 24 * 3600 * 1000

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from typing import Any
 
-from arq import cron
+from arq import cron, func
 from arq.connections import RedisSettings
 
 from config import Config
@@ -72,7 +72,8 @@ CONFIG = Config.from_env()  # read once, when the worker process starts
 
 
 class WorkerSettings:
-    functions = [retry_delivery]
+    # A retry re-deferred because its endpoint is saturated is not a failure: no try limit.
+    functions = [func(retry_delivery, max_tries=1_000_000)]
     cron_jobs = [
         cron(heartbeat, second=set(range(0, 60, HEARTBEAT_SECONDS)), run_at_startup=True),
         cron(requeue_expired_leases, second=set(range(5, 60, 10))),
