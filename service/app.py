@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from config import Config, ConfigError
-from service import deliveries, events, health, inbound, openapi, webhooks
+from service import deliveries, events, health, inbound, logs, openapi, webhooks
 from service.clock import Clock, system_clock
 from service.delivery_store import DeliveryStore
 from service.errors import InvalidSignature, exception_handlers
@@ -59,7 +59,7 @@ def create_app(
     if not config.api_keys:
         raise ConfigError("API_KEYS is empty: set at least one key (comma-separated)")
     check_inbound_secrets(config)
-    logging.getLogger("mailhooks").setLevel(config.log_level)
+    logs.configure(config.log_level)
     if config.allow_unsigned_inbound:
         logger.warning(
             "ALLOW_UNSIGNED_INBOUND=true: provider events without a configured secret are "

@@ -82,7 +82,9 @@ def test_webhooks_survive_a_restart_of_web(
     assert web.client.post(MANAGE, json=body).status_code == 201
     before = web.client.get(MANAGE).json()
     assert before["webhooks"][0]["events"] == "open,bounce"
-    web.stop()
+    output = web.stop()
+    assert "mailhooks.webhooks: webhook 1 created, events=open,bounce" in output  # our logs
+    assert body["url"] not in output
 
     web = start_web(durable_redis.url)
     assert web.client.get(MANAGE).json() == before

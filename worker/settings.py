@@ -11,7 +11,7 @@ from arq import cron, func
 from arq.connections import RedisSettings
 
 from config import Config
-from service import jobs
+from service import jobs, logs
 from service.redis import RETRY_ON, retry_policy
 from worker.consumer import Consumer, consumer_name, ensure_group
 from worker.deliverer import Deliverer
@@ -43,6 +43,7 @@ def redis_settings(config: Config) -> RedisSettings:
 
 async def startup(ctx: dict[str, Any]) -> None:
     config: Config = ctx["config"]
+    logs.configure(config.log_level)
     logger.info("worker starting with %r", config)
     ctx["http"] = build_client(config)
     deliverer = Deliverer(redis=ctx["redis"], jobs=ctx["redis"], http=ctx["http"], config=config)
