@@ -510,3 +510,16 @@ class TestArbitraryInput:
             assert response.json()
 
         check()
+
+
+def test_unsigned_inbound_is_warned_about_at_start_up(
+    make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
+) -> None:
+    create_app(make_config(allow_unsigned_inbound=True, resend_webhook_secret=RESEND_SECRET))
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "ALLOW_UNSIGNED_INBOUND=true" in warning.getMessage()
+    assert "resend" in warning.getMessage()
+    assert RESEND_SECRET not in caplog.text
+    caplog.clear()
+    create_app(make_config())
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
