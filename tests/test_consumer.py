@@ -26,6 +26,7 @@ from tests.receiver import Receiver, Reply
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
+OUTAGE_SECONDS = 8.0
 WORKER_ENV = {
     "API_KEYS": API_KEY,
     "ALLOW_HTTP_URLS": "true",
@@ -143,6 +144,16 @@ async def test_redis_restart_is_survived_without_restarting_the_worker(
     expected = {(f"msg_{n}", w) for n in range(40) for w in "12"}
     await all_pairs(receiver, expected, timeout=60)
     assert worker.poll() is None  # the same worker process, still running
+
+    # A longer outage: Redis stays down well past a command's retries (the outage's length
+    # is the scenario, not a wait for something to happen).
+    durable_redis.stop()
+    await asyncio.sleep(OUTAGE_SECONDS)
+    durable_redis.start()
+    await ingest(api, 40, 20)
+    expected |= {(f"msg_{n}", w) for n in range(40, 60) for w in "12"}
+    await all_pairs(receiver, expected, timeout=60)
+    assert worker.poll() is None
 
 
 async def test_sigterm_finishes_in_flight_work_and_loses_nothing(

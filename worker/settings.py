@@ -1,4 +1,5 @@
-"""The arq worker, as the Procfile runs it: `arq worker.settings.WorkerSettings`."""
+"""The arq worker's settings. The Procfile runs it as `python -m worker` (worker/__main__.py),
+which keeps it running through Redis outages; `arq worker.settings.WorkerSettings` works too."""
 
 from __future__ import annotations
 
@@ -34,8 +35,7 @@ def redis_settings(config: Config) -> RedisSettings:
     settings = RedisSettings.from_dsn(config.redis_url)
     settings.ssl_cert_reqs = config.redis_ssl_cert_reqs
     # A command that meets a dropped connection is retried on a fresh one, so a Redis restart
-    # is ridden out. A longer outage still ends arq's poll loop and the process (the platform
-    # restarts it; all state is in Redis, so nothing is lost): see docs/operations.md.
+    # is ridden out; a longer outage ends arq's poll loop, which worker/__main__.py restarts.
     settings.retry = retry_policy()
     settings.retry_on_error = RETRY_ON
     return settings

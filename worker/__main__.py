@@ -1,0 +1,57 @@
+"""`python -m worker`, the Procfile's worker: arq's worker, started again in this same process
+if Redis goes away for longer than a command's retries.
+
+arq's poll loop ends at the first Redis error it cannot retry. All state lives in Redis, so
+the loop is simply run again once Redis answers; the process (and its place in the platform's
+process list) stays. A signal (SIGTERM, Ctrl-C) still stops it for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.config
+import sys
+import time
+
+import redis.exceptions
+from arq.logs import default_log_config
+from arq.worker import create_worker
+
+from worker.settings import WorkerSettings
+
+logger = logging.getLogger("mailhooks.worker")
+OUTAGE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def run_once() -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        create_worker(WorkerSettings).run()  # type: ignore[arg-type]
+    finally:
+        # After an outage arq's close() could not finish: cancel what it left behind.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+
+
+def main() -> int:
+    logging.config.dictConfig(default_log_config(verbose=False))  # as arq's own CLI does
+    backoff = 1.0
+    while True:
+        try:
+            run_once()
+            return 0  # stopped by a signal
+        except OUTAGE_ERRORS as exc:
+            logger.warning(
+                "redis unavailable (%s); running the worker again in %.0fs", exc, backoff
+            )
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
