@@ -29,7 +29,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not redis'
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.transport
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,16 +1,25 @@
-"""A fast HTTP/1.1 receiver for benchmarks: `python -m bench.receiver PORT` (0 = any free port).
+"""A fast HTTP/1.1 receiver for benchmarks: `python -m bench.receiver PORT [--record|--hang]`
+(PORT 0 = any free port).
 
 Raw asyncio.Protocol + httptools (uvloop when installed), listening on 127.0.0.1 only. Every
 request gets `200 OK` with body `ok`, on a kept-alive connection unless the client asked to
 close. Prints `listening PORT LOOP` once ready; exits when stdin closes (its parent is gone).
+
+`--record`: also counts POSTs and notes each one's arrival (time.time()) with the delivered
+payload's `data.email_id`; `GET /count` answers `{"posts": N}`, `GET /arrivals` answers
+`[[email_id, arrival], ...]` for the POSTs since the last `/arrivals` (then forgets them).
+`--hang`: accepts connections and reads requests but never answers (a dead endpoint).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import sys
+import time
 from typing import cast
 
 import httptools
@@ -46,9 +55,74 @@ class OkProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve(port: int) -> None:
+_EMAIL_ID = re.compile(rb'"email_id":"([^"]*)"')
+MAX_ARRIVALS = 1_000_000
+
+
+class Recorder:
+    posts = 0
+    arrivals: list[tuple[str, float]] = []
+
+
+def json_response(value: object) -> bytes:
+    body = json.dumps(value).encode()
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+    return head.encode() + b"\r\n\r\n" + body
+
+
+class RecordingProtocol(OkProtocol):
+    """OkProtocol that also counts POSTs and notes their arrival (see the module doc)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.url = b""
+        self.body: list[bytes] = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        arrival = time.time()
+        url, body = self.url, b"".join(self.body)
+        self.url, self.body = b"", []
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.parser.get_method() == b"GET":
+            if url.startswith(b"/count"):
+                self.transport.write(json_response({"posts": Recorder.posts}))
+            elif url.startswith(b"/arrivals"):
+                arrivals, Recorder.arrivals = Recorder.arrivals, []
+                self.transport.write(json_response(arrivals))
+            else:
+                self.transport.write(RESPONSE)
+            return
+        Recorder.posts += 1
+        match = _EMAIL_ID.search(body)
+        if match and len(Recorder.arrivals) < MAX_ARRIVALS:
+            Recorder.arrivals.append((match[1].decode(), arrival))
+        super().on_message_complete()
+
+
+class HangProtocol(asyncio.Protocol):
+    """Accepts and reads, never answers: the client's timeout is what ends each request."""
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+
+PROTOCOLS: dict[str, type[asyncio.Protocol]] = {
+    "": OkProtocol,
+    "--record": RecordingProtocol,
+    "--hang": HangProtocol,
+}
+
+
+async def serve(port: int, mode: str = "") -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(OkProtocol, "127.0.0.1", port, backlog=1024)
+    server = await loop.create_server(PROTOCOLS[mode], "127.0.0.1", port, backlog=4096)
     parent_gone = loop.create_future()
 
     def on_stdin() -> None:
@@ -64,6 +138,7 @@ async def serve(port: int) -> None:
 
 def main() -> None:
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    mode = sys.argv[2] if len(sys.argv) > 2 else ""
     try:
         import uvloop
     except ImportError:
@@ -71,7 +146,7 @@ def main() -> None:
     else:
         runner = uvloop.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(serve(port))
+        runner(serve(port, mode))
 
 
 if __name__ == "__main__":

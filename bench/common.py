@@ -1,0 +1,343 @@
+"""Shared pieces of the service benchmarks: processes, Redis, wrk, timing helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import redis as redis_sync
+from redis.asyncio import Redis
+
+from devtools.procfile import ROOT, process_env, procfile_commands, start
+from devtools.redis_server import free_port, wait_for_port
+from service.event_store import EventStore
+from service.models import Event
+from service.store import WebhookStore
+
+API_KEY = "bench-api-key-0123456789abcdef"
+SECRET = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"
+LOGS = Path(__file__).with_name(".logs")
+
+
+def base_env(redis_url: str, **extra: object) -> dict[str, str]:
+    env = {
+        "REDIS_URL": redis_url,
+        "API_KEYS": API_KEY,
+        "ALLOW_HTTP_URLS": "true",
+        "ALLOW_PRIVATE_URLS": "true",
+        "ALLOW_UNSIGNED_INBOUND": "true",
+        "INBOUND_SECRET": "",
+    }
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+def _log(name: str) -> IO[bytes]:
+    LOGS.mkdir(exist_ok=True)
+    (LOGS / ".gitignore").write_text("*\n")
+    return (LOGS / f"{name}.log").open("ab")
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 25.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def web(env: Mapping[str, str], *, app: str | None = None) -> Iterator[str]:
+    """The Procfile's web line (or, with `app`, the same uvicorn command line serving
+    another factory); yields its base URL; stopped on exit."""
+    port = free_port()
+    full = {**env, "PORT": str(port)}
+    log = _log("web" if app is None else "floor")
+    if app is None:
+        process: subprocess.Popen[Any] = start("web", full, stdout=log, stderr=log)
+    else:
+        command = procfile_commands()["web"].replace("service.app:create_app", app)
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", f"exec {command}"],
+            cwd=ROOT,
+            env=process_env(full),
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        wait_for_port(port, 20, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+        log.close()
+
+
+@contextlib.contextmanager
+def worker(env: Mapping[str, str]) -> Iterator[subprocess.Popen[Any]]:
+    log = _log("worker")
+    process: subprocess.Popen[Any] = start("worker", env, stdout=log, stderr=log)
+    try:
+        yield process
+    finally:
+        stop(process)
+        log.close()
+
+
+@contextlib.contextmanager
+def receiver(mode: str = "--record") -> Iterator[str]:
+    """bench.receiver in `mode`; yields its base URL (http://127.0.0.1:PORT)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.receiver", "0", mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().split()
+        if len(line) != 3 or line[0] != "listening":
+            raise RuntimeError(f"receiver failed to start (exit code {process.poll()})")
+        yield f"http://127.0.0.1:{line[1]}"
+    finally:
+        stop(process, 5)
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - 127.0.0.1 only
+        return json.loads(response.read())
+
+
+def posts(receiver_url: str) -> int:
+    return int(get_json(receiver_url + "/count")["posts"])
+
+
+def arrivals(receiver_url: str) -> list[tuple[str, float]]:
+    return [(email_id, at) for email_id, at in get_json(receiver_url + "/arrivals")]
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def sync_redis(url: str) -> redis_sync.Redis:
+    return redis_sync.Redis.from_url(url)
+
+
+def flush(url: str) -> None:
+    client = sync_redis(url)
+    client.flushall()
+    client.close()
+
+
+async def create_webhooks(
+    redis_url: str, urls: Sequence[str], events: tuple[str, ...], *, chunk: int = 500
+) -> list[int]:
+    """Create webhooks directly with WebhookStore (as the API would), `chunk` at a time."""
+    client = Redis.from_url(redis_url)
+    store = WebhookStore(client)
+    ids: list[int] = []
+    try:
+        for start_at in range(0, len(urls), chunk):
+            made = await asyncio.gather(
+                *(
+                    store.create(
+                        url=url,
+                        events=events,
+                        secret=SECRET,
+                        active=True,
+                        now="2026-11-28T00:00:00Z",
+                    )
+                    for url in urls[start_at : start_at + chunk]
+                )
+            )
+            ids += [webhook.id for webhook in made]
+    finally:
+        await client.aclose()
+    return ids
+
+
+def make_event(number: int, prefix: str, event_type: str = "email.open") -> Event:
+    return Event(
+        type=event_type,
+        email_id=f"{prefix}{number}",
+        occurred_at="2026-11-28T00:00:00Z",
+        provider="generic",
+        recipient="alex@example.com",
+        provider_event_id=f"{prefix}-{number}",
+    )
+
+
+async def preload_events(redis_url: str, count: int, prefix: str, *, batch: int = 500) -> None:
+    """Store `count` canonical events with EventStore.append: the ingest path's own script."""
+    client = Redis.from_url(redis_url)
+    store = EventStore(client, maxlen=1_000_000, dedup_ttl_seconds=3600)
+    try:
+        for first in range(0, count, batch):
+            events = [make_event(n, prefix) for n in range(first, min(first + batch, count))]
+            await store.append("generic", events)
+    finally:
+        await client.aclose()
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+# -- wrk ------------------------------------------------------------------------------------
+
+WRK_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d,"non2xx":%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+# Unique bodies (a per-thread counter in email_id), unsigned: wrk's Lua has no HMAC.
+WRK_UNIQUE = """
+local counter = 0
+local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+request = function()
+  counter = counter + 1
+  local body = '{"type":"email.opened","email_id":"msg_%s_' .. tid .. '_' .. counter ..
+    '","recipient":"alex@example.com","timestamp":"2026-11-28T00:00:00Z",' ..
+    '"metadata":{"campaign":"spring-sale"}}'
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    if os.geteuid() != 0:
+        raise SystemExit(
+            "wrk is not installed and we are not root: install it (apt-get install wrk) "
+            "and run the benchmarks again"
+        )
+    print("wrk missing: apt-get install -y wrk", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, capture_output=True)
+    path = shutil.which("wrk")
+    if not path:
+        raise SystemExit("apt-get install wrk did not provide wrk")
+    return path
+
+
+def signed_script(prefix: str, count: int, secret: str) -> str:
+    """A wrk script cycling through `count` precomputed signed unique bodies."""
+    import hashlib
+    import hmac
+
+    lines = ["local bodies = {", "local sigs = {"]
+    bodies, sigs = [], []
+    for number in range(count):
+        body = (
+            f'{{"type":"email.opened","email_id":"msg_{prefix}_{number}",'
+            '"recipient":"alex@example.com","timestamp":"2026-11-28T00:00:00Z",'
+            '"metadata":{"campaign":"spring-sale"}}'
+        )
+        bodies.append(f"'{body}',")
+        sigs.append(f"'{hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()}',")
+    return "\n".join(
+        [
+            lines[0],
+            *bodies,
+            "}",
+            lines[1],
+            *sigs,
+            "}",
+            "local threads, tid, i = 0, 0, 0",
+            "setup = function(thread) threads = threads + 1; thread:set('tid', threads) end",
+            "request = function()",
+            f"  i = i + 1; local k = ((i - 1) * 2 + tid - 1) % {count} + 1",
+            "  return wrk.format('POST', nil, {['Content-Type'] = 'application/json',",
+            "    ['X-Webhook-Signature'] = sigs[k]}, bodies[k])",
+            "end",
+        ]
+    )
+
+
+def run_wrk(
+    url: str, script: str, *, seconds: float, connections: int = 50, threads: int = 2
+) -> dict[str, float]:
+    LOGS.mkdir(exist_ok=True)
+    path = LOGS / f"wrk-{os.getpid()}-{time.monotonic_ns()}.lua"
+    path.write_text(script + WRK_DONE)
+    try:
+        out = subprocess.run(
+            [
+                ensure_wrk(),
+                f"-t{threads}",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(path),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        ).stdout
+    finally:
+        path.unlink(missing_ok=True)
+    line = next(line for line in out.splitlines() if line.startswith("WRKJSON "))
+    data = json.loads(line.removeprefix("WRKJSON "))
+    duration = data["duration_us"] / 1e6
+    return {
+        "requests": data["requests"],
+        "rps": data["requests"] / duration,
+        "p50_ms": data["p50_us"] / 1000,
+        "p99_ms": data["p99_us"] / 1000,
+        "errors": data["errors"],
+        "non2xx": data["non2xx"],
+    }

@@ -1,0 +1,66 @@
+"""The delivery floor: `python -m bench.delivery_floor URL COUNT CONCURRENCY [PATHS]`.
+
+A bare asyncio loop in its own process that POSTs COUNT signed webhook payloads (signed per
+request, like the worker) through the worker's own client (worker.http.build_client) with
+CONCURRENCY requests in flight, spread over PATHS URL paths (`URL/1` … `URL/PATHS`, as the
+worker spreads a fan-out over endpoints). Prints `done COUNT SECONDS` as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+from config import Config
+from service.signing import delivery_headers
+from worker.http import USER_AGENT, build_client
+
+SECRET = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"
+
+
+def body(number: int) -> bytes:
+    return (
+        b'{"id":"evt_1772532000000-%d","type":"email.open","created_at":"2026-03-03T08:15:01Z",'
+        b'"data":{"email_id":"m%d","recipient":"alex@example.com",'
+        b'"timestamp":"2026-03-03T08:15:00Z","provider":"generic"}}' % (number, number)
+    )
+
+
+async def run(url: str, count: int, concurrency: int, paths: int) -> dict[str, float]:
+    config = Config(allow_private_urls=True, allow_http_urls=True)
+    queue = iter(range(count))
+    async with build_client(config) as client:
+
+        async def worker() -> None:
+            for number in queue:
+                payload = body(number)
+                headers = delivery_headers(
+                    secret=SECRET,
+                    delivery_id=f"dlv_{number}",
+                    timestamp=int(time.time()),
+                    body=payload,
+                    user_agent=USER_AGENT,
+                )
+                response = await client.post(
+                    f"{url}/{number % paths + 1}", content=payload, headers=headers
+                )
+                if response.status_code != 200:
+                    raise RuntimeError(f"unexpected status {response.status_code}")
+
+        started = time.perf_counter()
+        async with asyncio.timeout(120):
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"count": count, "seconds": elapsed, "rate": count / elapsed}
+
+
+def main() -> None:
+    url, count, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    paths = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    print(json.dumps(asyncio.run(run(url, count, concurrency, paths))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
