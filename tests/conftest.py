@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from config import Config
+from devtools import procfile
 from devtools.redis_server import PrivateRedis, redis_server_path
 from service.app import create_app
 from service.clock import Clock
@@ -98,6 +100,32 @@ def redis_server() -> Iterator[PrivateRedis]:
         pytest.skip("redis-server is not installed")
     with PrivateRedis(durable=False) as server:
         yield server
+
+
+StartProcess = Callable[..., "subprocess.Popen[bytes]"]
+
+
+@pytest.fixture
+def start_process() -> Iterator[StartProcess]:
+    """`start_process("web", REDIS_URL=...)`: a Procfile line, started as deployed, stopped
+    after the test. Its output is piped (read it with communicate()), or discarded with
+    quiet=True for long-running, chatty processes."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, *, quiet: bool = False, **env: str) -> subprocess.Popen[bytes]:
+        output = subprocess.DEVNULL if quiet else subprocess.PIPE
+        env = {"API_KEYS": API_KEY, **env}
+        process = procfile.start(name, env, stdout=output, stderr=subprocess.STDOUT)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=15)
+        if process.stdout:
+            process.stdout.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import asyncio
 import json
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 
 import httpx
@@ -16,12 +16,11 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from config import Config
-from devtools import procfile
 from devtools.redis_server import PrivateRedis
 from service import keys
 from service.app import create_app
 from service.redis import connect
-from tests.conftest import API_KEY, serve
+from tests.conftest import API_KEY, StartProcess, serve
 from tests.receiver import Receiver, Reply
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -37,20 +36,13 @@ WORKER_ENV = {
 
 
 @pytest.fixture
-def start_worker(durable_redis: PrivateRedis) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
+def start_worker(
+    durable_redis: PrivateRedis, start_process: StartProcess
+) -> Callable[[], subprocess.Popen[bytes]]:
     def start() -> subprocess.Popen[bytes]:
-        env = {**WORKER_ENV, "REDIS_URL": durable_redis.url}
-        process = procfile.start("worker", env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        started.append(process)
-        return process
+        return start_process("worker", quiet=True, **WORKER_ENV, REDIS_URL=durable_redis.url)
 
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=15)
+    return start
 
 
 @pytest.fixture

@@ -5,17 +5,16 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 import pytest
 import redis
 
-from devtools import procfile
 from devtools.redis_server import PrivateRedis, free_port, wait_for_port
 from service import keys
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, StartProcess
 
 pytestmark = pytest.mark.redis
 
@@ -36,29 +35,6 @@ class Web:
         assert self.process.returncode in (0, -signal.SIGTERM)
         assert b"Application shutdown complete" in output
         return output.decode()
-
-
-StartProcess = Callable[..., subprocess.Popen[bytes]]
-
-
-@pytest.fixture
-def start_process() -> Iterator[StartProcess]:
-    """`start_process("web", REDIS_URL=...)`; every process is stopped after the test."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(name: str, **env: str) -> subprocess.Popen[bytes]:
-        env = {"API_KEYS": API_KEY, **env}
-        process = procfile.start(name, env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=15)
-        if process.stdout:
-            process.stdout.close()
 
 
 @pytest.fixture
