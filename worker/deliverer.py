@@ -45,7 +45,6 @@ from worker.schedule import next_delay, parse_retry_after
 logger = logging.getLogger("mailhooks.delivery")
 
 RESPONSE_LOG_BYTES = 1024
-HANDOFF_DELAY_SECONDS = 1.0
 _ATTEMPT_ENCODER = msgspec.json.Encoder()
 
 
@@ -153,7 +152,13 @@ class Deliverer:
             payload=body,
         )
         if claim.claim is not Claim.SKIP:
-            await self.enqueue(id_, owner, delay=HANDOFF_DELAY_SECONDS)
+            await self.enqueue(id_, owner, delay=self.saturated_backoff())
+
+    def saturated_backoff(self) -> float:
+        """When to look again at a delivery whose endpoint is saturated. A slow endpoint frees
+        a slot at most every request timeout, so polling it faster only burns CPU that the
+        healthy endpoints need; jittered so that a backlog does not come back all at once."""
+        return self.config.delivery_timeout * self._rng.uniform(0.5, 1.0)
 
     # -- later attempts, as arq jobs ------------------------------------------------------
 

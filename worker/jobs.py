@@ -17,14 +17,11 @@ HEARTBEAT_SECONDS = 15
 LEASE_GRACE_MS = 5_000
 
 
-SATURATED_RETRY_SECONDS = 1.0
-
-
 async def retry_delivery(ctx: dict[str, Any], delivery_id: str, owner: str) -> None:
     deliverer: Deliverer = ctx["deliverer"]
     if not await deliverer.retry(delivery_id, owner):
         # Its endpoint is saturated: come back later instead of holding a job slot.
-        raise Retry(defer=SATURATED_RETRY_SECONDS)
+        raise Retry(defer=deliverer.saturated_backoff())
 
 
 async def heartbeat(ctx: dict[str, Any]) -> None:
