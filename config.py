@@ -138,30 +138,28 @@ def _redis_url(name: str, raw: str) -> str:
     return raw
 
 
-def _int_between(low: int, high: int) -> Callable[[str, str], int]:
-    def parse(name: str, raw: str) -> int:
+N = TypeVar("N", int, float)
+
+
+def _between(kind: Callable[[str], N], what: str, low: N, high: N) -> Callable[[str, str], N]:
+    def parse(name: str, raw: str) -> N:
         try:
-            value = int(raw)
+            value = kind(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+            raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
         if not low <= value <= high:
             raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
         return value
 
     return parse
+
+
+def _int_between(low: int, high: int) -> Callable[[str, str], int]:
+    return _between(int, "an integer", low, high)
 
 
 def _float_between(low: float, high: float) -> Callable[[str, str], float]:
-    def parse(name: str, raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-        if not low <= value <= high:
-            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
+    return _between(float, "a number of seconds", low, high)
 
 
 def _schedule(name: str, raw: str) -> tuple[float, ...]:

@@ -28,6 +28,20 @@ class TestFromEnv:
                 "ALLOW_HTTP_URLS": "true",
                 "ALLOW_PRIVATE_URLS": "1",
                 "LOG_LEVEL": "debug",
+                "INBOUND_SECRET": "generic-secret",
+                "RESEND_WEBHOOK_SECRET": "whsec_abc",
+                "SENDGRID_WEBHOOK_PUBLIC_KEY": "MFkw",
+                "MAILGUN_WEBHOOK_SIGNING_KEY": "mg-key",
+                "ALLOW_UNSIGNED_INBOUND": "yes",
+                "DEDUP_TTL_SECONDS": "3600",
+                "EVENTS_MAXLEN": "5000",
+                "DELIVERY_TIMEOUT": "2.5",
+                "RETRY_SCHEDULE": "0, 0.5,60",
+                "ENDPOINT_CONCURRENCY": "3",
+                "DELIVERY_CONCURRENCY": "50",
+                "DISABLE_AFTER": "86400",
+                "DELIVERY_RETENTION_COUNT": "100",
+                "DELIVERY_RETENTION_SECONDS": "7200",
             }
         )
         assert config.redis_url == "rediss://:pw@example.com:6380/2"
@@ -38,6 +52,22 @@ class TestFromEnv:
         assert config.allow_http_urls is True
         assert config.allow_private_urls is True
         assert config.log_level == "DEBUG"
+        assert config.inbound_secret == "generic-secret"
+        assert config.resend_webhook_secret == "whsec_abc"
+        assert config.sendgrid_webhook_public_key == "MFkw"
+        assert config.mailgun_webhook_signing_key == "mg-key"
+        assert config.allow_unsigned_inbound is True
+        assert config.dedup_ttl_seconds == 3600
+        assert config.events_maxlen == 5000
+        assert config.delivery_timeout == 2.5
+        assert config.retry_schedule == (0.0, 0.5, 60.0)
+        assert config.endpoint_concurrency == 3
+        assert config.delivery_concurrency == 50
+        assert config.disable_after_seconds == 86400
+        assert config.delivery_retention_count == 100
+        assert config.delivery_retention_seconds == 7200
+        assert "generic-secret" not in repr(config)
+        assert "mg-key" not in repr(config)
 
     def test_blank_means_default(self) -> None:
         assert Config.from_env({"PORT": "  "}).port == 8000
@@ -54,6 +84,13 @@ class TestFromEnv:
             ("LOG_LEVEL", "LOUD"),
             ("REDIS_URL", "http://localhost:6379"),
             ("REDIS_SSL_CERT_REQS", "sometimes"),
+            ("DELIVERY_TIMEOUT", "soon"),
+            ("DELIVERY_TIMEOUT", "0"),
+            ("RETRY_SCHEDULE", "0,5,later"),
+            ("RETRY_SCHEDULE", " , "),
+            ("ENDPOINT_CONCURRENCY", "0"),
+            ("DISABLE_AFTER", "1"),
+            ("EVENTS_MAXLEN", "10"),
         ],
     )
     def test_bad_value_names_the_variable(self, name: str, value: str) -> None:
