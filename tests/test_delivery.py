@@ -126,12 +126,16 @@ async def start_env(redis_server: PrivateRedis, real_redis: Redis) -> AsyncItera
             task = asyncio.create_task(worker.async_run())
 
             async def stop() -> None:
-                # Retries still scheduled or waiting are not this test's: cancel them, and
-                # let arq's close() (which gathers its jobs) see none left.
+                # Let running jobs finish their attempt (cancelling one inside a Redis
+                # transaction leaks its connection), then cancel those still waiting for a
+                # slot; arq's close() gathers its jobs, so leave it none.
+                worker.allow_pick_jobs = False
                 jobs = list(worker.tasks.values())
-                for job in jobs:
-                    job.cancel()
-                await asyncio.gather(*jobs, return_exceptions=True)
+                if jobs:
+                    _, waiting = await asyncio.wait(jobs, timeout=config.delivery_timeout + 1)
+                    for job in waiting:
+                        job.cancel()
+                    await asyncio.gather(*jobs, return_exceptions=True)
                 worker.tasks.clear()
                 await worker.close()
                 task.cancel()
