@@ -6,6 +6,7 @@ or race can leave the hash and the indexes disagreeing. Key names live in `servi
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -38,6 +39,18 @@ if events_changed then
   for j = 3 + 2 * n, #ARGV do redis.call('SADD', KEYS[1 + tonumber(ARGV[j])], ARGV[1]) end
 end
 return 1
+"""
+
+# KEYS: the event type's subscriber set, the wildcard's. ARGV: webhook key prefix.
+# Returns each subscribed webhook's hash as a flat field/value list: one round trip per event
+# (webhook keys are derived here, which only Redis Cluster would object to).
+_SUBSCRIBERS = """
+local found = {}
+for _, id in ipairs(redis.call('SUNION', KEYS[1], KEYS[2])) do
+  local fields = redis.call('HGETALL', ARGV[1] .. id)
+  if #fields > 0 then found[#found + 1] = fields end
+end
+return found
 """
 
 # KEYS: webhook hash, id index, then every subscriber set. ARGV: id.
@@ -88,6 +101,7 @@ class WebhookStore:
         self._redis = redis
         self._update = redis.register_script(_UPDATE)
         self._delete = redis.register_script(_DELETE)
+        self._subscribers = redis.register_script(_SUBSCRIBERS)
 
     async def create(
         self, *, url: str, events: tuple[str, ...], secret: str, active: bool, now: str
@@ -126,14 +140,6 @@ class WebhookStore:
         # redis-py types asyncio commands as "Awaitable | value" (redis-py#2399).
         fields = await self._redis.hgetall(keys.webhook(webhook_id))  # type: ignore[misc]
         return StoredWebhook.from_hash(fields) if fields else None
-
-    async def get_many(self, webhook_ids: list[int]) -> list[StoredWebhook]:
-        """The webhooks that still exist among `webhook_ids`, in that order."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for webhook_id in webhook_ids:
-                pipe.hgetall(keys.webhook(webhook_id))
-            rows = await pipe.execute()
-        return [StoredWebhook.from_hash(row) for row in rows if row]
 
     async def list(self, *, after: int, limit: int) -> tuple[list[StoredWebhook], int | None]:
         """Webhooks with id > `after`, oldest first, and the `after` of the next page if any."""
@@ -176,9 +182,13 @@ class WebhookStore:
         )
         return bool(deleted)
 
-    async def subscriber_ids(self, event_type: str) -> set[int]:
-        """Ids of webhooks subscribed to `event_type` (short form), wildcard included."""
-        members = await self._redis.sunion(  # type: ignore[misc]
-            [keys.subscribers(event_type), keys.subscribers(WILDCARD)]
+    async def subscribers(self, event_type: str) -> builtins.list[StoredWebhook]:
+        """The webhooks subscribed to `event_type` (short form), wildcard included, by id."""
+        rows = await self._subscribers(
+            keys=[keys.subscribers(event_type), keys.subscribers(WILDCARD)],
+            args=[keys.webhook(0)[:-1]],
         )
-        return {int(m) for m in members}
+        found = [
+            StoredWebhook.from_hash(dict(zip(row[::2], row[1::2], strict=True))) for row in rows
+        ]
+        return sorted(found, key=lambda webhook: webhook.id)

@@ -90,10 +90,9 @@ class Deliverer:
     async def deliver_event(self, entry_id: str, event: Event, *, owner: str) -> None:
         """Deliver one stored event to every matching webhook; returns once each delivery is
         done or handed to arq (then the stream entry may be acknowledged)."""
-        ids = await self.webhooks.subscriber_ids(event.type.removeprefix(QUALIFIED_PREFIX))
-        if not ids:
+        webhooks = await self.webhooks.subscribers(event.type.removeprefix(QUALIFIED_PREFIX))
+        if not webhooks:
             return
-        webhooks = await self.webhooks.get_many(sorted(ids))
         event_id = "evt_" + entry_id
         payload = build_payload(event, event_id=event_id, stored_at=entry_time(entry_id))
         body = encode(payload)
