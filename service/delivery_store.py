@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from config import Config
 from service import keys
+from service.autopipeline import AutoPipeline
 
 ATTEMPT_LOG_LENGTH = 50
 _STATUSES = ("pending", "succeeded", "failed")
@@ -254,6 +255,7 @@ def index_member(created_at_ms: int, delivery_id_: str) -> str:
 class DeliveryStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._pipeline = AutoPipeline(redis)  # claims and outcomes of concurrent attempts
         self._claim = redis.register_script(_CLAIM)
         self._record = redis.register_script(_RECORD)
         self._requeue = redis.register_script(_REQUEUE)
@@ -271,7 +273,8 @@ class DeliveryStore:
         payload: bytes = b"",
     ) -> ClaimResult:
         """Create the delivery, or take its lease if it is pending and free (or ours)."""
-        raw_claim, detail, created = await self._claim(
+        raw_claim, detail, created = await self._pipeline.script(
+            self._claim,
             keys=[
                 keys.delivery(delivery_id),
                 keys.deliveries(webhook_id),
@@ -306,7 +309,8 @@ class DeliveryStore:
     ) -> str:
         """Apply one attempt's outcome; returns the status after it (see the script)."""
         webhook_id = delivery.webhook_id
-        result = await self._record(
+        result = await self._pipeline.script(
+            self._record,
             keys=[
                 keys.delivery(delivery.id),
                 keys.delivery_attempts(delivery.id),

@@ -16,6 +16,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from service import keys
+from service.autopipeline import AutoPipeline
 from service.models import Event
 from service.providers import Ignored
 
@@ -133,6 +134,7 @@ class EventStore:
         self._maxlen = maxlen
         self._dedup_ttl = dedup_ttl_seconds
         self._append = redis.register_script(_APPEND)
+        self._pipeline = AutoPipeline(redis)  # concurrent requests' appends, sent together
 
     async def append(
         self, provider: str, events: Sequence[Event], ignored: Sequence[Ignored] = ()
@@ -157,7 +159,7 @@ class EventStore:
         args += [item.provider_type for item in ignored]
         if not events and not ignored:
             return AppendResult([], [])
-        results = await self._append(keys=script_keys, args=args)
+        results = await self._pipeline.script(self._append, keys=script_keys, args=args)
         stored = [event_id(raw.decode()) for flag, raw in results if flag == 1]
         duplicates = [event_id(raw.decode()) for flag, raw in results if flag == 0]
         return AppendResult(stored, duplicates)

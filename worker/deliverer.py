@@ -38,7 +38,7 @@ from service.payload import build_payload, encode, entry_time
 from service.signing import delivery_headers
 from service.store import StoredWebhook, WebhookStore
 from service.urls import private_host_reason
-from worker.http import USER_AGENT, blocked_reason
+from worker.http import USER_AGENT, WebhookClient, blocked_reason, parse_url
 from worker.outcome import Verdict, classify_status
 from worker.schedule import next_delay, parse_retry_after
 
@@ -63,7 +63,7 @@ class Deliverer:
         *,
         redis: Redis,
         jobs: ArqRedis,
-        http: httpx.AsyncClient,
+        http: WebhookClient,
         config: Config,
         clock: Clock = system_clock,
         rng: random.Random | None = None,
@@ -81,6 +81,7 @@ class Deliverer:
         self._in_flight = asyncio.Semaphore(config.delivery_concurrency)
         self._endpoints = EndpointLimiter(config.endpoint_concurrency)
         self.lease_ms = lease_ms(config)
+        self._lookups: dict[str, asyncio.Future[list[StoredWebhook]]] = {}
 
     def _now_ms(self) -> int:
         return int(self._clock().timestamp() * 1000)
@@ -90,7 +91,7 @@ class Deliverer:
     async def deliver_event(self, entry_id: str, event: Event, *, owner: str) -> None:
         """Deliver one stored event to every matching webhook; returns once each delivery is
         done or handed to arq (then the stream entry may be acknowledged)."""
-        webhooks = await self.webhooks.subscribers(event.type.removeprefix(QUALIFIED_PREFIX))
+        webhooks = await self._subscribers(event.type.removeprefix(QUALIFIED_PREFIX))
         if not webhooks:
             return
         event_id = "evt_" + entry_id
@@ -102,6 +103,17 @@ class Deliverer:
                 for webhook in webhooks
             )
         )
+
+    async def _subscribers(self, event_type: str) -> list[StoredWebhook]:
+        """Entries read together mostly share a type: one lookup in flight serves every
+        event of its type that asks meanwhile, instead of one round trip per event."""
+        lookup = self._lookups.get(event_type)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self.webhooks.subscribers(event_type))
+            self._lookups[event_type] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(event_type, None))
+        # Shielded: one event's cancellation must not cancel the others' lookup.
+        return await asyncio.shield(lookup)
 
     async def _first_attempt(
         self,
@@ -292,14 +304,12 @@ class Deliverer:
             return int((time.perf_counter() - started) * 1000)
 
         if not self.config.allow_private_urls:
-            reason = private_host_reason(httpx.URL(url).host.rstrip(".").lower())
+            reason = private_host_reason(parse_url(url).host.rstrip(".").lower())
             if reason:  # an IP literal: no resolver sees it, so check it here
                 return SendResult(elapsed(), error="blocked_address", response=reason)
         try:
             async with asyncio.timeout(self.config.delivery_timeout):
-                async with self._http.stream(
-                    "POST", url, content=body, headers=headers
-                ) as response:
+                async with self._http.post(url, headers, body) as response:
                     head = await _read_head(response)
                     return SendResult(
                         elapsed(),
