@@ -34,6 +34,8 @@ class Receiver:
     def __init__(self, replies: list[Reply] | None = None) -> None:
         self.replies = list(replies or [Reply()])
         self.received: list[Received] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests it was answering at once
         self._arrived = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = free_port()
@@ -56,8 +58,13 @@ class Receiver:
         async with self._arrived:
             self.received.append(Received(dict(request.headers), body, time.monotonic()))
             self._arrived.notify_all()
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+        finally:
+            self.in_flight -= 1
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
 
     async def wait_for(

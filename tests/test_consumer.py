@@ -4,6 +4,7 @@ restart. Every (event, webhook) pair must be delivered; duplicates are allowed (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from contextlib import AsyncExitStack
 
 import httpx
 import pytest
+from arq.connections import create_pool
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -22,6 +24,10 @@ from service.app import create_app
 from service.redis import connect
 from tests.conftest import API_KEY, StartProcess, serve
 from tests.receiver import Receiver, Reply
+from worker.consumer import Consumer, ensure_group
+from worker.deliverer import Deliverer
+from worker.http import WebhookClient
+from worker.settings import redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -195,3 +201,49 @@ async def test_two_workers_share_the_work_without_doubling_it(
     expected = {(f"msg_{n}", w) for n in range(sent) for w in "12"}
     await all_pairs(receiver, expected, timeout=60)
     assert len(receiver.received) == len(expected)  # nothing crashed, so nothing twice
+
+
+async def test_a_backlog_beyond_the_in_flight_cap_is_delivered_whole(
+    api: httpx.AsyncClient, durable_redis: PrivateRedis, receiver: Receiver
+) -> None:
+    """Backpressure: with at most 3 entries at work, a 30-event backlog still arrives, every
+    event once, and never more than 3 requests at a time."""
+    config = Config(
+        redis_url=durable_redis.url,
+        allow_http_urls=True,
+        allow_private_urls=True,
+        endpoint_concurrency=10,
+    )
+    await subscribe(api, receiver.url, 1)
+    await ingest(api, 0, 30)
+    redis = connect(config)
+    http = WebhookClient(config)
+    jobs = await create_pool(redis_settings(config))
+    deliverer = Deliverer(redis=redis, jobs=jobs, http=http, config=config)
+    await ensure_group(redis)
+    consumer = Consumer(
+        redis, deliverer, name="capped", reclaim_idle_ms=60_000, max_entries_in_flight=3
+    )
+    running = asyncio.create_task(consumer.run())
+    try:
+        arrived = await receiver.wait_for(30)
+        assert sorted(json.loads(r.body)["data"]["email_id"] for r in arrived) == sorted(
+            f"msg_{n}" for n in range(30)
+        )
+        assert receiver.max_in_flight == 3
+    finally:
+        await consumer.stop(grace_seconds=5)
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await http.aclose()
+        await redis.aclose()
+        await jobs.aclose()
+    assert await redis_pending(durable_redis) == 0
+
+
+async def redis_pending(server: PrivateRedis) -> int:
+    client = Redis.from_url(server.url)
+    summary = await client.xpending(keys.EVENTS_STREAM, keys.DELIVERY_GROUP)
+    await client.aclose()
+    return int(summary["pending"])
