@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from config import Config
 from devtools.redis_server import PrivateRedis
-from service.redis import connect
+from service.redis import HiredisPacking, connect
 from worker.settings import redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -59,6 +59,8 @@ async def test_rediss_with_self_signed_certificate(tls_redis: PrivateRedis) -> N
     config = Config.from_env({"REDIS_URL": tls_redis.url})
     assert config.redis_url.startswith("rediss://")
     client = connect(config)
+    assert isinstance(client.connection_pool.connection_class, type)
+    assert issubclass(client.connection_pool.connection_class, HiredisPacking)
     assert await client.ping() is True
     await client.aclose()
 
@@ -80,4 +82,24 @@ async def test_rediss_with_required_verification_refuses_self_signed(
 async def test_plain_redis_url(redis_server: PrivateRedis) -> None:
     client = connect(Config(redis_url=redis_server.url))
     assert await client.ping() is True
+    await client.aclose()
+
+
+async def test_commands_packed_by_hiredis_mean_what_redis_py_would_send(
+    redis_server: PrivateRedis,
+) -> None:
+    client = connect(Config(redis_url=redis_server.url))
+    assert issubclass(client.connection_pool.connection_class, HiredisPacking)
+    await client.flushall()
+    # str (non-ASCII too), bytes, int, float; a command name of two words.
+    await client.hset("h", mapping={"s": "żółw", "b": b"\x00\xff", "i": 42, "f": 1.5})
+    assert await client.hgetall("h") == {
+        b"s": "żółw".encode(),
+        b"b": b"\x00\xff",
+        b"i": b"42",
+        b"f": b"1.5",
+    }
+    assert await client.execute_command("CONFIG GET", "maxmemory") == {"maxmemory": "0"}
+    with pytest.raises(redis.exceptions.DataError):
+        await client.set("k", None)  # type: ignore[arg-type]
     await client.aclose()

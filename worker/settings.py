@@ -13,10 +13,10 @@ from arq.connections import RedisSettings
 
 from config import Config
 from service import jobs, logs
-from service.redis import RETRY_ON, retry_policy
+from service.redis import RETRY_ON, connect, retry_policy
 from worker.consumer import Consumer, consumer_name, ensure_group
 from worker.deliverer import Deliverer
-from worker.http import build_client
+from worker.http import WebhookClient
 from worker.jobs import (
     HEARTBEAT_SECONDS,
     forget_dead_consumers,
@@ -45,12 +45,14 @@ async def startup(ctx: dict[str, Any]) -> None:
     config: Config = ctx["config"]
     logs.configure(config.log_level)
     logger.info("worker starting with %r", config)
-    ctx["http"] = build_client(config)
-    deliverer = Deliverer(redis=ctx["redis"], jobs=ctx["redis"], http=ctx["http"], config=config)
+    ctx["http"] = WebhookClient(config)
+    # The delivery path's own client (the web process's kind): arq's pool stays for its jobs.
+    ctx["store_redis"] = store_redis = connect(config)
+    deliverer = Deliverer(redis=store_redis, jobs=ctx["redis"], http=ctx["http"], config=config)
     ctx["deliverer"] = deliverer
-    await ensure_group(ctx["redis"])
+    await ensure_group(store_redis)
     consumer = Consumer(
-        ctx["redis"], deliverer, name=consumer_name(), reclaim_idle_ms=2 * deliverer.lease_ms
+        store_redis, deliverer, name=consumer_name(), reclaim_idle_ms=2 * deliverer.lease_ms
     )
     ctx["consumer"] = consumer
     ctx["consumer_task"] = asyncio.create_task(consumer.run(), name="consumer")
@@ -67,6 +69,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
             await task
     if "http" in ctx:
         await ctx["http"].aclose()
+    if "store_redis" in ctx:
+        await ctx["store_redis"].aclose()
 
 
 CONFIG = Config.from_env()  # read once, when the worker process starts
