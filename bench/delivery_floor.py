@@ -1,7 +1,7 @@
 """The delivery floor: `python -m bench.delivery_floor URL COUNT CONCURRENCY [PATHS]`.
 
 A bare asyncio loop in its own process that POSTs COUNT signed webhook payloads (signed per
-request, like the worker) through the worker's own client (worker.http.build_client) with
+request, like the worker) through the worker's own client (worker.http.WebhookClient) with
 CONCURRENCY requests in flight, spread over PATHS URL paths (`URL/1` … `URL/PATHS`, as the
 worker spreads a fan-out over endpoints). Prints `done COUNT SECONDS` as JSON.
 """
@@ -13,9 +13,11 @@ import json
 import sys
 import time
 
+import uvloop
+
 from config import Config
 from service.signing import delivery_headers
-from worker.http import USER_AGENT, build_client
+from worker.http import USER_AGENT, WebhookClient
 
 SECRET = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"
 
@@ -31,7 +33,8 @@ def body(number: int) -> bytes:
 async def run(url: str, count: int, concurrency: int, paths: int) -> dict[str, float]:
     config = Config(allow_private_urls=True, allow_http_urls=True)
     queue = iter(range(count))
-    async with build_client(config) as client:
+    client = WebhookClient(config)
+    try:
 
         async def worker() -> None:
             for number in queue:
@@ -43,23 +46,27 @@ async def run(url: str, count: int, concurrency: int, paths: int) -> dict[str, f
                     body=payload,
                     user_agent=USER_AGENT,
                 )
-                response = await client.post(
-                    f"{url}/{number % paths + 1}", content=payload, headers=headers
-                )
-                if response.status_code != 200:
-                    raise RuntimeError(f"unexpected status {response.status_code}")
+                async with client.post(f"{url}/{number % paths + 1}", headers, payload) as response:
+                    await response.aread()  # the worker reads the reply's head too
+                    if response.status_code != 200:
+                        raise RuntimeError(f"unexpected status {response.status_code}")
 
         started = time.perf_counter()
         async with asyncio.timeout(120):
             await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+    finally:
+        await client.aclose()
     return {"count": count, "seconds": elapsed, "rate": count / elapsed}
 
 
 def main() -> None:
     url, count, concurrency = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     paths = int(sys.argv[4]) if len(sys.argv) > 4 else 1
-    print(json.dumps(asyncio.run(run(url, count, concurrency, paths))), flush=True)
+    # The worker's own event loop (worker/__main__.py).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        result = runner.run(run(url, count, concurrency, paths))
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -293,7 +293,7 @@ def bench_delivery(s: Settings) -> tuple[Table, dict[str, Any]]:
         f"{total:,} deliveries per run ({total:,} events at fan-out 1, {total // 10:,} at "
         f"fan-out 10), one worker, attempt log on; {rounds} rounds alternating floor/worker; "
         "medians. Floor: bench/delivery_floor.py, a bare asyncio loop posting the same number "
-        "of per-request-signed payloads through worker.http.build_client with as many in flight "
+        "of per-request-signed payloads through worker.http.WebhookClient with as many in flight "
         "as the worker may have (min(DELIVERY_CONCURRENCY 200, fan-out x ENDPOINT_CONCURRENCY)).",
         "",
         "| case | in flight | floor deliveries/s | worker deliveries/s | worker vs floor | "

@@ -2,7 +2,7 @@
 
     python -m bench.transport [--seconds 5] [--rounds 3] [--concurrency 50]
 
-A: plain httpx.AsyncClient; B: the service's client (worker.http.build_client: httpx over
+A: plain httpx.AsyncClient; B: the service's client (worker.http.WebhookClient: httpx requests over
 httpx-aiohttp's AiohttpTransport); C: raw aiohttp.ClientSession, the floor B builds on. Each
 POSTs the same signed ~350-byte JSON body to bench.receiver (a separate process, 127.0.0.1)
 with `concurrency` workers looping. Rounds alternate A B C A B C …; each round uses a fresh
@@ -35,7 +35,7 @@ import httpx
 
 from config import Config
 from service.signing import delivery_headers
-from worker.http import USER_AGENT, build_client
+from worker.http import USER_AGENT, WebhookClient
 
 RESULTS = Path(__file__).with_name("results-transport.json")
 WARMUP_SECONDS = 0.5
@@ -76,13 +76,16 @@ async def httpx_plain(url: str) -> AsyncIterator[Send]:
 
 @contextlib.asynccontextmanager
 async def httpx_aiohttp_service(url: str) -> AsyncIterator[Send]:
-    async with build_client(Config(allow_private_urls=True, allow_http_urls=True)) as client:
+    client = WebhookClient(Config(allow_private_urls=True, allow_http_urls=True))
+    try:
 
         async def send() -> None:
-            response = await client.post(url, content=BODY, headers=HEADERS)
-            check(response.status_code, response.content)
+            async with client.post(url, HEADERS, BODY) as response:
+                check(response.status_code, await response.aread())
 
         yield send
+    finally:
+        await client.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -98,7 +101,10 @@ async def aiohttp_raw(url: str) -> AsyncIterator[Send]:
 
 STACKS: dict[str, tuple[str, Stack]] = {
     "A": ("httpx.AsyncClient (default transport)", httpx_plain),
-    "B": ("httpx + AiohttpTransport (worker.http.build_client)", httpx_aiohttp_service),
+    "B": (
+        "httpx requests over AiohttpTransport (worker.http.WebhookClient)",
+        httpx_aiohttp_service,
+    ),
     "C": ("aiohttp.ClientSession (raw)", aiohttp_raw),
 }
 

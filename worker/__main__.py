@@ -15,6 +15,7 @@ import sys
 import time
 
 import redis.exceptions
+import uvloop
 from arq.logs import default_log_config
 from arq.worker import create_worker
 
@@ -25,7 +26,8 @@ OUTAGE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError
 
 
 def run_once() -> None:
-    loop = asyncio.new_event_loop()
+    # uvloop (installed with uvicorn[standard]): Redis and HTTP round trips cost less CPU.
+    loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         create_worker(WorkerSettings).run()  # type: ignore[arg-type]
