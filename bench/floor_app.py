@@ -1,6 +1,8 @@
 """The ingest floor: a bare Starlette app with one route, run under the web process's own
 uvicorn command line (`bench.floor_app:create_app --factory`). The route reads the body,
 decodes it with msgspec and does one XADD to the same Redis: what any ingest must do at least.
+It uses the service's own Redis client (service.redis.connect), so the floor has the same
+client stack as the system it is compared with.
 """
 
 from __future__ import annotations
@@ -11,18 +13,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from config import Config
+from service.redis import connect
 
 STREAM = "bench:floor"
 OK = b'{"received":true}'
 
 
 def create_app() -> Starlette:
-    redis = Redis.from_url(os.environ["REDIS_URL"])
+    redis = connect(Config(redis_url=os.environ["REDIS_URL"]))
 
     async def receive(request: Request) -> Response:
         body = await request.body()

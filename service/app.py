@@ -28,9 +28,9 @@ from service.store import WebhookStore
 logger = logging.getLogger("mailhooks")
 
 routes = [
+    *inbound.routes,  # first: the hot path, matched before the management API's patterns
     *webhooks.routes,
     *deliveries.routes,
-    *inbound.routes,
     *events.routes,
     *health.routes,
     *openapi.routes,

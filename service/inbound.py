@@ -74,7 +74,9 @@ async def receive(request: Request, provider_name: str | None) -> Response:
     if provider is mailgun and secret:
         await claim_mailgun_token(request, body, events)
     result = await state.events.append(provider_name, events, ignored)
-    logger.info(
+    # DEBUG: uvicorn's access log already notes every request; a second INFO line per request
+    # was a seventh of the web process's CPU under load (docs/performance.md).
+    logger.debug(
         "inbound %s: %d stored, %d duplicate, %d ignored",
         provider_name,
         len(result.stored),
