@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import sys
 import time
 
@@ -52,12 +53,24 @@ async def run(url: str, count: int, concurrency: int, paths: int) -> dict[str, f
                         raise RuntimeError(f"unexpected status {response.status_code}")
 
         started = time.perf_counter()
+        cpu_started = process_cpu()
         async with asyncio.timeout(120):
             await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        cpu = process_cpu() - cpu_started
     finally:
         await client.aclose()
-    return {"count": count, "seconds": elapsed, "rate": count / elapsed}
+    return {
+        "count": count,
+        "seconds": elapsed,
+        "rate": count / elapsed,
+        "cpu_ms_per_delivery": cpu * 1000 / count,
+    }
+
+
+def process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

@@ -561,6 +561,32 @@ class TestSafety:
         latencies = [r.at - sent_at[json.loads(r.body)["data"]["email_id"]] for r in arrived]
         assert max(latencies) < env.config.delivery_timeout
 
+    async def test_a_delivery_that_waited_long_for_a_slot_is_sent_once(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        """Deliveries are claimed as they are read, then wait for a slot. Here the last
+        ones wait longer than their lease's spare time (1 s) and renew it before their
+        attempt: each is still sent once, with one attempt, and succeeds."""
+        env = await start_env(delivery_timeout=1.0, endpoint_concurrency=1)
+        slow = await receivers(Reply(delay=0.4))  # one at a time: the last waits ~2.8 s
+        webhook_id = await env.webhook(slow.url)
+        for n in range(8):
+            await env.ingest(email_id=f"msg_{n}")
+        # ~3.2 s of requests; a delivery whose renewal failed would wait for the lease sweep
+        # (lease 3 s + grace 5 s) instead.
+        await slow.wait_for(8, timeout=6)
+
+        async def all_succeeded() -> bool:
+            return await env.redis.zcard(keys.deliveries(webhook_id, "succeeded")) == 8
+
+        await eventually(all_succeeded, timeout=5)
+        assert sorted(json.loads(r.body)["data"]["email_id"] for r in slow.received) == [
+            f"msg_{n}" for n in range(8)
+        ]
+        for delivery in await env.deliveries(webhook_id):
+            assert delivery["status"] == "succeeded"
+            assert delivery["attempts"] == 1
+
 
 class TestRecovery:
     async def test_a_flushed_redis_is_survived_without_restarting_the_worker(
