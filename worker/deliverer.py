@@ -8,11 +8,9 @@ the delivery's lease (service.delivery_store) lets only one attempt run at a tim
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -101,12 +99,14 @@ class Deliverer:
         event_id = "evt_" + entry_id
         payload = build_payload(event, event_id=event_id, stored_at=entry_time(entry_id))
         body = encode(payload)
-        await asyncio.gather(
-            *(
-                self._first_attempt(entry_id, event_id, event.type, webhook, body, owner)
-                for webhook in webhooks
-            )
-        )
+        attempts = [
+            self._first_attempt(entry_id, event_id, event.type, webhook, body, owner)
+            for webhook in webhooks
+        ]
+        if len(attempts) == 1:
+            await attempts[0]  # no task of its own: the entry's task is enough
+        else:
+            await asyncio.gather(*attempts)
 
     async def _subscribers(self, event_type: str) -> list[StoredWebhook]:
         """Entries read together mostly share a type: one lookup in flight serves every
@@ -373,22 +373,44 @@ class EndpointLimiter:
             and self._users.get(key, 0) >= 2 * self._limit
         )
 
-    @contextlib.asynccontextmanager
-    async def slot(self, key: int) -> AsyncIterator[None]:
-        semaphore = self._semaphores.setdefault(key, asyncio.Semaphore(self._limit))
-        self._users[key] = self._users.get(key, 0) + 1
+    def slot(self, key: int) -> _Slot:
+        """`async with limiter.slot(endpoint):` one attempt's slot (a plain class rather than
+        an asynccontextmanager: this runs for every delivery)."""
+        return _Slot(self, key)
+
+
+class _Slot:
+    __slots__ = ("_key", "_limiter", "_semaphore")
+
+    def __init__(self, limiter: EndpointLimiter, key: int) -> None:
+        self._limiter = limiter
+        self._key = key
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def __aenter__(self) -> None:
+        limiter, key = self._limiter, self._key
+        semaphore = limiter._semaphores.setdefault(key, asyncio.Semaphore(limiter._limit))
+        limiter._users[key] = limiter._users.get(key, 0) + 1
         try:
-            async with semaphore:
-                if semaphore.locked():
-                    self._busy_since.setdefault(key, time.monotonic())
-                try:
-                    yield
-                finally:
-                    self._busy_since.pop(key, None)  # a slot is free again
-        finally:
-            self._users[key] -= 1
-            if self._users[key] == 0:  # idle: forget it, so the maps stay small
-                del self._users[key], self._semaphores[key]
+            await semaphore.acquire()
+        except BaseException:
+            self._leave()
+            raise
+        self._semaphore = semaphore
+        if semaphore.locked():
+            limiter._busy_since.setdefault(key, time.monotonic())
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._semaphore is not None
+        self._limiter._busy_since.pop(self._key, None)  # a slot is free again
+        self._semaphore.release()
+        self._leave()
+
+    def _leave(self) -> None:
+        users = self._limiter._users
+        users[self._key] -= 1
+        if users[self._key] == 0:  # idle: forget it, so the maps stay small
+            del users[self._key], self._limiter._semaphores[self._key]
 
 
 async def _read_head(response: httpx.Response) -> bytes:
