@@ -9,6 +9,7 @@ process list) stays. A signal (SIGTERM, Ctrl-C) still stops it for good.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import logging.config
 import sys
@@ -42,6 +43,9 @@ def run_once() -> None:
 
 def main() -> int:
     logging.config.dictConfig(default_log_config(verbose=False))  # as arq's own CLI does
+    # Everything imported so far is there for good: keep full collections from walking it
+    # (as the web process does after start-up; docs/performance.md).
+    gc.freeze()
     backoff = 1.0
     while True:
         try:
