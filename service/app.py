@@ -43,6 +43,7 @@ def freeze_startup_objects() -> None:
     the cyclic collector's sight: full collections stop walking it. Under load this halved
     the ingest p99 (docs/performance.md). Only the process's own app does it: tests inject
     their Redis client and start many apps in one process, whose garbage it would keep."""
+    gc.collect()  # what is garbage already is not kept for good
     gc.freeze()
 
 

@@ -53,7 +53,7 @@ return {'go', attempts, redis.call('HGET', KEYS[1], 'created_at')}
 # leases. ARGV: owner, now ms, verdict (succeeded|retry|failed|gone|abandoned), attempt JSON
 # ("" for none), next attempt ms, next owner, lease ms, payload, status code, error,
 # disable-after ms, index member, attempt log length, retention count, retention seconds,
-# delivery key prefix.
+# delivery key prefix, attempt number (with an attempt JSON).
 # Returns the delivery's status afterwards, "lost" if another worker holds the lease now, or
 # "disabled" when this failure disabled the webhook (the delivery is then failed).
 # Retention: a finished delivery expires after the retention age, and each webhook keeps the
@@ -64,6 +64,15 @@ _RECORD = """
 local now = tonumber(ARGV[2])
 local verdict = ARGV[3]
 if ARGV[4] ~= '' then
+  if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') >= tonumber(ARGV[17]) then
+    -- Attempt N is recorded already: this is the same command again (the connection
+    -- dropped after Redis ran it and the client re-sent it). Answer as the first run did.
+    local status = redis.call('HGET', KEYS[1], 'status')
+    if status == 'pending' then
+      return redis.call('HGET', KEYS[1], 'lease_owner') == ARGV[6] and 'pending' or 'lost'
+    end
+    return status or 'lost'
+  end
   redis.call('RPUSH', KEYS[2], ARGV[4])
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[13]), -1)
   redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -297,6 +306,7 @@ class DeliveryStore:
         now_ms: int,
         verdict: str,
         attempt_json: bytes = b"",
+        attempt_number: int = 0,
         next_attempt_ms: int = 0,
         next_owner: str = "",
         lease_ms: int = 0,
@@ -307,7 +317,10 @@ class DeliveryStore:
         retention_count: int,
         retention_seconds: int,
     ) -> str:
-        """Apply one attempt's outcome; returns the status after it (see the script)."""
+        """Apply one attempt's outcome; returns the status after it (see the script).
+        Safe to repeat: attempt `attempt_number` (by default the one after `delivery`'s) is
+        logged once, and a repeat answers as the first run did (a command re-sent after a
+        dropped connection)."""
         webhook_id = delivery.webhook_id
         result = await self._pipeline.script(
             self._record,
@@ -323,7 +336,7 @@ class DeliveryStore:
                   payload, "" if status_code is None else status_code, error or "",
                   disable_after_ms, index_member(delivery.created_at_ms, delivery.id),
                   ATTEMPT_LOG_LENGTH, retention_count, retention_seconds,
-                  keys.delivery("")],
+                  keys.delivery(""), attempt_number or delivery.attempts + 1],
         )  # fmt: skip
         return str(result.decode())
 

@@ -72,6 +72,34 @@ class TestLease:
         assert (await delivery(store)).payload == b"{}"
         assert await store.expired_leases(before_ms=10**12) == ["dlv_1-0_1"]
 
+    async def test_an_outcome_sent_twice_is_recorded_once(self, real_redis: Redis) -> None:
+        """As when the connection drops after Redis ran the script and the client re-sends
+        it: the attempt is logged once and the repeat answers as the first run did."""
+        store = DeliveryStore(real_redis)
+        await claim(store, "a", now=0)
+        first = await delivery(store)
+        retry = {
+            "owner": "a", "now_ms": 100, "verdict": "retry", "attempt_json": b'{"number":1}',
+            "attempt_number": 1, "next_attempt_ms": 5000, "next_owner": "job-2",
+            "lease_ms": LEASE, "payload": b"{}", **RECORD_DEFAULTS,
+        }  # fmt: skip
+        assert await store.record(first, **retry) == "pending"
+        assert await store.record(first, **retry) == "pending"
+        assert (await delivery(store)).attempts == 1
+        assert await store.attempts("dlv_1-0_1") == [b'{"number":1}']
+
+        await claim(store, "job-2", now=5000)
+        second = await delivery(store)
+        success = {
+            "owner": "job-2", "now_ms": 5100, "verdict": "succeeded",
+            "attempt_json": b'{"number":2}', **RECORD_DEFAULTS,
+        }  # fmt: skip
+        assert await store.record(second, **success) == "succeeded"
+        assert await store.record(second, **success) == "succeeded"
+        found = await delivery(store)
+        assert (found.status, found.attempts) == ("succeeded", 2)
+        assert len(await store.attempts("dlv_1-0_1")) == 2
+
     async def test_requeue_a_failed_delivery(self, real_redis: Redis) -> None:
         store = DeliveryStore(real_redis)
         await claim(store, "a", now=0)

@@ -20,7 +20,7 @@ import uvloop
 from arq.logs import default_log_config
 from arq.worker import create_worker
 
-from worker.settings import WorkerSettings
+from worker.settings import WorkerSettings, close_clients
 
 logger = logging.getLogger("mailhooks.worker")
 OUTAGE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
@@ -30,14 +30,20 @@ def run_once() -> None:
     # uvloop (installed with uvicorn[standard]): Redis and HTTP round trips cost less CPU.
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
+    worker = create_worker(WorkerSettings)  # type: ignore[arg-type]
     try:
-        create_worker(WorkerSettings).run()  # type: ignore[arg-type]
+        worker.run()
     finally:
-        # After an outage arq's close() could not finish: cancel what it left behind.
+        # After an outage arq's close() could not finish: cancel what it left behind, and
+        # close the clients its on_shutdown never reached.
         pending = asyncio.all_tasks(loop)
         for task in pending:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        try:
+            loop.run_until_complete(close_clients(worker.ctx))
+        except Exception as exc:  # cleanup must not turn an outage fatal
+            logger.warning("closing clients after the worker stopped: %r", exc)
         loop.close()
 
 
@@ -45,6 +51,7 @@ def main() -> int:
     logging.config.dictConfig(default_log_config(verbose=False))  # as arq's own CLI does
     # Everything imported so far is there for good: keep full collections from walking it
     # (as the web process does after start-up; docs/performance.md).
+    gc.collect()
     gc.freeze()
     backoff = 1.0
     while True:

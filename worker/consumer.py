@@ -107,6 +107,8 @@ class Consumer:
             # each time one finishes (quadratic, and a tenth of the worker's CPU in a profile).
             self._room.clear()
             await self._room.wait()
+            if self._stopping.is_set():
+                return
         free = self._max_in_flight - len(self._tasks)
         if time.monotonic() >= self._next_reclaim:
             entries = await self._reclaim(free)
@@ -120,12 +122,17 @@ class Consumer:
                 block=BLOCK_MS,
             )
             entries = response[0][1] if response else []
+        read_at = time.monotonic()
+        if self._stopping.is_set():
+            # Stopped while reading: leave these pending (another consumer reclaims them)
+            # rather than start work that shutdown would cut off before it is recorded.
+            return
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
             if entry_id in self._running:
                 continue  # reclaimed from ourselves while still at work on it
             self._running.add(entry_id)
-            task = asyncio.create_task(self._process(entry_id, fields))
+            task = asyncio.create_task(self._process(entry_id, fields, read_at))
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._done, entry_id=entry_id))
 
@@ -158,7 +165,7 @@ class Consumer:
             # A bug, not an outage: say so loudly; the entry is reclaimed and tried again.
             logger.error("delivering an entry failed", exc_info=task.exception())
 
-    async def _process(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
+    async def _process(self, entry_id: str, fields: dict[bytes, bytes], read_at: float) -> None:
         try:
             try:
                 event = _DECODER.decode(fields[b"e"])
@@ -169,7 +176,7 @@ class Consumer:
             # A fresh lease owner per processing: if this very consumer reclaims an entry it
             # is still working on, its two passes must not renew each other's leases.
             owner = f"{self._owner}:{uuid.uuid4().hex[:12]}"
-            await self._deliverer.deliver_event(entry_id, event, owner=owner)
+            await self._deliverer.deliver_event(entry_id, event, owner=owner, read_at=read_at)
             await self._acks.execute("XACK", keys.EVENTS_STREAM, keys.DELIVERY_GROUP, entry_id)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             # Left unacknowledged: reclaimed and finished once Redis is back.

@@ -8,6 +8,7 @@ the delivery's lease (service.delivery_store) lets only one attempt run at a tim
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -44,6 +45,9 @@ from worker.schedule import next_delay, parse_retry_after
 logger = logging.getLogger("mailhooks.delivery")
 
 RESPONSE_LOG_BYTES = 1024
+# A first attempt that waited longer than this for its endpoint's slot renews its lease
+# before the request, so the request starts with the whole lease ahead of it.
+RENEW_AFTER_WAITING_SECONDS = 1.0
 _ATTEMPT_ENCODER = msgspec.json.Encoder()
 
 
@@ -80,20 +84,21 @@ class Deliverer:
         self._in_flight = asyncio.Semaphore(config.delivery_concurrency)
         self._endpoints = EndpointLimiter(config.endpoint_concurrency)
         self.lease_ms = lease_ms(config)
-        # How long a claimed delivery may wait for a slot and still have a whole attempt (the
-        # request's timeout) plus a second to record it left on its lease.
-        self._lease_spare_seconds = self.lease_ms / 1000 - config.delivery_timeout - 1
-        self._lookups: dict[str, asyncio.Future[list[StoredWebhook]]] = {}
+        # event type → (when started, the lookup in flight)
+        self._lookups: dict[str, tuple[float, asyncio.Future[list[StoredWebhook]]]] = {}
 
     def _now_ms(self) -> int:
         return int(self._clock().timestamp() * 1000)
 
     # -- first attempts, from the stream consumer -----------------------------------------
 
-    async def deliver_event(self, entry_id: str, event: Event, *, owner: str) -> None:
+    async def deliver_event(
+        self, entry_id: str, event: Event, *, owner: str, read_at: float
+    ) -> None:
         """Deliver one stored event to every matching webhook; returns once each delivery is
-        done or handed to arq (then the stream entry may be acknowledged)."""
-        webhooks = await self._subscribers(event.type.removeprefix(QUALIFIED_PREFIX))
+        done or handed to arq (then the stream entry may be acknowledged). `read_at` is when
+        the entry was read (time.monotonic())."""
+        webhooks = await self._subscribers(event.type.removeprefix(QUALIFIED_PREFIX), read_at)
         if not webhooks:
             return
         event_id = "evt_" + entry_id
@@ -108,16 +113,25 @@ class Deliverer:
         else:
             await asyncio.gather(*attempts)
 
-    async def _subscribers(self, event_type: str) -> list[StoredWebhook]:
+    async def _subscribers(self, event_type: str, read_at: float) -> list[StoredWebhook]:
         """Entries read together mostly share a type: one lookup in flight serves every
-        event of its type that asks meanwhile, instead of one round trip per event."""
-        lookup = self._lookups.get(event_type)
-        if lookup is None:
+        event of its type that asks meanwhile, instead of one round trip per event. Only a
+        lookup started after the entry was read may serve it: one started earlier could miss
+        a webhook created (or see one deleted, or an old secret) before the event came."""
+        started, lookup = self._lookups.get(event_type, (0.0, None))
+        if lookup is None or started < read_at:
+            started = time.monotonic()
             lookup = asyncio.ensure_future(self.webhooks.subscribers(event_type))
-            self._lookups[event_type] = lookup
-            lookup.add_done_callback(lambda _: self._lookups.pop(event_type, None))
+            self._lookups[event_type] = (started, lookup)
+            lookup.add_done_callback(functools.partial(self._lookup_done, event_type))
         # Shielded: one event's cancellation must not cancel the others' lookup.
         return await asyncio.shield(lookup)
+
+    def _lookup_done(self, event_type: str, lookup: asyncio.Future[list[StoredWebhook]]) -> None:
+        if self._lookups.get(event_type, (0.0, None))[1] is lookup:
+            del self._lookups[event_type]
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: every waiter may have been cancelled meanwhile
 
     async def _first_attempt(
         self,
@@ -134,24 +148,31 @@ class Deliverer:
             # payload and let arq attempt it when the endpoint has room.
             await self._hand_off(id_, webhook.id, event_id, event_type, body)
             return
-        # Claim first, then wait for a slot: the claims of a whole stream read leave in one
-        # pipeline (AutoPipeline) rather than one round trip per delivery, the largest single
-        # cost of a first attempt in a profile (docs/performance.md).
-        claimed_at = time.monotonic()
-        claim = await self._claim(id_, webhook.id, event_id, event_type, owner)
-        if claim.claim is Claim.SKIP:
-            return
-        async with self._endpoints.slot(webhook.id), self._in_flight:
-            if time.monotonic() - claimed_at > self._lease_spare_seconds:
-                # Waited so long for a slot that the lease might run out mid-attempt: renew
-                # it (ours, so the claim says go), unless it lapsed and was taken over.
-                claim = await self._claim(id_, webhook.id, event_id, event_type, owner)
-                if claim.claim is Claim.SKIP:
-                    return
-            delivery = StoredDelivery.new(
-                id_, webhook.id, event_id, event_type, claim.created_at_ms, claim.attempts_made
-            )
-            await self._attempt(delivery, webhook, body, owner)
+        # Counted against the endpoint from now, so that the deliveries of one read see
+        # each other when deciding whether it is saturated.
+        slot = self._endpoints.slot(webhook.id)
+        try:
+            # Claim first, then wait for a slot: the claims of a whole stream read leave in
+            # one pipeline (AutoPipeline) rather than one round trip per delivery, the
+            # largest single cost of a first attempt in a profile (docs/performance.md).
+            claimed_at = time.monotonic()
+            claim = await self._claim(id_, webhook.id, event_id, event_type, owner)
+            if claim.claim is Claim.SKIP:
+                return
+            async with slot, self._in_flight:
+                if time.monotonic() - claimed_at > RENEW_AFTER_WAITING_SECONDS:
+                    # Renew the lease (ours, so the claim says go) so the attempt starts with
+                    # all of it, unless it lapsed meanwhile and was taken over.
+                    claim = await self._claim(id_, webhook.id, event_id, event_type, owner)
+                    if claim.claim is Claim.SKIP:
+                        return
+                delivery = StoredDelivery.new(
+                    id_, webhook.id, event_id, event_type, claim.created_at_ms,
+                    claim.attempts_made,
+                )  # fmt: skip
+                await self._attempt(delivery, webhook, body, owner)
+        finally:
+            slot.leave()
 
     async def _claim(
         self, id_: str, webhook_id: int, event_id: str, event_type: str, owner: str
@@ -270,6 +291,7 @@ class Deliverer:
             now_ms=now_ms,
             verdict=verdict,
             attempt_json=_ATTEMPT_ENCODER.encode(attempt),
+            attempt_number=number,
             next_attempt_ms=now_ms + int((delay or 0) * 1000),
             next_owner=next_owner,
             lease_ms=self.lease_ms,
@@ -375,38 +397,42 @@ class EndpointLimiter:
 
     def slot(self, key: int) -> _Slot:
         """`async with limiter.slot(endpoint):` one attempt's slot (a plain class rather than
-        an asynccontextmanager: this runs for every delivery)."""
+        an asynccontextmanager: this runs for every delivery). Counted from creation."""
         return _Slot(self, key)
 
 
 class _Slot:
-    __slots__ = ("_key", "_limiter", "_semaphore")
+    """One attempt's slot: counted as a user of the endpoint from creation (the saturation
+    check sees it), held inside `async with`, and let go by `leave()` in any case."""
+
+    __slots__ = ("_key", "_left", "_limiter", "_semaphore")
 
     def __init__(self, limiter: EndpointLimiter, key: int) -> None:
         self._limiter = limiter
         self._key = key
-        self._semaphore: asyncio.Semaphore | None = None
+        self._semaphore = limiter._semaphores.setdefault(key, asyncio.Semaphore(limiter._limit))
+        limiter._users[key] = limiter._users.get(key, 0) + 1
+        self._left = False
 
     async def __aenter__(self) -> None:
-        limiter, key = self._limiter, self._key
-        semaphore = limiter._semaphores.setdefault(key, asyncio.Semaphore(limiter._limit))
-        limiter._users[key] = limiter._users.get(key, 0) + 1
         try:
-            await semaphore.acquire()
+            await self._semaphore.acquire()
         except BaseException:
-            self._leave()
+            self.leave()
             raise
-        self._semaphore = semaphore
-        if semaphore.locked():
-            limiter._busy_since.setdefault(key, time.monotonic())
+        if self._semaphore.locked():
+            self._limiter._busy_since.setdefault(self._key, time.monotonic())
 
     async def __aexit__(self, *exc_info: object) -> None:
-        assert self._semaphore is not None
         self._limiter._busy_since.pop(self._key, None)  # a slot is free again
         self._semaphore.release()
-        self._leave()
+        self.leave()
 
-    def _leave(self) -> None:
+    def leave(self) -> None:
+        """No longer a user of the endpoint; idempotent."""
+        if self._left:
+            return
+        self._left = True
         users = self._limiter._users
         users[self._key] -= 1
         if users[self._key] == 0:  # idle: forget it, so the maps stay small

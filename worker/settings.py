@@ -67,10 +67,16 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await close_clients(ctx)
+
+
+async def close_clients(ctx: dict[str, Any]) -> None:
+    """Close the clients startup made; idempotent. Also called by python -m worker after an
+    outage, when arq's close() fails before it gets to on_shutdown."""
     if "http" in ctx:
-        await ctx["http"].aclose()
+        await ctx.pop("http").aclose()
     if "store_redis" in ctx:
-        await ctx["store_redis"].aclose()
+        await ctx.pop("store_redis").aclose()
 
 
 CONFIG = Config.from_env()  # read once, when the worker process starts
