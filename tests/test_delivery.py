@@ -564,9 +564,9 @@ class TestSafety:
     async def test_a_delivery_that_waited_long_for_a_slot_is_sent_once(
         self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
     ) -> None:
-        """Deliveries are claimed as they are read, then wait for a slot. Here the last
-        ones wait longer than their lease's spare time (1 s) and renew it before their
-        attempt: each is still sent once, with one attempt, and succeeds."""
+        """Deliveries are claimed as they are read, then wait for a slot. Here most wait
+        longer than half the timeout (0.5 s) and renew their lease before their attempt:
+        each is still sent once, with one attempt, and succeeds."""
         env = await start_env(delivery_timeout=1.0, endpoint_concurrency=1)
         slow = await receivers(Reply(delay=0.4))  # one at a time: the last waits ~2.8 s
         webhook_id = await env.webhook(slow.url)

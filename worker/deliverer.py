@@ -45,9 +45,6 @@ from worker.schedule import next_delay, parse_retry_after
 logger = logging.getLogger("mailhooks.delivery")
 
 RESPONSE_LOG_BYTES = 1024
-# A first attempt that waited longer than this for its endpoint's slot renews its lease
-# before the request, so the request starts with the whole lease ahead of it.
-RENEW_AFTER_WAITING_SECONDS = 1.0
 _ATTEMPT_ENCODER = msgspec.json.Encoder()
 
 
@@ -84,6 +81,11 @@ class Deliverer:
         self._in_flight = asyncio.Semaphore(config.delivery_concurrency)
         self._endpoints = EndpointLimiter(config.endpoint_concurrency)
         self.lease_ms = lease_ms(config)
+        # A first attempt that waited longer than this for its endpoint's slot renews its
+        # lease first: the lease (twice the timeout plus a second) then still covers the
+        # request and leaves at least half a timeout to record it. Not on every short wait:
+        # a backlog makes most deliveries wait a little, and renewals cost round trips.
+        self._renew_after_seconds = config.delivery_timeout / 2
         # event type → (when started, the lookup in flight)
         self._lookups: dict[str, tuple[float, asyncio.Future[list[StoredWebhook]]]] = {}
 
@@ -160,9 +162,9 @@ class Deliverer:
             if claim.claim is Claim.SKIP:
                 return
             async with slot, self._in_flight:
-                if time.monotonic() - claimed_at > RENEW_AFTER_WAITING_SECONDS:
-                    # Renew the lease (ours, so the claim says go) so the attempt starts with
-                    # all of it, unless it lapsed meanwhile and was taken over.
+                if time.monotonic() - claimed_at > self._renew_after_seconds:
+                    # Renew the lease (ours, so the claim says go), unless it lapsed
+                    # meanwhile and was taken over.
                     claim = await self._claim(id_, webhook.id, event_id, event_type, owner)
                     if claim.claim is Claim.SKIP:
                         return
