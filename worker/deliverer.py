@@ -402,6 +402,18 @@ class EndpointLimiter:
         an asynccontextmanager: this runs for every delivery). Counted from creation."""
         return _Slot(self, key)
 
+    def _join(self, key: int) -> asyncio.Semaphore:
+        self._users[key] = self._users.get(key, 0) + 1
+        semaphore = self._semaphores.get(key)
+        if semaphore is None:
+            semaphore = self._semaphores[key] = asyncio.Semaphore(self._limit)
+        return semaphore
+
+    def _leave(self, key: int) -> None:
+        self._users[key] -= 1
+        if self._users[key] == 0:  # idle: forget it, so the maps stay small
+            del self._users[key], self._semaphores[key]
+
 
 class _Slot:
     """One attempt's slot: counted as a user of the endpoint from creation (the saturation
@@ -412,8 +424,7 @@ class _Slot:
     def __init__(self, limiter: EndpointLimiter, key: int) -> None:
         self._limiter = limiter
         self._key = key
-        self._semaphore = limiter._semaphores.setdefault(key, asyncio.Semaphore(limiter._limit))
-        limiter._users[key] = limiter._users.get(key, 0) + 1
+        self._semaphore = limiter._join(key)
         self._left = False
 
     async def __aenter__(self) -> None:
@@ -422,7 +433,7 @@ class _Slot:
         except BaseException:
             self.leave()
             raise
-        if self._semaphore.locked():
+        if self._semaphore.locked():  # its last free slot: busy from now
             self._limiter._busy_since.setdefault(self._key, time.monotonic())
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -432,13 +443,9 @@ class _Slot:
 
     def leave(self) -> None:
         """No longer a user of the endpoint; idempotent."""
-        if self._left:
-            return
-        self._left = True
-        users = self._limiter._users
-        users[self._key] -= 1
-        if users[self._key] == 0:  # idle: forget it, so the maps stay small
-            del users[self._key], self._limiter._semaphores[self._key]
+        if not self._left:
+            self._left = True
+            self._limiter._leave(self._key)
 
 
 async def _read_head(response: httpx.Response) -> bytes:
