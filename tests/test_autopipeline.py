@@ -9,27 +9,55 @@ from typing import Any
 import pytest
 import redis.exceptions
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import Connection
 
 from devtools.redis_server import PrivateRedis
 from service.autopipeline import AutoPipeline
+from service.redis import RETRY_ON, retry_policy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 
+class CountingConnection(Connection):
+    """Records every write to Redis, i.e. round trips, across all its instances."""
+
+    sends: list[int] = []
+    sent = asyncio.Event()
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        self.sends.append(len(command))
+        self.sent.set()
+        await super().send_packed_command(command, check_health)
+
+
+class DroppingConnection(CountingConnection):
+    """Loses the connection once, after reading `drop_after` replies: Redis ran the batch
+    but the rest of its replies never arrive, as when a network path breaks."""
+
+    drop_after: int | None = None
+    replies = 0
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        if DroppingConnection.replies == DroppingConnection.drop_after:
+            DroppingConnection.drop_after = None
+            await self.disconnect()
+            raise redis.exceptions.ConnectionError("connection lost (test)")
+        DroppingConnection.replies += 1
+        return await super().read_response(*args, **kwargs)
+
+
 class CountingRedis(Redis):
-    """Records how many pipelines were sent, i.e. round trips."""
-
-    pipelines = 0
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
-        self.pipelines += 1
-        return super().pipeline(transaction=transaction, shard_hint=shard_hint)
+    @property
+    def round_trips(self) -> int:
+        return len(CountingConnection.sends)
 
 
 @pytest.fixture
 async def counting_redis(real_redis: Redis, redis_server: PrivateRedis) -> Any:
-    client = CountingRedis.from_url(redis_server.url)
+    CountingConnection.sends = []
+    client = CountingRedis.from_url(redis_server.url, connection_class=CountingConnection)
+    await client.ping()  # the connection's own set-up is not a pipeline's round trip
+    CountingConnection.sends.clear()
     yield client
     await client.aclose()
 
@@ -40,7 +68,7 @@ async def test_commands_issued_together_are_one_round_trip(counting_redis: Count
         *(pipeline.execute("INCRBY", f"n{i % 7}", i) for i in range(200)),
         pipeline.execute("GET", "n0"),
     )
-    assert counting_redis.pipelines == 1
+    assert counting_redis.round_trips == pipeline.round_trips == 1
     # Each caller got its own reply, in the order Redis ran them.
     totals: dict[int, int] = {}
     for i, reply in enumerate(replies[:200]):
@@ -52,7 +80,7 @@ async def test_commands_issued_together_are_one_round_trip(counting_redis: Count
 async def test_batches_are_capped(counting_redis: CountingRedis) -> None:
     pipeline = AutoPipeline(counting_redis, max_batch=100)
     await asyncio.gather(*(pipeline.execute("RPUSH", "list", i) for i in range(250)))
-    assert counting_redis.pipelines == 3
+    assert counting_redis.round_trips == pipeline.round_trips == 3
     assert await counting_redis.lrange("list", 0, -1) == [str(i).encode() for i in range(250)]
 
 
@@ -60,7 +88,7 @@ async def test_commands_in_later_turns_are_later_batches(counting_redis: Countin
     pipeline = AutoPipeline(counting_redis)
     assert await pipeline.execute("SET", "a", "1") is True
     assert await pipeline.execute("GET", "a") == b"1"
-    assert counting_redis.pipelines == 2
+    assert counting_redis.round_trips == pipeline.round_trips == 2
 
 
 async def test_an_error_reply_fails_only_its_caller(real_redis: Redis) -> None:
@@ -107,4 +135,41 @@ async def test_a_connection_failure_reaches_every_caller() -> None:
         pipeline.execute("GET", "a"), pipeline.execute("GET", "b"), return_exceptions=True
     )
     assert all(isinstance(r, redis.exceptions.ConnectionError) for r in results)
+    await client.aclose()
+
+
+async def test_commands_queued_during_a_round_trip_go_together_next(
+    counting_redis: CountingRedis,
+) -> None:
+    pipeline = AutoPipeline(counting_redis)
+    CountingConnection.sent = asyncio.Event()
+    first = asyncio.ensure_future(pipeline.execute("SET", "a", "1"))
+    await CountingConnection.sent.wait()  # sent: the sender now awaits the reply
+    later = [asyncio.ensure_future(pipeline.execute("INCR", "b")) for _ in range(50)]
+    assert await first is True
+    assert sorted(await asyncio.gather(*later)) == list(range(1, 51))
+    assert counting_redis.round_trips == 2
+
+
+async def test_a_dropped_connection_resends_only_what_was_not_answered(
+    real_redis: Redis, redis_server: PrivateRedis
+) -> None:
+    client = Redis.from_url(
+        redis_server.url,
+        connection_class=DroppingConnection,
+        retry=retry_policy(),
+        retry_on_error=RETRY_ON,
+    )
+    await client.ping()  # connected, its set-up replies read
+    DroppingConnection.replies, DroppingConnection.drop_after = 0, 3
+    pipeline = AutoPipeline(client)
+    replies = await asyncio.gather(*(pipeline.execute("RPUSH", "log", i) for i in range(6)))
+    # Redis ran all six; the replies of the last three were lost, so those three were sent
+    # again on a fresh connection and ran twice (at least once, as documented).
+    assert replies[:3] == [1, 2, 3]
+    assert replies[3:] == [7, 8, 9]
+    assert await real_redis.lrange("log", 0, -1) == [
+        str(i).encode() for i in (0, 1, 2, 3, 4, 5, 3, 4, 5)
+    ]
+    assert pipeline.round_trips == 2
     await client.aclose()
