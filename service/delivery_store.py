@@ -262,9 +262,11 @@ def index_member(created_at_ms: int, delivery_id_: str) -> str:
 
 
 class DeliveryStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
         self._redis = redis
-        self._pipeline = AutoPipeline(redis)  # claims and outcomes of concurrent attempts
+        # Claims and outcomes of concurrent attempts travel together (shared with whatever
+        # else the worker sends at the same time, when given).
+        self._pipeline = pipeline or AutoPipeline(redis)
         self._claim = redis.register_script(_CLAIM)
         self._record = redis.register_script(_RECORD)
         self._requeue = redis.register_script(_REQUEUE)

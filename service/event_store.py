@@ -128,13 +128,15 @@ class EventStore:
         maxlen: int,
         dedup_ttl_seconds: int,
         scan_budget: int = SCAN_BUDGET,
+        pipeline: AutoPipeline | None = None,
     ) -> None:
         self._redis = redis
         self._scan_budget = scan_budget
         self._maxlen = maxlen
         self._dedup_ttl = dedup_ttl_seconds
         self._append = redis.register_script(_APPEND)
-        self._pipeline = AutoPipeline(redis)  # concurrent requests' appends, sent together
+        # Concurrent requests' appends, sent together.
+        self._pipeline = pipeline or AutoPipeline(redis)
 
     async def append(
         self, provider: str, events: Sequence[Event], ignored: Sequence[Ignored] = ()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import socket
@@ -24,6 +25,7 @@ from redis.asyncio import Redis
 from service import keys
 from service.autopipeline import AutoPipeline
 from service.models import Event
+from service.store import StoredWebhook
 from worker.deliverer import Deliverer
 
 logger = logging.getLogger("mailhooks.consumer")
@@ -48,6 +50,45 @@ async def ensure_group(client: Redis) -> None:
             raise
 
 
+class Acknowledgements:
+    """XACKs without waiting: the entries finished in one loop turn are acknowledged by one
+    XACK, sent beside the outcomes of that turn. An acknowledgement that fails is harmless:
+    the entry stays pending, is reclaimed later, and its deliveries, already recorded, are
+    skipped; then it is acknowledged again."""
+
+    def __init__(self, pipeline: AutoPipeline) -> None:
+        self._pipeline = pipeline
+        self._entry_ids: list[str] | None = None  # to acknowledge this turn
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def add(self, entry_id: str) -> None:
+        if self._entry_ids is None:
+            self._entry_ids = []
+            # Its first step runs after every callback due this turn: it takes them all.
+            task = asyncio.create_task(self._send())
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        self._entry_ids.append(entry_id)
+
+    async def _send(self) -> None:
+        entry_ids, self._entry_ids = self._entry_ids or [], None
+        try:
+            await self._pipeline.execute(
+                "XACK", keys.EVENTS_STREAM, keys.DELIVERY_GROUP, *entry_ids
+            )
+        except redis.exceptions.RedisError as exc:
+            logger.warning(
+                "acknowledging %d entries failed (%s); they will be reclaimed and skipped",
+                len(entry_ids),
+                exc,
+            )
+
+    async def drain(self) -> None:
+        """Wait for the acknowledgements under way (before the Redis client closes)."""
+        while self._sending:
+            await asyncio.gather(*self._sending)
+
+
 class Consumer:
     def __init__(
         self,
@@ -59,10 +100,12 @@ class Consumer:
         max_entries_in_flight: int = 1000,
     ) -> None:
         self._redis = redis
-        self._acks = AutoPipeline(redis)  # entries finishing together are acknowledged together
+        self._acks = Acknowledgements(deliverer.pipeline)
         self._deliverer = deliverer
         self.name = name
-        self._owner = f"c:{name}"
+        # Unique per process start (a restarted process may get the same name), then a count.
+        self._owner = f"c:{name}:{uuid.uuid4().hex[:8]}"
+        self._passes = itertools.count()
         self._reclaim_idle_ms = reclaim_idle_ms
         self._max_in_flight = max_entries_in_flight
         self._tasks: set[asyncio.Task[None]] = set()
@@ -122,17 +165,30 @@ class Consumer:
                 block=BLOCK_MS,
             )
             entries = response[0][1] if response else []
-        read_at = time.monotonic()
         if self._stopping.is_set():
             # Stopped while reading: leave these pending (another consumer reclaims them)
             # rather than start work that shutdown would cut off before it is recorded.
             return
+        batch: list[tuple[str, Event]] = []
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
             if entry_id in self._running:
                 continue  # reclaimed from ourselves while still at work on it
+            try:
+                batch.append((entry_id, _DECODER.decode(fields[b"e"])))
+            except (KeyError, msgspec.DecodeError):
+                logger.error("stream entry %s is not an event; acknowledging it", entry_id)
+                self._acks.add(entry_id)
+        if not batch:
+            return
+        # One subscriber lookup per event type in the read, made after the read: each event
+        # goes to the webhooks as they were when it was read or later, never earlier.
+        subscribers = await self._deliverer.subscribers({event.type for _, event in batch})
+        if self._stopping.is_set():
+            return
+        for entry_id, event in batch:
             self._running.add(entry_id)
-            task = asyncio.create_task(self._process(entry_id, fields, read_at))
+            task = asyncio.create_task(self._process(entry_id, event, subscribers[event.type]))
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._done, entry_id=entry_id))
 
@@ -165,19 +221,13 @@ class Consumer:
             # A bug, not an outage: say so loudly; the entry is reclaimed and tried again.
             logger.error("delivering an entry failed", exc_info=task.exception())
 
-    async def _process(self, entry_id: str, fields: dict[bytes, bytes], read_at: float) -> None:
+    async def _process(self, entry_id: str, event: Event, webhooks: list[StoredWebhook]) -> None:
         try:
-            try:
-                event = _DECODER.decode(fields[b"e"])
-            except (KeyError, msgspec.DecodeError):
-                logger.error("stream entry %s is not an event; acknowledging it", entry_id)
-                await self._redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, entry_id)
-                return
             # A fresh lease owner per processing: if this very consumer reclaims an entry it
             # is still working on, its two passes must not renew each other's leases.
-            owner = f"{self._owner}:{uuid.uuid4().hex[:12]}"
-            await self._deliverer.deliver_event(entry_id, event, owner=owner, read_at=read_at)
-            await self._acks.execute("XACK", keys.EVENTS_STREAM, keys.DELIVERY_GROUP, entry_id)
+            owner = f"{self._owner}:{next(self._passes)}"
+            await self._deliverer.deliver_event(entry_id, event, webhooks, owner=owner)
+            self._acks.add(entry_id)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             # Left unacknowledged: reclaimed and finished once Redis is back.
             logger.warning("entry %s interrupted by a redis error: %s", entry_id, exc)
@@ -198,3 +248,4 @@ class Consumer:
                 task.cancel()
             if unfinished:
                 logger.warning("%d entries left for another consumer", len(unfinished))
+        await self._acks.drain()

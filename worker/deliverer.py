@@ -8,7 +8,6 @@ the delivery's lease (service.delivery_store) lets only one attempt run at a tim
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import time
@@ -21,6 +20,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from config import Config
+from service.autopipeline import AutoPipeline
 from service.clock import Clock, format_timestamp, system_clock
 from service.delivery_store import (
     Claim,
@@ -69,10 +69,16 @@ class Deliverer:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
+        # One pipeline for everything the worker sends at once: claims, outcomes and the
+        # consumer's acknowledgements of one loop turn share a round trip.
+        self.pipeline = AutoPipeline(redis)
         self.webhooks = WebhookStore(redis)
-        self.deliveries = DeliveryStore(redis)
+        self.deliveries = DeliveryStore(redis, self.pipeline)
         self.events = EventStore(
-            redis, maxlen=config.events_maxlen, dedup_ttl_seconds=config.dedup_ttl_seconds
+            redis,
+            maxlen=config.events_maxlen,
+            dedup_ttl_seconds=config.dedup_ttl_seconds,
+            pipeline=self.pipeline,
         )
         self._jobs = jobs
         self._http = http
@@ -86,21 +92,31 @@ class Deliverer:
         # request and leaves at least half a timeout to record it. Not on every short wait:
         # a backlog makes most deliveries wait a little, and renewals cost round trips.
         self._renew_after_seconds = config.delivery_timeout / 2
-        # event type → (when started, the lookup in flight)
-        self._lookups: dict[str, tuple[float, asyncio.Future[list[StoredWebhook]]]] = {}
 
     def _now_ms(self) -> int:
         return int(self._clock().timestamp() * 1000)
 
     # -- first attempts, from the stream consumer -----------------------------------------
 
+    async def subscribers(self, event_types: set[str]) -> dict[str, list[StoredWebhook]]:
+        """The webhooks subscribed to each of `event_types` (as stored, maybe qualified):
+        one lookup per type serves every event of that type in a stream read."""
+        types = list(event_types)
+        if len(types) == 1:  # the usual read: no task per lookup
+            return {
+                types[0]: await self.webhooks.subscribers(types[0].removeprefix(QUALIFIED_PREFIX))
+            }
+        found = await asyncio.gather(
+            *(self.webhooks.subscribers(t.removeprefix(QUALIFIED_PREFIX)) for t in types)
+        )
+        return dict(zip(types, found, strict=True))
+
     async def deliver_event(
-        self, entry_id: str, event: Event, *, owner: str, read_at: float
+        self, entry_id: str, event: Event, webhooks: list[StoredWebhook], *, owner: str
     ) -> None:
-        """Deliver one stored event to every matching webhook; returns once each delivery is
-        done or handed to arq (then the stream entry may be acknowledged). `read_at` is when
-        the entry was read (time.monotonic())."""
-        webhooks = await self._subscribers(event.type.removeprefix(QUALIFIED_PREFIX), read_at)
+        """Deliver one stored event to `webhooks` (its subscribers, looked up after the
+        entry was read); returns once each delivery is done or handed to arq (then the
+        stream entry may be acknowledged)."""
         if not webhooks:
             return
         event_id = "evt_" + entry_id
@@ -114,26 +130,6 @@ class Deliverer:
             await attempts[0]  # no task of its own: the entry's task is enough
         else:
             await asyncio.gather(*attempts)
-
-    async def _subscribers(self, event_type: str, read_at: float) -> list[StoredWebhook]:
-        """Entries read together mostly share a type: one lookup in flight serves every
-        event of its type that asks meanwhile, instead of one round trip per event. Only a
-        lookup started after the entry was read may serve it: one started earlier could miss
-        a webhook created (or see one deleted, or an old secret) before the event came."""
-        started, lookup = self._lookups.get(event_type, (0.0, None))
-        if lookup is None or started < read_at:
-            started = time.monotonic()
-            lookup = asyncio.ensure_future(self.webhooks.subscribers(event_type))
-            self._lookups[event_type] = (started, lookup)
-            lookup.add_done_callback(functools.partial(self._lookup_done, event_type))
-        # Shielded: one event's cancellation must not cancel the others' lookup.
-        return await asyncio.shield(lookup)
-
-    def _lookup_done(self, event_type: str, lookup: asyncio.Future[list[StoredWebhook]]) -> None:
-        if self._lookups.get(event_type, (0.0, None))[1] is lookup:
-            del self._lookups[event_type]
-        if not lookup.cancelled():
-            lookup.exception()  # retrieved: every waiter may have been cancelled meanwhile
 
     async def _first_attempt(
         self,
