@@ -168,7 +168,7 @@ class Deliverer:
                     id_, webhook.id, event_id, event_type, claim.created_at_ms,
                     claim.attempts_made,
                 )  # fmt: skip
-                await self._attempt(delivery, webhook, body, owner)
+                await self._attempt(delivery, webhook, body, owner, slot)
         finally:
             slot.leave()
 
@@ -220,7 +220,7 @@ class Deliverer:
         if self._endpoints.saturated(delivery.webhook_id):
             return False
         body = delivery.payload or await self._payload_from_stream(delivery)
-        async with self._endpoints.slot(delivery.webhook_id), self._in_flight:
+        async with self._endpoints.slot(delivery.webhook_id) as slot, self._in_flight:
             claim = await self.deliveries.claim(
                 delivery_id=id_,
                 webhook_id=delivery.webhook_id,
@@ -237,7 +237,7 @@ class Deliverer:
             if body is None:
                 await self._abandon(delivery, owner, "event_expired")
                 return True
-            await self._attempt(delivery, webhook, body, owner)
+            await self._attempt(delivery, webhook, body, owner, slot)
         return True
 
     async def enqueue(self, id_: str, owner: str, *, delay: float) -> None:
@@ -254,10 +254,17 @@ class Deliverer:
     # -- one attempt ----------------------------------------------------------------------
 
     async def _attempt(
-        self, delivery: StoredDelivery, webhook: StoredWebhook | None, body: bytes, owner: str
+        self,
+        delivery: StoredDelivery,
+        webhook: StoredWebhook | None,
+        body: bytes,
+        owner: str,
+        slot: _Slot,
     ) -> None:
-        # Called holding the endpoint's slot until the outcome is recorded: what a crash can
-        # make us send twice stays bounded by the requests in flight.
+        # Called holding the endpoint's slot and a place among DELIVERY_CONCURRENCY. The
+        # slot is freed once the request is answered (it limits the load on the endpoint,
+        # and recording the outcome is none); the place is held until the outcome is
+        # recorded, so that what a crash can make us send twice stays bounded.
         if webhook is None or not webhook.active:
             reason = "webhook_deleted" if webhook is None else "webhook_disabled"
             await self._abandon(delivery, owner, reason, body)
@@ -271,6 +278,7 @@ class Deliverer:
             user_agent=USER_AGENT,
         )
         result = await self.send(webhook.url, headers, body)
+        slot.free()
         number = delivery.attempts + 1
         attempt = Attempt(
             number=number,
@@ -413,28 +421,37 @@ class EndpointLimiter:
 
 class _Slot:
     """One attempt's slot: counted as a user of the endpoint from creation (the saturation
-    check sees it), held inside `async with`, and let go by `leave()` in any case."""
+    check sees it), held inside `async with` or until `free()`, and let go by `leave()` in
+    any case."""
 
-    __slots__ = ("_key", "_left", "_limiter", "_semaphore")
+    __slots__ = ("_held", "_key", "_left", "_limiter", "_semaphore")
 
     def __init__(self, limiter: EndpointLimiter, key: int) -> None:
         self._limiter = limiter
         self._key = key
         self._semaphore = limiter._join(key)
-        self._left = False
+        self._held = self._left = False
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> _Slot:
         try:
             await self._semaphore.acquire()
         except BaseException:
             self.leave()
             raise
+        self._held = True
         if self._semaphore.locked():  # its last free slot: busy from now
             self._limiter._busy_since.setdefault(self._key, time.monotonic())
+        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._limiter._busy_since.pop(self._key, None)  # a slot is free again
-        self._semaphore.release()
+        self.free()
+
+    def free(self) -> None:
+        """Done with the endpoint (its request answered); idempotent."""
+        if self._held:
+            self._held = False
+            self._limiter._busy_since.pop(self._key, None)  # a slot is free again
+            self._semaphore.release()
         self.leave()
 
     def leave(self) -> None:
