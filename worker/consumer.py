@@ -25,7 +25,6 @@ from redis.asyncio import Redis
 from service import keys
 from service.autopipeline import AutoPipeline
 from service.models import Event
-from service.store import StoredWebhook
 from worker.deliverer import Deliverer
 
 logger = logging.getLogger("mailhooks.consumer")
@@ -187,8 +186,16 @@ class Consumer:
         if self._stopping.is_set():
             return
         for entry_id, event in batch:
+            # A fresh lease owner per processing: if this very consumer reclaims an entry it
+            # is still working on, its two passes must not renew each other's leases. The
+            # task runs the delivery itself (no wrapper coroutine: every await in it would
+            # pass through one more frame); _done acknowledges the entry or says why not.
+            owner = f"{self._owner}:{next(self._passes)}"
+            deliver = self._deliverer.deliver_event(
+                entry_id, event, subscribers[event.type], owner=owner
+            )
+            task = asyncio.create_task(deliver)
             self._running.add(entry_id)
-            task = asyncio.create_task(self._process(entry_id, event, subscribers[event.type]))
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._done, entry_id=entry_id))
 
@@ -217,22 +224,19 @@ class Consumer:
         self._running.discard(entry_id)
         if len(self._tasks) < self._max_in_flight:
             self._room.set()
-        if not task.cancelled() and task.exception() is not None:
-            # A bug, not an outage: say so loudly; the entry is reclaimed and tried again.
-            logger.error("delivering an entry failed", exc_info=task.exception())
-
-    async def _process(self, entry_id: str, event: Event, webhooks: list[StoredWebhook]) -> None:
-        try:
-            # A fresh lease owner per processing: if this very consumer reclaims an entry it
-            # is still working on, its two passes must not renew each other's leases.
-            owner = f"{self._owner}:{next(self._passes)}"
-            await self._deliverer.deliver_event(entry_id, event, webhooks, owner=owner)
+        if task.cancelled():
+            return  # cut short by shutdown: left pending, reclaimed by another consumer
+        exc = task.exception()
+        if exc is None:
             self._acks.add(entry_id)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        elif isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
             # Left unacknowledged: reclaimed and finished once Redis is back.
             logger.warning("entry %s interrupted by a redis error: %s", entry_id, exc)
-        except redis.exceptions.ResponseError as exc:
+        elif isinstance(exc, redis.exceptions.ResponseError):
             logger.warning("entry %s interrupted: %s", entry_id, exc)
+        else:
+            # A bug, not an outage: say so loudly; the entry is reclaimed and tried again.
+            logger.error("delivering entry %s failed", entry_id, exc_info=exc)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

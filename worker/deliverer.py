@@ -11,7 +11,9 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import httpx
@@ -24,7 +26,6 @@ from service.autopipeline import AutoPipeline
 from service.clock import Clock, format_timestamp, system_clock
 from service.delivery_store import (
     Claim,
-    ClaimResult,
     DeliveryStore,
     StoredDelivery,
     delivery_id,
@@ -111,25 +112,27 @@ class Deliverer:
         )
         return dict(zip(types, found, strict=True))
 
-    async def deliver_event(
+    def deliver_event(
         self, entry_id: str, event: Event, webhooks: list[StoredWebhook], *, owner: str
-    ) -> None:
-        """Deliver one stored event to `webhooks` (its subscribers, looked up after the
-        entry was read); returns once each delivery is done or handed to arq (then the
-        stream entry may be acknowledged)."""
+    ) -> Coroutine[Any, Any, None]:
+        """What delivers one stored event to `webhooks` (its subscribers, looked up after
+        the entry was read): a coroutine that returns once each delivery is done or handed
+        to arq (then the stream entry may be acknowledged). Built here, run by the caller's
+        task: for one webhook it is that delivery's own coroutine, with no wrapper frame
+        for each of its awaits to pass through."""
         if not webhooks:
-            return
+            return _nothing()
         event_id = "evt_" + entry_id
         payload = build_payload(event, event_id=event_id, stored_at=entry_time(entry_id))
         body = encode(payload)
-        attempts = [
-            self._first_attempt(entry_id, event_id, event.type, webhook, body, owner)
-            for webhook in webhooks
-        ]
-        if len(attempts) == 1:
-            await attempts[0]  # no task of its own: the entry's task is enough
-        else:
-            await asyncio.gather(*attempts)
+        if len(webhooks) == 1:
+            return self._first_attempt(entry_id, event_id, event.type, webhooks[0], body, owner)
+        return _all(
+            [
+                self._first_attempt(entry_id, event_id, event.type, webhook, body, owner)
+                for webhook in webhooks
+            ]
+        )
 
     async def _first_attempt(
         self,
@@ -154,14 +157,30 @@ class Deliverer:
             # one pipeline (AutoPipeline) rather than one round trip per delivery, the
             # largest single cost of a first attempt in a profile (docs/performance.md).
             claimed_at = time.monotonic()
-            claim = await self._claim(id_, webhook.id, event_id, event_type, owner)
+            claim = await self.deliveries.claim(
+                delivery_id=id_,
+                webhook_id=webhook.id,
+                event_id=event_id,
+                event_type=event_type,
+                owner=owner,
+                now_ms=self._now_ms(),
+                lease_ms=self.lease_ms,
+            )
             if claim.claim is Claim.SKIP:
                 return
             async with slot, self._in_flight:
                 if time.monotonic() - claimed_at > self._renew_after_seconds:
                     # Renew the lease (ours, so the claim says go), unless it lapsed
                     # meanwhile and was taken over.
-                    claim = await self._claim(id_, webhook.id, event_id, event_type, owner)
+                    claim = await self.deliveries.claim(
+                        delivery_id=id_,
+                        webhook_id=webhook.id,
+                        event_id=event_id,
+                        event_type=event_type,
+                        owner=owner,
+                        now_ms=self._now_ms(),
+                        lease_ms=self.lease_ms,
+                    )
                     if claim.claim is Claim.SKIP:
                         return
                 delivery = StoredDelivery.new(
@@ -171,19 +190,6 @@ class Deliverer:
                 await self._attempt(delivery, webhook, body, owner, slot)
         finally:
             slot.leave()
-
-    async def _claim(
-        self, id_: str, webhook_id: int, event_id: str, event_type: str, owner: str
-    ) -> ClaimResult:
-        return await self.deliveries.claim(
-            delivery_id=id_,
-            webhook_id=webhook_id,
-            event_id=event_id,
-            event_type=event_type,
-            owner=owner,
-            now_ms=self._now_ms(),
-            lease_ms=self.lease_ms,
-        )
 
     async def _hand_off(
         self, id_: str, webhook_id: int, event_id: str, event_type: str, body: bytes
@@ -459,6 +465,14 @@ class _Slot:
         if not self._left:
             self._left = True
             self._limiter._leave(self._key)
+
+
+async def _nothing() -> None:
+    pass
+
+
+async def _all(attempts: list[Coroutine[Any, Any, None]]) -> None:
+    await asyncio.gather(*attempts)
 
 
 async def _read_head(response: httpx.Response) -> bytes:

@@ -5,12 +5,10 @@ connected to."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ipaddress
 import socket
 import ssl
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -82,11 +80,9 @@ class WebhookClient:
         self._transport = transport or AiohttpTransport(client=lambda: aiohttp_session(config))
         self._timeout = httpx.Timeout(config.delivery_timeout).as_dict()
 
-    @contextlib.asynccontextmanager
-    async def post(
-        self, url: str, headers: dict[str, str], body: bytes
-    ) -> AsyncIterator[httpx.Response]:
-        """The response with its body unread (read what you need, e.g. with aiter_raw)."""
+    def post(self, url: str, headers: dict[str, str], body: bytes) -> Exchange:
+        """`async with client.post(url, headers, body) as response:` the response with its
+        body unread (read what you need, e.g. with aiter_raw); closed on exit."""
         request = httpx.Request(
             "POST",
             parse_url(url),
@@ -94,14 +90,30 @@ class WebhookClient:
             content=body,
             extensions={"timeout": self._timeout},
         )
-        response = await self._transport.handle_async_request(request)
-        try:
-            yield response
-        finally:
-            await response.aclose()
+        return Exchange(self._transport, request)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+class Exchange:
+    """One request and its response, as an async context manager: a plain class rather than
+    an asynccontextmanager, whose generator adds a frame to every await of the request."""
+
+    __slots__ = ("_request", "_response", "_transport")
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, request: httpx.Request) -> None:
+        self._transport = transport
+        self._request = request
+        self._response: httpx.Response | None = None
+
+    async def __aenter__(self) -> httpx.Response:
+        self._response = await self._transport.handle_async_request(self._request)
+        return self._response
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._response is not None:
+            await self._response.aclose()
 
 
 def blocked_reason(exc: BaseException) -> str | None:
