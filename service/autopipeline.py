@@ -39,11 +39,16 @@ Pending = tuple[tuple[Any, ...], "asyncio.Future[Any]", AsyncScript | None]
 
 
 class AutoPipeline:
-    def __init__(self, redis: Redis, *, max_batch: int = 500) -> None:
+    def __init__(self, redis: Redis, *, max_batch: int = 500, reply_timeout: float = 5.0) -> None:
         self._redis = redis
         self._max_batch = max_batch
+        # No command sent here blocks, so a batch unanswered this long means a connection
+        # gone silent (a half-open socket after a failover): drop it and retry, rather than
+        # hold up every command queued behind it.
+        self._reply_timeout = reply_timeout
         self._queue: list[Pending] = []
         self._sender: asyncio.Task[None] | None = None
+        self._reloading: set[asyncio.Future[Any]] = set()  # NOSCRIPT, being loaded again
         self._reloads: set[asyncio.Task[None]] = set()
         self.round_trips = 0  # batches sent, retries included (for tests and benchmarks)
 
@@ -64,6 +69,11 @@ class AutoPipeline:
     ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        sender = self._sender
+        if sender is not None and sender.get_loop() is not loop:
+            # Left behind by an event loop that closed without cancelling it (tests that
+            # reuse an object): whatever it queued can never be answered.
+            self._sender, self._queue = None, []
         self._queue.append((args, future, script))
         if self._sender is None:
             # Its first step runs after every callback already due this turn, so the tasks
@@ -80,20 +90,22 @@ class AutoPipeline:
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
-                await held.retry.call_with_retry(
-                    functools.partial(self._round_trip, held, batch),
-                    functools.partial(self._on_failure, held),
-                )
+                try:
+                    await held.retry.call_with_retry(
+                        functools.partial(self._round_trip, held, batch),
+                        functools.partial(self._on_failure, held),
+                    )
+                except Exception as exc:  # retries ran out: this batch's callers see it
+                    await held.disconnect(nowait=True)  # replies may be on their way
+                    _fail(batch, exc)
                 batch = []
         except asyncio.CancelledError:
             for _, future, _ in (*batch, *self._queue):
                 future.cancel()
             self._queue.clear()
             raise
-        except Exception as exc:  # the connection failed for good: every caller sees it
-            for _, future, _ in (*batch, *self._queue):
-                if not future.done():
-                    future.set_exception(exc)
+        except Exception as exc:  # no connection to be had: every caller sees it
+            _fail([*batch, *self._queue], exc)
             self._queue.clear()
         finally:
             self._sender = None
@@ -106,12 +118,31 @@ class AutoPipeline:
         """Send the batch's unanswered commands and hand each caller its reply. After a
         dropped connection this runs again with what is still unanswered: our writes are
         safe to repeat (see service.redis)."""
-        live = [pending for pending in batch if not pending[1].done()]
+        live: list[Pending] = []
+        packed: list[bytes] = []
+        for pending in batch:
+            args, future, _ = pending
+            if future.done() or future in self._reloading:
+                continue  # cancelled by its caller, answered before a drop, or reloading
+            try:
+                packed += connection.pack_command(*args)
+            except redis.exceptions.DataError as exc:  # e.g. a None argument: its own fault
+                future.set_exception(exc)
+                continue
+            live.append(pending)
         if not live:
-            return  # every caller was cancelled before its command left
+            return
         self.round_trips += 1
-        packed = connection.pack_commands([args for args, _, _ in live])
-        await connection.send_packed_command(packed, check_health=False)
+        try:
+            async with asyncio.timeout(self._reply_timeout):
+                await connection.send_packed_command(packed, check_health=False)
+                await self._read_replies(connection, live)
+        except TimeoutError:
+            raise redis.exceptions.TimeoutError(
+                f"no reply from Redis within {self._reply_timeout} s"
+            ) from None
+
+    async def _read_replies(self, connection: AbstractConnection, live: list[Pending]) -> None:
         callbacks = self._redis.response_callbacks
         for args, future, script in live:
             try:
@@ -144,6 +175,7 @@ class AutoPipeline:
         so the batches behind do not wait."""
         key_count = args[2]
         keys, script_args = args[3 : 3 + key_count], args[3 + key_count :]
+        self._reloading.add(future)  # a retry of this batch must not send it again
 
         async def run() -> None:
             try:
@@ -154,6 +186,9 @@ class AutoPipeline:
             else:
                 if not future.done():
                     future.set_result(reply)
+            finally:
+                self._reloading.discard(future)
+                future.cancel()  # no-op once answered; never left pending if cut short
 
         task = asyncio.get_running_loop().create_task(run())
         self._reloads.add(task)
@@ -163,3 +198,9 @@ class AutoPipeline:
         await connection.disconnect()
         if not isinstance(error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
             raise error
+
+
+def _fail(batch: Sequence[Pending], exc: Exception) -> None:
+    for _, future, _ in batch:
+        if not future.done():
+            future.set_exception(exc)

@@ -173,3 +173,66 @@ async def test_a_dropped_connection_resends_only_what_was_not_answered(
     ]
     assert pipeline.round_trips == 2
     await client.aclose()
+
+
+async def test_a_command_that_cannot_be_packed_fails_only_its_caller(real_redis: Redis) -> None:
+    pipeline = AutoPipeline(real_redis)
+    results = await asyncio.gather(
+        pipeline.execute("SET", "a", "1"),
+        pipeline.execute("SET", "b", None),
+        pipeline.execute("SET", "c", "1"),
+        return_exceptions=True,
+    )
+    assert results[0] is True
+    assert isinstance(results[1], redis.exceptions.DataError)
+    assert results[2] is True
+    assert await real_redis.exists("a", "b", "c") == 2
+
+
+class SilentConnection(Connection):
+    """Its first read of a reply never returns: a connection gone silent (half-open)."""
+
+    silent_reads = 0
+    went_silent = asyncio.Event()
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        if SilentConnection.silent_reads:
+            SilentConnection.silent_reads -= 1
+            SilentConnection.went_silent.set()
+            await asyncio.Event().wait()
+        return await super().read_response(*args, **kwargs)
+
+
+async def test_a_silent_connection_is_dropped_and_the_batch_retried(
+    real_redis: Redis, redis_server: PrivateRedis
+) -> None:
+    client = Redis.from_url(
+        redis_server.url,
+        connection_class=SilentConnection,
+        retry=retry_policy(),
+        retry_on_error=RETRY_ON,
+    )
+    await client.ping()
+    SilentConnection.silent_reads = 1
+    pipeline = AutoPipeline(client, reply_timeout=0.2)
+    # Redis ran it the first time too, but the reply never came: sent again on a fresh
+    # connection, it ran twice (at least once, as documented).
+    assert await asyncio.wait_for(pipeline.execute("INCR", "n"), 5) == 2
+    assert pipeline.round_trips == 2
+    await client.aclose()
+
+
+async def test_a_batch_that_fails_for_good_fails_only_its_own_callers(
+    real_redis: Redis, redis_server: PrivateRedis
+) -> None:
+    client = Redis.from_url(redis_server.url, connection_class=SilentConnection)  # no retries
+    await client.ping()
+    SilentConnection.silent_reads, SilentConnection.went_silent = 1, asyncio.Event()
+    pipeline = AutoPipeline(client, reply_timeout=0.2)
+    stuck = asyncio.ensure_future(pipeline.execute("INCR", "first"))
+    await SilentConnection.went_silent.wait()  # the first batch is out: queue one behind it
+    behind = asyncio.ensure_future(pipeline.execute("INCR", "second"))
+    with pytest.raises(redis.exceptions.TimeoutError):
+        await asyncio.wait_for(stuck, 5)
+    assert await asyncio.wait_for(behind, 5) == 1
+    await client.aclose()

@@ -75,9 +75,9 @@ class Acknowledgements:
             await self._pipeline.execute(
                 "XACK", keys.EVENTS_STREAM, keys.DELIVERY_GROUP, *entry_ids
             )
-        except redis.exceptions.RedisError as exc:
+        except Exception as exc:
             logger.warning(
-                "acknowledging %d entries failed (%s); they will be reclaimed and skipped",
+                "acknowledging %d entries failed (%r); they will be reclaimed and skipped",
                 len(entry_ids),
                 exc,
             )
@@ -85,7 +85,7 @@ class Acknowledgements:
     async def drain(self) -> None:
         """Wait for the acknowledgements under way (before the Redis client closes)."""
         while self._sending:
-            await asyncio.gather(*self._sending)
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
 
 class Consumer:
@@ -191,9 +191,15 @@ class Consumer:
             # task runs the delivery itself (no wrapper coroutine: every await in it would
             # pass through one more frame); _done acknowledges the entry or says why not.
             owner = f"{self._owner}:{next(self._passes)}"
-            deliver = self._deliverer.deliver_event(
-                entry_id, event, subscribers[event.type], owner=owner
-            )
+            try:
+                deliver = self._deliverer.deliver_event(
+                    entry_id, event, subscribers[event.type], owner=owner
+                )
+            except Exception:
+                # A bug, not an outage: the others in this read go on; this one stays
+                # pending and is tried again when reclaimed.
+                logger.exception("preparing entry %s for delivery failed", entry_id)
+                continue
             task = asyncio.create_task(deliver)
             self._running.add(entry_id)
             self._tasks.add(task)

@@ -472,7 +472,11 @@ async def _nothing() -> None:
 
 
 async def _all(attempts: list[Coroutine[Any, Any, None]]) -> None:
-    await asyncio.gather(*attempts)
+    """Every attempt to its end, even when one fails (the entry is done only when all are);
+    then the first failure, if any."""
+    for outcome in await asyncio.gather(*attempts, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def _read_head(response: httpx.Response) -> bytes:
