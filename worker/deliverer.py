@@ -39,6 +39,7 @@ from service.payload import build_payload, encode, entry_time
 from service.signing import delivery_headers
 from service.store import StoredWebhook, WebhookStore
 from service.urls import private_host_reason
+from worker.deadlines import Deadlines
 from worker.http import USER_AGENT, WebhookClient, blocked_reason, parse_url
 from worker.outcome import Verdict, classify_status
 from worker.schedule import next_delay, parse_retry_after
@@ -87,6 +88,7 @@ class Deliverer:
         self._rng = rng or random.Random()
         self._in_flight = asyncio.Semaphore(config.delivery_concurrency)
         self._endpoints = EndpointLimiter(config.endpoint_concurrency)
+        self._deadlines = Deadlines()  # each request's DELIVERY_TIMEOUT, on one timer
         self.lease_ms = lease_ms(config)
         # A first attempt that waited longer than this for its endpoint's slot renews its
         # lease first: the lease (twice the timeout plus a second) then still covers the
@@ -362,7 +364,7 @@ class Deliverer:
             if reason:  # an IP literal: no resolver sees it, so check it here
                 return SendResult(elapsed(), error="blocked_address", response=reason)
         try:
-            async with asyncio.timeout(self.config.delivery_timeout):
+            with self._deadlines.limit(self.config.delivery_timeout):
                 async with self._http.post(url, headers, body) as response:
                     head = await _read_head(response)
                     return SendResult(
