@@ -50,6 +50,7 @@ class AutoPipeline:
         self._sender: asyncio.Task[None] | None = None
         self._reloading: set[asyncio.Future[Any]] = set()  # NOSCRIPT, being loaded again
         self._reloads: set[asyncio.Task[None]] = set()
+        self._loads: dict[str, asyncio.Future[Any]] = {}  # SCRIPT LOADs under way, by SHA
         self.round_trips = 0  # batches sent, retries included (for tests and benchmarks)
 
     def execute(self, *args: Any) -> asyncio.Future[Any]:
@@ -171,15 +172,23 @@ class AutoPipeline:
         self, script: AsyncScript, args: tuple[Any, ...], future: asyncio.Future[Any]
     ) -> None:
         """Redis restarted or was flushed since the script was loaded (NOSCRIPT is answered
-        before anything runs): the script object loads it again and runs it, on the side,
-        so the batches behind do not wait."""
+        before anything runs), or never had it: load it (once for all the commands that
+        met NOSCRIPT together, not once each) and queue the command again, on the side, so
+        the batches behind do not wait."""
         key_count = args[2]
         keys, script_args = args[3 : 3 + key_count], args[3 + key_count :]
         self._reloading.add(future)  # a retry of this batch must not send it again
+        load = self._loads.get(script.sha)
+        if load is None:
+            load = self._loads[script.sha] = asyncio.ensure_future(
+                self._redis.script_load(script.script)
+            )
+            load.add_done_callback(lambda _: self._loads.pop(script.sha, None))
 
         async def run() -> None:
             try:
-                reply = await script(keys=keys, args=script_args)
+                await asyncio.shield(load)  # shared: one caller's cancellation is its own
+                reply = await self.script(script, keys, script_args)
             except Exception as exc:
                 if not future.done():
                     future.set_exception(exc)

@@ -236,3 +236,16 @@ async def test_a_batch_that_fails_for_good_fails_only_its_own_callers(
         await asyncio.wait_for(stuck, 5)
     assert await asyncio.wait_for(behind, 5) == 1
     await client.aclose()
+
+
+async def test_a_script_lost_by_redis_is_loaded_once_for_all_its_callers(
+    real_redis: Redis,
+) -> None:
+    script = real_redis.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    pipeline = AutoPipeline(real_redis)
+    await real_redis.script_flush()
+    await real_redis.config_resetstat()
+    results = await asyncio.gather(*(pipeline.script(script, ["k"], [1]) for _ in range(50)))
+    assert sorted(results) == list(range(1, 51))
+    stats = await real_redis.info("commandstats")
+    assert stats["cmdstat_script|load"]["calls"] == 1
