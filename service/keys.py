@@ -4,6 +4,8 @@ All keys share the `mh:` prefix so the service can share a Redis with other appl
 and an operator can find (or delete) everything it owns with `SCAN MATCH mh:*`.
 """
 
+import functools
+
 PREFIX = "mh:"
 
 # String, INCR'd to issue webhook ids (1, 2, 3, … as on the API page). Never reset, so a
@@ -72,6 +74,9 @@ DELIVERY_LEASES = PREFIX + "delivery-leases"
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
 
 
+# Per-webhook names are built for every delivery (the outcome script alone names six):
+# cached, as there are few webhooks and many deliveries.
+@functools.lru_cache(maxsize=4096)
 def webhook(webhook_id: int) -> str:
     return WEBHOOK.format(id=webhook_id)
 
@@ -92,6 +97,7 @@ def delivery_attempts(delivery_id: str) -> str:
     return DELIVERY_ATTEMPTS.format(delivery_id=delivery_id)
 
 
+@functools.lru_cache(maxsize=16384)
 def deliveries(webhook_id: int, status: str | None = None) -> str:
     if status is None:
         return DELIVERIES.format(webhook_id=webhook_id)
