@@ -151,16 +151,19 @@ async def test_commands_queued_during_a_round_trip_go_together_next(
     assert counting_redis.round_trips == 2
 
 
+async def connected_client(url: str, connection_class: type[Connection]) -> Redis:
+    """A client retrying as the service's does (service.redis), its connection set up."""
+    client = Redis.from_url(
+        url, connection_class=connection_class, retry=retry_policy(), retry_on_error=RETRY_ON
+    )
+    await client.ping()  # connected, its set-up replies read
+    return client
+
+
 async def test_a_dropped_connection_resends_only_what_was_not_answered(
     real_redis: Redis, redis_server: PrivateRedis
 ) -> None:
-    client = Redis.from_url(
-        redis_server.url,
-        connection_class=DroppingConnection,
-        retry=retry_policy(),
-        retry_on_error=RETRY_ON,
-    )
-    await client.ping()  # connected, its set-up replies read
+    client = await connected_client(redis_server.url, DroppingConnection)
     DroppingConnection.replies, DroppingConnection.drop_after = 0, 3
     pipeline = AutoPipeline(client)
     replies = await asyncio.gather(*(pipeline.execute("RPUSH", "log", i) for i in range(6)))
@@ -206,13 +209,7 @@ class SilentConnection(Connection):
 async def test_a_silent_connection_is_dropped_and_the_batch_retried(
     real_redis: Redis, redis_server: PrivateRedis
 ) -> None:
-    client = Redis.from_url(
-        redis_server.url,
-        connection_class=SilentConnection,
-        retry=retry_policy(),
-        retry_on_error=RETRY_ON,
-    )
-    await client.ping()
+    client = await connected_client(redis_server.url, SilentConnection)
     SilentConnection.silent_reads = 1
     pipeline = AutoPipeline(client, reply_timeout=0.2)
     # Redis ran it the first time too, but the reply never came: sent again on a fresh

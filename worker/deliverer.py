@@ -26,6 +26,7 @@ from service.autopipeline import AutoPipeline
 from service.clock import Clock, format_timestamp, system_clock
 from service.delivery_store import (
     Claim,
+    ClaimResult,
     DeliveryStore,
     StoredDelivery,
     delivery_id,
@@ -159,30 +160,14 @@ class Deliverer:
             # one pipeline (AutoPipeline) rather than one round trip per delivery, the
             # largest single cost of a first attempt in a profile (docs/performance.md).
             claimed_at = time.monotonic()
-            claim = await self.deliveries.claim(
-                delivery_id=id_,
-                webhook_id=webhook.id,
-                event_id=event_id,
-                event_type=event_type,
-                owner=owner,
-                now_ms=self._now_ms(),
-                lease_ms=self.lease_ms,
-            )
+            claim = await self._claim(id_, webhook.id, event_id, event_type, owner)
             if claim.claim is Claim.SKIP:
                 return
             async with slot, self._in_flight:
                 if time.monotonic() - claimed_at > self._renew_after_seconds:
                     # Renew the lease (ours, so the claim says go), unless it lapsed
                     # meanwhile and was taken over.
-                    claim = await self.deliveries.claim(
-                        delivery_id=id_,
-                        webhook_id=webhook.id,
-                        event_id=event_id,
-                        event_type=event_type,
-                        owner=owner,
-                        now_ms=self._now_ms(),
-                        lease_ms=self.lease_ms,
-                    )
+                    claim = await self._claim(id_, webhook.id, event_id, event_type, owner)
                     if claim.claim is Claim.SKIP:
                         return
                 delivery = StoredDelivery.new(
@@ -193,17 +178,40 @@ class Deliverer:
         finally:
             slot.leave()
 
-    async def _hand_off(
-        self, id_: str, webhook_id: int, event_id: str, event_type: str, body: bytes
-    ) -> None:
-        owner = f"{id_}:h{self._now_ms()}"
-        claim = await self.deliveries.claim(
+    def _claim(
+        self,
+        id_: str,
+        webhook_id: int,
+        event_id: str,
+        event_type: str,
+        owner: str,
+        *,
+        lease_ms: int | None = None,
+        payload: bytes = b"",
+    ) -> Coroutine[Any, Any, ClaimResult]:
+        """The claim to await: a plain function returning the store's coroutine, so that it
+        adds no frame to the first attempt's await chain."""
+        return self.deliveries.claim(
             delivery_id=id_,
             webhook_id=webhook_id,
             event_id=event_id,
             event_type=event_type,
             owner=owner,
             now_ms=self._now_ms(),
+            lease_ms=self.lease_ms if lease_ms is None else lease_ms,
+            payload=payload,
+        )
+
+    async def _hand_off(
+        self, id_: str, webhook_id: int, event_id: str, event_type: str, body: bytes
+    ) -> None:
+        owner = f"{id_}:h{self._now_ms()}"
+        claim = await self._claim(
+            id_,
+            webhook_id,
+            event_id,
+            event_type,
+            owner,
             lease_ms=self.lease_ms * 10,  # covers waiting in the endpoint's queue
             payload=body,
         )
