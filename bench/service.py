@@ -442,24 +442,39 @@ def latency_run(
 def bench_latency(s: Settings, max_rate: float) -> tuple[Table, dict[str, Any]]:
     rate = max(10.0, max_rate / 2)
     seconds = s.pick(3, 10)
+    rounds = s.pick(1, 3)
+    runs: list[dict[str, float]] = []
     with receiver() as recv:
-        result = latency_run(s, recv, rate=rate, seconds=seconds, healthy=1)
-    met50, met99 = result["p50_ms"] <= 20, result["p99_ms"] <= 100
+        for number in range(rounds):
+            result = latency_run(s, recv, rate=rate, seconds=seconds, healthy=1)
+            runs.append(result)
+            print(
+                f"  latency round {number + 1}: p50 {result['p50_ms']:.1f} ms, "
+                f"p99 {result['p99_ms']:.1f} ms, {result['delivered']:.0f}/"
+                f"{result['expected']:.0f} delivered",
+                flush=True,
+            )
+    med = {key: median([r[key] for r in runs]) for key in ("p50_ms", "p99_ms", "max_ms")}
+    met50, met99 = med["p50_ms"] <= 20, med["p99_ms"] <= 100
     table = [
         f"Generic events POSTed at a steady {rate:.0f}/s (half the fan-out-1 default-config "
         f"delivery maximum measured above) for {seconds} s, one webhook, one web and one worker "
         "process; latency = receiver arrival minus the ingest response (time.time(), same "
-        "machine).",
+        f"machine); {rounds} rounds, medians.",
         "",
-        "| events | delivered | p50 ms | p99 ms | max ms |",
-        "|---:|---:|---:|---:|---:|",
-        f"| {result['events']:,} | {result['delivered']:,} | {result['p50_ms']:.1f} | "
-        f"{result['p99_ms']:.1f} | {result['max_ms']:.1f} |",
+        "| round | events | delivered | p50 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {number} | {r['events']:,.0f} | {r['delivered']:,.0f} | {r['p50_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
+            for number, r in enumerate(runs, 1)
+        ),
+        f"| median | | | {med['p50_ms']:.1f} | {med['p99_ms']:.1f} | {med['max_ms']:.1f} |",
         "",
         f"Goal p50 <= 20 ms: {'met' if met50 else 'MISSED'}; p99 <= 100 ms: "
         f"{'met' if met99 else 'MISSED'}.",
     ]
-    return table, {"rate": rate, "seconds": seconds, **result}
+    return table, {"rate": rate, "seconds": seconds, "rounds": runs, "median": med}
 
 
 def bench_isolation(s: Settings) -> tuple[Table, dict[str, Any]]:
