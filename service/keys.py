@@ -23,7 +23,8 @@ WEBHOOK_INDEX = PREFIX + "webhooks"
 # ids subscribed to it: the worker finds an event's subscribers with one SUNION, never a scan.
 SUBSCRIBERS = PREFIX + "subscribers:{event_type}"
 
-# Stream of every stored inbound event, oldest first, trimmed approximately to EVENTS_MAXLEN.
+# Stream of every stored inbound event, oldest first. Trimmed to about EVENTS_MAXLEN, but
+# never past an entry a consumer group has not read or has not acknowledged.
 # Entry field "e" holds the msgspec-encoded canonical Event without its id: the event id is
 # "evt_" + the entry id, so the id costs no memory and finds its entry with one XRANGE.
 EVENTS_STREAM = PREFIX + "events"

@@ -32,6 +32,20 @@ def event(n: int, **fields: str) -> Event:
     return Event(**values)
 
 
+async def make_group(redis: Redis, name: str = keys.DELIVERY_GROUP) -> None:
+    await redis.xgroup_create(keys.EVENTS_STREAM, name, id="0", mkstream=True)
+
+
+async def consume(redis: Redis, keep: frozenset[str] | set[str] = frozenset()) -> None:
+    """Read everything new as the delivery group and acknowledge it, but for `keep`."""
+    while response := await redis.xreadgroup(
+        keys.DELIVERY_GROUP, "test", {keys.EVENTS_STREAM: ">"}, count=1000
+    ):
+        done = [raw.decode() for raw, _ in response[0][1] if raw.decode() not in keep]
+        if done:
+            await redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, *done)
+
+
 class TestIds:
     def test_event_id_round_trip(self) -> None:
         assert event_id("1700000000000-3") == "evt_1700000000000-3"
@@ -82,8 +96,10 @@ class TestOnRealRedis:
 
     async def test_stream_is_trimmed_approximately(self, real_redis: Redis) -> None:
         store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        await make_group(real_redis)
         for start in range(0, 5000, 500):
             await store.append("sendgrid", [event(n) for n in range(start, start + 500)])
+            await consume(real_redis)  # the worker keeps up: everything is acknowledged
         length = await real_redis.xlen(keys.EVENTS_STREAM)
         assert 1000 <= length <= 1200
         newest, _ = await store.recent(EventFilter(), before=None, limit=1)
@@ -93,6 +109,51 @@ class TestOnRealRedis:
             [],
             None,
         )
+
+    async def test_unread_events_are_never_trimmed(self, real_redis: Redis) -> None:
+        # The worker is down: past maxlen the stream grows rather than lose a delivery.
+        store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        await make_group(real_redis)
+        for start in range(0, 3000, 500):
+            await store.append("sendgrid", [event(n) for n in range(start, start + 500)])
+        assert await real_redis.xlen(keys.EVENTS_STREAM) == 3000
+        # Back up and through the backlog: trimming resumes at the next append.
+        await consume(real_redis)
+        await store.append("sendgrid", [event(3000)])
+        assert 1000 <= await real_redis.xlen(keys.EVENTS_STREAM) <= 1200
+
+    async def test_no_group_yet_means_no_trimming(self, real_redis: Redis) -> None:
+        # The delivery group is created from the first entry: everything is still to deliver.
+        store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        for start in range(0, 2000, 500):
+            await store.append("sendgrid", [event(n) for n in range(start, start + 500)])
+        assert await real_redis.xlen(keys.EVENTS_STREAM) == 2000
+
+    async def test_unacknowledged_events_are_never_trimmed(self, real_redis: Redis) -> None:
+        store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        await make_group(real_redis)
+        first = await store.append("sendgrid", [event(n) for n in range(500)])
+        held = entry_id(first.stored[100])
+        assert held is not None
+        await consume(real_redis, keep={held})  # read, and all but one acknowledged
+        for start in range(500, 3000, 500):
+            await store.append("sendgrid", [event(n) for n in range(start, start + 500)])
+            await consume(real_redis)
+        assert await real_redis.xrange(keys.EVENTS_STREAM, held, held)
+        assert await real_redis.xlen(keys.EVENTS_STREAM) >= 2900
+        # Acknowledged at last: the next append trims back to about maxlen.
+        await real_redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, held)
+        await store.append("sendgrid", [event(3000)])
+        assert 1000 <= await real_redis.xlen(keys.EVENTS_STREAM) <= 1200
+
+    async def test_the_slowest_group_holds_trimming_back(self, real_redis: Redis) -> None:
+        store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        await make_group(real_redis)
+        await make_group(real_redis, "audit")
+        for start in range(0, 2000, 500):
+            await store.append("sendgrid", [event(n) for n in range(start, start + 500)])
+            await consume(real_redis)  # only the delivery group keeps up
+        assert await real_redis.xlen(keys.EVENTS_STREAM) == 2000
 
     async def test_ignored_events_are_counted(self, real_redis: Redis) -> None:
         store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)

@@ -523,3 +523,32 @@ def test_unsigned_inbound_is_warned_about_at_start_up(
     caplog.clear()
     create_app(make_config())
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+@pytest.mark.redis
+class TestRedisFull:
+    async def test_a_full_redis_is_a_503_that_stores_nothing_and_the_retry_lands(
+        self,
+        make_client: MakeClient,
+        signed_config: Callable[..., Config],
+        real_redis: Redis,
+    ) -> None:
+        # The stream is never trimmed past undelivered events, so a long worker outage can
+        # fill Redis: the provider must then be told to retry, not be answered 200.
+        client = await make_client(signed_config(), redis=real_redis)
+        body = json.dumps(SEED_EVENT).encode()
+        await real_redis.config_set("maxmemory-policy", "noeviction")
+        await real_redis.config_set("maxmemory", 1)
+        try:
+            response = await client.post(
+                "/api/webhooks", content=body, headers=generic_headers(body)
+            )
+        finally:
+            await real_redis.config_set("maxmemory", 0)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "store_unavailable"
+        assert await stored(real_redis) == 0
+        assert await real_redis.keys("mh:seen:*") == []  # not marked seen either
+        retry = await client.post("/api/webhooks", content=body, headers=generic_headers(body))
+        assert retry.status_code == 200
+        assert await stored(real_redis) == 1

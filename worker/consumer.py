@@ -220,8 +220,8 @@ class Consumer:
         )
         if deleted:
             logger.error(
-                "%d unacknowledged events were trimmed from the stream before delivery "
-                "(EVENTS_MAXLEN too small for the backlog): %s",
+                "%d unacknowledged events went from the stream before delivery (trimmed "
+                "or deleted by hand: appends never trim them): %s",
                 len(deleted),
                 deleted[:10],
             )
