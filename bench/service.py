@@ -480,7 +480,7 @@ def bench_latency(s: Settings, max_rate: float) -> tuple[Table, dict[str, Any]]:
 def bench_isolation(s: Settings) -> tuple[Table, dict[str, Any]]:
     rate = s.pick(10, 20)
     seconds = s.pick(4, 10)
-    rounds = s.pick(1, 3)
+    rounds = s.pick(1, 5)  # p99s of ~5 ms: one noisy round must not decide
     extra: dict[str, object] = {"DELIVERY_TIMEOUT": 5}
     runs: dict[str, list[dict[str, float]]] = {"base": [], "with_bad": []}
     with receiver() as recv, receiver("--hang") as hang:
