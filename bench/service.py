@@ -7,6 +7,7 @@ redis-server, the Procfile's web and worker lines, bench.receiver, wrk.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import httpx
@@ -225,7 +226,9 @@ def run_worker_to_completion(
     if not done:
         raise RuntimeError(f"only {delivered}/{total} deliveries arrived")
     client = sync_redis(s.redis_url)
-    succeeded = sum(int(client.zcard(keys.deliveries(i + 1, "succeeded"))) for i in range(fanout))
+    succeeded = sum(
+        cast(int, client.zcard(keys.deliveries(i + 1, "succeeded"))) for i in range(fanout)
+    )
     client.close()
     measured = delivered - first_count
     return {
@@ -592,12 +595,12 @@ def bench_memory(s: Settings) -> tuple[Table, dict[str, Any]]:
     flush(s.redis_url)
 
     def used() -> int:
-        return int(client.info("memory")["used_memory"])
+        return int(cast(dict[str, Any], client.info("memory"))["used_memory"])
 
     base = used()
     asyncio.run(preload_events(s.redis_url, events, "mem-"))
     per_event = (used() - base) / events
-    stream_bytes = int(client.memory_usage(keys.EVENTS_STREAM) or 0) / events
+    stream_bytes = (cast(int | None, client.memory_usage(keys.EVENTS_STREAM)) or 0) / events
 
     async def pending(count: int, payload: bytes) -> None:
         from redis.asyncio import Redis
@@ -742,7 +745,8 @@ async def two_wrk(one: str, two: str, tag: str, seconds: float) -> float:
         *(
             loop.run_in_executor(
                 None,
-                lambda u=u, t=t: run_wrk(
+                functools.partial(
+                    run_wrk,
                     u + "/api/webhooks",
                     WRK_UNIQUE.replace("%s", tag + t),
                     seconds=seconds,
