@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
 
 from service import keys
 from service.autopipeline import AutoPipeline
@@ -30,16 +31,13 @@ INDEX_TTL_SECONDS = 30 * 86400
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Event)
 
-# KEYS: stream, counts hash, then per event: seen key, email index, recipient index.
-# ARGV: maxlen, seen ttl, index ttl, provider, number of events N, then per event: payload,
-# has-recipient flag; then the provider types of ignored events.
-# Returns per event: {1, entry id} when stored, {0, entry id of the original} when a duplicate.
-# Trimming: 100 past `maxlen` entries, the oldest go, but never one that a consumer group has not
-# read yet or has read and not acknowledged (MINID at the oldest such entry, LIMIT at the
-# excess, whole stream nodes only). With no group yet, nothing goes: the delivery group reads
-# from the very first entry when it is created. So a stalled worker makes the stream grow
-# rather than lose events (docs/delivery.md).
-_APPEND = """
+# Trimming: once `min_excess` entries past `maxlen`, the oldest go (at most 10,000 per call, so
+# one call never holds Redis up for long), but never one that a consumer group has not read yet
+# or has read and not acknowledged (MINID at the oldest such entry, whole stream nodes only).
+# With no group yet, nothing goes: the delivery group reads from the very first entry when it
+# is created. So a stalled worker makes the stream grow rather than lose events
+# (docs/delivery.md). Returns the number of entries removed.
+_TRIM_FUNCTIONS = """
 local function parse_id(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
@@ -59,6 +57,25 @@ local function oldest_needed(stream)
   end
   return oldest
 end
+local function trim(stream, maxlen, min_excess)
+  local excess = redis.call('XLEN', stream) - maxlen
+  if excess < min_excess then return 0 end
+  local needed = oldest_needed(stream)
+  if not needed then return 0 end
+  return redis.call('XTRIM', stream, 'MINID', '~', needed, 'LIMIT', math.min(excess, 10000))
+end
+"""
+
+# KEYS: stream. ARGV: maxlen. Any excess at all: this runs when Redis is full.
+_TRIM = _TRIM_FUNCTIONS + "return trim(KEYS[1], tonumber(ARGV[1]), 1)\n"
+
+# KEYS: stream, counts hash, then per event: seen key, email index, recipient index.
+# ARGV: maxlen, seen ttl, index ttl, provider, number of events N, then per event: payload,
+# has-recipient flag; then the provider types of ignored events.
+# Returns per event: {1, entry id} when stored, {0, entry id of the original} when a duplicate.
+# Trims after appending. Not before: a write early in a script lets its later writes past
+# Redis's out-of-memory check, and a full Redis must refuse the XADD (EventStore.append).
+_APPEND_BODY = """
 local maxlen, seen_ttl, index_ttl, provider = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
 local results = {}
@@ -89,11 +106,7 @@ if stored > 0 then
   redis.call('HINCRBY', KEYS[2], provider .. ':stored', stored)
   -- Trimming waits for 100 excess entries: the group lookups then cost each append ~1 %
   -- of what they would every time (+9 us of Redis time per one-event append at maxlen).
-  local excess = redis.call('XLEN', KEYS[1]) - tonumber(maxlen)
-  if excess >= 100 then
-    local needed = oldest_needed(KEYS[1])
-    if needed then redis.call('XTRIM', KEYS[1], 'MINID', '~', needed, 'LIMIT', excess) end
-  end
+  trim(KEYS[1], tonumber(maxlen), 100)
 end
 if duplicates > 0 then redis.call('HINCRBY', KEYS[2], provider .. ':duplicate', duplicates) end
 for j = 6 + 2 * n, #ARGV do
@@ -101,6 +114,7 @@ for j = 6 + 2 * n, #ARGV do
 end
 return results
 """
+_APPEND = _TRIM_FUNCTIONS + _APPEND_BODY
 
 
 def event_id(entry_id: str) -> str:
@@ -168,6 +182,7 @@ class EventStore:
         self._maxlen = maxlen
         self._dedup_ttl = dedup_ttl_seconds
         self._append = redis.register_script(_APPEND)
+        self._trim = redis.register_script(_TRIM)
         # Concurrent requests' appends, sent together.
         self._pipeline = pipeline or AutoPipeline(redis)
 
@@ -194,7 +209,15 @@ class EventStore:
         args += [item.provider_type for item in ignored]
         if not events and not ignored:
             return AppendResult([], [])
-        results = await self._pipeline.script(self._append, keys=script_keys, args=args)
+        try:
+            results = await self._pipeline.script(self._append, keys=script_keys, args=args)
+        except OutOfMemoryError:
+            # Redis is full and refused the XADD, having written nothing. Appends trim only
+            # after they store, so a backlog the worker has since delivered would keep it
+            # full: trim it (Redis allows that when full) and try once more.
+            if not await self._trim(keys=[keys.EVENTS_STREAM], args=[self._maxlen]):
+                raise
+            results = await self._pipeline.script(self._append, keys=script_keys, args=args)
         stored = [event_id(raw.decode()) for flag, raw in results if flag == 1]
         duplicates = [event_id(raw.decode()) for flag, raw in results if flag == 0]
         return AppendResult(stored, duplicates)

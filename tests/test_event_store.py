@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import OutOfMemoryError
 
 from service import keys
 from service.event_store import (
@@ -145,6 +146,89 @@ class TestOnRealRedis:
         await real_redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, held)
         await store.append("sendgrid", [event(3000)])
         assert 1000 <= await real_redis.xlen(keys.EVENTS_STREAM) <= 1200
+
+    async def test_every_unacknowledged_event_survives(self, real_redis: Redis) -> None:
+        # Trimming stops at the oldest pending entry, not at any pending entry.
+        store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        await make_group(real_redis)
+        first = await store.append("sendgrid", [event(n) for n in range(500)])
+        held = {entry_id(first.stored[100]), entry_id(first.stored[400])}
+        await consume(real_redis, keep={e for e in held if e})
+        for start in range(500, 3000, 500):
+            await store.append("sendgrid", [event(n) for n in range(start, start + 500)])
+            await consume(real_redis)
+        for entry in held:
+            assert await real_redis.xrange(keys.EVENTS_STREAM, entry, entry)
+
+    async def test_a_group_that_read_part_of_the_stream_keeps_the_rest(
+        self, real_redis: Redis
+    ) -> None:
+        store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        await make_group(real_redis)
+        first = await store.append("sendgrid", [event(n) for n in range(1000)])
+        # A second group that has read (and acknowledged) the first 600 and no more.
+        read_up_to = entry_id(first.stored[599])
+        await real_redis.xgroup_create(keys.EVENTS_STREAM, "audit", id=read_up_to)
+        for start in range(1000, 3000, 500):
+            await store.append("sendgrid", [event(n) for n in range(start, start + 500)])
+            await consume(real_redis)
+        oldest = await real_redis.xrange(keys.EVENTS_STREAM, count=1)
+        unread = entry_id(first.stored[600])
+        assert unread is not None
+        assert await real_redis.xrange(keys.EVENTS_STREAM, unread, unread)
+        assert oldest[0][0].decode() != entry_id(first.stored[0])  # the read part went
+        assert await real_redis.xlen(keys.EVENTS_STREAM) <= 2600
+
+    async def test_one_append_trims_at_most_ten_thousand(self, real_redis: Redis) -> None:
+        # A long backlog, delivered at once: the next append must not stall Redis freeing
+        # all of it, and the appends after it free the rest.
+        store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        await make_group(real_redis)
+        for start in range(0, 25_000, 1000):
+            await store.append("sendgrid", [event(n) for n in range(start, start + 1000)])
+        await consume(real_redis)
+        await store.append("sendgrid", [event(25_000)])
+        length = await real_redis.xlen(keys.EVENTS_STREAM)
+        assert 25_001 - 10_000 <= length <= 25_001 - 9_000
+        await store.append("sendgrid", [event(25_001)])
+        await store.append("sendgrid", [event(25_002)])
+        assert 1000 <= await real_redis.xlen(keys.EVENTS_STREAM) <= 1200
+
+    async def test_a_full_redis_frees_the_delivered_backlog_and_stores(
+        self, real_redis: Redis
+    ) -> None:
+        # The worker was down until Redis filled up; it has since delivered the backlog.
+        # The next append must make room, not be refused until someone trims by hand.
+        store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        await make_group(real_redis)
+        for start in range(0, 5000, 500):
+            await store.append("sendgrid", [event(n) for n in range(start, start + 500)])
+        await consume(real_redis)
+        used = int((await real_redis.info("memory"))["used_memory"])
+        await real_redis.config_set("maxmemory-policy", "noeviction")
+        await real_redis.config_set("maxmemory", used - 1024)
+        try:
+            result = await store.append("sendgrid", [event(5000)])
+            length = await real_redis.xlen(keys.EVENTS_STREAM)
+        finally:
+            await real_redis.config_set("maxmemory", 0)
+        assert len(result.stored) == 1
+        assert 1000 <= length <= 1200
+
+    async def test_a_full_redis_with_nothing_delivered_refuses(self, real_redis: Redis) -> None:
+        store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        await make_group(real_redis)
+        for start in range(0, 3000, 500):
+            await store.append("sendgrid", [event(n) for n in range(start, start + 500)])
+        used = int((await real_redis.info("memory"))["used_memory"])
+        await real_redis.config_set("maxmemory-policy", "noeviction")
+        await real_redis.config_set("maxmemory", used - 1024)
+        try:
+            with pytest.raises(OutOfMemoryError):
+                await store.append("sendgrid", [event(3000)])
+        finally:
+            await real_redis.config_set("maxmemory", 0)
+        assert await real_redis.xlen(keys.EVENTS_STREAM) == 3000  # nothing lost, nothing added
 
     async def test_the_slowest_group_holds_trimming_back(self, real_redis: Redis) -> None:
         store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
