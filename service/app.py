@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from config import Config, ConfigError
-from service import deliveries, events, health, inbound, logs, openapi, webhooks
+from service import deliveries, events, health, inbound, logs, openapi, status, webhooks
 from service.clock import Clock, system_clock
 from service.delivery_store import DeliveryStore
 from service.errors import InvalidSignature, exception_handlers
@@ -33,6 +33,7 @@ routes = [
     *webhooks.routes,
     *deliveries.routes,
     *events.routes,
+    *status.routes,
     *health.routes,
     *openapi.routes,
 ]

@@ -207,6 +207,35 @@ class Health(Model):
     status: str
 
 
+class WorkerStatus(Model):
+    alive: bool
+    last_heartbeat: Timestamp | None
+
+
+class EventsStatus(Model):
+    stored: int
+    undelivered: Annotated[
+        int | None, Meta(description="Stored events the worker has not read yet; null if unknown")
+    ]
+    in_progress: Annotated[int, Meta(description="Read by the worker, not acknowledged yet")]
+    oldest_in_progress_at: Timestamp | None
+    oldest_in_progress_age_seconds: float | None
+
+
+class MemoryStatus(Model):
+    used_bytes: int
+    max_bytes: Annotated[int | None, Meta(description="Redis maxmemory; null if unlimited")]
+    used_fraction: float | None
+
+
+class ServiceStatus(Model):
+    status: Literal["ok", "degraded"]
+    problems: list[str]
+    worker: WorkerStatus
+    events: EventsStatus
+    redis_memory: MemoryStatus
+
+
 WEBHOOK_CREATE_DECODER = msgspec.json.Decoder(WebhookCreate)
 WEBHOOK_UPDATE_DECODER = msgspec.json.Decoder(WebhookUpdate)
 RECOVER_REQUEST_DECODER = msgspec.json.Decoder(RecoverRequest)

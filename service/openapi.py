@@ -29,6 +29,7 @@ from service.models import (
     Received,
     RecoverRequest,
     RecoverResult,
+    ServiceStatus,
     SyntheticEventRequest,
     Webhook,
     WebhookCreate,
@@ -214,6 +215,14 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get", "/api/events/{event_id}", "One stored event", 200, Event, errors=(401, 404, 503)
+    ),
+    Operation(
+        "get",
+        "/api/status",
+        "Worker liveness, delivery backlog and Redis memory, with any problems named",
+        200,
+        ServiceStatus,
+        errors=(401, 503),
     ),
     Operation("get", "/healthz", "The process is alive", 200, Health, auth=False),
     Operation("get", "/readyz", "Redis answers", 200, Health, errors=(503,), auth=False),
