@@ -45,6 +45,8 @@ class Config:
     allow_unsigned_inbound: bool = False
     dedup_ttl_seconds: int = 72 * 3600
     events_maxlen: int = 1_000_000
+    # Ingest answers 503 from this fraction of Redis's maxmemory, leaving the worker room.
+    ingest_memory_limit: float = 0.9
     # Delivery (the worker).
     delivery_timeout: float = 15.0
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
@@ -74,6 +76,7 @@ class Config:
             f"log_level={self.log_level!r}, inbound_secrets=<{self.configured_providers}>, "
             f"allow_unsigned_inbound={self.allow_unsigned_inbound}, "
             f"dedup_ttl_seconds={self.dedup_ttl_seconds}, events_maxlen={self.events_maxlen}, "
+            f"ingest_memory_limit={self.ingest_memory_limit}, "
             f"delivery_timeout={self.delivery_timeout}, retry_schedule={self.retry_schedule}, "
             f"endpoint_concurrency={self.endpoint_concurrency}, "
             f"delivery_concurrency={self.delivery_concurrency}, "
@@ -117,6 +120,9 @@ class Config:
             allow_unsigned_inbound=get("ALLOW_UNSIGNED_INBOUND", _bool, False),
             dedup_ttl_seconds=get("DEDUP_TTL_SECONDS", _int_between(60, 90 * 86400), 72 * 3600),
             events_maxlen=get("EVENTS_MAXLEN", _int_between(1000, 10**9), 1_000_000),
+            ingest_memory_limit=get(
+                "INGEST_MEMORY_LIMIT", _between(float, "a fraction", 0.1, 1.0), 0.9
+            ),
             delivery_timeout=get("DELIVERY_TIMEOUT", _float_between(0.1, 300), 15.0),
             retry_schedule=get("RETRY_SCHEDULE", _schedule, DEFAULT_RETRY_SCHEDULE),
             endpoint_concurrency=get("ENDPOINT_CONCURRENCY", _int_between(1, 1000), 10),
@@ -160,6 +166,10 @@ def _int_between(low: int, high: int) -> Callable[[str, str], int]:
 
 def _float_between(low: float, high: float) -> Callable[[str, str], float]:
     return _between(float, "a number of seconds", low, high)
+
+
+def _fraction(low: float, high: float) -> Callable[[str, str], float]:
+    return _between(float, "a fraction", low, high)
 
 
 def _schedule(name: str, raw: str) -> tuple[float, ...]:

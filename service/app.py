@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 
 from config import Config, ConfigError
 from service import deliveries, events, health, inbound, logs, openapi, status, webhooks
+from service.capacity import Capacity
 from service.clock import Clock, system_clock
 from service.delivery_store import DeliveryStore
 from service.errors import InvalidSignature, exception_handlers
@@ -94,6 +95,7 @@ def create_app(
                 deliveries=DeliveryStore(client),
                 jobs=job_queue(client),
                 clock=clock,
+                capacity=Capacity(client, limit=config.ingest_memory_limit, clock=clock),
             )
             if redis is None:
                 freeze_startup_objects()

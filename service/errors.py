@@ -10,6 +10,7 @@
     ├── ValidationFailed           422 JSON of the wrong shape or value; names the field
     │   └── InvalidPayload         422 a provider body that is not valid for its format
     └── StoreUnavailable           503 Redis did not answer
+        └── StoreFull              503 Redis is too full to take more events
 
 Starlette's own HTTPException (404 unknown route, 405 wrong method) and redis-py's errors are
 converted here too, once; anything else is a bug and answers a bare 500 without details.
@@ -101,6 +102,13 @@ class StoreUnavailable(MailhooksError):
     code = "store_unavailable"
 
 
+class StoreFull(StoreUnavailable):
+    code = "store_full"
+
+
+STORE_FULL_MESSAGE = "the event store is full; retry later"
+
+
 _STARLETTE_CODES = {404: "not_found", 405: "method_not_allowed"}
 _UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="mailhooks"'}
 
@@ -131,6 +139,8 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 
 async def handle_redis_error(request: Request, exc: Exception) -> Response:
     logger.error("redis error on %s %s: %s", request.method, request.url.path, exc)
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return error_response(503, StoreFull.code, STORE_FULL_MESSAGE)
     return error_response(503, StoreUnavailable.code, "the event store is unavailable; retry")
 
 

@@ -66,7 +66,7 @@ local function trim(stream, maxlen, min_excess)
 end
 """
 
-# KEYS: stream. ARGV: maxlen. Any excess at all: this runs when Redis is full.
+# KEYS: stream. ARGV: maxlen. Any excess at all: this runs when Redis is (nearly) full.
 _TRIM = _TRIM_FUNCTIONS + "return trim(KEYS[1], tonumber(ARGV[1]), 1)\n"
 
 # KEYS: stream, counts hash, then per event: seen key, email index, recipient index.
@@ -215,12 +215,24 @@ class EventStore:
             # Redis is full and refused the XADD, having written nothing. Appends trim only
             # after they store, so a backlog the worker has since delivered would keep it
             # full: trim it (Redis allows that when full) and try once more.
-            if not await self._trim(keys=[keys.EVENTS_STREAM], args=[self._maxlen]):
+            if not await self.trim():
                 raise
             results = await self._pipeline.script(self._append, keys=script_keys, args=args)
         stored = [event_id(raw.decode()) for flag, raw in results if flag == 1]
         duplicates = [event_id(raw.decode()) for flag, raw in results if flag == 0]
         return AppendResult(stored, duplicates)
+
+    async def trim(self, *, max_calls: int = 100) -> int:
+        """Trim delivered events past `maxlen` now, at most 10,000 entries per script call
+        (each a fraction of a millisecond of Redis time), rather than waiting for appends:
+        they are refused while Redis is nearly full. Returns how many entries went."""
+        removed = 0
+        for _ in range(max_calls):
+            count = int(await self._trim(keys=[keys.EVENTS_STREAM], args=[self._maxlen]))
+            removed += count
+            if count == 0:
+                break
+        return removed
 
     async def claim_token(self, provider: str, token: str, owner: str, *, ttl_seconds: int) -> bool:
         """Record that `token` came with `owner`; False if it already came with another."""

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from config import Config
 from service.clock import format_timestamp
-from service.errors import InvalidSignature
+from service.errors import STORE_FULL_MESSAGE, InvalidSignature, StoreFull
 from service.models import Event, Received
 from service.providers import Ignored, generic, mailgun, resend, sendgrid
 from service.providers.detect import detect
@@ -71,6 +71,9 @@ async def receive(request: Request, provider_name: str | None) -> Response:
     normalized = provider.normalize(body, request.headers, received_at=format_timestamp(now))
     events = [item for item in normalized if isinstance(item, Event)]
     ignored = [item for item in normalized if isinstance(item, Ignored)]
+    if await state.capacity.full():
+        # Refused before Redis is full, so the worker can still deliver what is stored.
+        raise StoreFull(STORE_FULL_MESSAGE)
     if provider is mailgun and secret:
         await claim_mailgun_token(request, body, events)
     result = await state.events.append(provider_name, events, ignored)

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 
 from config import Config
+from service.capacity import Capacity
 from service.clock import Clock
 from service.delivery_store import DeliveryStore
 from service.event_store import EventStore
@@ -24,6 +25,7 @@ class AppState:
     deliveries: DeliveryStore
     jobs: ArqRedis
     clock: Clock
+    capacity: Capacity
 
 
 STATE_KEY = "mailhooks"

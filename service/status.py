@@ -46,7 +46,9 @@ def entry_time(entry_id: str) -> datetime:
     return datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC)
 
 
-def assess(readings: Readings, now: datetime, *, stuck_after_seconds: float) -> ServiceStatus:
+def assess(
+    readings: Readings, now: datetime, *, stuck_after_seconds: float, ingest_limit: float
+) -> ServiceStatus:
     problems = []
     if readings.heartbeat is None:
         problems.append("no worker has reported in the last minute: events are not delivered")
@@ -65,10 +67,16 @@ def assess(readings: Readings, now: datetime, *, stuck_after_seconds: float) -> 
     used_fraction = None
     if readings.maxmemory > 0:
         used_fraction = round(readings.used_memory / readings.maxmemory, 4)
-        if used_fraction >= MEMORY_WARNING_FRACTION:
+        if used_fraction >= ingest_limit:
             problems.append(
-                f"redis memory is at {used_fraction:.0%} of maxmemory: "
-                "ingest answers 503 once it is full"
+                f"redis memory is at {used_fraction:.0%} of maxmemory, past "
+                f"INGEST_MEMORY_LIMIT ({ingest_limit:.0%}): ingest answers 503 until the "
+                "worker has delivered and trimmed enough, or maxmemory is raised"
+            )
+        elif used_fraction >= min(MEMORY_WARNING_FRACTION, ingest_limit):
+            problems.append(
+                f"redis memory is at {used_fraction:.0%} of maxmemory: ingest answers 503 "
+                f"from INGEST_MEMORY_LIMIT ({ingest_limit:.0%})"
             )
     return ServiceStatus(
         status="degraded" if problems else "ok",
@@ -126,7 +134,13 @@ async def status(request: Request) -> Response:
     state = app_state(request)
     readings = await read(state.redis)
     stuck_after = STUCK_AFTER_LEASES * lease_ms(state.config) / 1000
-    return json_response(assess(readings, state.clock(), stuck_after_seconds=stuck_after))
+    report = assess(
+        readings,
+        state.clock(),
+        stuck_after_seconds=stuck_after,
+        ingest_limit=state.config.ingest_memory_limit,
+    )
+    return json_response(report)
 
 
 routes = [Route("/api/status", status, methods=["GET"])]

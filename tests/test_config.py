@@ -35,6 +35,7 @@ class TestFromEnv:
                 "ALLOW_UNSIGNED_INBOUND": "yes",
                 "DEDUP_TTL_SECONDS": "3600",
                 "EVENTS_MAXLEN": "5000",
+                "INGEST_MEMORY_LIMIT": "0.75",
                 "DELIVERY_TIMEOUT": "2.5",
                 "RETRY_SCHEDULE": "0, 0.5,60",
                 "ENDPOINT_CONCURRENCY": "3",
@@ -58,6 +59,7 @@ class TestFromEnv:
         assert config.mailgun_webhook_signing_key == "mg-key"
         assert config.allow_unsigned_inbound is True
         assert config.dedup_ttl_seconds == 3600
+        assert config.ingest_memory_limit == 0.75
         assert config.events_maxlen == 5000
         assert config.delivery_timeout == 2.5
         assert config.retry_schedule == (0.0, 0.5, 60.0)
@@ -91,6 +93,9 @@ class TestFromEnv:
             ("ENDPOINT_CONCURRENCY", "0"),
             ("DISABLE_AFTER", "1"),
             ("EVENTS_MAXLEN", "10"),
+            ("INGEST_MEMORY_LIMIT", "90%"),
+            ("INGEST_MEMORY_LIMIT", "1.5"),
+            ("INGEST_MEMORY_LIMIT", "nan"),
         ],
     )
     def test_bad_value_names_the_variable(self, name: str, value: str) -> None:

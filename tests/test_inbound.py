@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from redis.asyncio import Redis
 from config import Config
 from service import keys
 from service.app import create_app
+from service.delivery_store import Claim, DeliveryStore
 from tests.conftest import FIXED_NOW, MakeClient, serve
 from tests.signers import (
     INBOUND_SECRET,
@@ -394,7 +396,6 @@ class TestMailgun:
     async def test_retry_with_the_original_signature_hours_later(
         self, make_client: MakeClient, signed_config: Callable[..., Config], fake_redis: Redis
     ) -> None:
-        from datetime import timedelta
 
         body = mailgun_body(sample("mailgun", "opened.event-data.json"), NOW, token="t" * 50)
         first = await make_client(signed_config())
@@ -527,15 +528,61 @@ def test_unsigned_inbound_is_warned_about_at_start_up(
 
 @pytest.mark.redis
 class TestRedisFull:
-    async def test_a_full_redis_is_a_503_that_stores_nothing_and_the_retry_lands(
+    async def test_ingest_stops_short_of_full_so_the_worker_can_still_write(
         self,
         make_client: MakeClient,
         signed_config: Callable[..., Config],
         real_redis: Redis,
     ) -> None:
         # The stream is never trimmed past undelivered events, so a long worker outage can
-        # fill Redis: the provider must then be told to retry, not be answered 200.
+        # fill Redis. Ingest must stop first: the worker needs room to deliver the backlog.
+        now = [FIXED_NOW]
+        client = await make_client(signed_config(), redis=real_redis, clock=lambda: now[0])
+        body = json.dumps(SEED_EVENT).encode()
+        # A backlog of 20 MB, so that 5 % of it is room enough for the worker's connection.
+        await real_redis.mset({f"backlog:{n}": b"x" * 10_000 for n in range(2000)})
+        used = int((await real_redis.info("memory"))["used_memory"])
+        await real_redis.config_set("maxmemory-policy", "noeviction")
+        await real_redis.config_set("maxmemory", int(used / 0.95))  # 95 % full
+        try:
+            response = await client.post(
+                "/api/webhooks", content=body, headers=generic_headers(body)
+            )
+            worker = DeliveryStore(real_redis)
+            claimed = await worker.claim(
+                delivery_id="dlv_1-0_1",
+                webhook_id=1,
+                event_id="evt_1-0",
+                event_type="email.bounce",
+                owner="worker",
+                now_ms=1,
+                lease_ms=31_000,
+            )
+        finally:
+            await real_redis.config_set("maxmemory", 0)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "store_full"
+        assert await stored(real_redis) == 0
+        assert await real_redis.keys("mh:seen:*") == []  # not marked seen either
+        assert claimed.claim is Claim.NEW  # the worker's writes still go through
+        # Memory is read again a second later: the provider's retry then lands.
+        now[0] += timedelta(seconds=1)
+        retry = await client.post("/api/webhooks", content=body, headers=generic_headers(body))
+        assert retry.status_code == 200
+        assert await stored(real_redis) == 1
+
+    async def test_a_redis_that_refuses_writes_is_a_503_that_stores_nothing(
+        self,
+        make_client: MakeClient,
+        signed_config: Callable[..., Config],
+        real_redis: Redis,
+    ) -> None:
+        # Filled between two readings of its memory: Redis refuses the append itself.
         client = await make_client(signed_config(), redis=real_redis)
+        first = json.dumps({**SEED_EVENT, "email_id": "msg_first"}).encode()
+        assert (
+            await client.post("/api/webhooks", content=first, headers=generic_headers(first))
+        ).status_code == 200
         body = json.dumps(SEED_EVENT).encode()
         await real_redis.config_set("maxmemory-policy", "noeviction")
         await real_redis.config_set("maxmemory", 1)
@@ -546,9 +593,6 @@ class TestRedisFull:
         finally:
             await real_redis.config_set("maxmemory", 0)
         assert response.status_code == 503
-        assert response.json()["error"]["code"] == "store_unavailable"
-        assert await stored(real_redis) == 0
-        assert await real_redis.keys("mh:seen:*") == []  # not marked seen either
-        retry = await client.post("/api/webhooks", content=body, headers=generic_headers(body))
-        assert retry.status_code == 200
+        assert response.json()["error"]["code"] == "store_full"
         assert await stored(real_redis) == 1
+        assert len(await real_redis.keys("mh:seen:*")) == 1  # the first event's only

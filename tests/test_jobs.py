@@ -6,8 +6,10 @@ import pytest
 from redis.asyncio import Redis
 
 from service import keys
+from service.event_store import EventStore
+from tests.test_event_store import consume, event
 from worker.consumer import ensure_group
-from worker.jobs import forget_dead_consumers
+from worker.jobs import forget_dead_consumers, trim_events
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -33,3 +35,19 @@ async def test_idle_consumers_with_nothing_pending_are_forgotten(real_redis: Red
 
     await forget_dead_consumers({"redis": real_redis}, idle_limit_ms=-1)
     assert await consumer_names(real_redis) == {b"busy"}  # pending entries keep it
+
+
+async def test_trim_events_frees_the_delivered_backlog_without_appends(
+    real_redis: Redis,
+) -> None:
+    # Ingest is held back while Redis is nearly full, so no append trims: the worker must.
+    store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+    await ensure_group(real_redis)
+    for start in range(0, 30_000, 1000):
+        await store.append("sendgrid", [event(n) for n in range(start, start + 1000)])
+    ctx = {"redis": real_redis, "event_store": store}
+    await trim_events(ctx)
+    assert await real_redis.xlen(keys.EVENTS_STREAM) == 30_000  # nothing delivered yet
+    await consume(real_redis, keep=set())
+    await trim_events(ctx)  # 29,000 past maxlen: three script calls and a last that finds none
+    assert 1000 <= await real_redis.xlen(keys.EVENTS_STREAM) <= 1200

@@ -35,7 +35,7 @@ def readings(**overrides: object) -> Readings:
 
 class TestAssess:
     def test_a_live_worker_keeping_up_is_ok(self) -> None:
-        report = assess(readings(), NOW, stuck_after_seconds=600)
+        report = assess(readings(), NOW, stuck_after_seconds=600, ingest_limit=0.9)
         assert report.status == "ok"
         assert report.problems == []
         assert report.worker.alive is True
@@ -43,31 +43,60 @@ class TestAssess:
         assert report.redis_memory.used_fraction is None
 
     def test_no_heartbeat_is_degraded(self) -> None:
-        report = assess(readings(heartbeat=None), NOW, stuck_after_seconds=600)
+        report = assess(readings(heartbeat=None), NOW, stuck_after_seconds=600, ingest_limit=0.9)
         assert report.status == "degraded"
         assert report.worker.alive is False
         assert ["worker" in problem for problem in report.problems] == [True]
 
     def test_without_the_group_every_stored_event_is_undelivered(self) -> None:
-        report = assess(readings(group_exists=False, lag=None), NOW, stuck_after_seconds=600)
+        report = assess(
+            readings(group_exists=False, lag=None), NOW, stuck_after_seconds=600, ingest_limit=0.9
+        )
         assert report.events.undelivered == 10
 
     def test_an_entry_in_progress_past_the_limit_is_stuck(self) -> None:
         fine = readings(in_progress=3, oldest_in_progress=f"{NOW_MS - 600_000}-0")
-        report = assess(fine, NOW, stuck_after_seconds=600)
+        report = assess(fine, NOW, stuck_after_seconds=600, ingest_limit=0.9)
         assert report.status == "ok"
         assert report.events.oldest_in_progress_age_seconds == 600.0
         assert report.events.oldest_in_progress_at == "2026-03-03T09:50:00Z"
         stuck = readings(in_progress=3, oldest_in_progress=f"{NOW_MS - 600_001}-0")
-        report = assess(stuck, NOW, stuck_after_seconds=600)
+        report = assess(stuck, NOW, stuck_after_seconds=600, ingest_limit=0.9)
         assert report.status == "degraded"
         assert "in progress for 600 s" in report.problems[0]
 
-    @pytest.mark.parametrize(("used", "degraded"), [(799, False), (800, True), (1000, True)])
-    def test_memory_near_maxmemory_is_degraded(self, used: int, degraded: bool) -> None:
-        report = assess(readings(used_memory=used, maxmemory=1000), NOW, stuck_after_seconds=600)
+    @pytest.mark.parametrize(
+        ("used", "problem"),
+        [
+            (799, None),
+            (800, "80% of maxmemory: ingest answers 503 from INGEST_MEMORY_LIMIT (90%)"),
+            (900, "90% of maxmemory, past INGEST_MEMORY_LIMIT (90%): ingest answers 503 until"),
+            (1000, "100% of maxmemory, past INGEST_MEMORY_LIMIT"),
+        ],
+    )
+    def test_memory_near_maxmemory_is_degraded(self, used: int, problem: str | None) -> None:
+        report = assess(
+            readings(used_memory=used, maxmemory=1000),
+            NOW,
+            stuck_after_seconds=600,
+            ingest_limit=0.9,
+        )
         assert report.redis_memory.used_fraction == used / 1000
-        assert (report.status == "degraded") is degraded
+        if problem is None:
+            assert report.status == "ok"
+        else:
+            assert report.status == "degraded"
+            [found] = report.problems
+            assert problem in found
+
+    def test_an_ingest_limit_below_the_warning_warns_from_the_limit(self) -> None:
+        report = assess(
+            readings(used_memory=700, maxmemory=1000),
+            NOW,
+            stuck_after_seconds=600,
+            ingest_limit=0.7,
+        )
+        assert "past INGEST_MEMORY_LIMIT (70%)" in report.problems[0]
 
     def test_entry_time(self) -> None:
         assert entry_time("1772532000000-7") == datetime(2026, 3, 3, 10, 0, tzinfo=UTC)

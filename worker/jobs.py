@@ -9,6 +9,7 @@ from arq import Retry
 
 from service import keys
 from service.clock import format_timestamp, system_clock
+from service.event_store import EventStore
 from worker.deliverer import Deliverer
 
 logger = logging.getLogger("mailhooks.worker")
@@ -45,6 +46,14 @@ async def requeue_expired_leases(ctx: dict[str, Any]) -> None:
         await deliverer.enqueue(delivery_id, f"{delivery_id}:s{now_ms}", delay=0)
         # Not again next round while that job waits its turn.
         await deliverer.deliveries.extend_lease_index(delivery_id, now_ms + deliverer.lease_ms)
+
+
+async def trim_events(ctx: dict[str, Any]) -> None:
+    """Appends trim the stream as they go, but ingest stops short of a full Redis: then only
+    this frees the delivered backlog's memory, so that ingest can resume."""
+    events: EventStore = ctx["event_store"]
+    if removed := await events.trim():
+        logger.info("trimmed %d delivered events past EVENTS_MAXLEN", removed)
 
 
 CONSUMER_IDLE_LIMIT_MS = 24 * 3600 * 1000

@@ -13,6 +13,7 @@ from arq.connections import RedisSettings
 
 from config import Config
 from service import jobs, logs
+from service.event_store import EventStore
 from service.redis import RETRY_ON, connect, retry_policy
 from worker.consumer import Consumer, consumer_name, ensure_group
 from worker.deliverer import Deliverer
@@ -23,6 +24,7 @@ from worker.jobs import (
     heartbeat,
     requeue_expired_leases,
     retry_delivery,
+    trim_events,
 )
 
 logger = logging.getLogger("mailhooks.worker")
@@ -50,6 +52,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["store_redis"] = store_redis = connect(config)
     deliverer = Deliverer(redis=store_redis, jobs=ctx["redis"], http=ctx["http"], config=config)
     ctx["deliverer"] = deliverer
+    ctx["event_store"] = EventStore(
+        store_redis, maxlen=config.events_maxlen, dedup_ttl_seconds=config.dedup_ttl_seconds
+    )
     await ensure_group(store_redis)
     consumer = Consumer(
         store_redis, deliverer, name=consumer_name(), reclaim_idle_ms=2 * deliverer.lease_ms
@@ -88,6 +93,7 @@ class WorkerSettings:
     cron_jobs = [
         cron(heartbeat, second=set(range(0, 60, HEARTBEAT_SECONDS)), run_at_startup=True),
         cron(requeue_expired_leases, second=set(range(5, 60, 10))),
+        cron(trim_events, second=set(range(8, 60, 10))),
         cron(forget_dead_consumers, minute=17, second=0),
     ]
     redis_settings = redis_settings(CONFIG)
