@@ -26,6 +26,7 @@ _EVENT_ID = re.compile(r"^evt_(\d{1,20})-(\d{1,20})$")
 # Filters scan at most this many stream entries per request; the Link header continues.
 SCAN_BUDGET = 5_000
 _SCAN_CHUNK = 500
+# Index keys live this long after their last event, or less once the stream is at maxlen.
 INDEX_TTL_SECONDS = 30 * 86400
 
 _ENCODER = msgspec.json.Encoder()
@@ -57,8 +58,8 @@ local function oldest_needed(stream)
   end
   return oldest
 end
-local function trim(stream, maxlen, min_excess)
-  local excess = redis.call('XLEN', stream) - maxlen
+local function trim(stream, maxlen, min_excess, length)
+  local excess = (length or redis.call('XLEN', stream)) - maxlen
   if excess < min_excess then return 0 end
   local needed = oldest_needed(stream)
   if not needed then return 0 end
@@ -80,6 +81,17 @@ local maxlen, seen_ttl, index_ttl, provider = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
 local results = {}
 local stored, duplicates = 0, 0
+-- Index keys should not outlive the events they point to by much. Once the stream is at
+-- maxlen, an event appended now stays about as long as the stream spans now: that, with a
+-- margin, is the indexes' lifetime (at least 10 minutes, at most ARGV[3]).
+local length = redis.call('XLEN', KEYS[1])
+local function index_ttl_from(id)
+  if length < tonumber(maxlen) then return index_ttl end
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  local now_ms, first_ms = parse_id(id), parse_id(first[1])
+  local span = math.ceil((now_ms - first_ms) * 1.25 / 1000)
+  return math.max(600, math.min(tonumber(index_ttl), span))
+end
 for i = 1, n do
   local seen_key = KEYS[3 * i]
   local original = redis.call('GET', seen_key)
@@ -90,6 +102,7 @@ for i = 1, n do
     local payload, has_recipient = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
     local id = redis.call('XADD', KEYS[1], '*', 'e', payload)
     redis.call('SET', seen_key, id, 'EX', seen_ttl)
+    if stored == 0 then index_ttl = index_ttl_from(id) end
     local ms, seq = string.match(id, '^(%d+)-(%d+)$')
     local member = string.format('%015d-%010d', tonumber(ms), tonumber(seq))
     redis.call('ZADD', KEYS[3 * i + 1], 0, member)
@@ -106,7 +119,7 @@ if stored > 0 then
   redis.call('HINCRBY', KEYS[2], provider .. ':stored', stored)
   -- Trimming waits for 100 excess entries: the group lookups then cost each append ~1 %
   -- of what they would every time (+9 us of Redis time per one-event append at maxlen).
-  trim(KEYS[1], tonumber(maxlen), 100)
+  trim(KEYS[1], tonumber(maxlen), 100, length + stored)
 end
 if duplicates > 0 then redis.call('HINCRBY', KEYS[2], provider .. ':duplicate', duplicates) end
 for j = 6 + 2 * n, #ARGV do

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 from redis.asyncio import Redis
@@ -238,6 +240,29 @@ class TestOnRealRedis:
             await store.append("sendgrid", [event(n) for n in range(start, start + 500)])
             await consume(real_redis)  # only the delivery group keeps up
         assert await real_redis.xlen(keys.EVENTS_STREAM) == 2000
+
+    async def test_indexes_outlive_their_events_by_little(self, real_redis: Redis) -> None:
+        # Below maxlen nothing is trimmed: the indexes keep their full 30 days.
+        store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        await store.append("sendgrid", [event(0)])
+        assert await real_redis.ttl(keys.events_by_email("msg_0")) > 30 * 86400 - 10
+        # At maxlen, a stream spanning two hours keeps an event about two hours: its
+        # indexes live that long with a quarter more.
+        await real_redis.delete(keys.EVENTS_STREAM)
+        two_hours_ago = int(time.time() * 1000) - 7_200_000
+        async with real_redis.pipeline(transaction=False) as pipe:
+            for n in range(1000):
+                pipe.xadd(keys.EVENTS_STREAM, {"e": b"{}"}, id=f"{two_hours_ago}-{n}")
+            await pipe.execute()
+        await store.append("sendgrid", [event(1)])
+        for key in (keys.events_by_email("msg_1"), keys.events_by_recipient("user1@example.com")):
+            assert 8995 <= await real_redis.ttl(key) <= 9010  # 2 h and the test's own time
+
+    async def test_indexes_live_ten_minutes_at_least(self, real_redis: Redis) -> None:
+        store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        await store.append("sendgrid", [event(n) for n in range(1000)])  # a second's span
+        await store.append("sendgrid", [event(1000)])
+        assert 590 <= await real_redis.ttl(keys.events_by_email("msg_1000")) <= 600
 
     async def test_ignored_events_are_counted(self, real_redis: Redis) -> None:
         store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
