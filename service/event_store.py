@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,19 +27,38 @@ _EVENT_ID = re.compile(r"^evt_(\d{1,20})-(\d{1,20})$")
 # Filters scan at most this many stream entries per request; the Link header continues.
 SCAN_BUDGET = 5_000
 _SCAN_CHUNK = 500
-# Index keys live this long after their last event, or less once the stream is at maxlen.
+# Index keys expire this long after their last event: a backstop, trimming unindexes events.
 INDEX_TTL_SECONDS = 30 * 86400
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Event)
 
+
+def _lua_string(text: str) -> str:
+    if not re.fullmatch(r"[\w:.-]*", text):
+        raise ValueError(f"not a plain key prefix: {text!r}")
+    return f"'{text}'"
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
 # Trimming: once `min_excess` entries past `maxlen`, the oldest go (at most 10,000 per call, so
 # one call never holds Redis up for long), but never one that a consumer group has not read yet
-# or has read and not acknowledged (MINID at the oldest such entry, whole stream nodes only).
-# With no group yet, nothing goes: the delivery group reads from the very first entry when it
-# is created. So a stalled worker makes the stream grow rather than lose events
-# (docs/delivery.md). Returns the number of entries removed.
-_TRIM_FUNCTIONS = """
+# or has read and not acknowledged (the oldest such entry bounds the trim). With no group yet,
+# nothing goes: the delivery group reads from the very first entry when it is created. So a
+# stalled worker makes the stream grow rather than lose events (docs/delivery.md).
+# The trim is exact, not `~`, because the entries going are read first: their members leave
+# the email and recipient indexes with them, so the indexes hold what the stream holds and no
+# more (the index keys' 30-day TTL is only a backstop). Those index key names are built here
+# from each payload, so they are not declared in KEYS: fine on one Redis, not on a cluster.
+# Returns the number of entries removed.
+_INDEX_PREFIXES = (
+    f"local EMAIL_INDEX = {_lua_string(keys.events_by_email(''))}\n"
+    f"local RECIPIENT_INDEX = {_lua_string(keys.events_by_recipient(''))}\n"
+)
+_TRIM_FUNCTIONS = (
+    _INDEX_PREFIXES
+    + """
 local function parse_id(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
@@ -58,21 +78,49 @@ local function oldest_needed(stream)
   end
   return oldest
 end
+local function unindex(entries)
+  for _, entry in ipairs(entries) do
+    local ms, seq = parse_id(entry[1])
+    local member = string.format('%015d-%010d', ms, seq)
+    local fields, payload, recipient_key = entry[2], nil, nil
+    for i = 1, #fields, 2 do
+      if fields[i] == 'e' then payload = fields[i + 1] end
+      if fields[i] == 'r' then recipient_key = fields[i + 1] end
+    end
+    -- A payload this cannot read keeps its members until the keys expire; the trim goes on.
+    local ok, event = pcall(cjson.decode, payload or '')
+    if ok and type(event) == 'table' then
+      if type(event.email_id) == 'string' then
+        redis.call('ZREM', EMAIL_INDEX .. event.email_id, member)
+      end
+      if type(event.recipient) == 'string' and event.recipient ~= '' then
+        -- string.lower is ASCII-only; other recipients carry their index key in field r.
+        recipient_key = recipient_key or RECIPIENT_INDEX .. string.lower(event.recipient)
+        redis.call('ZREM', recipient_key, member)
+      end
+    end
+  end
+end
 local function trim(stream, maxlen, min_excess, length)
-  local excess = (length or redis.call('XLEN', stream)) - maxlen
+  length = length or redis.call('XLEN', stream)
+  local excess = length - maxlen
   if excess < min_excess then return 0 end
   local needed = oldest_needed(stream)
-  if not needed then return 0 end
-  return redis.call('XTRIM', stream, 'MINID', '~', needed, 'LIMIT', math.min(excess, 10000))
+  if not needed or needed == '0-0' then return 0 end
+  local going = redis.call('XRANGE', stream, '-', '(' .. needed, 'COUNT', math.min(excess, 10000))
+  if #going == 0 then return 0 end
+  unindex(going)
+  return redis.call('XTRIM', stream, 'MAXLEN', length - #going)
 end
 """
+)
 
 # KEYS: stream. ARGV: maxlen. Any excess at all: this runs when Redis is (nearly) full.
 _TRIM = _TRIM_FUNCTIONS + "return trim(KEYS[1], tonumber(ARGV[1]), 1)\n"
 
 # KEYS: stream, counts hash, then per event: seen key, email index, recipient index.
 # ARGV: maxlen, seen ttl, index ttl, provider, number of events N, then per event: payload,
-# has-recipient flag; then the provider types of ignored events.
+# recipient flag (_recipient_flag); then the provider types of ignored events.
 # Returns per event: {1, entry id} when stored, {0, entry id of the original} when a duplicate.
 # Trims after appending. Not before: a write early in a script lets its later writes past
 # Redis's out-of-memory check, and a full Redis must refuse the XADD (EventStore.append).
@@ -81,17 +129,6 @@ local maxlen, seen_ttl, index_ttl, provider = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n = tonumber(ARGV[5])
 local results = {}
 local stored, duplicates = 0, 0
--- Index keys should not outlive the events they point to by much. Once the stream is at
--- maxlen, an event appended now stays about as long as the stream spans now: that, with a
--- margin, is the indexes' lifetime (at least 10 minutes, at most ARGV[3]).
-local length = redis.call('XLEN', KEYS[1])
-local function index_ttl_from(id)
-  if length < tonumber(maxlen) then return index_ttl end
-  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-  local now_ms, first_ms = parse_id(id), parse_id(first[1])
-  local span = math.ceil((now_ms - first_ms) * 1.25 / 1000)
-  return math.max(600, math.min(tonumber(index_ttl), span))
-end
 for i = 1, n do
   local seen_key = KEYS[3 * i]
   local original = redis.call('GET', seen_key)
@@ -100,14 +137,18 @@ for i = 1, n do
     results[i] = {0, original}
   else
     local payload, has_recipient = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
-    local id = redis.call('XADD', KEYS[1], '*', 'e', payload)
+    local id
+    if has_recipient == '2' then
+      id = redis.call('XADD', KEYS[1], '*', 'e', payload, 'r', KEYS[3 * i + 2])
+    else
+      id = redis.call('XADD', KEYS[1], '*', 'e', payload)
+    end
     redis.call('SET', seen_key, id, 'EX', seen_ttl)
-    if stored == 0 then index_ttl = index_ttl_from(id) end
     local ms, seq = string.match(id, '^(%d+)-(%d+)$')
     local member = string.format('%015d-%010d', tonumber(ms), tonumber(seq))
     redis.call('ZADD', KEYS[3 * i + 1], 0, member)
     redis.call('EXPIRE', KEYS[3 * i + 1], index_ttl)
-    if has_recipient == '1' then
+    if has_recipient ~= '0' then
       redis.call('ZADD', KEYS[3 * i + 2], 0, member)
       redis.call('EXPIRE', KEYS[3 * i + 2], index_ttl)
     end
@@ -118,8 +159,9 @@ end
 if stored > 0 then
   redis.call('HINCRBY', KEYS[2], provider .. ':stored', stored)
   -- Trimming waits for 100 excess entries: the group lookups then cost each append ~1 %
-  -- of what they would every time (+9 us of Redis time per one-event append at maxlen).
-  trim(KEYS[1], tonumber(maxlen), 100, length + stored)
+  -- of what they would every time (+9 us of Redis time per one-event append at maxlen),
+  -- and the entries going are read and unindexed in one batch.
+  trim(KEYS[1], tonumber(maxlen), 100)
 end
 if duplicates > 0 then redis.call('HINCRBY', KEYS[2], provider .. ':duplicate', duplicates) end
 for j = 6 + 2 * n, #ARGV do
@@ -128,6 +170,14 @@ end
 return results
 """
 _APPEND = _TRIM_FUNCTIONS + _APPEND_BODY
+
+
+def _recipient_flag(recipient: str | None) -> str:
+    """0: no recipient index; 1: one the trim finds by lowering the recipient's ASCII
+    letters; 2: one it cannot (str.lower changes more), so the entry names it."""
+    if not recipient:
+        return "0"
+    return "1" if recipient.lower() == recipient.translate(_ASCII_LOWER) else "2"
 
 
 def event_id(entry_id: str) -> str:
@@ -218,7 +268,7 @@ class EventStore:
                 keys.events_by_email(event.email_id),
                 keys.events_by_recipient(event.recipient or ""),
             ]
-            args += [_ENCODER.encode(event).decode(), "1" if event.recipient else "0"]
+            args += [_ENCODER.encode(event).decode(), _recipient_flag(event.recipient)]
         args += [item.provider_type for item in ignored]
         if not events and not ignored:
             return AppendResult([], [])
