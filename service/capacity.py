@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from service.clock import Clock, system_clock
 
@@ -19,6 +19,11 @@ logger = logging.getLogger("mailhooks")
 
 # INFO memory is read at most this often per process: a request pays for it once a second.
 REFRESH_SECONDS = 1.0
+# Requests wait behind the one reading INFO: a Redis that does not answer must not hold them
+# all for longer than this (their own commands then fail or succeed on their own).
+READ_TIMEOUT_SECONDS = 2.0
+# Errors that mean INFO is not available at all, not that this attempt failed.
+_INFO_UNAVAILABLE = ("unknown command", "noperm")
 
 
 def over_limit(used_memory: int, maxmemory: int, limit: float) -> bool:
@@ -33,11 +38,13 @@ class Capacity:
         *,
         limit: float,
         refresh_seconds: float = REFRESH_SECONDS,
+        read_timeout_seconds: float = READ_TIMEOUT_SECONDS,
         clock: Clock = system_clock,
     ) -> None:
         self._redis = redis
         self._limit = limit
         self._refresh_seconds = refresh_seconds
+        self._read_timeout = read_timeout_seconds
         self._clock = clock
         self._next_read = float("-inf")
         self._full = False
@@ -55,12 +62,25 @@ class Capacity:
 
     async def _read(self) -> None:
         try:
-            memory = await self._redis.info("memory")
+            memory = await asyncio.wait_for(self._redis.info("memory"), self._read_timeout)
         except ResponseError as exc:
+            if not str(exc).lower().startswith(_INFO_UNAVAILABLE):
+                self._retry_later(exc)
+                return
             # Some managed Redis services rename or disable INFO. Ingest then goes on until
             # Redis itself refuses writes (503 too, but the worker then stalls as well).
             logger.warning("cannot read redis memory (%s): ingest is not held back", exc)
             self._next_read = float("inf")
             return
-        self._full = over_limit(int(memory["used_memory"]), int(memory["maxmemory"]), self._limit)
+        except (RedisError, TimeoutError) as exc:
+            self._retry_later(exc)
+            return
+        used, maxmemory = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+        self._full = over_limit(used, maxmemory, self._limit)
+        self._next_read = self._now() + self._refresh_seconds
+
+    def _retry_later(self, exc: Exception) -> None:
+        # The last reading stands until the next try; the request's own commands meet the
+        # same Redis and answer 503 store_unavailable if it is really gone.
+        logger.warning("cannot read redis memory (%s): trying again", type(exc).__name__)
         self._next_read = self._now() + self._refresh_seconds

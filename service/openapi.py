@@ -48,7 +48,7 @@ ERROR_DESCRIPTIONS = {
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
-    503: "Redis is unavailable (store_unavailable); inbound: Redis nearly full (store_full)",
+    503: "Redis is unavailable (store_unavailable), or full (store_full; inbound: nearly full)",
 }
 
 

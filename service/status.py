@@ -66,14 +66,15 @@ def assess(
             )
     used_fraction = None
     if readings.maxmemory > 0:
-        used_fraction = round(readings.used_memory / readings.maxmemory, 4)
-        if used_fraction >= ingest_limit:
+        exact_fraction = readings.used_memory / readings.maxmemory
+        used_fraction = round(exact_fraction, 4)  # for reading; decisions use the exact one
+        if exact_fraction >= ingest_limit:
             problems.append(
                 f"redis memory is at {used_fraction:.0%} of maxmemory, past "
                 f"INGEST_MEMORY_LIMIT ({ingest_limit:.0%}): ingest answers 503 until the "
                 "worker has delivered and trimmed enough, or maxmemory is raised"
             )
-        elif used_fraction >= min(MEMORY_WARNING_FRACTION, ingest_limit):
+        elif exact_fraction >= min(MEMORY_WARNING_FRACTION, ingest_limit):
             problems.append(
                 f"redis memory is at {used_fraction:.0%} of maxmemory: ingest answers 503 "
                 f"from INGEST_MEMORY_LIMIT ({ingest_limit:.0%})"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
+import anyio
 import fakeredis
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError, ResponseError
 
 from service.capacity import Capacity, over_limit
 from tests.conftest import FIXED_NOW
@@ -28,6 +31,7 @@ class MovingClock:
         return self.now
 
     def advance(self, seconds: float) -> None:
+        """To `seconds` after the start (not by)."""
         self.now = FIXED_NOW + timedelta(seconds=seconds)
 
 
@@ -64,3 +68,66 @@ async def test_a_redis_without_info_never_holds_ingest_back(
     assert await capacity.full() is False
     assert ["cannot read redis memory" in r.getMessage() for r in caplog.records] == [True]
     await redis.aclose()
+
+
+class ScriptedInfo:
+    """A Redis whose INFO answers what the test says next, and records each call."""
+
+    def __init__(self, *answers: dict[str, int] | Exception) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    async def info(self, section: str) -> dict[str, int]:
+        self.calls += 1
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+FULL = {"used_memory": 950, "maxmemory": 1000}
+ROOMY = {"used_memory": 100, "maxmemory": 1000}
+
+
+@pytest.mark.anyio
+async def test_a_redis_that_never_answers_holds_no_request_for_long() -> None:
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept_and_say_nothing(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = Redis.from_url(f"redis://127.0.0.1:{port}")
+    capacity = Capacity(redis, limit=0.9, read_timeout_seconds=0.2, clock=MovingClock())
+    try:
+        with anyio.fail_after(2):  # two requests, one behind the other's INFO
+            assert await asyncio.gather(capacity.full(), capacity.full()) == [False, False]
+    finally:
+        await redis.aclose()
+        server.close()
+        for writer in connections:
+            writer.close()
+        await server.wait_closed()
+
+
+@pytest.mark.anyio
+async def test_a_failed_reading_keeps_the_last_and_tries_again_a_second_later() -> None:
+    redis = ScriptedInfo(FULL, ConnectionError("reset"), ResponseError("ERR busy"), ROOMY)
+    clock = MovingClock()
+    capacity = Capacity(redis, limit=0.9, clock=clock)  # type: ignore[arg-type]
+    assert await capacity.full() is True
+    clock.advance(1.0)
+    assert await capacity.full() is True  # INFO failed: the last reading stands
+    clock.advance(2.0)
+    assert await capacity.full() is True  # an error, not a missing command: still trying
+    clock.advance(3.0)
+    assert await capacity.full() is False
+    assert redis.calls == 4
+
+
+@pytest.mark.anyio
+async def test_no_maxmemory_field_means_unlimited() -> None:
+    redis = ScriptedInfo({"used_memory": 10**12})
+    capacity = Capacity(redis, limit=0.9, clock=MovingClock())  # type: ignore[arg-type]
+    assert await capacity.full() is False

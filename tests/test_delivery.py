@@ -658,3 +658,27 @@ class TestEndpointLimiter:
         held.free()  # a slot is free again: no longer saturated
         assert not limiter.saturated(1)
         queued.leave()
+
+
+class TestMaintenance:
+    async def test_the_worker_trims_a_delivered_backlog_on_its_own(
+        self, start_env: StartEnv
+    ) -> None:
+        # Ingest held back (Redis nearly full) means no append trims: the worker's cron must.
+        env = await start_env(events_maxlen=1000)
+        event = b'{"type":"email.open","email_id":"m","occurred_at":"2026-03-03T10:00:00Z",'
+        async with env.redis.pipeline(transaction=False) as pipe:
+            for _ in range(3000):
+                pipe.xadd(keys.EVENTS_STREAM, {"e": event + b'"provider":"generic"}'})
+            await pipe.execute()
+
+        async def all_read_and_acknowledged() -> bool:
+            groups = await env.redis.xinfo_groups(keys.EVENTS_STREAM)  # once the worker is up
+            return bool(groups and groups[0]["lag"] == 0 and groups[0]["pending"] == 0)
+
+        await eventually(all_read_and_acknowledged)
+        assert await env.redis.xlen(keys.EVENTS_STREAM) == 3000
+        [job] = [job for job in WorkerSettings.cron_jobs if job.name == "cron:trim_events"]
+        assert job.second == set(range(8, 60, 10))
+        await job.coroutine(env.worker.ctx)  # as arq calls it, with the ctx startup made
+        assert await env.redis.xlen(keys.EVENTS_STREAM) == 1000

@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service import keys
+from service.capacity import over_limit
 from service.clock import format_timestamp
 from service.event_store import EventStore
 from service.models import Event
@@ -88,6 +89,19 @@ class TestAssess:
             assert report.status == "degraded"
             [found] = report.problems
             assert problem in found
+
+    def test_just_below_the_limit_is_below_it_as_ingest_sees_it(self) -> None:
+        used, maxmemory = 8_999_999, 10_000_000  # 0.9 once rounded for the report
+        report = assess(
+            readings(used_memory=used, maxmemory=maxmemory),
+            NOW,
+            stuck_after_seconds=600,
+            ingest_limit=0.9,
+        )
+        assert report.redis_memory.used_fraction == 0.9
+        assert over_limit(used, maxmemory, 0.9) is False
+        [problem] = report.problems
+        assert "past INGEST_MEMORY_LIMIT" not in problem
 
     def test_an_ingest_limit_below_the_warning_warns_from_the_limit(self) -> None:
         report = assess(
