@@ -63,6 +63,10 @@ local function parse_id(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
 end
+local function index_member(id)  -- as index_member() below
+  local ms, seq = parse_id(id)
+  return string.format('%015d-%010d', ms, seq)
+end
 local function oldest_needed(stream)
   local oldest, oldest_ms, oldest_seq = nil, nil, nil
   for _, group in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
@@ -80,8 +84,7 @@ local function oldest_needed(stream)
 end
 local function unindex(entries)
   for _, entry in ipairs(entries) do
-    local ms, seq = parse_id(entry[1])
-    local member = string.format('%015d-%010d', ms, seq)
+    local member = index_member(entry[1])
     local fields, payload, recipient_key = entry[2], nil, nil
     for i = 1, #fields, 2 do
       if fields[i] == 'e' then payload = fields[i + 1] end
@@ -136,19 +139,18 @@ for i = 1, n do
     duplicates = duplicates + 1
     results[i] = {0, original}
   else
-    local payload, has_recipient = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
+    local payload, recipient_flag = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
     local id
-    if has_recipient == '2' then
+    if recipient_flag == '2' then
       id = redis.call('XADD', KEYS[1], '*', 'e', payload, 'r', KEYS[3 * i + 2])
     else
       id = redis.call('XADD', KEYS[1], '*', 'e', payload)
     end
     redis.call('SET', seen_key, id, 'EX', seen_ttl)
-    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-    local member = string.format('%015d-%010d', tonumber(ms), tonumber(seq))
+    local member = index_member(id)
     redis.call('ZADD', KEYS[3 * i + 1], 0, member)
     redis.call('EXPIRE', KEYS[3 * i + 1], index_ttl)
-    if has_recipient ~= '0' then
+    if recipient_flag ~= '0' then
       redis.call('ZADD', KEYS[3 * i + 2], 0, member)
       redis.call('EXPIRE', KEYS[3 * i + 2], index_ttl)
     end
