@@ -12,9 +12,9 @@ import asyncio
 from redis.asyncio import Redis
 
 from devtools.redis_server import PrivateRedis
-from service import keys
-from service.event_store import EventStore
-from service.models import Event
+from service.core.models import Event
+from service.storage import keys
+from service.storage.events import EventStore
 
 MAXLEN = 1000
 APPENDS = 20_000

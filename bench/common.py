@@ -22,9 +22,9 @@ from redis.asyncio import Redis
 
 from devtools.procfile import ROOT, process_env, procfile_commands, start
 from devtools.redis_server import free_port, wait_for_port
-from service.event_store import EventStore
-from service.models import Event
-from service.store import WebhookStore
+from service.core.models import Event
+from service.storage.events import EventStore
+from service.storage.webhooks import WebhookStore
 
 API_KEY = "bench-api-key-0123456789abcdef"
 SECRET = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"

@@ -17,7 +17,7 @@ import time
 import uvloop
 
 from config import Config
-from service.signing import delivery_headers
+from service.core.signing import delivery_headers
 from worker.http import USER_AGENT, WebhookClient
 
 SECRET = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"

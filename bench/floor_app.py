@@ -1,8 +1,8 @@
 """The ingest floor: a bare Starlette app with one route, run under the web process's own
 uvicorn command line (`bench.floor_app:create_app --factory`). The route reads the body,
 decodes it with msgspec and does one XADD to the same Redis: what any ingest must do at least.
-It uses the service's own Redis client (service.redis.connect), so the floor has the same
-client stack as the system it is compared with.
+It uses the service's own Redis client (service.storage.connection.connect), so the floor
+has the same client stack as the system it is compared with.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from config import Config
-from service.redis import connect
+from service.storage.connection import connect
 
 STREAM = "bench:floor"
 OK = b'{"received":true}'

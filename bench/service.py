@@ -41,8 +41,8 @@ from bench.common import (
     web,
     worker,
 )
-from service import keys
-from service.delivery_store import DeliveryStore
+from service.storage import keys
+from service.storage.deliveries import DeliveryStore
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "providers"
 Table = list[str]

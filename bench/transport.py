@@ -34,7 +34,7 @@ import aiohttp
 import httpx
 
 from config import Config
-from service.signing import delivery_headers
+from service.core.signing import delivery_headers
 from worker.http import USER_AGENT, WebhookClient
 
 RESULTS = Path(__file__).with_name("results-transport.json")

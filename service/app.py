@@ -15,17 +15,20 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from config import Config, ConfigError
-from service import deliveries, events, health, inbound, logs, openapi, status, webhooks
-from service.capacity import Capacity
-from service.clock import Clock, system_clock
-from service.delivery_store import DeliveryStore
-from service.errors import InvalidSignature, exception_handlers
-from service.event_store import EventStore
-from service.jobs import job_queue
+from service import logs
+from service.core.clock import Clock, system_clock
+from service.core.errors import InvalidSignature
+from service.http import deliveries, events, health, inbound, openapi, status, webhooks
+from service.http.errors import exception_handlers
+from service.http.state import STATE_KEY, AppState
 from service.providers import resend, sendgrid
-from service.redis import connect
-from service.state import STATE_KEY, AppState
-from service.store import WebhookStore
+from service.storage.capacity import Capacity
+from service.storage.connection import connect
+from service.storage.deliveries import DeliveryStore
+from service.storage.events import EventStore
+from service.storage.jobs import job_queue
+from service.storage.status import StatusStore
+from service.storage.webhooks import WebhookStore
 
 logger = logging.getLogger("mailhooks")
 
@@ -89,7 +92,7 @@ def create_app(
             )
             state = AppState(
                 config=config,
-                redis=client,
+                status=StatusStore(client),
                 webhooks=WebhookStore(client),
                 events=event_store,
                 deliveries=DeliveryStore(client),

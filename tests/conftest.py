@@ -19,7 +19,7 @@ from config import Config
 from devtools import procfile
 from devtools.redis_server import PrivateRedis, redis_server_path
 from service.app import create_app
-from service.clock import Clock
+from service.core.clock import Clock
 
 API_KEY = "test-api-key-0123456789"
 FIXED_NOW = datetime(2026, 3, 3, 10, 0, 0, tzinfo=UTC)

@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 
 from devtools.redis_server import PrivateRedis
-from service.autopipeline import AutoPipeline
-from service.redis import RETRY_ON, retry_policy
+from service.storage.autopipeline import AutoPipeline
+from service.storage.connection import RETRY_ON, retry_policy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -152,7 +152,7 @@ async def test_commands_queued_during_a_round_trip_go_together_next(
 
 
 async def connected_client(url: str, connection_class: type[Connection]) -> Redis:
-    """A client retrying as the service's does (service.redis), its connection set up."""
+    """A client retrying as the service's does (service.storage.connection), connected."""
     client = Redis.from_url(
         url, connection_class=connection_class, retry=retry_policy(), retry_on_error=RETRY_ON
     )

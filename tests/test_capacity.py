@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, ResponseError
 
-from service.capacity import Capacity, over_limit
+from service.storage.capacity import Capacity, over_limit
 from tests.conftest import FIXED_NOW
 
 

@@ -19,9 +19,9 @@ from redis.exceptions import ResponseError
 
 from config import Config
 from devtools.redis_server import PrivateRedis
-from service import keys
 from service.app import create_app
-from service.redis import connect
+from service.storage import keys
+from service.storage.connection import connect
 from tests.conftest import API_KEY, StartProcess, serve
 from tests.receiver import Receiver, Reply
 from worker.consumer import Consumer, ensure_group

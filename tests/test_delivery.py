@@ -25,11 +25,11 @@ from redis.asyncio import Redis
 
 from config import Config
 from devtools.redis_server import PrivateRedis
-from service import keys
 from service.app import create_app
-from service.delivery_store import DeliveryStore, StoredDelivery
-from service.signing import standard_webhooks_key
-from service.store import WebhookStore
+from service.core.signing import standard_webhooks_key
+from service.storage import keys
+from service.storage.deliveries import DeliveryStore, StoredDelivery
+from service.storage.webhooks import WebhookStore
 from tests.conftest import API_KEY, serve
 from tests.receiver import Received, Receiver, Reply
 from worker.deliverer import EndpointLimiter

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from service import keys
-from service.delivery_store import Claim, DeliveryStore, StoredDelivery, delivery_id
-from service.store import WebhookChanges, WebhookStore
+from service.core.ids import delivery_id
+from service.storage import keys
+from service.storage.deliveries import Claim, DeliveryStore, StoredDelivery
+from service.storage.webhooks import WebhookChanges, WebhookStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 

@@ -7,17 +7,11 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
-from service import keys
-from service.event_store import (
-    EventFilter,
-    EventStore,
-    entry_id,
-    event_id,
-    index_member,
-    member_entry_id,
-)
-from service.models import Event
+from service.core.ids import entry_id, entry_member, event_id, member_entry
+from service.core.models import Event
 from service.providers import Ignored
+from service.storage import keys
+from service.storage.events import EventFilter, EventStore
 
 
 def event(n: int, **fields: str) -> Event:
@@ -56,11 +50,11 @@ class TestIds:
     def test_foreign_ids_are_none(self, bad: str) -> None:
         assert entry_id(bad) is None
 
-    def test_index_members_sort_in_time_order(self) -> None:
+    def test_entry_members_sort_in_time_order(self) -> None:
         entries = ["999-0", "1000-0", "1000-2", "1000-10", "1700000000000-0"]
-        assert sorted(entries, key=index_member) == entries
-        assert sorted(index_member(e) for e in entries) == [index_member(e) for e in entries]
-        assert [member_entry_id(index_member(e)) for e in entries] == entries
+        assert sorted(entries, key=entry_member) == entries
+        assert sorted(entry_member(e) for e in entries) == [entry_member(e) for e in entries]
+        assert [member_entry(entry_member(e)) for e in entries] == entries
 
 
 @pytest.mark.anyio

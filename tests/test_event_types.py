@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.event_types import InvalidEventTypes, parse_event_types, subscribes_to
+from service.core.event_types import InvalidEventTypes, parse_event_types, subscribes_to
 
 
 class TestParseEventTypes:

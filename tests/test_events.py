@@ -8,8 +8,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.event_store import EventStore
-from service.models import Bounce, Event
+from service.core.models import Bounce, Event
+from service.storage.events import EventStore
 from tests.conftest import MakeClient
 
 pytestmark = pytest.mark.anyio

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from config import Config
-from service import keys
 from service.app import create_app
-from service.delivery_store import Claim, DeliveryStore
+from service.storage import keys
+from service.storage.deliveries import Claim, DeliveryStore
 from tests.conftest import FIXED_NOW, MakeClient, serve
 from tests.signers import (
     INBOUND_SECRET,

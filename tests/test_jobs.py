@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from service import keys
-from service.event_store import EventStore
+from service.storage import keys
+from service.storage.events import EventStore
 from tests.test_event_store import consume, event
 from worker.consumer import ensure_group
 from worker.jobs import forget_dead_consumers, trim_events

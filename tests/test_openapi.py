@@ -8,7 +8,7 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from service.app import routes
-from service.openapi import build_spec
+from service.http.openapi import build_spec
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.outcome import Verdict, classify_status
+from service.core.outcome import Verdict, classify_status
 
 
 @pytest.mark.parametrize(

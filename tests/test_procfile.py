@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from devtools.redis_server import PrivateRedis, free_port, wait_for_port
-from service import keys
+from service.storage import keys
 from tests.conftest import API_KEY, StartProcess
 
 pytestmark = pytest.mark.redis

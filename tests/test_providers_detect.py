@@ -6,8 +6,8 @@ from types import ModuleType
 
 import pytest
 
-from service.errors import InvalidPayload, InvalidSignature
-from service.models import Event
+from service.core.errors import InvalidPayload, InvalidSignature
+from service.core.models import Event
 from service.providers import Ignored, generic, mailgun, resend, sendgrid
 from service.providers.detect import detect
 

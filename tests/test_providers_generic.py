@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from service.errors import InvalidPayload, InvalidSignature
-from service.models import Bounce, Click, Event
+from service.core.errors import InvalidPayload, InvalidSignature
+from service.core.models import Bounce, Click, Event
 from service.providers import Ignored, generic
 
 SECRET = "whsec_generic-test-secret"

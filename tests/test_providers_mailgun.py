@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 import pytest
 
-from service.errors import InvalidPayload, InvalidSignature
-from service.models import Bounce, Click, Event
+from service.core.errors import InvalidPayload, InvalidSignature
+from service.core.models import Bounce, Click, Event
 from service.providers import Ignored, mailgun
 
 SAMPLES = Path(__file__).parent / "fixtures" / "providers" / "mailgun"

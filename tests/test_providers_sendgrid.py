@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from service.errors import InvalidPayload, InvalidSignature
-from service.models import Bounce, Click, Event
+from service.core.errors import InvalidPayload, InvalidSignature
+from service.core.models import Bounce, Click, Event
 from service.providers import Ignored, sendgrid
 
 SAMPLES = Path(__file__).parent / "fixtures" / "providers" / "sendgrid"

@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from config import Config
 from devtools.redis_server import PrivateRedis
-from service.redis import HiredisPacking, connect
+from service.storage.connection import HiredisPacking, connect
 from worker.settings import redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]

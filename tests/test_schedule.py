@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from config import DEFAULT_RETRY_SCHEDULE
-from worker.schedule import next_delay, parse_retry_after
+from service.core.schedule import next_delay, parse_retry_after
 
 NOW = datetime(2026, 3, 3, 10, 0, 0, tzinfo=UTC)
 

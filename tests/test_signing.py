@@ -9,7 +9,7 @@ import pytest
 import standardwebhooks
 import standardwebhooks.webhooks
 
-from service.signing import (
+from service.core.signing import (
     delivery_headers,
     generate_secret,
     signature_hex,

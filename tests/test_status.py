@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
-from service import keys
-from service.capacity import over_limit
-from service.clock import format_timestamp
-from service.event_store import EventStore
-from service.models import Event
-from service.status import Readings, assess, entry_time
+from service.core.ids import entry_time, format_timestamp
+from service.core.models import Event
+from service.core.status import Readings, assess
+from service.storage import keys
+from service.storage.capacity import over_limit
+from service.storage.events import EventStore
 from tests.conftest import FIXED_NOW, MakeClient
 
 NOW = FIXED_NOW

@@ -8,8 +8,8 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 
-from service import keys
-from service.store import SUBSCRIBER_TYPES, WebhookChanges, WebhookStore
+from service.storage import keys
+from service.storage.webhooks import SUBSCRIBER_TYPES, WebhookChanges, WebhookStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 

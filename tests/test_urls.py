@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.urls import UnsafeUrl, check_endpoint_url, private_host_reason
+from service.core.urls import UnsafeUrl, check_endpoint_url, private_host_reason
 
 
 def check(url: str, *, allow_http: bool = False, allow_private: bool = False) -> str:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.store import WebhookStore
+from service.storage.webhooks import WebhookStore
 from tests.conftest import API_KEY, MakeClient
 
 pytestmark = pytest.mark.anyio

@@ -22,9 +22,9 @@ import msgspec
 import redis.exceptions
 from redis.asyncio import Redis
 
-from service import keys
-from service.autopipeline import AutoPipeline
-from service.models import Event
+from service.core.models import Event
+from service.storage import keys
+from service.storage.autopipeline import AutoPipeline
 from worker.deliverer import Deliverer
 
 logger = logging.getLogger("mailhooks.consumer")

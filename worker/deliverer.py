@@ -2,7 +2,7 @@
 
 First attempts come straight from the stream consumer, many in flight at once; later ones
 (retries, manual retries, hand-offs from a saturated endpoint) arrive as arq jobs. Either way
-the delivery's lease (service.delivery_store) lets only one attempt run at a time.
+the delivery's lease (service.storage.deliveries) lets only one attempt run at a time.
 """
 
 from __future__ import annotations
@@ -22,28 +22,39 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from config import Config
-from service.autopipeline import AutoPipeline
-from service.clock import Clock, format_timestamp, system_clock
-from service.delivery_store import (
+from service.core.clock import Clock, system_clock
+from service.core.event_types import QUALIFIED_PREFIX
+from service.core.ids import (
+    LeaseTag,
+    delivery_id,
+    entry_id,
+    entry_time,
+    epoch_ms,
+    format_timestamp,
+    lease_owner,
+)
+from service.core.ids import (
+    event_id as event_id_of,
+)
+from service.core.models import Attempt, Event
+from service.core.outcome import Verdict, classify_status
+from service.core.payload import build_payload, encode
+from service.core.schedule import next_delay, parse_retry_after
+from service.core.signing import delivery_headers
+from service.core.urls import private_host_reason
+from service.storage.autopipeline import AutoPipeline
+from service.storage.deliveries import (
     Claim,
     ClaimResult,
     DeliveryStore,
     StoredDelivery,
-    delivery_id,
     lease_ms,
 )
-from service.event_store import EventStore
-from service.event_types import QUALIFIED_PREFIX
-from service.jobs import enqueue_retry
-from service.models import Attempt, Event
-from service.payload import build_payload, encode, entry_time
-from service.signing import delivery_headers
-from service.store import StoredWebhook, WebhookStore
-from service.urls import private_host_reason
+from service.storage.events import EventStore
+from service.storage.jobs import enqueue_retry
+from service.storage.webhooks import StoredWebhook, WebhookStore
 from worker.deadlines import Deadlines
 from worker.http import USER_AGENT, WebhookClient, blocked_reason, parse_url
-from worker.outcome import Verdict, classify_status
-from worker.schedule import next_delay, parse_retry_after
 
 logger = logging.getLogger("mailhooks.delivery")
 
@@ -98,7 +109,7 @@ class Deliverer:
         self._renew_after_seconds = config.delivery_timeout / 2
 
     def _now_ms(self) -> int:
-        return int(self._clock().timestamp() * 1000)
+        return epoch_ms(self._clock())
 
     # -- first attempts, from the stream consumer -----------------------------------------
 
@@ -125,7 +136,7 @@ class Deliverer:
         for each of its awaits to pass through."""
         if not webhooks:
             return _nothing()
-        event_id = "evt_" + entry_id
+        event_id = event_id_of(entry_id)
         payload = build_payload(event, event_id=event_id, stored_at=entry_time(entry_id))
         body = encode(payload)
         if len(webhooks) == 1:
@@ -205,7 +216,7 @@ class Deliverer:
     async def _hand_off(
         self, id_: str, webhook_id: int, event_id: str, event_type: str, body: bytes
     ) -> None:
-        owner = f"{id_}:h{self._now_ms()}"
+        owner = lease_owner(id_, LeaseTag.HAND_OFF, self._now_ms())
         claim = await self._claim(
             id_,
             webhook_id,
@@ -260,11 +271,11 @@ class Deliverer:
         await enqueue_retry(self._jobs, id_, owner, delay=delay)
 
     async def _payload_from_stream(self, delivery: StoredDelivery) -> bytes | None:
+        entry = entry_id(delivery.event_id)
         event = await self.events.get(delivery.event_id)
-        if event is None:
+        if event is None or entry is None:
             return None
-        entry_id = delivery.event_id.removeprefix("evt_")
-        stored_at = entry_time(entry_id)
+        stored_at = entry_time(entry)
         return encode(build_payload(event, event_id=delivery.event_id, stored_at=stored_at))
 
     # -- one attempt ----------------------------------------------------------------------
@@ -305,7 +316,7 @@ class Deliverer:
             response=result.response,
         )
         verdict, delay = self._judge(result, number)
-        next_owner = f"{delivery.id}:a{number + 1}"
+        next_owner = lease_owner(delivery.id, LeaseTag.ATTEMPT, number + 1)
         now_ms = self._now_ms()
         status = await self.deliveries.record(
             delivery,

@@ -19,7 +19,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from config import Config
 from service import __version__
-from service.urls import non_public_reason
+from service.core.urls import non_public_reason
 
 USER_AGENT = f"mailhooks/{__version__}"
 

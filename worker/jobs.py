@@ -7,9 +7,10 @@ from typing import Any
 
 from arq import Retry
 
-from service import keys
-from service.clock import format_timestamp, system_clock
-from service.event_store import EventStore
+from service.core.clock import system_clock
+from service.core.ids import LeaseTag, epoch_ms, format_timestamp, lease_owner
+from service.storage import keys
+from service.storage.events import EventStore
 from worker.deliverer import Deliverer
 
 logger = logging.getLogger("mailhooks.worker")
@@ -36,14 +37,16 @@ async def requeue_expired_leases(ctx: dict[str, Any]) -> None:
     """A delivery whose lease ran out with no attempt under way (its worker died between
     scheduling a retry and handing it to arq) gets a new job."""
     deliverer: Deliverer = ctx["deliverer"]
-    now_ms = int(system_clock().timestamp() * 1000)
+    now_ms = epoch_ms(system_clock())
     for delivery_id in await deliverer.deliveries.expired_leases(now_ms - LEASE_GRACE_MS):
         delivery = await deliverer.deliveries.get(delivery_id)
         if delivery is None or delivery.status != "pending":
             await deliverer.deliveries.forget_lease(delivery_id)
             continue
         logger.info("re-queuing %s: its lease expired with no attempt under way", delivery_id)
-        await deliverer.enqueue(delivery_id, f"{delivery_id}:s{now_ms}", delay=0)
+        await deliverer.enqueue(
+            delivery_id, lease_owner(delivery_id, LeaseTag.SWEEP, now_ms), delay=0
+        )
         # Not again next round while that job waits its turn.
         await deliverer.deliveries.extend_lease_index(delivery_id, now_ms + deliverer.lease_ms)
 

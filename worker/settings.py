@@ -12,9 +12,10 @@ from arq import cron, func
 from arq.connections import RedisSettings
 
 from config import Config
-from service import jobs, logs
-from service.event_store import EventStore
-from service.redis import RETRY_ON, connect, retry_policy
+from service import logs
+from service.storage import jobs
+from service.storage.connection import RETRY_ON, connect, retry_policy
+from service.storage.events import EventStore
 from worker.consumer import Consumer, consumer_name, ensure_group
 from worker.deliverer import Deliverer
 from worker.http import WebhookClient

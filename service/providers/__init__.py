@@ -17,8 +17,8 @@ from typing import TypeVar
 
 import msgspec
 
-from service.errors import InvalidPayload, InvalidSignature
-from service.models import Event
+from service.core.errors import InvalidPayload, InvalidSignature
+from service.core.models import Event
 
 # Signed timestamps may differ from `now` by this much either way (Svix's and Resend's default).
 TOLERANCE_SECONDS = 300

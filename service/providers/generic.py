@@ -3,7 +3,7 @@
 Body: `{"type": "email.delivered", "email_id": "msg_abc", "recipient"?: str, "timestamp"?: ISO
 8601 str or unix seconds, "bounce"?: {kind, reason?}, "click"?: {url}, "metadata"?: object}`.
 Signature: `X-Webhook-Signature`, the hex HMAC-SHA256 of the raw body keyed with the secret,
-the same scheme as our outbound deliveries (`service.signing.signature_hex`).
+the same scheme as our outbound deliveries (`service.core.signing.signature_hex`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from service.event_types import QUALIFIED_PREFIX
-from service.models import Bounce, Click, Event
+from service.core.event_types import QUALIFIED_PREFIX
+from service.core.models import Bounce, Click, Event
+from service.core.signing import signature_hex
 from service.providers import (
     Ignored,
     Normalized,
@@ -26,7 +27,6 @@ from service.providers import (
     required_header,
 )
 from service.providers.timestamps import iso_utc
-from service.signing import signature_hex
 
 NAME = "generic"
 SIGNATURE_HEADER = "x-webhook-signature"

@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from service.errors import InvalidPayload, InvalidSignature
-from service.models import Bounce, Click, Event
+from service.core.errors import InvalidPayload, InvalidSignature
+from service.core.models import Bounce, Click, Event
 from service.providers import (
     TOLERANCE_SECONDS,
     Ignored,

@@ -18,8 +18,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from service.errors import InvalidPayload, InvalidSignature
-from service.models import Bounce, Click, Event
+from service.core.errors import InvalidPayload, InvalidSignature
+from service.core.models import Bounce, Click, Event
+from service.core.signing import SECRET_PREFIX
 from service.providers import (
     TOLERANCE_SECONDS,
     Ignored,
@@ -30,7 +31,6 @@ from service.providers import (
     required_header,
 )
 from service.providers.timestamps import check_fresh, iso_utc
-from service.signing import SECRET_PREFIX
 
 NAME = "resend"
 ID_HEADER = "svix-id"

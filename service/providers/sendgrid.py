@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from msgspec import Meta
 
-from service.errors import InvalidPayload, InvalidSignature
-from service.models import Bounce, Click, Event
+from service.core.errors import InvalidPayload, InvalidSignature
+from service.core.models import Bounce, Click, Event
 from service.providers import (
     TOLERANCE_SECONDS,
     Ignored,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from service.errors import InvalidPayload, InvalidSignature
+from service.core.errors import InvalidPayload, InvalidSignature
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FRACTION = re.compile(r"\d[.,]\d")

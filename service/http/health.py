@@ -6,10 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.errors import StoreUnavailable
-from service.models import Health
-from service.responses import json_response
-from service.state import app_state
+from service.core.errors import StoreUnavailable
+from service.core.models import Health
+from service.http.responses import json_response
+from service.http.state import app_state
 
 
 async def healthz(request: Request) -> Response:
@@ -18,7 +18,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     # Any RedisError propagates to the error handler, which answers 503.
-    if not await app_state(request).redis.ping():
+    if not await app_state(request).status.ping():
         raise StoreUnavailable("redis did not answer PING")
     return json_response(Health(status="ready"))
 

@@ -118,7 +118,7 @@ class AutoPipeline:
     async def _round_trip(self, connection: AbstractConnection, batch: list[Pending]) -> None:
         """Send the batch's unanswered commands and hand each caller its reply. After a
         dropped connection this runs again with what is still unanswered: our writes are
-        safe to repeat (see service.redis)."""
+        safe to repeat (see service.storage.connection)."""
         live: list[Pending] = []
         packed: list[bytes] = []
         for pending in batch:

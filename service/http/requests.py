@@ -7,7 +7,12 @@ from typing import TypeVar
 import msgspec
 from starlette.requests import Request
 
-from service.errors import MalformedJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from service.core.errors import (
+    MalformedJson,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""The service's errors and the one place they become JSON responses.
+"""The service's errors: one hierarchy, grouped by the HTTP status each answers with.
 
     MailhooksError                 every handled error: status, code, message, field?
     ├── MalformedJson              400 the body is not JSON
@@ -12,27 +12,16 @@
     └── StoreUnavailable           503 Redis did not answer
         └── StoreFull              503 Redis is too full to take more events
 
-Starlette's own HTTPException (404 unknown route, 405 wrong method) and redis-py's errors are
-converted here too, once; anything else is a bug and answers a bare 500 without details.
+The hierarchy only, with no I/O and no web framework: `service.http.errors` turns these (and
+Starlette's and redis-py's own errors) into the JSON error shape, in that one place.
 """
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Mapping
 from typing import ClassVar
 
 import msgspec
-import redis.exceptions
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
-
-from service.models import ErrorBody, ErrorDetail
-from service.responses import json_response
-
-logger = logging.getLogger("mailhooks")
 
 
 class MailhooksError(Exception):
@@ -107,51 +96,3 @@ class StoreFull(StoreUnavailable):
 
 
 STORE_FULL_MESSAGE = "the event store is full; retry later"
-
-
-_STARLETTE_CODES = {404: "not_found", 405: "method_not_allowed"}
-_UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="mailhooks"'}
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    field: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    detail = ErrorDetail(code=code, message=message, field=field or msgspec.UNSET)
-    return json_response(ErrorBody(error=detail), status, headers)
-
-
-async def handle_mailhooks_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, MailhooksError)
-    # Only API-key failures invite Bearer auth; a bad provider signature does not.
-    headers = _UNAUTHORIZED_HEADERS if type(exc) is Unauthorized else None
-    return error_response(exc.status, exc.code, exc.message, exc.field, headers)
-
-
-async def handle_http_exception(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = _STARLETTE_CODES.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
-
-
-async def handle_redis_error(request: Request, exc: Exception) -> Response:
-    logger.error("redis error on %s %s: %s", request.method, request.url.path, exc)
-    if isinstance(exc, redis.exceptions.OutOfMemoryError):
-        return error_response(503, StoreFull.code, STORE_FULL_MESSAGE)
-    return error_response(503, StoreUnavailable.code, "the event store is unavailable; retry")
-
-
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    # Logged with its traceback by Starlette's ServerErrorMiddleware; the client learns nothing.
-    return error_response(500, MailhooksError.code, "internal server error")
-
-
-exception_handlers = {
-    MailhooksError: handle_mailhooks_error,
-    HTTPException: handle_http_exception,
-    redis.exceptions.RedisError: handle_redis_error,
-    Exception: handle_unexpected,
-}

@@ -5,21 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
 from starlette.requests import Request
 
 from config import Config
-from service.capacity import Capacity
-from service.clock import Clock
-from service.delivery_store import DeliveryStore
-from service.event_store import EventStore
-from service.store import WebhookStore
+from service.core.clock import Clock
+from service.storage.capacity import Capacity
+from service.storage.deliveries import DeliveryStore
+from service.storage.events import EventStore
+from service.storage.status import StatusStore
+from service.storage.webhooks import WebhookStore
 
 
 @dataclass(frozen=True, slots=True)
 class AppState:
     config: Config
-    redis: Redis
+    status: StatusStore
     webhooks: WebhookStore
     events: EventStore
     deliveries: DeliveryStore

@@ -10,17 +10,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from config import Config
-from service.auth import requires_api_key
-from service.clock import format_timestamp
-from service.errors import NotFound, ValidationFailed
-from service.event_types import InvalidEventTypes, format_event_types, parse_event_types
-from service.models import WEBHOOK_CREATE_DECODER, WEBHOOK_UPDATE_DECODER, Webhook, WebhookList
-from service.requests import read_json
-from service.responses import json_response, page_response
-from service.signing import generate_secret
-from service.state import app_state
-from service.store import StoredWebhook, WebhookChanges
-from service.urls import UnsafeUrl, check_endpoint_url
+from service.core.errors import NotFound, ValidationFailed
+from service.core.event_types import InvalidEventTypes, format_event_types, parse_event_types
+from service.core.ids import format_timestamp
+from service.core.models import WEBHOOK_CREATE_DECODER, WEBHOOK_UPDATE_DECODER, Webhook, WebhookList
+from service.core.signing import generate_secret
+from service.core.urls import UnsafeUrl, check_endpoint_url
+from service.http.auth import requires_api_key
+from service.http.requests import read_json
+from service.http.responses import json_response, page_response
+from service.http.state import app_state
+from service.storage.webhooks import StoredWebhook, WebhookChanges
 
 logger = logging.getLogger("mailhooks.webhooks")
 

@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from service import __version__
-from service.models import (
+from service.core.models import (
     Delivery,
     DeliveryList,
     ErrorBody,

@@ -14,8 +14,9 @@ from enum import Enum
 from redis.asyncio import Redis
 
 from config import Config
-from service import keys
-from service.autopipeline import AutoPipeline
+from service.core.ids import delivery_member, member_delivery, ms_member_bound
+from service.storage import keys
+from service.storage.autopipeline import AutoPipeline
 
 ATTEMPT_LOG_LENGTH = 50
 _STATUSES = ("pending", "succeeded", "failed")
@@ -252,15 +253,6 @@ def lease_ms(config: Config) -> int:
     return int((2 * config.delivery_timeout + 1) * 1000)
 
 
-def delivery_id(entry_id: str, webhook_id: int) -> str:
-    return f"dlv_{entry_id}_{webhook_id}"
-
-
-def index_member(created_at_ms: int, delivery_id_: str) -> str:
-    """Zero-padded so that lexicographic order is time order."""
-    return f"{created_at_ms:015d}:{delivery_id_}"
-
-
 class DeliveryStore:
     def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
         self._redis = redis
@@ -293,7 +285,7 @@ class DeliveryStore:
                 keys.DELIVERY_LEASES,
             ],
             args=[delivery_id, webhook_id, event_id, event_type, now_ms, lease_ms, owner,
-                  payload, index_member(now_ms, delivery_id)],
+                  payload, delivery_member(now_ms, delivery_id)],
         )  # fmt: skip
         claim = Claim(raw_claim.decode())
         if claim is Claim.SKIP:
@@ -336,7 +328,7 @@ class DeliveryStore:
             ],
             args=[owner, now_ms, verdict, attempt_json, next_attempt_ms, next_owner, lease_ms,
                   payload, "" if status_code is None else status_code, error or "",
-                  disable_after_ms, index_member(delivery.created_at_ms, delivery.id),
+                  disable_after_ms, delivery_member(delivery.created_at_ms, delivery.id),
                   ATTEMPT_LOG_LENGTH, retention_count, retention_seconds,
                   keys.delivery(""), attempt_number or delivery.attempts + 1],
         )  # fmt: skip
@@ -356,7 +348,7 @@ class DeliveryStore:
                 keys.DELIVERY_LEASES,
                 keys.delivery_attempts(delivery.id),
             ],
-            args=[owner, now_ms, lease_ms, index_member(delivery.created_at_ms, delivery.id)],
+            args=[owner, now_ms, lease_ms, delivery_member(delivery.created_at_ms, delivery.id)],
         )
         return bool(done)
 
@@ -382,7 +374,7 @@ class DeliveryStore:
         page = [member.decode() for member in members[:limit]]
         async with self._redis.pipeline(transaction=False) as pipe:
             for member in page:
-                pipe.hgetall(keys.delivery(member.split(":", 1)[1]))
+                pipe.hgetall(keys.delivery(member_delivery(member)))
             rows = await pipe.execute()
         found = [StoredDelivery.from_hash(row) for row in rows if row]
         # The cursor is the index member itself, valid even once that delivery has expired.
@@ -390,11 +382,11 @@ class DeliveryStore:
 
     async def failed_since(self, webhook_id: int, since_ms: int) -> list[StoredDelivery]:
         members = await self._redis.zrangebylex(
-            keys.deliveries(webhook_id, "failed"), "[" + f"{since_ms:015d}", "+"
+            keys.deliveries(webhook_id, "failed"), "[" + ms_member_bound(since_ms), "+"
         )
         found = []
         for member in members:
-            delivery = await self.get(member.decode().split(":", 1)[1])
+            delivery = await self.get(member_delivery(member.decode()))
             if delivery is not None:
                 found.append(delivery)
         return found

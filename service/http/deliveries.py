@@ -10,13 +10,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.auth import requires_api_key
-from service.clock import format_timestamp
-from service.delivery_store import StoredDelivery, lease_ms
-from service.errors import MailhooksError, NotFound, ValidationFailed
-from service.event_types import EVENT_TYPES, QUALIFIED_PREFIX
-from service.jobs import enqueue_retry
-from service.models import (
+from service.core.errors import MailhooksError, NotFound, ValidationFailed
+from service.core.event_types import EVENT_TYPES, QUALIFIED_PREFIX
+from service.core.ids import (
+    LeaseTag,
+    epoch_ms,
+    format_timestamp,
+    lease_owner,
+    test_delivery_id,
+    test_event_id,
+)
+from service.core.models import (
     RECOVER_REQUEST_DECODER,
     SYNTHETIC_EVENT_DECODER,
     Attempt,
@@ -25,12 +29,15 @@ from service.models import (
     Event,
     RecoverResult,
 )
-from service.payload import build_payload, encode
-from service.requests import read_json
-from service.responses import json_response, page_response
-from service.state import AppState, app_state
-from service.store import StoredWebhook
-from service.webhooks import path_id, query_int
+from service.core.payload import build_payload, encode
+from service.http.auth import requires_api_key
+from service.http.requests import read_json
+from service.http.responses import json_response, page_response
+from service.http.state import AppState, app_state
+from service.http.webhooks import path_id, query_int
+from service.storage.deliveries import StoredDelivery, lease_ms
+from service.storage.jobs import enqueue_retry
+from service.storage.webhooks import StoredWebhook
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -80,11 +87,11 @@ async def existing_delivery(request: Request) -> StoredDelivery:
 
 
 def now_ms(state: AppState) -> int:
-    return int(state.clock().timestamp() * 1000)
+    return epoch_ms(state.clock())
 
 
-async def requeue(state: AppState, delivery: StoredDelivery, tag: str) -> bool:
-    owner = f"{delivery.id}:{tag}{now_ms(state)}"
+async def requeue(state: AppState, delivery: StoredDelivery, tag: LeaseTag) -> bool:
+    owner = lease_owner(delivery.id, tag, now_ms(state))
     if not await state.deliveries.requeue(
         delivery, owner=owner, now_ms=now_ms(state), lease_ms=lease_ms(state.config)
     ):
@@ -119,7 +126,7 @@ async def get_delivery(request: Request) -> Response:
 async def retry_delivery(request: Request) -> Response:
     state = app_state(request)
     delivery = await existing_delivery(request)
-    if not await requeue(state, delivery, "m"):
+    if not await requeue(state, delivery, LeaseTag.MANUAL_RETRY):
         raise Conflict(f"delivery {delivery.id} is being attempted already")
     updated = await state.deliveries.get(delivery.id)
     return json_response(public(updated or delivery), status=202)
@@ -136,10 +143,10 @@ async def recover(request: Request) -> Response:
         raise ValidationFailed("since must be an ISO 8601 time", field="since") from None
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    since_ms = int(since.timestamp() * 1000)
+    since_ms = epoch_ms(since)
     requeued = 0
     for delivery in await state.deliveries.failed_since(webhook.id, since_ms):
-        requeued += await requeue(state, delivery, "r")
+        requeued += await requeue(state, delivery, LeaseTag.RECOVER)
     return json_response(RecoverResult(requeued=requeued), status=202)
 
 
@@ -161,10 +168,10 @@ async def send_test(request: Request) -> Response:
         recipient="test@example.com",
         metadata={"test": True},
     )
-    event_id = f"evt_test_{token}"
+    event_id = test_event_id(token)
     payload = encode(build_payload(event, event_id=event_id, stored_at=now))
-    delivery_id = f"dlv_test_{token}_{webhook.id}"
-    owner = f"{delivery_id}:t"
+    delivery_id = test_delivery_id(token, webhook.id)
+    owner = lease_owner(delivery_id, LeaseTag.TEST)
     await state.deliveries.claim(
         delivery_id=delivery_id,
         webhook_id=webhook.id,

@@ -1,7 +1,7 @@
 """Webhook subscriptions in Redis: one hash each, an id index, and a set per event type.
 
 Every change to a webhook and its indexes is one MULTI/EXEC or one Lua script, so no crash
-or race can leave the hash and the indexes disagreeing. Key names live in `service.keys`.
+or race can leave the hash and the indexes disagreeing. Key names live in `service.storage.keys`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from service import keys
-from service.event_types import EVENT_TYPES, WILDCARD, format_event_types
+from service.core.event_types import EVENT_TYPES, WILDCARD, format_event_types
+from service.storage import keys
 
 # Every subscriber set, in a fixed order: scripts get them all as KEYS (so they declare every
 # key they touch) and are told by position which ones a webhook belongs in.

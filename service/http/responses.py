@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.models import ENCODER
+from service.core.models import ENCODER
 
 
 def json_response(

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from service.urls import MAX_URL_LENGTH
+from service.core.urls import MAX_URL_LENGTH
 
 
 class Model(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.errors import Unauthorized
-from service.state import app_state
+from service.core.errors import Unauthorized
+from service.http.state import app_state
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

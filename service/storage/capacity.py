@@ -13,7 +13,7 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from service.clock import Clock, system_clock
+from service.core.clock import Clock, system_clock
 
 logger = logging.getLogger("mailhooks")
 

@@ -17,13 +17,12 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
-from service import keys
-from service.autopipeline import AutoPipeline
-from service.models import Event
+from service.core.ids import entry_id, entry_member, event_id, member_entry
+from service.core.models import Event
 from service.providers import Ignored
+from service.storage import keys
+from service.storage.autopipeline import AutoPipeline
 
-EVENT_ID_PREFIX = "evt_"
-_EVENT_ID = re.compile(r"^evt_(\d{1,20})-(\d{1,20})$")
 # Filters scan at most this many stream entries per request; the Link header continues.
 SCAN_BUDGET = 5_000
 _SCAN_CHUNK = 500
@@ -63,7 +62,7 @@ local function parse_id(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
 end
-local function index_member(id)  -- as index_member() below
+local function index_member(id)  -- as service.core.ids.entry_member
   local ms, seq = parse_id(id)
   return string.format('%015d-%010d', ms, seq)
 end
@@ -180,29 +179,6 @@ def _recipient_flag(recipient: str | None) -> str:
     if not recipient:
         return "0"
     return "1" if recipient.lower() == recipient.translate(_ASCII_LOWER) else "2"
-
-
-def event_id(entry_id: str) -> str:
-    return EVENT_ID_PREFIX + entry_id
-
-
-def entry_id(event_id: str) -> str | None:
-    """The stream entry id an event id denotes, or None if it is not one of ours."""
-    match = _EVENT_ID.match(event_id)
-    if not match or int(match[1]) >= 2**64 or int(match[2]) >= 2**64:
-        return None  # not a stream id Redis would accept
-    return f"{int(match[1])}-{int(match[2])}"
-
-
-def index_member(entry_id: str) -> str:
-    """Zero-padded so that lexicographic order is time order."""
-    ms, seq = entry_id.split("-")
-    return f"{int(ms):015d}-{int(seq):010d}"
-
-
-def member_entry_id(member: str) -> str:
-    ms, seq = member.split("-")
-    return f"{int(ms)}-{int(seq)}"
 
 
 def seen_digest(provider_event_id: str) -> str:
@@ -352,7 +328,7 @@ class EventStore:
             if where.email_id is not None
             else keys.events_by_recipient(where.recipient or "")
         )
-        upper = f"({index_member(before)}" if before else "+"
+        upper = f"({entry_member(before)}" if before else "+"
         found: list[Event] = []
         scanned = 0
         while scanned < self._scan_budget:
@@ -362,7 +338,7 @@ class EventStore:
                 return found, None
             async with self._redis.pipeline(transaction=False) as pipe:
                 for member in members:
-                    entry = member_entry_id(member.decode())
+                    entry = member_entry(member.decode())
                     pipe.xrange(keys.EVENTS_STREAM, entry, entry)
                 rows = await pipe.execute()
             for row in rows:
@@ -375,7 +351,7 @@ class EventStore:
                     if len(found) == limit:
                         return found, event.id if isinstance(event.id, str) else None
             upper = f"({members[-1].decode()}"
-        return found, event_id(member_entry_id(upper[1:]))
+        return found, event_id(member_entry(upper[1:]))
 
     @staticmethod
     def _decode(row: tuple[bytes, dict[bytes, bytes]]) -> Event:

@@ -14,14 +14,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from config import Config
-from service.clock import format_timestamp
-from service.errors import STORE_FULL_MESSAGE, InvalidSignature, StoreFull
-from service.models import Event, Received
+from service.core.errors import STORE_FULL_MESSAGE, InvalidSignature, StoreFull
+from service.core.ids import format_timestamp
+from service.core.models import Event, Received
+from service.http.requests import read_body
+from service.http.responses import json_response
+from service.http.state import app_state
 from service.providers import Ignored, generic, mailgun, resend, sendgrid
 from service.providers.detect import detect
-from service.requests import read_body
-from service.responses import json_response
-from service.state import app_state
 
 logger = logging.getLogger("mailhooks.inbound")
 

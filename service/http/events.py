@@ -6,14 +6,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.auth import requires_api_key
-from service.errors import NotFound, ValidationFailed
-from service.event_store import EventFilter, entry_id
-from service.event_types import EVENT_TYPES, QUALIFIED_PREFIX
-from service.models import EventList
-from service.responses import json_response, page_response
-from service.state import app_state
-from service.webhooks import query_int
+from service.core.errors import NotFound, ValidationFailed
+from service.core.event_types import EVENT_TYPES, QUALIFIED_PREFIX
+from service.core.ids import entry_id
+from service.core.models import EventList
+from service.http.auth import requires_api_key
+from service.http.responses import json_response, page_response
+from service.http.state import app_state
+from service.http.webhooks import query_int
+from service.storage.events import EventFilter
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100

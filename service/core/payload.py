@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 
-from service.clock import format_timestamp
-from service.models import Event, PayloadData, WebhookPayload
+from service.core.ids import format_timestamp
+from service.core.models import Event, PayloadData, WebhookPayload
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -27,11 +27,6 @@ def build_payload(event: Event, *, event_id: str, stored_at: datetime) -> Webhoo
             metadata=event.metadata,
         ),
     )
-
-
-def entry_time(entry_id: str) -> datetime:
-    """When a stream entry was added: its id starts with the milliseconds."""
-    return datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC)
 
 
 def encode(payload: WebhookPayload) -> bytes:

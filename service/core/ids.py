@@ -1,0 +1,107 @@
+"""Every id and time format of the service, built and parsed in this one place (pure).
+
+event id        evt_{stream entry id}          evt_1772532000000-0
+test event id   evt_test_{token}               (never stored in the stream)
+delivery id     dlv_{entry id}_{webhook id}    deterministic: a re-read finds it again
+lease owner     {delivery id}:{tag}{detail}    who may attempt a delivery now (LeaseTag)
+timestamps      2026-03-03T10:00:00Z           ISO 8601, UTC, to the second (the API page)
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from datetime import UTC, datetime
+from enum import Enum
+
+EVENT_ID_PREFIX = "evt_"
+DELIVERY_ID_PREFIX = "dlv_"
+_EVENT_ID = re.compile(r"^evt_(\d{1,20})-(\d{1,20})$")
+
+
+def event_id(entry_id: str) -> str:
+    """The public id of the event stored as stream entry `entry_id`."""
+    return EVENT_ID_PREFIX + entry_id
+
+
+def entry_id(event_id: str) -> str | None:
+    """The stream entry id an event id denotes, or None if it is not one of ours."""
+    match = _EVENT_ID.match(event_id)
+    if not match or int(match[1]) >= 2**64 or int(match[2]) >= 2**64:
+        return None  # not a stream id Redis would accept
+    return f"{int(match[1])}-{int(match[2])}"
+
+
+def test_event_id(token: str) -> str:
+    return f"{EVENT_ID_PREFIX}test_{token}"
+
+
+def entry_time(entry_id: str) -> datetime:
+    """When a stream entry was added: its id starts with the milliseconds since the epoch."""
+    return datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC)
+
+
+def entry_member(entry_id: str) -> str:
+    """A stream entry id zero-padded, so that lexicographic order is time order (the email
+    and recipient indexes; the trim script pads the same way)."""
+    ms, seq = entry_id.split("-")
+    return f"{int(ms):015d}-{int(seq):010d}"
+
+
+def member_entry(member: str) -> str:
+    ms, seq = member.split("-")
+    return f"{int(ms)}-{int(seq)}"
+
+
+def delivery_id(entry_id: str, webhook_id: int) -> str:
+    return f"{DELIVERY_ID_PREFIX}{entry_id}_{webhook_id}"
+
+
+def test_delivery_id(token: str, webhook_id: int) -> str:
+    return f"{DELIVERY_ID_PREFIX}test_{token}_{webhook_id}"
+
+
+def delivery_member(created_at_ms: int, delivery_id: str) -> str:
+    """A webhook's delivery index member: creation time zero-padded, so that lexicographic
+    order is time order; the delivery id follows the colon."""
+    return f"{created_at_ms:015d}:{delivery_id}"
+
+
+def member_delivery(member: str) -> str:
+    return member.split(":", 1)[1]
+
+
+def ms_member_bound(ms: int) -> str:
+    """The index bound of a time, for ZRANGEBYLEX over delivery members."""
+    return f"{ms:015d}"
+
+
+class LeaseTag(Enum):
+    """Who took a delivery's lease, in the owner tag: each way an attempt is started gets
+    its own, so two ways can never renew each other's lease by accident."""
+
+    ATTEMPT = "a"  # the next attempt on the retry schedule: {id}:a{attempt number}
+    HAND_OFF = "h"  # a first attempt handed to arq, its endpoint saturated: {id}:h{ms}
+    SWEEP = "s"  # re-queued by maintenance after its lease lapsed: {id}:s{ms}
+    MANUAL_RETRY = "m"  # POST …/deliveries/{id}/retry: {id}:m{ms}
+    RECOVER = "r"  # POST …/recover: {id}:r{ms}
+    TEST = "t"  # POST …/test: {id}:t
+
+
+def lease_owner(delivery_id: str, tag: LeaseTag, detail: int | str = "") -> str:
+    return f"{delivery_id}:{tag.value}{detail}"
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC to the second with a `Z`, as on the API page: 2026-03-03T10:00:00Z."""
+    return _format_second(int(moment.timestamp() // 1))
+
+
+@functools.lru_cache(maxsize=8)
+def _format_second(second: int) -> str:
+    # Cached: a busy worker formats the same second for every attempt made within it.
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

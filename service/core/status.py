@@ -1,0 +1,78 @@
+"""How the service is doing, from readings of Redis and the time (pure): GET /api/status's
+report. Thresholds and what to do about each problem: docs/operations.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from service.core.ids import entry_time, format_timestamp
+from service.core.models import EventsStatus, MemoryStatus, ServiceStatus, WorkerStatus
+
+MEMORY_WARNING_FRACTION = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class Readings:
+    stored: int
+    heartbeat: str | None  # the worker's last, while it has not expired
+    used_memory: int
+    maxmemory: int  # 0: unlimited
+    group_exists: bool
+    lag: int | None  # entries the group has not read; None if Redis cannot tell
+    in_progress: int
+    oldest_in_progress: str | None  # stream entry id
+
+
+def assess(
+    readings: Readings, now: datetime, *, stuck_after_seconds: float, ingest_limit: float
+) -> ServiceStatus:
+    problems = []
+    if readings.heartbeat is None:
+        problems.append("no worker has reported in the last minute: events are not delivered")
+    # Without the group every stored event is still to be read (it starts at the first).
+    undelivered = readings.lag if readings.group_exists else readings.stored
+    oldest_at = oldest_age = None
+    if readings.oldest_in_progress is not None:
+        oldest = entry_time(readings.oldest_in_progress)
+        oldest_at = format_timestamp(oldest)
+        oldest_age = round(max(0.0, (now - oldest).total_seconds()), 3)
+        if oldest_age > stuck_after_seconds:
+            problems.append(
+                f"an event has been in progress for {oldest_age:.0f} s: it keeps failing "
+                "(see the worker's log) and holds stream trimming back"
+            )
+    used_fraction = None
+    if readings.maxmemory > 0:
+        exact_fraction = readings.used_memory / readings.maxmemory
+        used_fraction = round(exact_fraction, 4)  # for reading; decisions use the exact one
+        if exact_fraction >= ingest_limit:
+            problems.append(
+                f"redis memory is at {used_fraction:.0%} of maxmemory, past "
+                f"INGEST_MEMORY_LIMIT ({ingest_limit:.0%}): ingest answers 503 until the "
+                "worker has delivered and trimmed enough, or maxmemory is raised"
+            )
+        elif exact_fraction >= min(MEMORY_WARNING_FRACTION, ingest_limit):
+            problems.append(
+                f"redis memory is at {used_fraction:.0%} of maxmemory: ingest answers 503 "
+                f"from INGEST_MEMORY_LIMIT ({ingest_limit:.0%})"
+            )
+    return ServiceStatus(
+        status="degraded" if problems else "ok",
+        problems=problems,
+        worker=WorkerStatus(
+            alive=readings.heartbeat is not None, last_heartbeat=readings.heartbeat
+        ),
+        events=EventsStatus(
+            stored=readings.stored,
+            undelivered=undelivered,
+            in_progress=readings.in_progress,
+            oldest_in_progress_at=oldest_at,
+            oldest_in_progress_age_seconds=oldest_age,
+        ),
+        redis_memory=MemoryStatus(
+            used_bytes=readings.used_memory,
+            max_bytes=readings.maxmemory or None,
+            used_fraction=used_fraction,
+        ),
+    )
