@@ -25,9 +25,8 @@ from service.storage.connection import connect
 from tests.conftest import API_KEY, StartProcess, serve
 from tests.receiver import Receiver, Reply
 from worker.consumer import Consumer, ensure_group
-from worker.deliverer import Deliverer
 from worker.http import WebhookClient
-from worker.settings import redis_settings
+from worker.settings import Stores, build_deliverer, redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -221,10 +220,16 @@ async def test_a_backlog_beyond_the_in_flight_cap_is_delivered_whole(
     redis = connect(config)
     http = WebhookClient(config)
     jobs = await create_pool(redis_settings(config))
-    deliverer = Deliverer(redis=redis, jobs=jobs, http=http, config=config)
+    stores = Stores.create(redis, config)
+    deliverer = build_deliverer(stores, jobs=jobs, http=http, config=config)
     await ensure_group(redis)
     consumer = Consumer(
-        redis, deliverer, name="capped", reclaim_idle_ms=60_000, max_entries_in_flight=3
+        redis,
+        deliverer,
+        stores.pipeline,
+        name="capped",
+        reclaim_idle_ms=60_000,
+        max_entries_in_flight=3,
     )
     running = asyncio.create_task(consumer.run())
     try:

@@ -32,7 +32,7 @@ from service.storage.deliveries import DeliveryStore, StoredDelivery
 from service.storage.webhooks import WebhookStore
 from tests.conftest import API_KEY, serve
 from tests.receiver import Received, Receiver, Reply
-from worker.deliverer import EndpointLimiter
+from worker.limiter import EndpointLimiter
 from worker.settings import WorkerSettings, redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]

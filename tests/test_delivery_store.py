@@ -6,9 +6,12 @@ import pytest
 from redis.asyncio import Redis
 
 from service.core.ids import delivery_id
+from service.core.outcome import Verdict
 from service.storage import keys
 from service.storage.deliveries import Claim, DeliveryStore, StoredDelivery
 from service.storage.webhooks import WebhookChanges, WebhookStore
+
+SUCCEEDED, RETRY, FAILED = Verdict.SUCCEEDED, Verdict.RETRY, Verdict.FAILED
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -42,7 +45,11 @@ class TestLease:
         store = DeliveryStore(real_redis)
         await claim(store, "a", now=0)
         status = await store.record(
-            await delivery(store), owner="a", now_ms=10, verdict="succeeded", **RECORD_DEFAULTS
+            await delivery(store),
+            owner="a",
+            now_ms=10,
+            verdict=SUCCEEDED,
+            **RECORD_DEFAULTS,
         )
         assert status == "succeeded"
         assert await claim(store, "b", now=10**9) is Claim.SKIP
@@ -52,7 +59,7 @@ class TestLease:
         await claim(store, "a", now=0)
         await claim(store, "b", now=LEASE + 1)  # a was presumed dead
         status = await store.record(
-            await delivery(store), owner="a", now_ms=LEASE + 2, verdict="succeeded",
+            await delivery(store), owner="a", now_ms=LEASE + 2, verdict=SUCCEEDED,
             attempt_json=b'{"number":1}', **RECORD_DEFAULTS,
         )  # fmt: skip
         assert status == "lost"
@@ -64,7 +71,7 @@ class TestLease:
         store = DeliveryStore(real_redis)
         await claim(store, "a", now=0)
         status = await store.record(
-            await delivery(store), owner="a", now_ms=100, verdict="retry", next_attempt_ms=5000,
+            await delivery(store), owner="a", now_ms=100, verdict=RETRY, next_attempt_ms=5000,
             next_owner="job-2", lease_ms=LEASE, payload=b"{}", **RECORD_DEFAULTS,
         )  # fmt: skip
         assert status == "pending"
@@ -105,7 +112,7 @@ class TestLease:
         store = DeliveryStore(real_redis)
         await claim(store, "a", now=0)
         await store.record(
-            await delivery(store), owner="a", now_ms=10, verdict="failed", payload=b"{}",
+            await delivery(store), owner="a", now_ms=10, verdict=FAILED, payload=b"{}",
             **RECORD_DEFAULTS,
         )  # fmt: skip
         failed = await delivery(store)
@@ -123,7 +130,7 @@ class TestLease:
         store = DeliveryStore(real_redis)
         await claim(store, "a", now=0)
         await store.record(
-            await delivery(store), owner="a", now_ms=100, verdict="retry", next_attempt_ms=10**7,
+            await delivery(store), owner="a", now_ms=100, verdict=RETRY, next_attempt_ms=10**7,
             next_owner="job-2", lease_ms=LEASE, payload=b"{}", **RECORD_DEFAULTS,
         )  # fmt: skip
         assert await store.requeue(
@@ -147,18 +154,18 @@ class TestWebhookHealth:
                 event_type="email.open", owner="a", now_ms=0, lease_ms=LEASE,
             )  # fmt: skip
         defaults = {**RECORD_DEFAULTS, "disable_after_ms": 1000}
-        await store.record(await delivery(store, ids[0]), owner="a", now_ms=0, verdict="retry",
+        await store.record(await delivery(store, ids[0]), owner="a", now_ms=0, verdict=RETRY,
                            next_owner="a", **defaults)  # fmt: skip
         assert await real_redis.hget(keys.webhook(hook.id), "failing_since") == b"0"
         status = await store.record(
-            await delivery(store, ids[1]), owner="a", now_ms=1001, verdict="retry",
+            await delivery(store, ids[1]), owner="a", now_ms=1001, verdict=RETRY,
             next_owner="a", **defaults,
         )  # fmt: skip
         assert status == "disabled"
         assert (await webhooks.get(hook.id)).active is False  # type: ignore[union-attr]
         await webhooks.update(hook.id, WebhookChanges(active=True), now="t2")
         await store.record(await delivery(store, ids[2]), owner="a", now_ms=2000,
-                           verdict="succeeded", **defaults)  # fmt: skip
+                           verdict=SUCCEEDED, **defaults)  # fmt: skip
         assert await real_redis.hget(keys.webhook(hook.id), "failing_since") is None
 
 
@@ -170,7 +177,7 @@ class TestRetention:
             id_ = f"dlv_{n}-0_1"
             await claim(store, "a", now=n, id_=id_)
             await store.record(
-                await delivery(store, id_), owner="a", now_ms=n, verdict="failed",
+                await delivery(store, id_), owner="a", now_ms=n, verdict=FAILED,
                 disable_after_ms=10**9, retention_count=2, retention_seconds=3600,
             )  # fmt: skip
         listed, _ = await store.page(1, status=None, before=None, limit=10)
@@ -194,7 +201,7 @@ class TestRetention:
         for n, id_ in enumerate(ids):
             await claim(store, "a", now=n, id_=id_)
             await store.record(
-                await delivery(store, id_), owner="a", now_ms=n, verdict="succeeded",
+                await delivery(store, id_), owner="a", now_ms=n, verdict=SUCCEEDED,
                 disable_after_ms=10**9, retention_count=3, retention_seconds=3600,
             )  # fmt: skip
         page, _ = await store.page(1, status=None, before=None, limit=10)

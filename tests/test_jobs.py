@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
+from config import Config
 from service.storage import keys
-from service.storage.events import EventStore
 from tests.test_event_store import consume, event
 from worker.consumer import ensure_group
 from worker.jobs import forget_dead_consumers, trim_events
+from worker.settings import Stores
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -41,11 +42,12 @@ async def test_trim_events_frees_the_delivered_backlog_without_appends(
     real_redis: Redis,
 ) -> None:
     # Ingest is held back while Redis is nearly full, so no append trims: the worker must.
-    store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+    stores = Stores.create(real_redis, Config(events_maxlen=1000, dedup_ttl_seconds=60))
+    store = stores.events
     await ensure_group(real_redis)
     for start in range(0, 30_000, 1000):
         await store.append("sendgrid", [event(n) for n in range(start, start + 1000)])
-    ctx = {"redis": real_redis, "event_store": store}
+    ctx = {"redis": real_redis, "stores": stores}
     await trim_events(ctx)
     assert await real_redis.xlen(keys.EVENTS_STREAM) == 30_000  # nothing delivered yet
     await consume(real_redis, keep=set())

@@ -93,13 +93,14 @@ class Consumer:
         self,
         redis: Redis,
         deliverer: Deliverer,
+        pipeline: AutoPipeline,
         *,
         name: str,
         reclaim_idle_ms: int,
         max_entries_in_flight: int = 1000,
     ) -> None:
         self._redis = redis
-        self._acks = Acknowledgements(deliverer.pipeline)
+        self._acks = Acknowledgements(pipeline)
         self._deliverer = deliverer
         self.name = name
         # Unique per process start (a restarted process may get the same name), then a count.

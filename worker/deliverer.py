@@ -12,14 +12,10 @@ import logging
 import random
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import httpx
 import msgspec
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
 
 from config import Config
 from service.core.clock import Clock, system_clock
@@ -33,16 +29,11 @@ from service.core.ids import (
     format_timestamp,
     lease_owner,
 )
-from service.core.ids import (
-    event_id as event_id_of,
-)
+from service.core.ids import event_id as event_id_of
 from service.core.models import Attempt, Event
-from service.core.outcome import Verdict, classify_status
+from service.core.outcome import ErrorKind, Verdict, judge
 from service.core.payload import build_payload, encode
-from service.core.schedule import next_delay, parse_retry_after
 from service.core.signing import delivery_headers
-from service.core.urls import private_host_reason
-from service.storage.autopipeline import AutoPipeline
 from service.storage.deliveries import (
     Claim,
     ClaimResult,
@@ -53,54 +44,38 @@ from service.storage.deliveries import (
 from service.storage.events import EventStore
 from service.storage.jobs import enqueue_retry
 from service.storage.webhooks import StoredWebhook, WebhookStore
-from worker.deadlines import Deadlines
-from worker.http import USER_AGENT, WebhookClient, blocked_reason, parse_url
+from worker.http import USER_AGENT
+from worker.limiter import EndpointLimiter, Slot
+from worker.sender import Sender
 
 logger = logging.getLogger("mailhooks.delivery")
 
-RESPONSE_LOG_BYTES = 1024
 _ATTEMPT_ENCODER = msgspec.json.Encoder()
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    latency_ms: int
-    status_code: int | None = None
-    error: str | None = None
-    response: str | None = None
-    retry_after: str | None = None
 
 
 class Deliverer:
     def __init__(
         self,
         *,
-        redis: Redis,
+        webhooks: WebhookStore,
+        deliveries: DeliveryStore,
+        events: EventStore,
         jobs: ArqRedis,
-        http: WebhookClient,
+        sender: Sender,
         config: Config,
         clock: Clock = system_clock,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        # One pipeline for everything the worker sends at once: claims, outcomes and the
-        # consumer's acknowledgements of one loop turn share a round trip.
-        self.pipeline = AutoPipeline(redis)
-        self.webhooks = WebhookStore(redis)
-        self.deliveries = DeliveryStore(redis, self.pipeline)
-        self.events = EventStore(
-            redis,
-            maxlen=config.events_maxlen,
-            dedup_ttl_seconds=config.dedup_ttl_seconds,
-            pipeline=self.pipeline,
-        )
+        self._webhooks = webhooks
+        self._deliveries = deliveries
+        self._events = events
         self._jobs = jobs
-        self._http = http
+        self._sender = sender
         self._clock = clock
         self._rng = rng or random.Random()
         self._in_flight = asyncio.Semaphore(config.delivery_concurrency)
         self._endpoints = EndpointLimiter(config.endpoint_concurrency)
-        self._deadlines = Deadlines()  # each request's DELIVERY_TIMEOUT, on one timer
         self.lease_ms = lease_ms(config)
         # A first attempt that waited longer than this for its endpoint's slot renews its
         # lease first: the lease (twice the timeout plus a second) then still covers the
@@ -119,10 +94,10 @@ class Deliverer:
         types = list(event_types)
         if len(types) == 1:  # the usual read: no task per lookup
             return {
-                types[0]: await self.webhooks.subscribers(types[0].removeprefix(QUALIFIED_PREFIX))
+                types[0]: await self._webhooks.subscribers(types[0].removeprefix(QUALIFIED_PREFIX))
             }
         found = await asyncio.gather(
-            *(self.webhooks.subscribers(t.removeprefix(QUALIFIED_PREFIX)) for t in types)
+            *(self._webhooks.subscribers(t.removeprefix(QUALIFIED_PREFIX)) for t in types)
         )
         return dict(zip(types, found, strict=True))
 
@@ -202,7 +177,7 @@ class Deliverer:
     ) -> Coroutine[Any, Any, ClaimResult]:
         """The claim to await: a plain function returning the store's coroutine, so that it
         adds no frame to the first attempt's await chain."""
-        return self.deliveries.claim(
+        return self._deliveries.claim(
             delivery_id=id_,
             webhook_id=webhook_id,
             event_id=event_id,
@@ -241,14 +216,14 @@ class Deliverer:
         """Attempt a pending delivery whose lease `owner` holds (or nobody holds any more).
         False when its endpoint is saturated: the caller should try again later rather than
         wait here (an arq job slot must not idle behind one slow endpoint)."""
-        delivery = await self.deliveries.get(id_)
+        delivery = await self._deliveries.get(id_)
         if delivery is None or delivery.status != "pending":
             return True
         if self._endpoints.saturated(delivery.webhook_id):
             return False
         body = delivery.payload or await self._payload_from_stream(delivery)
         async with self._endpoints.slot(delivery.webhook_id) as slot, self._in_flight:
-            claim = await self.deliveries.claim(
+            claim = await self._deliveries.claim(
                 delivery_id=id_,
                 webhook_id=delivery.webhook_id,
                 event_id=delivery.event_id,
@@ -260,9 +235,9 @@ class Deliverer:
             )
             if claim.claim is Claim.SKIP:
                 return True
-            webhook = await self.webhooks.get(delivery.webhook_id)
+            webhook = await self._webhooks.get(delivery.webhook_id)
             if body is None:
-                await self._abandon(delivery, owner, "event_expired")
+                await self._abandon(delivery, owner, ErrorKind.EVENT_EXPIRED)
                 return True
             await self._attempt(delivery, webhook, body, owner, slot)
         return True
@@ -272,7 +247,7 @@ class Deliverer:
 
     async def _payload_from_stream(self, delivery: StoredDelivery) -> bytes | None:
         entry = entry_id(delivery.event_id)
-        event = await self.events.get(delivery.event_id)
+        event = await self._events.get(delivery.event_id)
         if event is None or entry is None:
             return None
         stored_at = entry_time(entry)
@@ -286,14 +261,14 @@ class Deliverer:
         webhook: StoredWebhook | None,
         body: bytes,
         owner: str,
-        slot: _Slot,
+        slot: Slot,
     ) -> None:
         # Called holding the endpoint's slot and a place among DELIVERY_CONCURRENCY. The
         # slot is freed once the request is answered (it limits the load on the endpoint,
         # and recording the outcome is none); the place is held until the outcome is
         # recorded, so that what a crash can make us send twice stays bounded.
         if webhook is None or not webhook.active:
-            reason = "webhook_deleted" if webhook is None else "webhook_disabled"
+            reason = ErrorKind.WEBHOOK_DELETED if webhook is None else ErrorKind.WEBHOOK_DISABLED
             await self._abandon(delivery, owner, reason, body)
             return
         now = self._clock()
@@ -304,7 +279,7 @@ class Deliverer:
             body=body,
             user_agent=USER_AGENT,
         )
-        result = await self.send(webhook.url, headers, body)
+        result = await self._sender.send(webhook.url, headers, body)
         slot.free()
         number = delivery.attempts + 1
         attempt = Attempt(
@@ -315,10 +290,17 @@ class Deliverer:
             error=result.error,
             response=result.response,
         )
-        verdict, delay = self._judge(result, number)
+        verdict, delay = judge(
+            result.status_code,
+            result.retry_after,
+            number,
+            schedule=self.config.retry_schedule,
+            rng=self._rng,
+            now=now,
+        )
         next_owner = lease_owner(delivery.id, LeaseTag.ATTEMPT, number + 1)
         now_ms = self._now_ms()
-        status = await self.deliveries.record(
+        status = await self._deliveries.record(
             delivery,
             owner=owner,
             now_ms=now_ms,
@@ -330,7 +312,7 @@ class Deliverer:
             lease_ms=self.lease_ms,
             payload=body,
             status_code=result.status_code,
-            error=result.error or (None if verdict == "succeeded" else "http_status"),
+            error=result.error or (None if verdict is Verdict.SUCCEEDED else ErrorKind.HTTP_STATUS),
             disable_after_ms=self.config.disable_after_seconds * 1000,
             retention_count=self.config.delivery_retention_count,
             retention_seconds=self.config.delivery_retention_seconds,
@@ -339,153 +321,24 @@ class Deliverer:
             await self.enqueue(delivery.id, next_owner, delay=delay)
         elif status == "disabled":
             logger.warning("webhook %d disabled after failing too long", webhook.id)
-        elif verdict == "gone":
+        elif verdict is Verdict.GONE:
             logger.warning("webhook %d disabled: its endpoint answered 410 Gone", webhook.id)
 
-    def _judge(self, result: SendResult, number: int) -> tuple[str, float | None]:
-        retry_after: float | None = None
-        if result.status_code is not None:
-            outcome = classify_status(result.status_code)
-            if outcome.verdict is Verdict.SUCCEEDED:
-                return "succeeded", None
-            if outcome.verdict is Verdict.GONE:
-                return "gone", None
-            if outcome.honour_retry_after:
-                retry_after = parse_retry_after(result.retry_after, self._clock())
-        delay = next_delay(self.config.retry_schedule, number, self._rng, retry_after=retry_after)
-        return ("retry", delay) if delay is not None else ("failed", None)
-
     async def _abandon(
-        self, delivery: StoredDelivery, owner: str, reason: str, body: bytes = b""
+        self, delivery: StoredDelivery, owner: str, reason: ErrorKind, body: bytes = b""
     ) -> None:
         """No attempt: the delivery fails as it is, and stays retryable by hand (recover)."""
-        await self.deliveries.record(
+        await self._deliveries.record(
             delivery,
             owner=owner,
             now_ms=self._now_ms(),
-            verdict="abandoned",
+            verdict=Verdict.ABANDONED,
             payload=body,
             error=reason,
             disable_after_ms=self.config.disable_after_seconds * 1000,
             retention_count=self.config.delivery_retention_count,
             retention_seconds=self.config.delivery_retention_seconds,
         )
-
-    async def send(self, url: str, headers: dict[str, str], body: bytes) -> SendResult:
-        """POST once; transport errors become an error kind here, the one place they are seen."""
-        started = time.perf_counter()
-
-        def elapsed() -> int:
-            return int((time.perf_counter() - started) * 1000)
-
-        if not self.config.allow_private_urls:
-            reason = private_host_reason(parse_url(url).host.rstrip(".").lower())
-            if reason:  # an IP literal: no resolver sees it, so check it here
-                return SendResult(elapsed(), error="blocked_address", response=reason)
-        try:
-            with self._deadlines.limit(self.config.delivery_timeout):
-                async with self._http.post(url, headers, body) as response:
-                    head = await _read_head(response)
-                    return SendResult(
-                        elapsed(),
-                        status_code=response.status_code,
-                        response=head.decode("utf-8", "replace"),
-                        retry_after=response.headers.get("retry-after"),
-                    )
-        except (TimeoutError, httpx.TimeoutException):
-            return SendResult(elapsed(), error="timeout")
-        except httpx.TransportError as exc:
-            blocked = blocked_reason(exc)
-            if blocked:
-                return SendResult(elapsed(), error="blocked_address", response=blocked)
-            kind = "connect_error" if isinstance(exc, httpx.ConnectError) else "network_error"
-            return SendResult(elapsed(), error=kind, response=str(exc)[:RESPONSE_LOG_BYTES])
-        except (httpx.HTTPError, aiohttp.ClientError, ValueError) as exc:
-            # Whatever else an endpoint's reply can make the stack raise (a malformed status
-            # line, a bad Content-Length, …) is the endpoint's fault: an attempt that failed.
-            logger.info("malformed reply from %s: %r", httpx.URL(url).host, exc)
-            return SendResult(elapsed(), error="protocol_error", response=repr(exc)[:1024])
-
-
-class EndpointLimiter:
-    """At most `limit` attempts in flight per endpoint. An endpoint is saturated when all its
-    slots have been busy for SLOW_AFTER_SECONDS and `limit` more attempts wait: it is slow,
-    not merely bursty, and its next deliveries are handed to arq instead of waiting here."""
-
-    SLOW_AFTER_SECONDS = 0.5
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._semaphores: dict[int, asyncio.Semaphore] = {}
-        self._users: dict[int, int] = {}  # holders and waiters
-        self._busy_since: dict[int, float] = {}  # when its last free slot was taken
-
-    def saturated(self, key: int) -> bool:
-        busy_since = self._busy_since.get(key)
-        return (
-            busy_since is not None
-            and time.monotonic() - busy_since > self.SLOW_AFTER_SECONDS
-            and self._users.get(key, 0) >= 2 * self._limit
-        )
-
-    def slot(self, key: int) -> _Slot:
-        """`async with limiter.slot(endpoint):` one attempt's slot (a plain class rather than
-        an asynccontextmanager: this runs for every delivery). Counted from creation."""
-        return _Slot(self, key)
-
-    def _join(self, key: int) -> asyncio.Semaphore:
-        self._users[key] = self._users.get(key, 0) + 1
-        semaphore = self._semaphores.get(key)
-        if semaphore is None:
-            semaphore = self._semaphores[key] = asyncio.Semaphore(self._limit)
-        return semaphore
-
-    def _leave(self, key: int) -> None:
-        self._users[key] -= 1
-        if self._users[key] == 0:  # idle: forget it, so the maps stay small
-            del self._users[key], self._semaphores[key]
-
-
-class _Slot:
-    """One attempt's slot: counted as a user of the endpoint from creation (the saturation
-    check sees it), held inside `async with` or until `free()`, and let go by `leave()` in
-    any case."""
-
-    __slots__ = ("_held", "_key", "_left", "_limiter", "_semaphore")
-
-    def __init__(self, limiter: EndpointLimiter, key: int) -> None:
-        self._limiter = limiter
-        self._key = key
-        self._semaphore = limiter._join(key)
-        self._held = self._left = False
-
-    async def __aenter__(self) -> _Slot:
-        try:
-            await self._semaphore.acquire()
-        except BaseException:
-            self.leave()
-            raise
-        self._held = True
-        if self._semaphore.locked():  # its last free slot: busy from now
-            self._limiter._busy_since.setdefault(self._key, time.monotonic())
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.free()
-
-    def free(self) -> None:
-        """Done with the endpoint (its request answered); idempotent."""
-        if self._held:
-            self._held = False
-            self._limiter._busy_since.pop(self._key, None)  # a slot is free again
-            self._semaphore.release()
-        self.leave()
-
-    def leave(self) -> None:
-        """No longer a user of the endpoint; idempotent."""
-        if not self._left:
-            self._left = True
-            self._limiter._leave(self._key)
 
 
 async def _nothing() -> None:
@@ -498,12 +351,3 @@ async def _all(attempts: list[Coroutine[Any, Any, None]]) -> None:
     for outcome in await asyncio.gather(*attempts, return_exceptions=True):
         if isinstance(outcome, BaseException):
             raise outcome
-
-
-async def _read_head(response: httpx.Response) -> bytes:
-    head = b""
-    async for chunk in response.aiter_raw():
-        head += chunk
-        if len(head) >= RESPONSE_LOG_BYTES:
-            break
-    return head[:RESPONSE_LOG_BYTES]

@@ -10,6 +10,7 @@ from arq import Retry
 from service.core.clock import system_clock
 from service.core.ids import LeaseTag, epoch_ms, format_timestamp, lease_owner
 from service.storage import keys
+from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from worker.deliverer import Deliverer
 
@@ -37,24 +38,25 @@ async def requeue_expired_leases(ctx: dict[str, Any]) -> None:
     """A delivery whose lease ran out with no attempt under way (its worker died between
     scheduling a retry and handing it to arq) gets a new job."""
     deliverer: Deliverer = ctx["deliverer"]
+    deliveries: DeliveryStore = ctx["stores"].deliveries
     now_ms = epoch_ms(system_clock())
-    for delivery_id in await deliverer.deliveries.expired_leases(now_ms - LEASE_GRACE_MS):
-        delivery = await deliverer.deliveries.get(delivery_id)
+    for delivery_id in await deliveries.expired_leases(now_ms - LEASE_GRACE_MS):
+        delivery = await deliveries.get(delivery_id)
         if delivery is None or delivery.status != "pending":
-            await deliverer.deliveries.forget_lease(delivery_id)
+            await deliveries.forget_lease(delivery_id)
             continue
         logger.info("re-queuing %s: its lease expired with no attempt under way", delivery_id)
         await deliverer.enqueue(
             delivery_id, lease_owner(delivery_id, LeaseTag.SWEEP, now_ms), delay=0
         )
         # Not again next round while that job waits its turn.
-        await deliverer.deliveries.extend_lease_index(delivery_id, now_ms + deliverer.lease_ms)
+        await deliveries.extend_lease_index(delivery_id, now_ms + deliverer.lease_ms)
 
 
 async def trim_events(ctx: dict[str, Any]) -> None:
     """Appends trim the stream as they go, but ingest stops short of a full Redis: then only
     this frees the delivered backlog's memory, so that ingest can resume."""
-    events: EventStore = ctx["event_store"]
+    events: EventStore = ctx["stores"].events
     if removed := await events.trim():
         logger.info("trimmed %d delivered events past EVENTS_MAXLEN", removed)
 

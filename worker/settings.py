@@ -6,16 +6,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+from dataclasses import dataclass
 from typing import Any
 
 from arq import cron, func
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio import Redis
 
 from config import Config
 from service import logs
+from service.core.clock import Clock, system_clock
 from service.storage import jobs
+from service.storage.autopipeline import AutoPipeline
 from service.storage.connection import RETRY_ON, connect, retry_policy
+from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.webhooks import WebhookStore
 from worker.consumer import Consumer, consumer_name, ensure_group
 from worker.deliverer import Deliverer
 from worker.http import WebhookClient
@@ -27,6 +34,7 @@ from worker.jobs import (
     retry_delivery,
     trim_events,
 )
+from worker.sender import Sender
 
 logger = logging.getLogger("mailhooks.worker")
 
@@ -44,6 +52,56 @@ def redis_settings(config: Config) -> RedisSettings:
     return settings
 
 
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """The worker's stores over one Redis client, sharing one AutoPipeline: the claims,
+    outcomes and acknowledgements of one loop turn travel in one round trip."""
+
+    pipeline: AutoPipeline
+    webhooks: WebhookStore
+    deliveries: DeliveryStore
+    events: EventStore
+
+    @classmethod
+    def create(cls, redis: Redis, config: Config) -> Stores:
+        pipeline = AutoPipeline(redis)
+        return cls(
+            pipeline=pipeline,
+            webhooks=WebhookStore(redis),
+            deliveries=DeliveryStore(redis, pipeline),
+            events=EventStore(
+                redis,
+                maxlen=config.events_maxlen,
+                dedup_ttl_seconds=config.dedup_ttl_seconds,
+                pipeline=pipeline,
+            ),
+        )
+
+
+def build_deliverer(
+    stores: Stores,
+    *,
+    jobs: ArqRedis,
+    http: WebhookClient,
+    config: Config,
+    clock: Clock = system_clock,
+    rng: random.Random | None = None,
+) -> Deliverer:
+    sender = Sender(
+        http, timeout=config.delivery_timeout, allow_private_urls=config.allow_private_urls
+    )
+    return Deliverer(
+        webhooks=stores.webhooks,
+        deliveries=stores.deliveries,
+        events=stores.events,
+        jobs=jobs,
+        sender=sender,
+        config=config,
+        clock=clock,
+        rng=rng,
+    )
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     config: Config = ctx["config"]
     logs.configure(config.log_level)
@@ -51,14 +109,17 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["http"] = WebhookClient(config)
     # The delivery path's own client (the web process's kind): arq's pool stays for its jobs.
     ctx["store_redis"] = store_redis = connect(config)
-    deliverer = Deliverer(redis=store_redis, jobs=ctx["redis"], http=ctx["http"], config=config)
+    stores = Stores.create(store_redis, config)
+    ctx["stores"] = stores
+    deliverer = build_deliverer(stores, jobs=ctx["redis"], http=ctx["http"], config=config)
     ctx["deliverer"] = deliverer
-    ctx["event_store"] = EventStore(
-        store_redis, maxlen=config.events_maxlen, dedup_ttl_seconds=config.dedup_ttl_seconds
-    )
     await ensure_group(store_redis)
     consumer = Consumer(
-        store_redis, deliverer, name=consumer_name(), reclaim_idle_ms=2 * deliverer.lease_ms
+        store_redis,
+        deliverer,
+        stores.pipeline,
+        name=consumer_name(),
+        reclaim_idle_ms=2 * deliverer.lease_ms,
     )
     ctx["consumer"] = consumer
     ctx["consumer_task"] = asyncio.create_task(consumer.run(), name="consumer")

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from config import Config
 from service.core.ids import delivery_member, member_delivery, ms_member_bound
+from service.core.outcome import Verdict
 from service.storage import keys
 from service.storage.autopipeline import AutoPipeline
 
@@ -298,7 +299,7 @@ class DeliveryStore:
         *,
         owner: str,
         now_ms: int,
-        verdict: str,
+        verdict: Verdict,
         attempt_json: bytes = b"",
         attempt_number: int = 0,
         next_attempt_ms: int = 0,
