@@ -42,6 +42,47 @@ class TestCheckEndpointUrl:
         with pytest.raises(UnsafeUrl, match=message):
             check(url)
 
+    @pytest.mark.parametrize(
+        ("url", "message"),
+        [
+            # Invalid A-labels: httpx raises idna's UnicodeError when the host is decoded.
+            ("https://xn--ls8h.la/", "not a valid URL"),
+            ("https://xn--/", "not a valid URL"),
+            ("https://xn--zz.com/", "not a valid URL"),
+            ("https://xn--a-.com/", "not a valid URL"),
+            # Percent-escapes would reach the resolver as a name: refused, never decoded.
+            ("https://%31%32%37.0.0.1/", "percent-escapes"),
+            ("https://127.0.0.1%2e/", "percent-escapes"),
+            ("https://%/", "percent-escapes"),
+            ("https://%zz/", "percent-escapes"),
+            ("https://[fe80::1%25eth0]/", "percent-escapes"),
+            ("https://example..com/", "empty label"),
+            ("https://.example.com/", "empty label"),
+            ("https://-a-.com/", "inner hyphens"),
+            ("https://a-.example.com/", "inner hyphens"),
+            ("https://a_b.example.com/", "inner hyphens"),
+            ("https://" + "a" * 64 + ".example.com/", "longer than 63"),
+            ("https://" + "a." * 127 + "com/", "253"),
+            ("https://example.com:0/", "port"),
+            ("https://example.com:99999/", "port"),
+        ],
+    )
+    def test_malformed_hosts_and_ports_are_refused(self, url: str, message: str) -> None:
+        with pytest.raises(UnsafeUrl, match=message):
+            check(url)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://xn--bcher-kva.example/",  # the A-label of bücher.example
+            "https://example.com./hook",  # a fully qualified name
+            "https://a-b.c-d.example:1/",
+            "https://example.com:65535/",
+        ],
+    )
+    def test_well_formed_hosts_and_ports_pass(self, url: str) -> None:
+        assert check(url) == url
+
     def test_http_needs_the_flag(self) -> None:
         with pytest.raises(UnsafeUrl, match="https"):
             check("http://yourapp.com/x")

@@ -198,6 +198,25 @@ class TestValidation:
         assert_error(response, 422, "validation_error", field)
         assert (await client.get(MANAGE)).json() == {"webhooks": []}
 
+    @pytest.mark.parametrize(
+        "url",
+        ["https://xn--ls8h.la/", "https://xn--/", "https://%31%32%37.0.0.1/", "https://a.com:0/"],
+    )
+    async def test_bad_hosts_are_a_422_on_url_for_create_and_update(
+        self, client: httpx.AsyncClient, url: str
+    ) -> None:
+        created = await client.post(MANAGE, json={"url": url, "events": "open"})
+        assert_error(created, 422, "validation_error", "url")
+        await client.post(MANAGE, json={"url": "https://yourapp.com/x", "events": "open"})
+        updated = await client.patch(f"{MANAGE}/1", json={"url": url})
+        assert_error(updated, 422, "validation_error", "url")
+        assert (await client.get(f"{MANAGE}/1")).json()["url"] == "https://yourapp.com/x"
+
+    async def test_an_idn_is_still_accepted(self, client: httpx.AsyncClient) -> None:
+        created = await client.post(MANAGE, json={"url": "https://bücher.example/", "events": "*"})
+        assert created.status_code == 201
+        assert created.json()["url"] == "https://bücher.example/"
+
     async def test_unknown_event_is_named_in_the_message(self, client: httpx.AsyncClient) -> None:
         response = await client.post(MANAGE, json={"url": "https://a.example", "events": "sent"})
         assert "'sent'" in response.json()["error"]["message"]

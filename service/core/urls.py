@@ -7,6 +7,7 @@ the host we would connect to. Names are resolved and checked again at delivery t
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 
 import httpx
@@ -14,6 +15,7 @@ import httpx
 MAX_URL_LENGTH = 2048
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LDH = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", re.IGNORECASE)
 _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
 
@@ -29,13 +31,21 @@ def check_endpoint_url(url: str, *, allow_http: bool, allow_private: bool) -> st
         raise UnsafeUrl("url must not contain whitespace or control characters")
     try:
         parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
+        # .host decodes an IDNA A-label (xn--…) and raises UnicodeError (idna.IDNAError) on
+        # one that is not valid: asked here, so the failure is a 422, never a 500.
+        host = parsed.host.rstrip(".").lower()
+        port = parsed.port
+    except (httpx.InvalidURL, UnicodeError) as exc:
         raise UnsafeUrl(f"url is not a valid URL: {exc}") from None
     if parsed.scheme not in ("https", "http"):
         raise UnsafeUrl("url must be an absolute https:// URL")
-    host = parsed.host.rstrip(".").lower()
     if not host:
         raise UnsafeUrl("url must include a host")
+    host_problem = _host_syntax_problem(parsed.raw_host.decode("ascii", "replace"))
+    if host_problem:
+        raise UnsafeUrl(f"url's host {host_problem}")
+    if port is not None and not 1 <= port <= 65535:
+        raise UnsafeUrl("url's port must be between 1 and 65535")
     if parsed.scheme == "http" and not allow_http:
         raise UnsafeUrl("url must use https:// (http:// is disabled on this server)")
     if parsed.userinfo:
@@ -45,6 +55,29 @@ def check_endpoint_url(url: str, *, allow_http: bool, allow_private: bool) -> st
         if reason:
             raise UnsafeUrl(f"url points to {reason}, which is not allowed")
     return url
+
+
+def _host_syntax_problem(raw_host: str) -> str | None:
+    """What is wrong with a host as sent on the wire (A-labels for IDNs), or None.
+
+    Percent-escapes are refused outright rather than decoded: `%31%32%37.0.0.1` would reach
+    the resolver as a name, and no real host needs them. Names must be dotted LDH labels
+    (RFC 1123): no empty label, none longer than 63, none starting or ending with a hyphen."""
+    if "%" in raw_host:
+        return "must not contain percent-escapes"
+    if ip_literal(raw_host) is not None:
+        return None
+    name = raw_host[:-1] if raw_host.endswith(".") else raw_host
+    if len(name) > 253:
+        return "must be at most 253 characters"
+    for label in name.split("."):
+        if not label:
+            return "must not have an empty label (as in a..b or .a)"
+        if len(label) > 63:
+            return "must not have a label longer than 63 characters"
+        if not _LDH.fullmatch(label):
+            return f"must be made of letters, digits and inner hyphens (label {label!r} is not)"
+    return None
 
 
 def private_host_reason(host: str) -> str | None:
