@@ -504,8 +504,12 @@ class TestSafety:
         )
         await env.ingest()
         for webhook_id in (webhook.id, literal.id):
-            pending = await eventually(lambda w=webhook_id: _first_attempt(env, w))
-            assert pending["attempt_log"][0]["error"] == "blocked_address"
+            # Failed at the first refusal: the schedule (three attempts here) is not walked.
+            [failed] = await eventually(lambda w=webhook_id: _with_status(env, w, "failed"))
+            detail = await env.delivery(webhook_id, failed["id"])
+            assert detail["attempts"] == 1
+            assert detail["attempt_log"][0]["error"] == "blocked_address"
+            assert detail["last_error"] == "blocked_address"
         assert receiver.received == []
 
     async def test_a_garbage_reply_is_a_failed_attempt_not_a_crash(

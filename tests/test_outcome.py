@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from service.core.outcome import Verdict, classify_status, judge
+from service.core.outcome import ErrorKind, Verdict, classify_status, judge
 
 
 @pytest.mark.parametrize(
@@ -61,6 +61,19 @@ class TestJudge:
         verdict, delay = self.judge(500, 1, "120")
         assert verdict is Verdict.RETRY
         assert delay != 120.0
+
+    def test_a_blocked_address_fails_at_once(self) -> None:
+        rng = random.Random(7)
+        verdict = judge(
+            None, None, 1, error=ErrorKind.BLOCKED_ADDRESS, schedule=self.SCHEDULE, rng=rng,
+            now=self.NOW,
+        )  # fmt: skip
+        assert verdict == (Verdict.FAILED, None)
+        for kind in (ErrorKind.CONNECT_ERROR, ErrorKind.TIMEOUT, ErrorKind.NETWORK_ERROR):
+            verdict, _ = judge(
+                None, None, 1, error=kind, schedule=self.SCHEDULE, rng=rng, now=self.NOW
+            )
+            assert verdict is Verdict.RETRY
 
     def test_retry_after_is_bounded_by_the_longest_scheduled_delay(self) -> None:
         assert self.judge(429, 1, "999999") == (Verdict.RETRY, 300.0)

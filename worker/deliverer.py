@@ -294,6 +294,7 @@ class Deliverer:
             result.status_code,
             result.retry_after,
             number,
+            error=result.error,
             schedule=self.config.retry_schedule,
             rng=self._rng,
             now=now,

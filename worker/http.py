@@ -33,8 +33,8 @@ class PublicOnlyResolver(AbstractResolver):
     (loopback, private, link-local, metadata, …): aiohttp then connects only to addresses
     this resolver returned, so a name cannot be re-pointed between check and connect."""
 
-    def __init__(self) -> None:
-        self._inner = ThreadedResolver()
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or ThreadedResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -56,11 +56,11 @@ def parse_url(url: str) -> httpx.URL:
     return httpx.URL(url)
 
 
-def aiohttp_session(config: Config) -> aiohttp.ClientSession:
-    """Create inside the running event loop (the session binds to it)."""
-    resolver: AbstractResolver = (
-        ThreadedResolver() if config.allow_private_urls else PublicOnlyResolver()
-    )
+def aiohttp_session(config: Config, dns: AbstractResolver | None = None) -> aiohttp.ClientSession:
+    """Create inside the running event loop (the session binds to it). `dns` replaces the
+    system's resolver (tests); the public-only check applies to it all the same."""
+    inner = dns or ThreadedResolver()
+    resolver = inner if config.allow_private_urls else PublicOnlyResolver(inner)
     connector = aiohttp.TCPConnector(
         resolver=resolver,
         limit=config.delivery_concurrency,
@@ -74,10 +74,17 @@ class WebhookClient:
     """POSTs deliveries straight to the transport. httpx.AsyncClient's per-request layers
     (cookie jar, auth flow, redirect handling, default headers) do nothing for a webhook
     sender, yet cost about a tenth of the worker's CPU in a profile (docs/performance.md).
-    `transport` is for tests and benchmarks; by default it is aiohttp's."""
+    `transport` is for tests and benchmarks; by default it is aiohttp's, resolving names with
+    `dns` (tests) or the system's resolver."""
 
-    def __init__(self, config: Config, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._transport = transport or AiohttpTransport(client=lambda: aiohttp_session(config))
+    def __init__(
+        self,
+        config: Config,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        dns: AbstractResolver | None = None,
+    ) -> None:
+        self._transport = transport or AiohttpTransport(client=lambda: aiohttp_session(config, dns))
         self._timeout = httpx.Timeout(config.delivery_timeout).as_dict()
 
     def post(self, url: str, headers: dict[str, str], body: bytes) -> Exchange:

@@ -58,23 +58,38 @@ class Sender:
                         response=head.decode("utf-8", "replace"),
                         retry_after=response.headers.get("retry-after"),
                     )
-        except (TimeoutError, httpx.TimeoutException):
-            return SendResult(elapsed(), error=ErrorKind.TIMEOUT)
-        except httpx.TransportError as exc:
-            blocked = blocked_reason(exc)
-            if blocked:
-                return SendResult(elapsed(), error=ErrorKind.BLOCKED_ADDRESS, response=blocked)
-            kind = (
-                ErrorKind.CONNECT_ERROR
-                if isinstance(exc, httpx.ConnectError)
-                else ErrorKind.NETWORK_ERROR
-            )
-            return SendResult(elapsed(), error=kind, response=str(exc)[:RESPONSE_LOG_BYTES])
+        except (TimeoutError, httpx.TransportError) as exc:
+            kind, detail = transport_error_kind(exc)
+            return SendResult(elapsed(), error=kind, response=detail)
         except (httpx.HTTPError, aiohttp.ClientError, ValueError) as exc:
             # Whatever else an endpoint's reply can make the stack raise (a malformed status
             # line, a bad Content-Length, …) is the endpoint's fault: an attempt that failed.
             logger.info("malformed reply from %s: %r", httpx.URL(url).host, exc)
             return SendResult(elapsed(), error=ErrorKind.PROTOCOL_ERROR, response=repr(exc)[:1024])
+
+
+def transport_error_kind(exc: BaseException) -> tuple[ErrorKind, str | None]:
+    """What a request that got no reply ran into, and a detail for the attempt log.
+
+    httpx-aiohttp maps every aiohttp.ClientConnectionError, a refused connection and our
+    resolver's refusal included, to httpx.ConnectTimeout: the aiohttp exception it chains
+    is what tells them apart, so it is looked at first."""
+    blocked = blocked_reason(exc)
+    if blocked:
+        return ErrorKind.BLOCKED_ADDRESS, blocked
+    cause = exc.__cause__
+    if isinstance(exc, TimeoutError) or isinstance(cause, TimeoutError):
+        return ErrorKind.TIMEOUT, None  # our deadline, or aiohttp's own timeouts
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return ErrorKind.CONNECT_ERROR, str(cause)[:RESPONSE_LOG_BYTES]
+    if isinstance(cause, aiohttp.ClientError):
+        return ErrorKind.NETWORK_ERROR, str(cause)[:RESPONSE_LOG_BYTES]
+    # Another transport (tests' httpx.MockTransport, plain httpx): httpx's own classes.
+    if isinstance(exc, httpx.TimeoutException):
+        return ErrorKind.TIMEOUT, None
+    if isinstance(exc, httpx.ConnectError):
+        return ErrorKind.CONNECT_ERROR, str(exc)[:RESPONSE_LOG_BYTES]
+    return ErrorKind.NETWORK_ERROR, str(exc)[:RESPONSE_LOG_BYTES]
 
 
 async def _read_head(response: httpx.Response) -> bytes:

@@ -58,12 +58,18 @@ def judge(
     retry_after: str | None,
     attempt_number: int,
     *,
+    error: ErrorKind | None = None,
     schedule: tuple[float, ...],
     rng: random.Random,
     now: datetime,
 ) -> tuple[Verdict, float | None]:
     """The verdict on attempt `attempt_number` (1-based) and, for RETRY, the seconds until the
-    next. `status_code` None means no answer (a transport error): retried on the schedule."""
+    next. `status_code` None means no answer (`error` says why): retried on the schedule,
+    except a blocked address. That is the endpoint's name resolving to an address we never
+    deliver to: retrying for 31 hours in case its DNS changes would only repeat the refusal,
+    so the delivery fails at once (and stays retryable by hand once the DNS is fixed)."""
+    if error is ErrorKind.BLOCKED_ADDRESS:
+        return Verdict.FAILED, None
     delay_hint: float | None = None
     if status_code is not None:
         outcome = classify_status(status_code)
