@@ -34,6 +34,8 @@ class Config:
     port: int = 8000
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     max_body_bytes: int = 1024 * 1024
+    # A request's headers, and then its body, must each arrive within this many seconds.
+    read_timeout: float = 10.0
     allow_http_urls: bool = False
     allow_private_urls: bool = False
     log_level: str = "INFO"
@@ -71,6 +73,7 @@ class Config:
         return (
             f"Config(redis_url={self.redis_url_redacted!r}, port={self.port}, "
             f"api_keys=<{len(self.api_keys)} hidden>, max_body_bytes={self.max_body_bytes}, "
+            f"read_timeout={self.read_timeout}, "
             f"allow_http_urls={self.allow_http_urls}, "
             f"allow_private_urls={self.allow_private_urls}, "
             f"log_level={self.log_level!r}, inbound_secrets=<{self.configured_providers}>, "
@@ -110,6 +113,7 @@ class Config:
             port=get("PORT", _int_between(1, 65535), 8000),
             api_keys=get("API_KEYS", _api_keys, ()),
             max_body_bytes=get("MAX_BODY_BYTES", _int_between(1024, 1024**3), 1024 * 1024),
+            read_timeout=get("READ_TIMEOUT", _float_between(1, 300), 10.0),
             allow_http_urls=get("ALLOW_HTTP_URLS", _bool, False),
             allow_private_urls=get("ALLOW_PRIVATE_URLS", _bool, False),
             log_level=get("LOG_LEVEL", _choice(LOG_LEVELS), "INFO"),

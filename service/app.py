@@ -20,6 +20,7 @@ from service.core.clock import Clock, system_clock
 from service.core.errors import InvalidSignature
 from service.http import deliveries, events, health, inbound, openapi, status, webhooks
 from service.http.errors import exception_handlers
+from service.http.server import install_access_log_redaction
 from service.http.state import STATE_KEY, AppState
 from service.providers import resend, sendgrid
 from service.storage.capacity import Capacity
@@ -75,6 +76,7 @@ def create_app(
         raise ConfigError("API_KEYS is empty: set at least one key (comma-separated)")
     check_inbound_secrets(config)
     logs.configure(config.log_level)
+    install_access_log_redaction()
     if config.allow_unsigned_inbound:
         logger.warning(
             "ALLOW_UNSIGNED_INBOUND=true: provider events without a configured secret are "

@@ -5,6 +5,7 @@
     ├── Unauthorized               401 missing or wrong API key
     │   └── InvalidSignature       401 an inbound request's signature is missing or wrong
     ├── NotFound                   404 no such resource
+    ├── RequestTimeout             408 the body did not arrive within READ_TIMEOUT
     ├── PayloadTooLarge            413 body over MAX_BODY_BYTES
     ├── UnsupportedMediaType       415 body is not application/json
     ├── ValidationFailed           422 JSON of the wrong shape or value; names the field
@@ -51,6 +52,11 @@ class InvalidSignature(Unauthorized):
 class NotFound(MailhooksError):
     status = 404
     code = "not_found"
+
+
+class RequestTimeout(MailhooksError):
+    status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLarge(MailhooksError):

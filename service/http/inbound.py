@@ -51,7 +51,7 @@ def provider_secret(config: Config, provider: str) -> str:
 async def receive(request: Request, provider_name: str | None) -> Response:
     """Handle one provider request; `provider_name` None means detect it from the request."""
     state = app_state(request)
-    body = await read_body(request, state.config.max_body_bytes)
+    body = await read_body(request, state.config)
     if provider_name is None:
         provider_name = detect(request.headers, body)
     provider = PROVIDERS[provider_name]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeVar
 
 import msgspec
 from starlette.requests import Request
 
+from config import Config
 from service.core.errors import (
     MalformedJson,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -17,18 +20,27 @@ from service.core.errors import (
 T = TypeVar("T")
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The raw body, refused with 413 as soon as it is known to exceed `max_bytes`."""
+async def read_body(request: Request, config: Config) -> bytes:
+    """The raw body, refused with 413 as soon as it is known to exceed MAX_BODY_BYTES, and
+    with 408 unless it has all arrived within READ_TIMEOUT (a client trickling a body must
+    not hold a connection for ever)."""
+    max_bytes = config.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(config.read_timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {config.read_timeout:g} s"
+        ) from None
     return b"".join(chunks)
 
 
@@ -38,9 +50,9 @@ def require_json(request: Request) -> None:
         raise UnsupportedMediaType("request body must be application/json")
 
 
-async def read_json(request: Request, decoder: msgspec.json.Decoder[T], max_bytes: int) -> T:
+async def read_json(request: Request, decoder: msgspec.json.Decoder[T], config: Config) -> T:
     require_json(request)
-    body = await read_body(request, max_bytes)
+    body = await read_body(request, config)
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
