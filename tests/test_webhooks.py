@@ -395,6 +395,22 @@ class TestGetUpdateDelete:
         assert_error(await client.put(f"{MANAGE}/1", json={}), 405, "method_not_allowed")
         assert_error(await client.delete(MANAGE), 405, "method_not_allowed")
 
+    @pytest.mark.parametrize(
+        ("method", "path", "allowed"),
+        [
+            ("OPTIONS", MANAGE, "GET, HEAD, POST"),
+            ("DELETE", MANAGE, "GET, HEAD, POST"),
+            ("PUT", f"{MANAGE}/1", "DELETE, GET, HEAD, PATCH"),
+            ("GET", "/api/webhooks", "POST"),
+        ],
+    )
+    async def test_405_allows_every_method_of_the_path(
+        self, client: httpx.AsyncClient, method: str, path: str, allowed: str
+    ) -> None:
+        response = await client.request(method, path)
+        assert_error(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == allowed
+
     async def test_unknown_path_is_json_404(self, client: httpx.AsyncClient) -> None:
         assert_error(await client.get("/nope"), 404, "not_found")
 
