@@ -8,7 +8,8 @@ import pytest
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Event
-from service.providers import Ignored, generic, mailgun, resend, sendgrid
+from service.core.normalized import Ignored
+from service.providers import generic, mailgun, resend, sendgrid
 from service.providers.detect import detect
 
 SAMPLES_ROOT = Path(__file__).parent / "fixtures" / "providers"

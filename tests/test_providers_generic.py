@@ -9,7 +9,8 @@ import pytest
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
-from service.providers import Ignored, generic
+from service.core.normalized import Ignored
+from service.providers import generic
 
 SECRET = "whsec_generic-test-secret"
 RECEIVED_AT = "2026-03-03T10:00:00Z"

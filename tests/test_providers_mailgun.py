@@ -10,7 +10,8 @@ import pytest
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
-from service.providers import Ignored, mailgun
+from service.core.normalized import Ignored
+from service.providers import mailgun
 
 SAMPLES = Path(__file__).parent / "fixtures" / "providers" / "mailgun"
 VECTOR = json.loads((SAMPLES / "signature_vector.json").read_text())

@@ -11,7 +11,8 @@ import pytest
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
-from service.providers import Ignored, resend
+from service.core.normalized import Ignored
+from service.providers import resend
 
 SAMPLES = Path(__file__).parent / "fixtures" / "providers" / "resend"
 VECTOR = json.loads((SAMPLES / "signature_vector.json").read_text())

@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
-from service.providers import Ignored, sendgrid
+from service.core.normalized import Ignored
+from service.providers import sendgrid
 
 SAMPLES = Path(__file__).parent / "fixtures" / "providers" / "sendgrid"
 VECTOR = json.loads((SAMPLES / "signature_vector.json").read_text())

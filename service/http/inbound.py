@@ -17,10 +17,11 @@ from config import Config
 from service.core.errors import STORE_FULL_MESSAGE, InvalidSignature, StoreFull
 from service.core.ids import format_timestamp
 from service.core.models import Event, Received
+from service.core.normalized import Ignored
 from service.http.requests import read_body
 from service.http.responses import json_response
 from service.http.state import app_state
-from service.providers import Ignored, generic, mailgun, resend, sendgrid
+from service.providers import generic, mailgun, resend, sendgrid
 from service.providers.detect import detect
 
 logger = logging.getLogger("mailhooks.inbound")

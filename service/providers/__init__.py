@@ -4,7 +4,7 @@ Each provider module (`generic`, `resend`, `sendgrid`, `mailgun`) exposes `NAME`
 `verify(body, headers, secret, *, now)` raising `InvalidSignature`, and
 `normalize(body, headers, *, received_at)` returning one `Normalized` per provider event or
 raising `InvalidPayload`; `detect.detect` picks the provider for the shared URL. The API is
-`Ignored`, `Normalized` and `TOLERANCE_SECONDS`; the rest of this module is shared plumbing.
+`TOLERANCE_SECONDS`; the rest of this module is shared plumbing.
 """
 
 from __future__ import annotations
@@ -12,28 +12,14 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TypeVar
 
 import msgspec
 
 from service.core.errors import InvalidPayload, InvalidSignature
-from service.core.models import Event
 
 # Signed timestamps may differ from `now` by this much either way (Svix's and Resend's default).
 TOLERANCE_SECONDS = 300
-
-
-@dataclass(frozen=True, slots=True)
-class Ignored:
-    """A provider event with no canonical type (processed, deferred, dropped, ...): accepted and
-    counted, not delivered."""
-
-    provider: str  # "resend" | "sendgrid" | "mailgun" | "generic"
-    provider_type: str  # the provider's own event name, e.g. "processed"
-
-
-Normalized = Event | Ignored
 
 
 class ProviderInput(msgspec.Struct, kw_only=True):

@@ -17,10 +17,9 @@ from msgspec import Meta
 
 from service.core.event_types import QUALIFIED_PREFIX
 from service.core.models import Bounce, Click, Event
+from service.core.normalized import Ignored, Normalized
 from service.core.signing import signature_hex
 from service.providers import (
-    Ignored,
-    Normalized,
     ProviderInput,
     check_hex_digest,
     decode,

@@ -18,10 +18,9 @@ from msgspec import Meta
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
+from service.core.normalized import Ignored, Normalized
 from service.providers import (
     TOLERANCE_SECONDS,
-    Ignored,
-    Normalized,
     ProviderInput,
     check_hex_digest,
     decode,

@@ -20,11 +20,10 @@ from msgspec import Meta
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
+from service.core.normalized import Ignored, Normalized
 from service.core.signing import SECRET_PREFIX
 from service.providers import (
     TOLERANCE_SECONDS,
-    Ignored,
-    Normalized,
     ProviderInput,
     decode,
     header,

@@ -25,10 +25,9 @@ from msgspec import Meta
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
+from service.core.normalized import Ignored, Normalized
 from service.providers import (
     TOLERANCE_SECONDS,
-    Ignored,
-    Normalized,
     ProviderInput,
     decode,
     payload_error,
