@@ -7,10 +7,14 @@ Every variable is documented in the README's Configuration table. A bad value ra
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+from service.providers.base import Provider
+from service.providers.registry import PROVIDERS
 
 T = TypeVar("T")
 
@@ -39,11 +43,9 @@ class Config:
     allow_http_urls: bool = False
     allow_private_urls: bool = False
     log_level: str = "INFO"
-    # Inbound provider verification: each secret, when set, must sign that provider's requests.
-    inbound_secret: str = field(default="", repr=False)
-    resend_webhook_secret: str = field(default="", repr=False)
-    sendgrid_webhook_public_key: str = field(default="", repr=False)
-    mailgun_webhook_signing_key: str = field(default="", repr=False)
+    # Inbound provider verification: provider name → the secret read from its
+    # `secret_variable`, set ones only; each must sign that provider's requests.
+    provider_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     allow_unsigned_inbound: bool = False
     dedup_ttl_seconds: int = 72 * 3600
     events_maxlen: int = 1_000_000
@@ -89,16 +91,15 @@ class Config:
     @property
     def configured_providers(self) -> str:
         """Which inbound providers have a verification secret, for logs (never the secrets)."""
-        secrets = {
-            "generic": self.inbound_secret,
-            "resend": self.resend_webhook_secret,
-            "sendgrid": self.sendgrid_webhook_public_key,
-            "mailgun": self.mailgun_webhook_signing_key,
-        }
-        return ",".join(name for name, value in secrets.items() if value) or "none"
+        secrets = self.provider_secrets.items()
+        return ",".join(name for name, value in secrets if value) or "none"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, providers: Sequence[Provider] = PROVIDERS
+    ) -> Config:
+        """The config from `environ` (default `os.environ`); one secret variable per provider
+        of `providers`."""
         env = os.environ if environ is None else environ
 
         def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
@@ -107,6 +108,7 @@ class Config:
                 return default
             return parse(name, raw.strip())
 
+        secrets = {p.name: get(p.secret_variable, _secret, "") for p in providers}
         return cls(
             redis_url=get("REDIS_URL", _redis_url, DEFAULT_REDIS_URL),
             redis_ssl_cert_reqs=get("REDIS_SSL_CERT_REQS", _choice(SSL_CERT_REQS), "none"),
@@ -117,10 +119,9 @@ class Config:
             allow_http_urls=get("ALLOW_HTTP_URLS", _bool, False),
             allow_private_urls=get("ALLOW_PRIVATE_URLS", _bool, False),
             log_level=get("LOG_LEVEL", _choice(LOG_LEVELS), "INFO"),
-            inbound_secret=get("INBOUND_SECRET", _secret, ""),
-            resend_webhook_secret=get("RESEND_WEBHOOK_SECRET", _secret, ""),
-            sendgrid_webhook_public_key=get("SENDGRID_WEBHOOK_PUBLIC_KEY", _secret, ""),
-            mailgun_webhook_signing_key=get("MAILGUN_WEBHOOK_SIGNING_KEY", _secret, ""),
+            provider_secrets=MappingProxyType(
+                {name: secret for name, secret in secrets.items() if secret}
+            ),
             allow_unsigned_inbound=get("ALLOW_UNSIGNED_INBOUND", _bool, False),
             dedup_ttl_seconds=get("DEDUP_TTL_SECONDS", _int_between(60, 90 * 86400), 72 * 3600),
             events_maxlen=get("EVENTS_MAXLEN", _int_between(1000, 10**9), 1_000_000),

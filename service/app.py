@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,7 +22,8 @@ from service.http import deliveries, events, health, inbound, openapi, status, w
 from service.http.errors import exception_handlers
 from service.http.server import install_access_log_redaction
 from service.http.state import STATE_KEY, AppState
-from service.providers import resend, sendgrid
+from service.providers.base import Provider
+from service.providers.registry import PROVIDERS
 from service.storage.capacity import Capacity
 from service.storage.connection import connect
 from service.storage.deliveries import DeliveryStore
@@ -53,18 +54,16 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def check_inbound_secrets(config: Config) -> None:
+def check_inbound_secrets(config: Config, providers: Sequence[Provider] = PROVIDERS) -> None:
     """Fail at start-up, naming the variable, rather than refuse every provider request."""
-    try:
-        if config.sendgrid_webhook_public_key:
-            sendgrid.public_key(config.sendgrid_webhook_public_key)
-    except InvalidSignature as exc:
-        raise ConfigError(f"SENDGRID_WEBHOOK_PUBLIC_KEY: {exc}") from None
-    try:
-        if config.resend_webhook_secret:
-            resend.signing_key(config.resend_webhook_secret)
-    except InvalidSignature as exc:
-        raise ConfigError(f"RESEND_WEBHOOK_SECRET: {exc}") from None
+    for provider in providers:
+        secret = config.provider_secrets.get(provider.name)
+        if not secret:
+            continue
+        try:
+            provider.check_secret(secret)
+        except InvalidSignature as exc:
+            raise ConfigError(f"{provider.secret_variable}: {exc}") from None
 
 
 def create_app(

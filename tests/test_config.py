@@ -53,10 +53,12 @@ class TestFromEnv:
         assert config.allow_http_urls is True
         assert config.allow_private_urls is True
         assert config.log_level == "DEBUG"
-        assert config.inbound_secret == "generic-secret"
-        assert config.resend_webhook_secret == "whsec_abc"
-        assert config.sendgrid_webhook_public_key == "MFkw"
-        assert config.mailgun_webhook_signing_key == "mg-key"
+        assert config.provider_secrets == {
+            "generic": "generic-secret",
+            "resend": "whsec_abc",
+            "sendgrid": "MFkw",
+            "mailgun": "mg-key",
+        }
         assert config.allow_unsigned_inbound is True
         assert config.dedup_ttl_seconds == 3600
         assert config.ingest_memory_limit == 0.75

@@ -9,7 +9,7 @@ from redis.exceptions import OutOfMemoryError
 
 from service.core.ids import entry_id, entry_member, event_id, member_entry
 from service.core.models import Event
-from service.providers import Ignored
+from service.core.normalized import Ignored
 from service.storage import keys
 from service.storage.events import EventFilter, EventStore
 

@@ -67,10 +67,12 @@ def signed_config(
 ) -> Callable[..., Config]:
     def make(**overrides: Any) -> Config:
         settings: dict[str, Any] = {
-            "inbound_secret": INBOUND_SECRET,
-            "resend_webhook_secret": RESEND_SECRET,
-            "sendgrid_webhook_public_key": sendgrid_signer.public_key,
-            "mailgun_webhook_signing_key": MAILGUN_KEY,
+            "provider_secrets": {
+                "generic": INBOUND_SECRET,
+                "resend": RESEND_SECRET,
+                "sendgrid": sendgrid_signer.public_key,
+                "mailgun": MAILGUN_KEY,
+            }
         }
         settings.update(overrides)
         return make_config(**settings)
@@ -486,10 +488,14 @@ class TestArbitraryInput:
         config = Config(
             api_keys=("test-api-key-0123456789",),
             allow_unsigned_inbound=not signed,
-            inbound_secret=INBOUND_SECRET if signed else "",
-            resend_webhook_secret=RESEND_SECRET if signed else "",
-            sendgrid_webhook_public_key=signer.public_key if signed else "",
-            mailgun_webhook_signing_key=MAILGUN_KEY if signed else "",
+            provider_secrets={
+                "generic": INBOUND_SECRET,
+                "resend": RESEND_SECRET,
+                "sendgrid": signer.public_key,
+                "mailgun": MAILGUN_KEY,
+            }
+            if signed
+            else {},
         )
 
         @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -516,7 +522,7 @@ class TestArbitraryInput:
 def test_unsigned_inbound_is_warned_about_at_start_up(
     make_config: Callable[..., Config], caplog: pytest.LogCaptureFixture
 ) -> None:
-    create_app(make_config(allow_unsigned_inbound=True, resend_webhook_secret=RESEND_SECRET))
+    create_app(make_config(allow_unsigned_inbound=True, provider_secrets={"resend": RESEND_SECRET}))
     [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
     assert "ALLOW_UNSIGNED_INBOUND=true" in warning.getMessage()
     assert "resend" in warning.getMessage()

@@ -9,7 +9,8 @@ import pytest
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
-from service.providers import Ignored, generic
+from service.core.normalized import Ignored
+from service.providers import generic
 
 SECRET = "whsec_generic-test-secret"
 RECEIVED_AT = "2026-03-03T10:00:00Z"
@@ -58,6 +59,24 @@ class TestVerify:
     def test_missing_header(self, headers: dict[str, str]) -> None:
         with pytest.raises(InvalidSignature, match="missing x-webhook-signature"):
             generic.verify(self.BODY, headers, SECRET, now=0.0)
+
+
+class TestProvider:
+    PROVIDER = generic.PROVIDER
+
+    def test_verifies_the_body_hmac(self) -> None:
+        body = TestVerify.BODY
+        self.PROVIDER.verify(body, {"x-webhook-signature": sign(body)}, SECRET, now=0.0)
+        with pytest.raises(InvalidSignature, match="does not match"):
+            self.PROVIDER.verify(body + b" ", {"x-webhook-signature": sign(body)}, SECRET, now=0.0)
+
+    @pytest.mark.parametrize("body", [b"", b"[]", b"not json", TestVerify.BODY])
+    def test_the_fallback_detects_anything(self, body: bytes) -> None:
+        assert self.PROVIDER.detects({}, body)
+
+    def test_any_secret_and_no_replay_token(self) -> None:
+        self.PROVIDER.check_secret("x")
+        assert self.PROVIDER.replay_token(TestVerify.BODY) is None
 
 
 class TestNormalize:

@@ -10,7 +10,8 @@ import pytest
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
-from service.providers import Ignored, mailgun
+from service.core.normalized import Ignored
+from service.providers import mailgun
 
 SAMPLES = Path(__file__).parent / "fixtures" / "providers" / "mailgun"
 VECTOR = json.loads((SAMPLES / "signature_vector.json").read_text())
@@ -134,6 +135,40 @@ class TestSignatureToken:
     def test_missing_block(self) -> None:
         with pytest.raises(InvalidSignature):
             mailgun.signature_token(b'{"event-data": {}}')
+
+
+class TestProvider:
+    PROVIDER = mailgun.PROVIDER
+
+    @pytest.mark.parametrize("age", [8 * 3600, 12 * 3600, -12 * 3600])
+    def test_tolerates_mailgun_retries(self, age: int) -> None:
+        # Mailgun retries for about 8 hours with the original signature block.
+        self.PROVIDER.verify(request(signature=sign(NOW - age)), {}, KEY, now=NOW)
+
+    @pytest.mark.parametrize(("age", "message"), [(12 * 3600 + 1, "too old"), (-43201, "future")])
+    def test_refuses_past_twelve_hours(self, age: int, message: str) -> None:
+        with pytest.raises(InvalidSignature, match=message):
+            self.PROVIDER.verify(request(signature=sign(NOW - age)), {}, KEY, now=NOW)
+
+    def test_the_replay_token_is_the_signature_token(self) -> None:
+        assert self.PROVIDER.replay_token(request()) == TOKEN
+        assert self.PROVIDER.replay_token_field == "signature.token"
+
+    def test_any_signing_key_is_accepted_at_start_up(self) -> None:
+        self.PROVIDER.check_secret("anything")
+
+    @pytest.mark.parametrize(
+        ("body", "detected"),
+        [
+            (request(), True),
+            (b' {"event-data": {}, "signature": {}}', True),
+            (b'{"event-data": {}}', False),
+            (b'[{"signature": {}, "event-data": {}}]', False),
+            (b'{"signature": {}, "event-data": {}', False),
+        ],
+    )
+    def test_detects(self, body: bytes, detected: bool) -> None:
+        assert self.PROVIDER.detects({}, body) is detected
 
 
 SAMPLE_EVENTS = [

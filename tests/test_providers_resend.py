@@ -11,7 +11,8 @@ import pytest
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
-from service.providers import Ignored, resend
+from service.core.normalized import Ignored
+from service.providers import resend
 
 SAMPLES = Path(__file__).parent / "fixtures" / "providers" / "resend"
 VECTOR = json.loads((SAMPLES / "signature_vector.json").read_text())
@@ -167,6 +168,35 @@ class TestVerify:
     def test_unusable_secret(self, secret: str) -> None:
         with pytest.raises(InvalidSignature, match="signing secret"):
             resend.verify(self.BODY, headers_for(self.BODY), secret, now=NOW)
+
+
+class TestProvider:
+    PROVIDER = resend.PROVIDER
+
+    @pytest.mark.parametrize("secret", ["whsec_", "whsec_!!!", "not base64 at all"])
+    def test_unusable_secret_fails_at_start_up(self, secret: str) -> None:
+        with pytest.raises(InvalidSignature, match="signing secret"):
+            self.PROVIDER.check_secret(secret)
+
+    def test_usable_secret(self) -> None:
+        self.PROVIDER.check_secret(SECRET)
+
+    @pytest.mark.parametrize(("offset", "accepted"), [(300, True), (301, False)])
+    def test_five_minute_tolerance(self, offset: int, accepted: bool) -> None:
+        body = sample("delivered.json")
+        headers = headers_for(body, timestamp=NOW - offset)
+        if accepted:
+            self.PROVIDER.verify(body, headers, SECRET, now=NOW)
+        else:
+            with pytest.raises(InvalidSignature, match="too old"):
+                self.PROVIDER.verify(body, headers, SECRET, now=NOW)
+
+    def test_detected_by_its_svix_id_header_alone(self) -> None:
+        assert self.PROVIDER.detects({"svix-id": "msg_1"}, b"[]")
+        assert not self.PROVIDER.detects({"svix-id": " "}, sample("delivered.json"))
+
+    def test_no_replay_token(self) -> None:
+        assert self.PROVIDER.replay_token(sample("delivered.json")) is None
 
 
 class TestNormalize:

@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
-from service.providers import Ignored, sendgrid
+from service.core.normalized import Ignored
+from service.providers import sendgrid
 
 SAMPLES = Path(__file__).parent / "fixtures" / "providers" / "sendgrid"
 VECTOR = json.loads((SAMPLES / "signature_vector.json").read_text())
@@ -141,6 +142,38 @@ class TestVerify:
     def test_unusable_key(self, key: str, message: str) -> None:
         with pytest.raises(InvalidSignature, match=message):
             sendgrid.verify(VECTOR_BODY, VECTOR_HEADERS, key, now=NOW, tolerance=None)
+
+
+class TestProvider:
+    PROVIDER = sendgrid.PROVIDER
+
+    @pytest.mark.parametrize("key", ["", "not base64!!", "-----BEGIN PUBLIC KEY-----"])
+    def test_unusable_key_fails_at_start_up(self, key: str) -> None:
+        with pytest.raises(InvalidSignature, match="SendGrid verification key"):
+            self.PROVIDER.check_secret(key)
+
+    def test_usable_key(self) -> None:
+        self.PROVIDER.check_secret(VECTOR_KEY)
+
+    def test_verifies_with_the_five_minute_tolerance(self) -> None:
+        self.PROVIDER.verify(VECTOR_BODY, VECTOR_HEADERS, VECTOR_KEY, now=VECTOR_TIME + 300)
+        with pytest.raises(InvalidSignature, match="too old"):
+            self.PROVIDER.verify(VECTOR_BODY, VECTOR_HEADERS, VECTOR_KEY, now=VECTOR_TIME + 301)
+
+    @pytest.mark.parametrize(
+        ("headers", "body", "detected"),
+        [
+            ({"x-twilio-email-event-webhook-signature": "MEU="}, b"{}", True),
+            ({}, b"\n [", True),
+            ({}, b"{}", False),
+            ({"x-twilio-email-event-webhook-signature": ""}, b"{}", False),
+        ],
+    )
+    def test_detects(self, headers: dict[str, str], body: bytes, detected: bool) -> None:
+        assert self.PROVIDER.detects(headers, body) is detected
+
+    def test_no_replay_token(self) -> None:
+        assert self.PROVIDER.replay_token(VECTOR_BODY) is None
 
 
 SAMPLE_EVENTS = [

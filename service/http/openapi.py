@@ -1,12 +1,14 @@
 """The OpenAPI 3.1 document, generated from the msgspec models, and the /docs page.
 
-Each operation is declared once below (path, method, models, statuses); the schemas come from
-`msgspec.json.schema_components`, so a model change shows up in the spec without editing it.
-A test checks that every route of the app is declared here and nothing else is.
+Each operation is declared once below (path, method, models, statuses), the inbound ones one
+per registered provider; the schemas come from `msgspec.json.schema_components`, so a model
+change shows up in the spec without editing it. A test checks that every route of the app is
+declared here and nothing else is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,9 @@ from service.core.models import (
     WebhookPayload,
     WebhookUpdate,
 )
+from service.http.inbound import SHARED_PATH, inbound_paths
+from service.providers.base import Provider
+from service.providers.registry import PROVIDERS
 
 REF = "#/components/schemas/{name}"
 SIGNATURE_401 = "Missing, malformed, wrong or expired provider signature"
@@ -92,23 +97,28 @@ INBOUND_SUMMARY = (
 )
 
 
-def _inbound(path: str, what: str) -> Operation:
-    return Operation(
-        "post",
-        path,
-        INBOUND_SUMMARY.format(what=what),
-        200,
-        Received,
-        request=GenericInboundEvent if path == "/api/webhooks" else None,
-        errors=(401, 413, 422, 503),
-        auth=False,
+def inbound_operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ...]:
+    """One per provider, at its URL, summarised by its `summary`; the shared URL's body is
+    documented as the generic format."""
+    return tuple(
+        Operation(
+            "post",
+            path,
+            INBOUND_SUMMARY.format(what=provider.summary),
+            200,
+            Received,
+            request=GenericInboundEvent if path == SHARED_PATH else None,
+            errors=(401, 413, 422, 503),
+            auth=False,
+        )
+        for path, provider in inbound_paths(providers)
     )
 
 
 MANAGE = "/api/webhooks/manage"
 ONE = MANAGE + "/{webhook_id}"
 
-OPERATIONS: tuple[Operation, ...] = (
+MANAGEMENT_OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get",
         MANAGE,
@@ -188,10 +198,8 @@ OPERATIONS: tuple[Operation, ...] = (
         request=SyntheticEventRequest,
         errors=(400, 401, 404, 413, 415, 422, 503),
     ),
-    _inbound("/api/webhooks", "provider events (the provider is detected)"),
-    _inbound("/api/webhooks/resend", "Resend events (Svix-signed)"),
-    _inbound("/api/webhooks/sendgrid", "a SendGrid event batch (ECDSA-signed)"),
-    _inbound("/api/webhooks/mailgun", "a Mailgun event (HMAC-signed token)"),
+)
+READING_OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get",
         "/api/events",
@@ -229,6 +237,14 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ...]:
+    """Every operation, in the document's order; the inbound ones follow from `providers`."""
+    return (*MANAGEMENT_OPERATIONS, *inbound_operations(providers), *READING_OPERATIONS)
+
+
+OPERATIONS = operations()
+
+
 DELIVERY_DOC: dict[str, Any] = {
     "summary": "What your endpoint receives for each matching event",
     "description": (
@@ -254,15 +270,15 @@ def _content(model: type) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": REF.format(name=model.__name__)}}}
 
 
-def build_spec() -> dict[str, Any]:
+def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
     models: set[type] = {ErrorBody, WebhookPayload}
-    for op in OPERATIONS:
+    for op in operations:
         models.update(t for t in (op.ok_type, op.request) if t is not None)
     _, schemas = msgspec.json.schema_components(
         sorted(models, key=lambda t: t.__name__), ref_template=REF
     )
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
+    for op in operations:
         ok: dict[str, Any] = {"description": "Success"}
         if op.ok_type is not None:
             ok["content"] = _content(op.ok_type)

@@ -17,10 +17,10 @@ from msgspec import Meta
 
 from service.core.event_types import QUALIFIED_PREFIX
 from service.core.models import Bounce, Click, Event
+from service.core.normalized import Ignored, Normalized
 from service.core.signing import signature_hex
-from service.providers import (
-    Ignored,
-    Normalized,
+from service.providers.base import (
+    Provider,
     ProviderInput,
     check_hex_digest,
     decode,
@@ -104,3 +104,26 @@ def normalize(body: bytes, headers: Mapping[str, str], *, received_at: str) -> l
             metadata=parsed.metadata or None,
         )
     ]
+
+
+class Generic(Provider):
+    """The fallback, last in the registry: it takes every request no other provider detects,
+    so it is served at the shared URL, which its `summary` describes."""
+
+    name = NAME
+    secret_variable = "INBOUND_SECRET"
+    summary = "provider events (the provider is detected)"
+
+    def verify(self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float) -> None:
+        verify(body, headers, secret, now=now)
+
+    def normalize(
+        self, body: bytes, headers: Mapping[str, str], *, received_at: str
+    ) -> list[Normalized]:
+        return normalize(body, headers, received_at=received_at)
+
+    def detects(self, headers: Mapping[str, str], body: bytes) -> bool:
+        return True
+
+
+PROVIDER = Generic()

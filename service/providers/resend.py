@@ -20,11 +20,11 @@ from msgspec import Meta
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
+from service.core.normalized import Ignored, Normalized
 from service.core.signing import SECRET_PREFIX
-from service.providers import (
+from service.providers.base import (
     TOLERANCE_SECONDS,
-    Ignored,
-    Normalized,
+    Provider,
     ProviderInput,
     decode,
     header,
@@ -193,3 +193,28 @@ def _v1_signature(entry: str) -> bytes | None:
         return base64.b64decode(value, validate=True)
     except binascii.Error:
         return None
+
+
+class Resend(Provider):
+    """Recognised by its `svix-id` header; the secret must be `whsec_` and base64."""
+
+    name = NAME
+    secret_variable = "RESEND_WEBHOOK_SECRET"
+    summary = "Resend events (Svix-signed)"
+
+    def check_secret(self, secret: str) -> None:
+        signing_key(secret)
+
+    def verify(self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float) -> None:
+        verify(body, headers, secret, now=now, tolerance=self.tolerance_seconds)
+
+    def normalize(
+        self, body: bytes, headers: Mapping[str, str], *, received_at: str
+    ) -> list[Normalized]:
+        return normalize(body, headers, received_at=received_at)
+
+    def detects(self, headers: Mapping[str, str], body: bytes) -> bool:
+        return header(headers, ID_HEADER) is not None
+
+
+PROVIDER = Resend()

@@ -25,12 +25,14 @@ from msgspec import Meta
 
 from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
-from service.providers import (
+from service.core.normalized import Ignored, Normalized
+from service.providers.base import (
     TOLERANCE_SECONDS,
-    Ignored,
-    Normalized,
+    Provider,
     ProviderInput,
     decode,
+    header,
+    json_start,
     payload_error,
     required_header,
 )
@@ -175,3 +177,29 @@ def public_key(secret: str) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise InvalidSignature("the SendGrid verification key is not an ECDSA P-256 key")
     return key
+
+
+class Sendgrid(Provider):
+    """Recognised by its signature header or, unsigned, by a JSON array body; the secret must
+    be a base64 DER P-256 public key."""
+
+    name = NAME
+    secret_variable = "SENDGRID_WEBHOOK_PUBLIC_KEY"
+    summary = "a SendGrid event batch (ECDSA-signed)"
+
+    def check_secret(self, secret: str) -> None:
+        public_key(secret)
+
+    def verify(self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float) -> None:
+        verify(body, headers, secret, now=now, tolerance=self.tolerance_seconds)
+
+    def normalize(
+        self, body: bytes, headers: Mapping[str, str], *, received_at: str
+    ) -> list[Normalized]:
+        return normalize(body, headers, received_at=received_at)
+
+    def detects(self, headers: Mapping[str, str], body: bytes) -> bool:
+        return header(headers, SIGNATURE_HEADER) is not None or json_start(body) == b"["
+
+
+PROVIDER = Sendgrid()
