@@ -51,6 +51,8 @@ class Config:
     events_maxlen: int = 1_000_000
     # Ingest answers 503 from this fraction of Redis's maxmemory, leaving the worker room.
     ingest_memory_limit: float = 0.9
+    # Inbound requests answer 503 when Redis has not stored their events within this.
+    ingest_timeout: float = 1.0
     # Delivery (the worker).
     delivery_timeout: float = 15.0
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
@@ -82,6 +84,7 @@ class Config:
             f"allow_unsigned_inbound={self.allow_unsigned_inbound}, "
             f"dedup_ttl_seconds={self.dedup_ttl_seconds}, events_maxlen={self.events_maxlen}, "
             f"ingest_memory_limit={self.ingest_memory_limit}, "
+            f"ingest_timeout={self.ingest_timeout}, "
             f"delivery_timeout={self.delivery_timeout}, retry_schedule={self.retry_schedule}, "
             f"endpoint_concurrency={self.endpoint_concurrency}, "
             f"delivery_concurrency={self.delivery_concurrency}, "
@@ -125,6 +128,7 @@ class Config:
             allow_unsigned_inbound=get("ALLOW_UNSIGNED_INBOUND", _bool, False),
             dedup_ttl_seconds=get("DEDUP_TTL_SECONDS", _int_between(60, 90 * 86400), 72 * 3600),
             events_maxlen=get("EVENTS_MAXLEN", _int_between(1000, 10**9), 1_000_000),
+            ingest_timeout=get("INGEST_TIMEOUT", _float_between(0.1, 60), 1.0),
             ingest_memory_limit=get(
                 "INGEST_MEMORY_LIMIT", _between(float, "a fraction", 0.1, 1.0), 0.9
             ),

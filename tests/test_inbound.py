@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import signal
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +22,9 @@ from redis.asyncio import Redis
 
 from config import Config
 from service.app import create_app
+from service.core.clock import system_clock
 from service.storage import keys
+from service.storage.connection import connect
 from service.storage.deliveries import Claim, DeliveryStore
 from tests.conftest import FIXED_NOW, MakeClient, serve
 from tests.signers import (
@@ -602,3 +607,53 @@ class TestRedisFull:
         assert response.json()["error"]["code"] == "store_full"
         assert await stored(real_redis) == 1
         assert len(await real_redis.keys("mh:seen:*")) == 1  # the first event's only
+
+
+@pytest.mark.redis
+class TestRedisGone:
+    """Ingest answers 503 within INGEST_TIMEOUT when Redis is down or silent, rather than
+    holding the provider's connection while commands are retried; and recovers by itself."""
+
+    async def post_timed(self, client: httpx.AsyncClient, n: int) -> tuple[int, float]:
+        body = json.dumps({**SEED_EVENT, "email_id": f"msg_gone_{n}"}).encode()
+        started = time.monotonic()
+        response = await client.post(
+            "/api/webhooks", content=body, headers={"content-type": "application/json"}
+        )
+        return response.status_code, time.monotonic() - started
+
+    async def test_a_stopped_redis_is_a_503_within_the_deadline(
+        self, make_client: MakeClient, make_config: Callable[..., Config], durable_redis: Any
+    ) -> None:
+        config = make_config(redis_url=durable_redis.url, allow_unsigned_inbound=True)
+        redis = connect(config)
+        try:
+            client = await make_client(config, redis=redis, clock=system_clock)
+            assert (await self.post_timed(client, 0))[0] == 200
+            durable_redis.stop()
+            answers = await asyncio.gather(*(self.post_timed(client, n) for n in range(1, 51)))
+            assert {status for status, _ in answers} == {503}
+            assert max(seconds for _, seconds in answers) < config.ingest_timeout + 0.5
+            durable_redis.start()
+            status, _ = await self.post_timed(client, 51)
+            assert status == 200  # no restart of the web process needed
+        finally:
+            await redis.aclose()
+
+    async def test_a_silent_redis_is_a_503_within_the_deadline(
+        self, make_client: MakeClient, make_config: Callable[..., Config], durable_redis: Any
+    ) -> None:
+        config = make_config(redis_url=durable_redis.url, allow_unsigned_inbound=True)
+        redis = connect(config)
+        try:
+            client = await make_client(config, redis=redis, clock=system_clock)
+            assert (await self.post_timed(client, 0))[0] == 200
+            durable_redis.process.send_signal(signal.SIGSTOP)  # alive, answering nothing
+            try:
+                answers = await asyncio.gather(*(self.post_timed(client, n) for n in range(1, 21)))
+            finally:
+                durable_redis.process.send_signal(signal.SIGCONT)
+            assert {status for status, _ in answers} == {503}
+            assert max(seconds for _, seconds in answers) < config.ingest_timeout + 0.5
+        finally:
+            await redis.aclose()

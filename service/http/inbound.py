@@ -7,6 +7,7 @@ shared URL, which detects the provider; every other one also has `/api/webhooks/
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.core.errors import STORE_FULL_MESSAGE, InvalidSignature, StoreFull
+from service.core.errors import STORE_FULL_MESSAGE, InvalidSignature, StoreFull, StoreUnavailable
 from service.core.ids import format_timestamp
 from service.core.models import Event, Received
 from service.core.normalized import Ignored
@@ -24,6 +25,7 @@ from service.http.state import AppState, app_state
 from service.providers.base import Provider
 from service.providers.detect import detect
 from service.providers.registry import PROVIDERS
+from service.storage.events import AppendResult
 
 logger = logging.getLogger("mailhooks.inbound")
 
@@ -55,12 +57,16 @@ async def receive(
     normalized = provider.normalize(body, request.headers, received_at=format_timestamp(now))
     events = [item for item in normalized if isinstance(item, Event)]
     ignored = [item for item in normalized if isinstance(item, Ignored)]
-    if await state.capacity.full():
-        # Refused before Redis is full, so the worker can still deliver what is stored.
-        raise StoreFull(STORE_FULL_MESSAGE)
-    if secret:
-        await claim_replay_token(state, provider, body, events)
-    result = await state.events.append(provider.name, events, ignored)
+    try:
+        # A Redis that is restarting, failing over or gone silent gets a request answered
+        # 503 within INGEST_TIMEOUT rather than held while the client retries its commands:
+        # providers retry, and a retry of an event that did get stored is a duplicate.
+        async with asyncio.timeout(state.config.ingest_timeout):
+            result = await store(state, provider, body, events, ignored, verified=bool(secret))
+    except TimeoutError:
+        raise StoreUnavailable(
+            f"the event store did not answer within {state.config.ingest_timeout:g} s; retry"
+        ) from None
     # DEBUG: uvicorn's access log already notes every request; a second INFO line per request
     # was a seventh of the web process's CPU under load (docs/performance.md).
     logger.debug(
@@ -71,6 +77,23 @@ async def receive(
         len(ignored),
     )
     return json_response(Received(received=True))
+
+
+async def store(
+    state: AppState,
+    provider: Provider,
+    body: bytes,
+    events: list[Event],
+    ignored: list[Ignored],
+    *,
+    verified: bool,
+) -> AppendResult:
+    if await state.capacity.full():
+        # Refused before Redis is full, so the worker can still deliver what is stored.
+        raise StoreFull(STORE_FULL_MESSAGE)
+    if verified:
+        await claim_replay_token(state, provider, body, events)
+    return await state.events.append(provider.name, events, ignored)
 
 
 async def claim_replay_token(
