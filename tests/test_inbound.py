@@ -36,10 +36,12 @@ from tests.signers import (
     mailgun_body,
     resend_headers,
 )
+from tests.test_webhooks import assert_error
 
 pytestmark = pytest.mark.anyio
 
 SAMPLES = Path(__file__).parent / "fixtures" / "providers"
+JSON = {"content-type": "application/json"}
 NOW = FIXED_NOW.timestamp()
 SEED_EVENT = {
     "type": "email.bounced",
@@ -168,8 +170,25 @@ class TestGeneric:
         assert await stored(fake_redis) == 0
 
         lenient = await make_client(make_config(allow_unsigned_inbound=True))
-        assert (await lenient.post("/api/webhooks", content=body)).status_code == 200
+        assert (await lenient.post("/api/webhooks", content=body, headers=JSON)).status_code == 200
         assert await stored(fake_redis) == 1
+
+    @pytest.mark.parametrize(
+        "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "text/json"]
+    )
+    async def test_a_body_that_is_not_json_is_415(
+        self, make_client: MakeClient, make_config: Callable[..., Config], fake_redis: Redis,
+        content_type: str | None,
+    ) -> None:  # fmt: skip
+        client = await make_client(make_config(allow_unsigned_inbound=True))
+        body = json.dumps(SEED_EVENT).encode()
+        headers = {} if content_type is None else {"content-type": content_type}
+        response = await client.post("/api/webhooks", content=body, headers=headers)
+        assert_error(response, 415, "unsupported_media_type")
+        assert await stored(fake_redis) == 0
+        with_charset = {"content-type": "application/json; charset=utf-8"}
+        ok = await client.post("/api/webhooks", content=body, headers=with_charset)
+        assert ok.status_code == 200
 
     async def test_a_retry_is_stored_once(
         self, client: httpx.AsyncClient, fake_redis: Redis
@@ -394,7 +413,7 @@ class TestMailgun:
     )
     async def test_samples(self, client: httpx.AsyncClient, name: str, expected_type: str) -> None:
         body = mailgun_body(sample("mailgun", name), NOW)
-        response = await client.post("/api/webhooks", content=body)
+        response = await client.post("/api/webhooks", content=body, headers=JSON)
         assert response.json() == {"received": True}
         [event] = await events(client)
         assert event["type"] == expected_type
@@ -406,9 +425,9 @@ class TestMailgun:
 
         body = mailgun_body(sample("mailgun", "opened.event-data.json"), NOW, token="t" * 50)
         first = await make_client(signed_config())
-        assert (await first.post("/api/webhooks/mailgun", content=body)).is_success
+        assert (await first.post("/api/webhooks/mailgun", content=body, headers=JSON)).is_success
         later = await make_client(signed_config(), clock=lambda: FIXED_NOW + timedelta(hours=8))
-        assert (await later.post("/api/webhooks/mailgun", content=body)).is_success
+        assert (await later.post("/api/webhooks/mailgun", content=body, headers=JSON)).is_success
         assert await stored(fake_redis) == 1
 
     async def test_reused_token_with_another_event_is_a_replay(
@@ -416,10 +435,10 @@ class TestMailgun:
     ) -> None:
         token = "r" * 50
         first = mailgun_body(sample("mailgun", "opened.event-data.json"), NOW, token=token)
-        assert (await client.post("/api/webhooks", content=first)).is_success
+        assert (await client.post("/api/webhooks", content=first, headers=JSON)).is_success
         forged_data = sample("mailgun", "clicked.event-data.json")
         forged = mailgun_body(forged_data, NOW, token=token)
-        assert_refused(await client.post("/api/webhooks", content=forged))
+        assert_refused(await client.post("/api/webhooks", content=forged, headers=JSON))
         assert await stored(fake_redis) == 1
 
     @pytest.mark.parametrize(
@@ -433,7 +452,7 @@ class TestMailgun:
     async def test_bad_signatures(
         self, client: httpx.AsyncClient, fake_redis: Redis, body: bytes
     ) -> None:
-        assert_refused(await client.post("/api/webhooks/mailgun", content=body))
+        assert_refused(await client.post("/api/webhooks/mailgun", content=body, headers=JSON))
         assert await stored(fake_redis) == 0
 
 
@@ -517,7 +536,7 @@ class TestArbitraryInput:
                 return response
 
             response = anyio.run(send)
-            assert response.status_code in (200, 401, 413, 422), response.text
+            assert response.status_code in (200, 401, 413, 415, 422), response.text
             assert response.headers["content-type"] == "application/json"
             assert response.json()
 

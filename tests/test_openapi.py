@@ -45,6 +45,20 @@ class TestSpec:
         assert "secret" in schemas["Webhook"]["properties"]  # the create-only field
         assert schemas["ErrorDetail"]["required"] == ["code", "message"]
 
+    def test_the_spec_says_what_the_server_enforces(self) -> None:
+        spec = build_spec()
+        schemas, paths = spec["components"]["schemas"], spec["paths"]
+        for path in ("/api/webhooks/manage", "/api/events"):
+            [limit] = [p for p in paths[path]["get"]["parameters"] if p["name"] == "limit"]
+            assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)
+        assert schemas["WebhookCreate"]["properties"]["url"]["pattern"] == "^https?://"
+        assert schemas["RecoverRequest"]["properties"]["since"]["format"] == "date-time"
+        test_type = schemas["SyntheticEventRequest"]["properties"]["type"]["enum"]
+        assert {"bounce", "email.bounce", "open", "email.open"} <= set(test_type)
+        deliveries = paths["/api/webhooks/manage/{webhook_id}/deliveries"]["get"]
+        [status] = [p for p in deliveries["parameters"] if p["name"] == "status"]
+        assert status["schema"]["enum"] == ["pending", "succeeded", "failed"]
+
     def test_management_needs_the_key_health_does_not(self) -> None:
         paths = build_spec()["paths"]
         assert paths["/api/webhooks/manage"]["post"]["security"] == [{"apiKey": []}]

@@ -42,6 +42,9 @@ class Fake:
     tolerance_seconds: int = 60
     replay_token_field: str = "token"
 
+    def accepts_media_type(self, media_type: str) -> bool:
+        return media_type == "application/json"
+
     def check_secret(self, secret: str) -> None:
         if not secret.startswith("fake_"):
             raise InvalidSignature("the fake secret does not start with fake_")
@@ -211,7 +214,9 @@ class TestFakeEndToEnd:
         app.router.routes[:0] = inbound_routes(WITH_FAKE)  # first match wins
         async with serve(app, {"Authorization": f"Bearer {API_KEY}"}) as client:
             response = await client.post(
-                path, content=body, headers={"x-fake-signature": signature}
+                path,
+                content=body,
+                headers={"x-fake-signature": signature, "content-type": "application/json"},
             )
             stored = (await client.get("/api/events")).json()["events"]
         return response.status_code, response.json(), stored

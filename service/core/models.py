@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from service.core.event_types import EVENT_TYPES, QUALIFIED_PREFIX
 from service.core.urls import MAX_URL_LENGTH
 
 
@@ -21,8 +22,14 @@ Url = Annotated[
     Meta(
         min_length=1,
         max_length=MAX_URL_LENGTH,
-        description="The HTTPS endpoint URL to receive webhook deliveries",
+        description=(
+            "The HTTPS endpoint URL to receive webhook deliveries: absolute, https:// (http:// "
+            "only where the server sets ALLOW_HTTP_URLS), a public host, no credentials"
+        ),
         examples=["https://yourapp.com/hooks/email-events"],
+        # Documented, not enforced here: service.core.urls checks it with a message that
+        # says what is wrong (and the server's settings decide on http://).
+        extra_json_schema={"format": "uri", "pattern": "^https?://"},
     ),
 ]
 EventTypes = Annotated[
@@ -45,7 +52,12 @@ Secret = Annotated[
     ),
 ]
 Timestamp = Annotated[
-    str, Meta(description="ISO 8601 UTC timestamp", examples=["2026-03-03T10:00:00Z"])
+    str,
+    Meta(
+        description="ISO 8601 UTC timestamp",
+        examples=["2026-03-03T10:00:00Z"],
+        extra_json_schema={"format": "date-time"},
+    ),
 ]
 
 
@@ -178,8 +190,17 @@ class RecoverResult(Model):
     requeued: int
 
 
+SYNTHETIC_TYPES = [*EVENT_TYPES, *(QUALIFIED_PREFIX + t for t in EVENT_TYPES)]
+
+
 class SyntheticEventRequest(Model):
-    type: Annotated[str, Meta(examples=["email.bounce", "open"])] = "email.open"
+    type: Annotated[
+        str,
+        Meta(
+            examples=["email.bounce", "open"],
+            extra_json_schema={"enum": SYNTHETIC_TYPES},
+        ),
+    ] = "email.open"
 
 
 class EventList(Model):

@@ -15,7 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.core.errors import STORE_FULL_MESSAGE, InvalidSignature, StoreFull, StoreUnavailable
+from service.core.errors import (
+    STORE_FULL_MESSAGE,
+    InvalidSignature,
+    StoreFull,
+    StoreUnavailable,
+    UnsupportedMediaType,
+)
 from service.core.ids import format_timestamp
 from service.core.models import Event, Received
 from service.core.normalized import Ignored
@@ -54,6 +60,10 @@ async def receive(
         raise InvalidSignature(
             f"{provider.name} events are refused: set {provider.secret_variable} to verify them"
         )
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not provider.accepts_media_type(media_type):
+        shown = media_type or "no Content-Type"
+        raise UnsupportedMediaType(f"{provider.name} events must be JSON, not {shown}")
     normalized = provider.normalize(body, request.headers, received_at=format_timestamp(now))
     events = [item for item in normalized if isinstance(item, Event)]
     ignored = [item for item in normalized if isinstance(item, Ignored)]

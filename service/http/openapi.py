@@ -70,10 +70,25 @@ class Operation:
     parameters: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _query(name: str, description: str, type_: str = "integer") -> dict[str, Any]:
+def _query(
+    name: str,
+    description: str,
+    type_: str = "integer",
+    *,
+    minimum: int = 0,
+    maximum: int | None = None,
+    format_: str | None = None,
+    enum: list[str] | None = None,
+) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": type_}
     if type_ == "integer":
-        schema["minimum"] = 0
+        schema["minimum"] = minimum
+        if maximum is not None:
+            schema["maximum"] = maximum
+    if format_ is not None:
+        schema["format"] = format_
+    if enum is not None:
+        schema["enum"] = enum
     return {
         "name": name,
         "in": "query",
@@ -127,7 +142,9 @@ MANAGEMENT_OPERATIONS: tuple[Operation, ...] = (
         WebhookList,
         errors=(401, 422, 503),
         parameters=[
-            _query("limit", "Page size, 1-1000 (default: all, up to 1000)"),
+            _query(
+                "limit", "Page size, 1-1000 (default: all, up to 1000)", minimum=1, maximum=1000
+            ),
             _query("after", "Only webhooks with a larger id; the Link header gives the next page"),
         ],
     ),
@@ -159,8 +176,13 @@ MANAGEMENT_OPERATIONS: tuple[Operation, ...] = (
         DeliveryList,
         errors=(401, 404, 422, 503),
         parameters=[
-            _query("status", "Only pending, succeeded or failed deliveries", "string"),
-            _query("limit", "Page size, 1-1000 (default 100)"),
+            _query(
+                "status",
+                "Only pending, succeeded or failed deliveries",
+                "string",
+                enum=["pending", "succeeded", "failed"],
+            ),
+            _query("limit", "Page size, 1-1000 (default 100)", minimum=1, maximum=1000),
             _query("before", "The cursor from the previous page's Link header", "string"),
         ],
     ),
@@ -215,7 +237,7 @@ READING_OPERATIONS: tuple[Operation, ...] = (
                 "email_id", "Only events about this email (the provider's message id)", "string"
             ),
             _query("recipient", "Only events for this recipient (case-insensitive)", "string"),
-            _query("limit", "Page size, 1-1000 (default 100)"),
+            _query("limit", "Page size, 1-1000 (default 100)", minimum=1, maximum=1000),
             _query(
                 "before", "Only events older than this event id (from the Link header)", "string"
             ),

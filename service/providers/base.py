@@ -53,6 +53,11 @@ class Provider(Protocol):
         """Where `replay_token` comes from, to name it when it is refused as a replay."""
         return "the replay token"
 
+    def accepts_media_type(self, media_type: str) -> bool:
+        """Whether a body of this Content-Type (lower case, no parameters) can be this
+        provider's; any other is refused with 415. JSON by default."""
+        return is_json_media_type(media_type)
+
     def check_secret(self, secret: str) -> None:
         """Raise InvalidSignature when `secret` cannot be this provider's, so that start-up
         fails rather than every request."""
@@ -80,6 +85,12 @@ class Provider(Protocol):
         signature cannot be replayed over another body; None when the signature covers the
         body."""
         return None
+
+
+def is_json_media_type(media_type: str) -> bool:
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 class ProviderInput(msgspec.Struct, kw_only=True):
