@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,15 +29,15 @@ from service.core.signing import standard_webhooks_key
 from service.storage import keys
 from service.storage.deliveries import DeliveryStore, StoredDelivery
 from service.storage.webhooks import WebhookStore
+from tests import FIXTURES
 from tests.conftest import API_KEY, serve
 from tests.receiver import Received, Receiver, Reply
-from worker.limiter import EndpointLimiter
 from worker.settings import WorkerSettings, redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-VERIFY_WEBHOOK_TS = Path(__file__).parent / "fixtures" / "verifyWebhook.ts"
+VERIFY_WEBHOOK_TS = FIXTURES / "verifyWebhook.ts"
 
 
 @dataclass
@@ -626,42 +625,6 @@ async def _first_attempt(env: Env, webhook_id: int) -> dict[str, Any] | None:
         if detail.get("attempt_log"):
             return detail
     return None
-
-
-class TestEndpointLimiter:
-    """The per-endpoint slots, on their own (no Redis, no network)."""
-
-    async def test_at_most_limit_hold_a_slot_and_free_hands_it_on(self) -> None:
-        limiter = EndpointLimiter(2)
-        holders = [limiter.slot(7) for _ in range(3)]
-        await holders[0].__aenter__()
-        await holders[1].__aenter__()
-        waiting = asyncio.ensure_future(holders[2].__aenter__())
-        await asyncio.sleep(0)
-        assert not waiting.done()  # both slots taken
-        holders[0].free()  # its request was answered: the waiter may go
-        await asyncio.wait_for(waiting, 1)
-        holders[0].free()  # idempotent, and so is leaving the `async with` afterwards
-        await holders[0].__aexit__(None, None, None)
-        await holders[1].__aexit__(None, None, None)
-        await holders[2].__aexit__(None, None, None)
-        # Everyone left: the endpoint is forgotten, and a new user starts afresh.
-        assert limiter._users == {}
-        assert limiter._semaphores == {}
-
-    async def test_an_endpoint_busy_and_queued_for_long_is_saturated(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setattr(EndpointLimiter, "SLOW_AFTER_SECONDS", 0.0)
-        limiter = EndpointLimiter(1)
-        held = limiter.slot(1)
-        await held.__aenter__()
-        queued = limiter.slot(1)  # counted from creation: 2 users = 2 x limit
-        assert limiter.saturated(1)
-        assert not limiter.saturated(2)
-        held.free()  # a slot is free again: no longer saturated
-        assert not limiter.saturated(1)
-        queued.leave()
 
 
 class TestMaintenance:

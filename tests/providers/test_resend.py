@@ -4,7 +4,6 @@ import base64
 import hashlib
 import hmac
 import json
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -13,8 +12,9 @@ from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
 from service.core.normalized import Ignored
 from service.providers import resend
+from tests import FIXTURES
 
-SAMPLES = Path(__file__).parent / "fixtures" / "providers" / "resend"
+SAMPLES = FIXTURES / "providers" / "resend"
 VECTOR = json.loads((SAMPLES / "signature_vector.json").read_text())
 KEY = b"resend-test-signing-key-32-bytes"
 SECRET = "whsec_" + base64.b64encode(KEY).decode()

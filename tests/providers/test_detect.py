@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 
 import pytest
 
@@ -17,9 +16,10 @@ from service.providers import mailgun
 from service.providers.base import Provider
 from service.providers.detect import detect
 from service.providers.registry import BY_NAME, PROVIDERS
+from tests import FIXTURES
 from tests.signers import SendgridSigner, mailgun_body, resend_headers
 
-SAMPLES_ROOT = Path(__file__).parent / "fixtures" / "providers"
+SAMPLES_ROOT = FIXTURES / "providers"
 NOW = 1_772_532_000
 MAILGUN = b'{"signature": {"timestamp": "1", "token": "t", "signature": "s"}, "event-data": {}}'
 

@@ -467,7 +467,7 @@ class TestOnRealRedis:
     async def test_hundred_concurrent_creates(
         self, make_client: MakeClient, real_redis: Redis
     ) -> None:
-        from tests.test_store import assert_indexes_consistent
+        from tests.storage.test_webhooks import assert_indexes_consistent
 
         client = await make_client(redis=real_redis)
         async with anyio.create_task_group() as group:

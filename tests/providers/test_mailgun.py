@@ -3,7 +3,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -12,8 +11,9 @@ from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
 from service.core.normalized import Ignored
 from service.providers import mailgun
+from tests import FIXTURES
 
-SAMPLES = Path(__file__).parent / "fixtures" / "providers" / "mailgun"
+SAMPLES = FIXTURES / "providers" / "mailgun"
 VECTOR = json.loads((SAMPLES / "signature_vector.json").read_text())
 KEY = VECTOR["webhook_signing_key"]
 TOKEN = VECTOR["token"]

@@ -9,7 +9,6 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,7 +25,9 @@ from service.core.clock import system_clock
 from service.storage import keys
 from service.storage.connection import connect
 from service.storage.deliveries import Claim, DeliveryStore
+from tests import FIXTURES
 from tests.conftest import FIXED_NOW, MakeClient, serve
+from tests.http.test_webhooks import assert_error
 from tests.signers import (
     INBOUND_SECRET,
     MAILGUN_KEY,
@@ -36,11 +37,10 @@ from tests.signers import (
     mailgun_body,
     resend_headers,
 )
-from tests.test_webhooks import assert_error
 
 pytestmark = pytest.mark.anyio
 
-SAMPLES = Path(__file__).parent / "fixtures" / "providers"
+SAMPLES = FIXTURES / "providers"
 JSON = {"content-type": "application/json"}
 NOW = FIXED_NOW.timestamp()
 SEED_EVENT = {

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.core.outcome import ErrorKind, Verdict, classify_status, judge
+from tests import REPO
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ class TestJudge:
 
 
 def test_verdicts_are_the_strings_the_record_script_compares() -> None:
-    script = (Path(__file__).parents[1] / "service" / "storage").glob("**/*")
+    script = (REPO / "service" / "storage").glob("**/*")
     lua = "\n".join(p.read_text() for p in script if p.suffix in (".py", ".lua"))
     for verdict in (Verdict.SUCCEEDED, Verdict.RETRY, Verdict.GONE, Verdict.ABANDONED):
         assert f"'{verdict.value}'" in lua

@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 
 from config import Config
 from service.storage import keys
-from tests.test_event_store import consume, event
+from tests.storage.test_events import consume, event
 from worker.consumer import ensure_group
 from worker.jobs import forget_dead_consumers, trim_events
 from worker.settings import Stores

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -13,8 +12,9 @@ from service.core.errors import InvalidPayload, InvalidSignature
 from service.core.models import Bounce, Click, Event
 from service.core.normalized import Ignored
 from service.providers import sendgrid
+from tests import FIXTURES
 
-SAMPLES = Path(__file__).parent / "fixtures" / "providers" / "sendgrid"
+SAMPLES = FIXTURES / "providers" / "sendgrid"
 VECTOR = json.loads((SAMPLES / "signature_vector.json").read_text())
 VECTOR_BODY = VECTOR["raw_body"].encode()
 VECTOR_KEY = VECTOR["public_key_b64_der_spki"]

@@ -29,6 +29,7 @@ from service.providers.detect import detect
 from service.providers.registry import BY_NAME, PROVIDERS, by_name
 from service.storage import keys
 from service.storage.events import seen_digest
+from tests import REPO
 from tests.conftest import API_KEY, FIXED_NOW, serve
 
 
@@ -282,7 +283,7 @@ def imported_modules(path: Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "path",
-    sorted((Path(__file__).parent.parent / "service" / "providers").glob("*.py")),
+    sorted((REPO / "service" / "providers").glob("*.py")),
     ids=lambda path: path.name,
 )
 def test_providers_import_only_the_core_and_pure_libraries(path: Path) -> None:
