@@ -15,40 +15,11 @@ from redis.asyncio import Redis
 
 from config import Config
 from service.core.ids import delivery_member, member_delivery, ms_member_bound
-from service.storage import keys
+from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
 
 ATTEMPT_LOG_LENGTH = 50
 _STATUSES = ("pending", "succeeded", "failed")
-
-# KEYS: delivery, all index, pending index, leases. ARGV: id, webhook id, event id, type,
-# now ms, lease ms, owner, payload ("" to keep none), index member.
-# Returns {"new"|"go"|"skip", attempts made or status, created at ms}.
-_CLAIM = """
-local now, lease = tonumber(ARGV[5]), tonumber(ARGV[6])
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then
-  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'webhook_id', ARGV[2], 'event_id', ARGV[3],
-    'type', ARGV[4], 'status', 'pending', 'attempts', 0, 'created_at', ARGV[5],
-    'updated_at', ARGV[5], 'lease_owner', ARGV[7], 'lease_until', now + lease)
-  if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'payload', ARGV[8]) end
-  redis.call('ZADD', KEYS[2], 0, ARGV[9])
-  redis.call('ZADD', KEYS[3], 0, ARGV[9])
-  redis.call('ZADD', KEYS[4], now + lease, ARGV[1])
-  return {'new', '0', ARGV[5]}
-end
-if status ~= 'pending' then return {'skip', status, '0'} end
-local owner = redis.call('HGET', KEYS[1], 'lease_owner')
-local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
-if owner ~= ARGV[7] and lease_until > now then return {'skip', 'leased', '0'} end
-redis.call('HSET', KEYS[1], 'lease_owner', ARGV[7], 'lease_until', now + lease)
-redis.call('ZADD', KEYS[4], now + lease, ARGV[1])
-if ARGV[8] ~= '' and redis.call('HEXISTS', KEYS[1], 'payload') == 0 then
-  redis.call('HSET', KEYS[1], 'payload', ARGV[8])
-end
-local attempts = redis.call('HGET', KEYS[1], 'attempts')
-return {'go', attempts, redis.call('HGET', KEYS[1], 'created_at')}
-"""
 
 # KEYS: delivery, attempts list, pending/succeeded/failed indexes, webhook hash, all index,
 # leases. ARGV: owner, now ms, verdict (succeeded|retry|failed|gone|abandoned), attempt JSON
@@ -141,29 +112,51 @@ end
 return result or status
 """
 
-# KEYS: delivery, pending, failed and succeeded indexes, leases, attempts list.
-# ARGV: owner, now ms, lease ms, index member.
-# Back to pending with the lease given to `owner` (a manual retry).
-_REQUEUE = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 0 end
-local now = tonumber(ARGV[2])
-if status == 'pending' and tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0') > now
-    and tonumber(redis.call('HGET', KEYS[1], 'next_attempt_at') or '0') <= now then
-  return 0  -- an attempt is under way (not merely scheduled for later)
-end
-local lease_until = tonumber(ARGV[2]) + tonumber(ARGV[3])
-redis.call('ZREM', KEYS[3], ARGV[4])
-redis.call('ZREM', KEYS[4], ARGV[4])
-redis.call('ZADD', KEYS[2], 0, ARGV[4])
-redis.call('ZADD', KEYS[5], lease_until, redis.call('HGET', KEYS[1], 'id'))
-redis.call('PERSIST', KEYS[1])
-redis.call('PERSIST', KEYS[6])
-redis.call('HSET', KEYS[1], 'status', 'pending', 'lease_owner', ARGV[1],
-  'lease_until', lease_until, 'updated_at', ARGV[2])
-redis.call('HDEL', KEYS[1], 'next_attempt_at')
-return 1
-"""
+_CLAIM = scripts.load("claim")
+_REQUEUE = scripts.load("requeue")
+
+
+def claim_call(
+    *,
+    delivery: str,
+    all_index: str,
+    pending_index: str,
+    leases: str,
+    delivery_id: str,
+    webhook_id: int,
+    event_id: str,
+    event_type: str,
+    now_ms: int,
+    lease_ms: int,
+    owner: str,
+    payload: bytes,
+    member: str,
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of claim.lua."""
+    return (
+        [delivery, all_index, pending_index, leases],
+        [delivery_id, webhook_id, event_id, event_type, now_ms, lease_ms, owner, payload, member],
+    )
+
+
+def requeue_call(
+    *,
+    delivery: str,
+    pending_index: str,
+    failed_index: str,
+    succeeded_index: str,
+    leases: str,
+    attempts: str,
+    owner: str,
+    now_ms: int,
+    lease_ms: int,
+    member: str,
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of requeue.lua."""
+    return (
+        [delivery, pending_index, failed_index, succeeded_index, leases, attempts],
+        [owner, now_ms, lease_ms, member],
+    )
 
 
 class Claim(Enum):
@@ -259,9 +252,9 @@ class DeliveryStore:
         # Claims and outcomes of concurrent attempts travel together (shared with whatever
         # else the worker sends at the same time, when given).
         self._pipeline = pipeline or AutoPipeline(redis)
-        self._claim = redis.register_script(_CLAIM)
+        self._claim = redis.register_script(_CLAIM.source)
         self._record = redis.register_script(_RECORD)
-        self._requeue = redis.register_script(_REQUEUE)
+        self._requeue = redis.register_script(_REQUEUE.source)
 
     async def claim(
         self,
@@ -276,17 +269,24 @@ class DeliveryStore:
         payload: bytes = b"",
     ) -> ClaimResult:
         """Create the delivery, or take its lease if it is pending and free (or ours)."""
+        script_keys, args = claim_call(
+            delivery=keys.delivery(delivery_id),
+            all_index=keys.deliveries(webhook_id),
+            pending_index=keys.deliveries(webhook_id, "pending"),
+            leases=keys.DELIVERY_LEASES,
+            delivery_id=delivery_id,
+            webhook_id=webhook_id,
+            event_id=event_id,
+            event_type=event_type,
+            now_ms=now_ms,
+            lease_ms=lease_ms,
+            owner=owner,
+            payload=payload,
+            member=delivery_member(now_ms, delivery_id),
+        )
         raw_claim, detail, created = await self._pipeline.script(
-            self._claim,
-            keys=[
-                keys.delivery(delivery_id),
-                keys.deliveries(webhook_id),
-                keys.deliveries(webhook_id, "pending"),
-                keys.DELIVERY_LEASES,
-            ],
-            args=[delivery_id, webhook_id, event_id, event_type, now_ms, lease_ms, owner,
-                  payload, delivery_member(now_ms, delivery_id)],
-        )  # fmt: skip
+            self._claim, keys=script_keys, args=args
+        )
         claim = Claim(raw_claim.decode())
         if claim is Claim.SKIP:
             return ClaimResult(claim, status=detail.decode())
@@ -339,17 +339,19 @@ class DeliveryStore:
     ) -> bool:
         """Back to pending for a manual retry; False if it is pending and leased already."""
         webhook_id = delivery.webhook_id
-        done = await self._requeue(
-            keys=[
-                keys.delivery(delivery.id),
-                keys.deliveries(webhook_id, "pending"),
-                keys.deliveries(webhook_id, "failed"),
-                keys.deliveries(webhook_id, "succeeded"),
-                keys.DELIVERY_LEASES,
-                keys.delivery_attempts(delivery.id),
-            ],
-            args=[owner, now_ms, lease_ms, delivery_member(delivery.created_at_ms, delivery.id)],
+        script_keys, args = requeue_call(
+            delivery=keys.delivery(delivery.id),
+            pending_index=keys.deliveries(webhook_id, "pending"),
+            failed_index=keys.deliveries(webhook_id, "failed"),
+            succeeded_index=keys.deliveries(webhook_id, "succeeded"),
+            leases=keys.DELIVERY_LEASES,
+            attempts=keys.delivery_attempts(delivery.id),
+            owner=owner,
+            now_ms=now_ms,
+            lease_ms=lease_ms,
+            member=delivery_member(delivery.created_at_ms, delivery.id),
         )
+        done = await self._requeue(keys=script_keys, args=args)
         return bool(done)
 
     async def get(self, delivery_id_: str) -> StoredDelivery | None:
