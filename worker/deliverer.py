@@ -86,7 +86,7 @@ class Deliverer:
         # One pipeline for everything the worker sends at once: claims, outcomes and the
         # consumer's acknowledgements of one loop turn share a round trip.
         self.pipeline = AutoPipeline(redis)
-        self.webhooks = WebhookStore(redis)
+        self.webhooks = WebhookStore(redis, self.pipeline)
         self.deliveries = DeliveryStore(redis, self.pipeline)
         self.events = EventStore(
             redis,

@@ -6,6 +6,7 @@ or race can leave the hash and the indexes disagreeing. Key names live in `servi
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from redis.asyncio import Redis
 
 from service.core.event_types import EVENT_TYPES, WILDCARD, format_event_types
 from service.storage import keys, scripts
+from service.storage.autopipeline import AutoPipeline
 
 # Every subscriber set, in a fixed order: scripts get them all as KEYS (so they declare every
 # key they touch) and are told by position which ones a webhook belongs in.
@@ -46,19 +48,6 @@ def delete_call(
 ) -> scripts.ScriptArgs:
     """KEYS and ARGV of delete_webhook.lua."""
     return [webhook, webhook_index, *subscriber_sets], [webhook_id]
-
-
-# KEYS: the event type's subscriber set, the wildcard's. ARGV: webhook key prefix.
-# Returns each subscribed webhook's hash as a flat field/value list: one round trip per event
-# (webhook keys are derived here, which only Redis Cluster would object to).
-_SUBSCRIBERS = """
-local found = {}
-for _, id in ipairs(redis.call('SUNION', KEYS[1], KEYS[2])) do
-  local fields = redis.call('HGETALL', ARGV[1] .. id)
-  if #fields > 0 then found[#found + 1] = fields end
-end
-return found
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +85,12 @@ class WebhookChanges:
 
 
 class WebhookStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
         self._redis = redis
+        # Subscriber lookups travel with whatever else is sent at the time (the worker's).
+        self._pipeline = pipeline or AutoPipeline(redis)
         self._update = redis.register_script(_UPDATE.source)
         self._delete = redis.register_script(_DELETE.source)
-        self._subscribers = redis.register_script(_SUBSCRIBERS)
 
     async def create(
         self, *, url: str, events: tuple[str, ...], secret: str, active: bool, now: str
@@ -188,11 +178,15 @@ class WebhookStore:
 
     async def subscribers(self, event_type: str) -> builtins.list[StoredWebhook]:
         """The webhooks subscribed to `event_type` (short form), wildcard included, by id."""
-        rows = await self._subscribers(
-            keys=[keys.subscribers(event_type), keys.subscribers(WILDCARD)],
-            args=[keys.webhook(0)[:-1]],
+        # Two round trips: the ids, then every hash in one batch. A script could read both in
+        # one, but only by building the hashes' key names itself, which Redis Cluster forbids.
+        # Lookups are made once per event type per stream read, not per event.
+        ids = await self._pipeline.execute(
+            "SUNION", keys.subscribers(event_type), keys.subscribers(WILDCARD)
         )
-        found = [
-            StoredWebhook.from_hash(dict(zip(row[::2], row[1::2], strict=True))) for row in rows
-        ]
+        rows = await asyncio.gather(
+            *(self._pipeline.execute("HGETALL", keys.webhook(int(id_))) for id_ in ids)
+        )
+        # A webhook deleted between the two reads is not subscribed any more.
+        found = [StoredWebhook.from_hash(row) for row in rows if row]
         return sorted(found, key=lambda webhook: webhook.id)
