@@ -22,9 +22,10 @@ from devtools.redis_server import PrivateRedis
 from service.app import create_app
 from service.storage import keys
 from service.storage.connection import connect
+from service.storage.stream import EventStream
 from tests.conftest import API_KEY, StartProcess, serve
 from tests.receiver import Receiver, Reply
-from worker.consumer import Consumer, ensure_group
+from worker.consumer import Consumer
 from worker.deliverer import Deliverer
 from worker.http import WebhookClient
 from worker.settings import redis_settings
@@ -222,9 +223,10 @@ async def test_a_backlog_beyond_the_in_flight_cap_is_delivered_whole(
     http = WebhookClient(config)
     jobs = await create_pool(redis_settings(config))
     deliverer = Deliverer(redis=redis, jobs=jobs, http=http, config=config)
-    await ensure_group(redis)
+    stream = EventStream(redis, deliverer.pipeline)
+    await stream.ensure_group()
     consumer = Consumer(
-        redis, deliverer, name="capped", reclaim_idle_ms=60_000, max_entries_in_flight=3
+        stream, deliverer, name="capped", reclaim_idle_ms=60_000, max_entries_in_flight=3
     )
     running = asyncio.create_task(consumer.run())
     try:

@@ -7,8 +7,8 @@ from redis.asyncio import Redis
 
 from service.storage import keys
 from service.storage.events import EventStore
+from service.storage.stream import EventStream
 from tests.test_event_store import consume, event
-from worker.consumer import ensure_group
 from worker.jobs import forget_dead_consumers, trim_events
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -20,7 +20,8 @@ async def consumer_names(redis: Redis) -> set[bytes]:
 
 
 async def test_idle_consumers_with_nothing_pending_are_forgotten(real_redis: Redis) -> None:
-    await ensure_group(real_redis)
+    stream = EventStream(real_redis)
+    await stream.ensure_group()
     await real_redis.xadd(keys.EVENTS_STREAM, {"e": b"{}"})
     await real_redis.xadd(keys.EVENTS_STREAM, {"e": b"{}"})
     # "dead" read one entry and acknowledged it; "busy" holds one unacknowledged.
@@ -30,10 +31,10 @@ async def test_idle_consumers_with_nothing_pending_are_forgotten(real_redis: Red
     await real_redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, entry)
     await real_redis.xreadgroup(keys.DELIVERY_GROUP, "busy", {keys.EVENTS_STREAM: ">"}, count=1)
 
-    await forget_dead_consumers({"redis": real_redis})  # neither idle for a day yet
+    await forget_dead_consumers({"event_stream": stream})  # neither idle for a day yet
     assert await consumer_names(real_redis) == {b"dead", b"busy"}
 
-    await forget_dead_consumers({"redis": real_redis}, idle_limit_ms=-1)
+    await forget_dead_consumers({"event_stream": stream}, idle_limit_ms=-1)
     assert await consumer_names(real_redis) == {b"busy"}  # pending entries keep it
 
 
@@ -42,7 +43,7 @@ async def test_trim_events_frees_the_delivered_backlog_without_appends(
 ) -> None:
     # Ingest is held back while Redis is nearly full, so no append trims: the worker must.
     store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
-    await ensure_group(real_redis)
+    await EventStream(real_redis).ensure_group()
     for start in range(0, 30_000, 1000):
         await store.append("sendgrid", [event(n) for n in range(start, start + 1000)])
     ctx = {"redis": real_redis, "event_store": store}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from service.storage import deliveries, scripts, webhooks
+from service.storage import deliveries, scripts, stream, webhooks
 from service.storage.scripts import Slot, parse_header
 
 
@@ -29,6 +29,7 @@ class Case:
 CASES = {
     "claim": Case(deliveries.claim_call),
     "requeue": Case(deliveries.requeue_call),
+    "forget_dead_consumers": Case(stream.forget_dead_consumers_call),
     "update_webhook": Case(
         webhooks.update_call,
         groups={

@@ -16,7 +16,8 @@ from service import logs
 from service.storage import jobs
 from service.storage.connection import RETRY_ON, connect, retry_policy
 from service.storage.events import EventStore
-from worker.consumer import Consumer, consumer_name, ensure_group
+from service.storage.stream import EventStream
+from worker.consumer import Consumer, consumer_name
 from worker.deliverer import Deliverer
 from worker.http import WebhookClient
 from worker.jobs import (
@@ -56,9 +57,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["event_store"] = EventStore(
         store_redis, maxlen=config.events_maxlen, dedup_ttl_seconds=config.dedup_ttl_seconds
     )
-    await ensure_group(store_redis)
+    ctx["event_stream"] = stream = EventStream(store_redis, deliverer.pipeline)
+    await stream.ensure_group()
     consumer = Consumer(
-        store_redis, deliverer, name=consumer_name(), reclaim_idle_ms=2 * deliverer.lease_ms
+        stream, deliverer, name=consumer_name(), reclaim_idle_ms=2 * deliverer.lease_ms
     )
     ctx["consumer"] = consumer
     ctx["consumer_task"] = asyncio.create_task(consumer.run(), name="consumer")

@@ -181,6 +181,13 @@ def _recipient_flag(recipient: str | None) -> str:
     return "1" if recipient.lower() == recipient.translate(_ASCII_LOWER) else "2"
 
 
+def decode_entry(entry_id_: str, fields: dict[bytes, bytes]) -> Event:
+    """The event a stream entry holds (KeyError or msgspec.DecodeError if it holds none)."""
+    event = _DECODER.decode(fields[b"e"])
+    event.id = event_id(entry_id_)
+    return event
+
+
 def seen_digest(provider_event_id: str) -> str:
     digest = hashlib.sha256(provider_event_id.encode()).digest()[:16]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
@@ -356,6 +363,4 @@ class EventStore:
     @staticmethod
     def _decode(row: tuple[bytes, dict[bytes, bytes]]) -> Event:
         raw_id, fields = row
-        event = _DECODER.decode(fields[b"e"])
-        event.id = event_id(raw_id.decode())
-        return event
+        return decode_entry(raw_id.decode(), fields)
