@@ -42,13 +42,14 @@ async def test_trim_events_frees_the_delivered_backlog_without_appends(
     real_redis: Redis,
 ) -> None:
     # Ingest is held back while Redis is nearly full, so no append trims: the worker must.
-    store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+    backlog = EventStore(real_redis, maxlen=10**6, dedup_ttl_seconds=60)  # no trims
     await EventStream(real_redis).ensure_group()
     for start in range(0, 30_000, 1000):
-        await store.append("sendgrid", [event(n) for n in range(start, start + 1000)])
+        await backlog.append("sendgrid", [event(n) for n in range(start, start + 1000)])
+    store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
     ctx = {"redis": real_redis, "event_store": store}
     await trim_events(ctx)
     assert await real_redis.xlen(keys.EVENTS_STREAM) == 30_000  # nothing delivered yet
     await consume(real_redis, keep=set())
-    await trim_events(ctx)  # 29,000 past maxlen: three script calls and a last that finds none
+    await trim_events(ctx)  # 29,000 past maxlen: three plans and scripts, a fourth plan empty
     assert 1000 <= await real_redis.xlen(keys.EVENTS_STREAM) <= 1200

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from service.storage import deliveries, scripts, stream, webhooks
+from service.storage import deliveries, events, scripts, stream, trimming, webhooks
 from service.storage.scripts import Slot, parse_header
 
 
@@ -30,6 +30,21 @@ CASES = {
     "claim": Case(deliveries.claim_call),
     "requeue": Case(deliveries.requeue_call),
     "forget_dead_consumers": Case(stream.forget_dead_consumers_call),
+    "append": Case(
+        events.append_call,
+        groups={
+            "event_keys": [("seen_key", "email_index", "recipient_index")] * 2,
+            "event_args": [("payload", "recipient_flag")] * 2,
+            "ignored_types": ["ignored_type"] * 3,
+        },
+        repeats={"seen_key": 2, "payload": 2, "ignored_type": 3},
+        computed=frozenset({"event_count"}),
+    ),
+    "trim_events": Case(
+        trimming.trim_events_call,
+        groups={"index_keys": ["index_key"] * 3, "members": ["member"] * 3},
+        repeats={"index_key": 3, "member": 3},
+    ),
     "update_webhook": Case(
         webhooks.update_call,
         groups={
