@@ -25,17 +25,16 @@ EventStore runs one `EventTrimmer.soon` in the background: at most one per store
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
-import redis.exceptions
 from redis.asyncio import Redis
 
 from service.core.ids import entry_after, entry_key, entry_member
 from service.storage import keys, scripts
+from service.storage.background import SingleFlight
 
 logger = logging.getLogger("mailhooks.trim")
 
@@ -44,7 +43,7 @@ TRIM_EXCESS = 100
 # Entries one script removes at most.
 TRIM_BATCH = 10_000
 # After a background trim that could remove nothing (the groups hold everything back) or
-# failed, appends' requests for another wait this long.
+# failed, the appends' requests for another wait this long.
 REST_SECONDS = 1.0
 
 _TRIM = scripts.load("trim_events")
@@ -101,10 +100,12 @@ class EventTrimmer:
         self._redis = redis
         self._maxlen = maxlen
         self._script = redis.register_script(_TRIM.source)
-        self._background: asyncio.Task[None] | None = None
-        self._due = False
-        self._wake = asyncio.Event()  # cuts a rest short (drain)
-        self._draining = False
+        self._background = SingleFlight(
+            self._trim_due,
+            rest_seconds=REST_SECONDS,
+            logger=logger,
+            what="trimming the events stream",
+        )
         self._joined: asyncio.Future[int] | None = None
 
     async def trim(self, *, min_excess: int = 1, max_calls: int = 100) -> int:
@@ -174,43 +175,14 @@ class EventTrimmer:
     def soon(self) -> None:
         """Trim in the background (an append found one due): at most one such trim at a
         time; requests while one runs make it look again when it is done."""
-        self._due = True
-        loop = asyncio.get_running_loop()
-        if self._background is not None and self._background.get_loop() is not loop:
-            self._background = None  # left behind by a closed event loop (tests)
-        if self._background is None:
-            self._wake = asyncio.Event()
-            self._background = loop.create_task(self._run())
+        self._background.request(None)
 
-    async def _run(self) -> None:
-        try:
-            while self._due:
-                self._due = False
-                try:
-                    removed = await self.trim(min_excess=TRIM_EXCESS)
-                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                    logger.warning("trimming the events stream: redis unavailable (%s)", exc)
-                    removed = 0
-                except Exception:  # never the request's: it stored its events
-                    logger.exception("trimming the events stream failed")
-                    removed = 0
-                if not removed and not self._draining:
-                    # Held back by a group (a stalled worker), or failing: not again at
-                    # once for every append.
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(REST_SECONDS):
-                            await self._wake.wait()
-        finally:
-            self._background = None
+    async def _trim_due(self, _: None) -> bool:
+        # Nothing removed: held back by a group (a stalled worker); rest rather than look
+        # again for every append.
+        return not await self.trim(min_excess=TRIM_EXCESS)
 
     async def drain(self) -> None:
         """Finish the background trim, with any due, without resting: before the client
         closes, and in tests."""
-        self._draining = True
-        self._wake.set()
-        try:
-            while self._background is not None:
-                await asyncio.wait({self._background})
-        finally:
-            self._draining = False
+        await self._background.drain()
