@@ -29,6 +29,12 @@ class Case:
 CASES = {
     "claim": Case(deliveries.claim_call),
     "requeue": Case(deliveries.requeue_call),
+    "record": Case(deliveries.record_call),
+    "prune_deliveries": Case(
+        deliveries.prune_call,
+        groups={"candidate_keys": [("delivery", "attempts")] * 2, "members": ["member"] * 2},
+        repeats={"delivery": 2, "member": 2},
+    ),
     "forget_dead_consumers": Case(stream.forget_dead_consumers_call),
     "append": Case(
         events.append_call,

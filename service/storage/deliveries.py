@@ -4,11 +4,18 @@ that lets exactly one worker attempt a delivery at a time.
 A delivery's id is deterministic (event entry + webhook), so a stream entry read twice finds
 the same record: `claim` creates it or takes its lease, and `record` applies an attempt's
 outcome; both are Lua scripts, so status, indexes and webhook health change together.
+
+Retention: a finished delivery expires after the retention age, and each webhook keeps the
+newest `retention count` of each finished status. `record` says when a webhook holds more
+than that; the store then prunes it in the background (`prune`: plan in Python, then one
+script that checks each candidate again), at most once a second per webhook.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from enum import Enum
 
 from redis.asyncio import Redis
@@ -17,103 +24,24 @@ from config import Config
 from service.core.ids import delivery_member, member_delivery, ms_member_bound
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
+from service.storage.background import SingleFlight
 
 ATTEMPT_LOG_LENGTH = 50
-_STATUSES = ("pending", "succeeded", "failed")
-
-# KEYS: delivery, attempts list, pending/succeeded/failed indexes, webhook hash, all index,
-# leases. ARGV: owner, now ms, verdict (succeeded|retry|failed|gone|abandoned), attempt JSON
-# ("" for none), next attempt ms, next owner, lease ms, payload, status code, error,
-# disable-after ms, index member, attempt log length, retention count, retention seconds,
-# delivery key prefix, attempt number (with an attempt JSON).
-# Returns the delivery's status afterwards, "lost" if another worker holds the lease now, or
-# "disabled" when this failure disabled the webhook (the delivery is then failed).
-# Retention: a finished delivery expires after the retention age, and each webhook keeps the
-# newest `retention count` of each finished status; older ones are deleted with their index
-# entries (their keys are derived here, which only Redis Cluster would object to; we do not
-# run on Cluster).
-_RECORD = """
-local now = tonumber(ARGV[2])
-local verdict = ARGV[3]
-if ARGV[4] ~= '' then
-  if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') >= tonumber(ARGV[17]) then
-    -- Attempt N is recorded already: this is the same command again (the connection
-    -- dropped after Redis ran it and the client re-sent it). Answer as the first run did.
-    local status = redis.call('HGET', KEYS[1], 'status')
-    if status == 'pending' then
-      return redis.call('HGET', KEYS[1], 'lease_owner') == ARGV[6] and 'pending' or 'lost'
-    end
-    return status or 'lost'
-  end
-  redis.call('RPUSH', KEYS[2], ARGV[4])
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[13]), -1)
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-end
-if redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[1] then return 'lost' end
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[2], 'last_status_code', ARGV[9],
-  'last_error', ARGV[10])
-redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_until', 'next_attempt_at')
-local webhook_exists = redis.call('EXISTS', KEYS[6]) == 1
-local status = 'failed'
-local result = nil
-if verdict == 'succeeded' then
-  status = 'succeeded'
-  redis.call('HDEL', KEYS[1], 'payload')
-  if webhook_exists then redis.call('HDEL', KEYS[6], 'failing_since') end
-else
-  if redis.call('HEXISTS', KEYS[1], 'payload') == 0 and ARGV[8] ~= '' then
-    redis.call('HSET', KEYS[1], 'payload', ARGV[8])
-  end
-  if webhook_exists and verdict ~= 'abandoned' then
-    redis.call('HSETNX', KEYS[6], 'failing_since', ARGV[2])
-    if verdict == 'gone' then
-      redis.call('HSET', KEYS[6], 'active', '0', 'disabled_reason', 'gone')
-    elseif now - tonumber(redis.call('HGET', KEYS[6], 'failing_since')) > tonumber(ARGV[11])
-        and redis.call('HGET', KEYS[6], 'active') == '1' then
-      redis.call('HSET', KEYS[6], 'active', '0', 'disabled_reason', 'failing')
-      result = 'disabled'
-    end
-  end
-  if verdict == 'retry' and result == nil then
-    local lease_until = tonumber(ARGV[5]) + tonumber(ARGV[7])
-    redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[5], 'lease_owner', ARGV[6],
-      'lease_until', lease_until)
-    redis.call('ZADD', KEYS[8], lease_until, redis.call('HGET', KEYS[1], 'id'))
-    return 'pending'
-  end
-end
-redis.call('HSET', KEYS[1], 'status', status)
-redis.call('ZREM', KEYS[8], redis.call('HGET', KEYS[1], 'id'))
-redis.call('ZREM', KEYS[3], ARGV[12])
-local finished = status == 'succeeded' and KEYS[4] or KEYS[5]
-redis.call('ZADD', finished, 0, ARGV[12])
-redis.call('EXPIRE', KEYS[1], ARGV[15])
-redis.call('EXPIRE', KEYS[2], ARGV[15])
--- Retention: finished deliveries older than the age limit, or beyond the newest `keep` of
--- their status, go with their attempt log and index entries. Pending ones are never dropped.
-local function drop(member)
-  local key = ARGV[16] .. string.match(member, ':(.+)$')
-  if redis.call('HGET', key, 'status') == 'pending' then return end
-  redis.call('DEL', key, key .. ':attempts')
-  redis.call('ZREM', KEYS[7], member)
-  redis.call('ZREM', KEYS[4], member)
-  redis.call('ZREM', KEYS[5], member)
-end
-local cutoff = '(' .. string.format('%015d', now - tonumber(ARGV[15]) * 1000)
-for _, index in ipairs({finished, KEYS[7]}) do
-  for _, member in ipairs(redis.call('ZRANGEBYLEX', index, '-', cutoff, 'LIMIT', 0, 100)) do
-    drop(member)
-  end
-end
-local excess = redis.call('ZCARD', finished) - tonumber(ARGV[14])
-if excess > 0 then
-  for _, member in ipairs(redis.call('ZRANGE', finished, 0, excess - 1)) do drop(member) end
-end
-return result or status
-"""
+_FINISHED = ("succeeded", "failed")
 
 _CLAIM = scripts.load("claim")
+_RECORD = scripts.load("record")
 _REQUEUE = scripts.load("requeue")
+_PRUNE = scripts.load("prune_deliveries")
+
+logger = logging.getLogger("mailhooks.deliveries")
+
+# A webhook's finished deliveries beyond retention are pruned at most this often, off the
+# delivery path; each prune reads at most PRUNE_BATCH candidates per status per script,
+# for at most PRUNE_ROUNDS scripts.
+PRUNE_INTERVAL_SECONDS = 1.0
+PRUNE_BATCH = 500
+PRUNE_ROUNDS = 20
 
 
 def claim_call(
@@ -137,6 +65,61 @@ def claim_call(
         [delivery, all_index, pending_index, leases],
         [delivery_id, webhook_id, event_id, event_type, now_ms, lease_ms, owner, payload, member],
     )
+
+
+def record_call(
+    *,
+    delivery: str,
+    attempts: str,
+    pending_index: str,
+    succeeded_index: str,
+    failed_index: str,
+    webhook: str,
+    all_index: str,
+    leases: str,
+    owner: str,
+    now_ms: int,
+    verdict: str,
+    attempt_json: bytes,
+    next_attempt_ms: int,
+    next_owner: str,
+    lease_ms: int,
+    payload: bytes,
+    status_code: int | str,
+    last_error: str,
+    disable_after_ms: int,
+    member: str,
+    log_length: int,
+    retention_count: int,
+    retention_seconds: int,
+    attempt_number: int,
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of record.lua."""
+    return (
+        [delivery, attempts, pending_index, succeeded_index, failed_index, webhook, all_index,
+         leases],
+        [owner, now_ms, verdict, attempt_json, next_attempt_ms, next_owner, lease_ms, payload,
+         status_code, last_error, disable_after_ms, member, log_length, retention_count,
+         retention_seconds, attempt_number],
+    )  # fmt: skip
+
+
+def prune_call(
+    *,
+    all_index: str,
+    succeeded_index: str,
+    failed_index: str,
+    candidate_keys: Sequence[tuple[str, str]],
+    retention_count: int,
+    cutoff: str,
+    members: Sequence[str],
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of prune_deliveries.lua: per candidate (delivery key, attempts key),
+    and its member in `members`, in the same order."""
+    script_keys = [all_index, succeeded_index, failed_index]
+    for pair in candidate_keys:
+        script_keys += pair
+    return script_keys, [retention_count, cutoff, *members]
 
 
 def requeue_call(
@@ -240,6 +223,15 @@ class StoredDelivery:
         )
 
 
+@dataclass(slots=True)
+class PrunePlan:
+    webhook_id: int
+    retention_count: int
+    cutoff: str  # index members below this are older than the retention age
+    members: list[str] = field(default_factory=list)  # the deliveries to delete
+    full: bool = False  # a status had more to go than one plan takes
+
+
 def lease_ms(config: Config) -> int:
     """How long an attempt may hold a delivery: the request's timeout, and as long again plus
     a second to record its outcome. Stream entries are reclaimed after twice this."""
@@ -247,14 +239,30 @@ def lease_ms(config: Config) -> int:
 
 
 class DeliveryStore:
-    def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        pipeline: AutoPipeline | None = None,
+        *,
+        prune_interval_seconds: float = PRUNE_INTERVAL_SECONDS,
+    ) -> None:
         self._redis = redis
         # Claims and outcomes of concurrent attempts travel together (shared with whatever
         # else the worker sends at the same time, when given).
         self._pipeline = pipeline or AutoPipeline(redis)
         self._claim = redis.register_script(_CLAIM.source)
-        self._record = redis.register_script(_RECORD)
+        self._record = redis.register_script(_RECORD.source)
         self._requeue = redis.register_script(_REQUEUE.source)
+        self._prune = redis.register_script(_PRUNE.source)
+        # Retention, off the delivery path: at most one prune per webhook at a time, and at
+        # most one per interval; the latest request's settings, by webhook.
+        self._prunes = SingleFlight(
+            self._prune_requested,
+            rest_seconds=prune_interval_seconds,
+            logger=logger,
+            what="pruning finished deliveries",
+        )
+        self._prune_requests: dict[int, tuple[int, int, int]] = {}
 
     async def claim(
         self,
@@ -316,23 +324,113 @@ class DeliveryStore:
         logged once, and a repeat answers as the first run did (a command re-sent after a
         dropped connection)."""
         webhook_id = delivery.webhook_id
-        result = await self._pipeline.script(
-            self._record,
-            keys=[
-                keys.delivery(delivery.id),
-                keys.delivery_attempts(delivery.id),
-                *(keys.deliveries(webhook_id, status) for status in _STATUSES),
-                keys.webhook(webhook_id),
-                keys.deliveries(webhook_id),
-                keys.DELIVERY_LEASES,
+        script_keys, args = record_call(
+            delivery=keys.delivery(delivery.id),
+            attempts=keys.delivery_attempts(delivery.id),
+            pending_index=keys.deliveries(webhook_id, "pending"),
+            succeeded_index=keys.deliveries(webhook_id, "succeeded"),
+            failed_index=keys.deliveries(webhook_id, "failed"),
+            webhook=keys.webhook(webhook_id),
+            all_index=keys.deliveries(webhook_id),
+            leases=keys.DELIVERY_LEASES,
+            owner=owner,
+            now_ms=now_ms,
+            verdict=verdict,
+            attempt_json=attempt_json,
+            next_attempt_ms=next_attempt_ms,
+            next_owner=next_owner,
+            lease_ms=lease_ms,
+            payload=payload,
+            status_code="" if status_code is None else status_code,
+            last_error=error or "",
+            disable_after_ms=disable_after_ms,
+            member=delivery_member(delivery.created_at_ms, delivery.id),
+            log_length=ATTEMPT_LOG_LENGTH,
+            retention_count=retention_count,
+            retention_seconds=retention_seconds,
+            attempt_number=attempt_number or delivery.attempts + 1,
+        )
+        status, prune_due = await self._pipeline.script(self._record, keys=script_keys, args=args)
+        if prune_due:
+            self._prune_requests[webhook_id] = (now_ms, retention_count, retention_seconds)
+            self._prunes.request(webhook_id)
+        return str(status.decode())
+
+    async def _prune_requested(self, webhook_id: int) -> bool:
+        now_ms, retention_count, retention_seconds = self._prune_requests.pop(webhook_id)
+        await self.prune(
+            webhook_id,
+            now_ms=now_ms,
+            retention_count=retention_count,
+            retention_seconds=retention_seconds,
+        )
+        return True  # rest: at most one prune per webhook per interval
+
+    async def prune(
+        self, webhook_id: int, *, now_ms: int, retention_count: int, retention_seconds: int
+    ) -> int:
+        """Delete the webhook's finished deliveries beyond retention: older than
+        `retention_seconds` at `now_ms`, or beyond the newest `retention_count` of their
+        status. Plan, then one script (prune_deliveries.lua), in rounds of at most
+        PRUNE_BATCH per status. Returns how many went."""
+        deleted = 0
+        for _ in range(PRUNE_ROUNDS):
+            plan = await self.plan_prune(
+                webhook_id,
+                now_ms=now_ms,
+                retention_count=retention_count,
+                retention_seconds=retention_seconds,
+            )
+            if plan is None:
+                break
+            went = await self.apply_prune(plan)
+            deleted += went
+            if not plan.full or not went:
+                break
+        return deleted
+
+    async def plan_prune(
+        self, webhook_id: int, *, now_ms: int, retention_count: int, retention_seconds: int
+    ) -> PrunePlan | None:
+        """The oldest of each finished index, as far as retention lets them go (reads only)."""
+        plan = PrunePlan(
+            webhook_id, retention_count, ms_member_bound(now_ms - retention_seconds * 1000)
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for status in _FINISHED:
+                pipe.zcard(keys.deliveries(webhook_id, status))
+                pipe.zrange(keys.deliveries(webhook_id, status), 0, PRUNE_BATCH - 1)
+            replies = await pipe.execute()
+        for count, oldest in zip(replies[::2], replies[1::2], strict=True):
+            # Members sort by creation time: the expired ones are the oldest.
+            expired = sum(1 for member in oldest if member.decode() < plan.cutoff)
+            going = oldest[: max(expired, count - retention_count, 0)]
+            plan.members += [member.decode() for member in going]
+            plan.full = plan.full or len(going) == PRUNE_BATCH
+        return plan if plan.members else None
+
+    async def apply_prune(self, plan: PrunePlan) -> int:
+        """Delete what `plan` names, each checked again in the script (a delivery re-queued
+        since is pending, and stays). Returns how many went."""
+        webhook_id = plan.webhook_id
+        script_keys, args = prune_call(
+            all_index=keys.deliveries(webhook_id),
+            succeeded_index=keys.deliveries(webhook_id, "succeeded"),
+            failed_index=keys.deliveries(webhook_id, "failed"),
+            candidate_keys=[
+                (keys.delivery(id_), keys.delivery_attempts(id_))
+                for id_ in map(member_delivery, plan.members)
             ],
-            args=[owner, now_ms, verdict, attempt_json, next_attempt_ms, next_owner, lease_ms,
-                  payload, "" if status_code is None else status_code, error or "",
-                  disable_after_ms, delivery_member(delivery.created_at_ms, delivery.id),
-                  ATTEMPT_LOG_LENGTH, retention_count, retention_seconds,
-                  keys.delivery(""), attempt_number or delivery.attempts + 1],
-        )  # fmt: skip
-        return str(result.decode())
+            retention_count=plan.retention_count,
+            cutoff=plan.cutoff,
+            members=plan.members,
+        )
+        return int(await self._prune(keys=script_keys, args=args))
+
+    async def drain(self) -> None:
+        """Wait for the background prunes (tests; the worker's shutdown may cut them short:
+        they are safe to cut, and the next outcome recorded asks again)."""
+        await self._prunes.drain()
 
     async def requeue(
         self, delivery: StoredDelivery, *, owner: str, now_ms: int, lease_ms: int
