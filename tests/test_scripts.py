@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from service.storage import deliveries, events, scripts, stream, trimming, webhooks
+from service.storage import deliveries, events, retention, scripts, stream, trimming, webhooks
 from service.storage.scripts import Slot, parse_header
 
 
@@ -31,7 +31,7 @@ CASES = {
     "requeue": Case(deliveries.requeue_call),
     "record": Case(deliveries.record_call),
     "prune_deliveries": Case(
-        deliveries.prune_call,
+        retention.prune_call,
         groups={"candidate_keys": [("delivery", "attempts")] * 2, "members": ["member"] * 2},
         repeats={"delivery": 2, "member": 2},
     ),

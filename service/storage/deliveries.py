@@ -7,15 +7,13 @@ outcome; both are Lua scripts, so status, indexes and webhook health change toge
 
 Retention: a finished delivery expires after the retention age, and each webhook keeps the
 newest `retention count` of each finished status. `record` says when a webhook holds more
-than that; the store then prunes it in the background (`prune`: plan in Python, then one
-script that checks each candidate again), at most once a second per webhook.
+than that; the store then prunes it in the background (service.storage.retention), at most
+once a second per webhook.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from redis.asyncio import Redis
@@ -24,24 +22,13 @@ from config import Config
 from service.core.ids import delivery_member, member_delivery, ms_member_bound
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
-from service.storage.background import SingleFlight
+from service.storage.retention import PRUNE_INTERVAL_SECONDS, DeliveryPruner
 
 ATTEMPT_LOG_LENGTH = 50
-_FINISHED = ("succeeded", "failed")
 
 _CLAIM = scripts.load("claim")
 _RECORD = scripts.load("record")
 _REQUEUE = scripts.load("requeue")
-_PRUNE = scripts.load("prune_deliveries")
-
-logger = logging.getLogger("mailhooks.deliveries")
-
-# A webhook's finished deliveries beyond retention are pruned at most this often, off the
-# delivery path; each prune reads at most PRUNE_BATCH candidates per status per script,
-# for at most PRUNE_ROUNDS scripts.
-PRUNE_INTERVAL_SECONDS = 1.0
-PRUNE_BATCH = 500
-PRUNE_ROUNDS = 20
 
 
 def claim_call(
@@ -102,24 +89,6 @@ def record_call(
          status_code, last_error, disable_after_ms, member, log_length, retention_count,
          retention_seconds, attempt_number],
     )  # fmt: skip
-
-
-def prune_call(
-    *,
-    all_index: str,
-    succeeded_index: str,
-    failed_index: str,
-    candidate_keys: Sequence[tuple[str, str]],
-    retention_count: int,
-    cutoff: str,
-    members: Sequence[str],
-) -> scripts.ScriptArgs:
-    """KEYS and ARGV of prune_deliveries.lua: per candidate (delivery key, attempts key),
-    and its member in `members`, in the same order."""
-    script_keys = [all_index, succeeded_index, failed_index]
-    for pair in candidate_keys:
-        script_keys += pair
-    return script_keys, [retention_count, cutoff, *members]
 
 
 def requeue_call(
@@ -223,15 +192,6 @@ class StoredDelivery:
         )
 
 
-@dataclass(slots=True)
-class PrunePlan:
-    webhook_id: int
-    retention_count: int
-    cutoff: str  # index members below this are older than the retention age
-    members: list[str] = field(default_factory=list)  # the deliveries to delete
-    full: bool = False  # a status had more to go than one plan takes
-
-
 def lease_ms(config: Config) -> int:
     """How long an attempt may hold a delivery: the request's timeout, and as long again plus
     a second to record its outcome. Stream entries are reclaimed after twice this."""
@@ -253,16 +213,8 @@ class DeliveryStore:
         self._claim = redis.register_script(_CLAIM.source)
         self._record = redis.register_script(_RECORD.source)
         self._requeue = redis.register_script(_REQUEUE.source)
-        self._prune = redis.register_script(_PRUNE.source)
-        # Retention, off the delivery path: at most one prune per webhook at a time, and at
-        # most one per interval; the latest request's settings, by webhook.
-        self._prunes = SingleFlight(
-            self._prune_requested,
-            rest_seconds=prune_interval_seconds,
-            logger=logger,
-            what="pruning finished deliveries",
-        )
-        self._prune_requests: dict[int, tuple[int, int, int]] = {}
+        # Retention, off the delivery path (service.storage.retention).
+        self._pruner = DeliveryPruner(redis, interval_seconds=prune_interval_seconds)
 
     async def claim(
         self,
@@ -352,85 +304,17 @@ class DeliveryStore:
         )
         status, prune_due = await self._pipeline.script(self._record, keys=script_keys, args=args)
         if prune_due:
-            self._prune_requests[webhook_id] = (now_ms, retention_count, retention_seconds)
-            self._prunes.request(webhook_id)
-        return str(status.decode())
-
-    async def _prune_requested(self, webhook_id: int) -> bool:
-        now_ms, retention_count, retention_seconds = self._prune_requests.pop(webhook_id)
-        await self.prune(
-            webhook_id,
-            now_ms=now_ms,
-            retention_count=retention_count,
-            retention_seconds=retention_seconds,
-        )
-        return True  # rest: at most one prune per webhook per interval
-
-    async def prune(
-        self, webhook_id: int, *, now_ms: int, retention_count: int, retention_seconds: int
-    ) -> int:
-        """Delete the webhook's finished deliveries beyond retention: older than
-        `retention_seconds` at `now_ms`, or beyond the newest `retention_count` of their
-        status. Plan, then one script (prune_deliveries.lua), in rounds of at most
-        PRUNE_BATCH per status. Returns how many went."""
-        deleted = 0
-        for _ in range(PRUNE_ROUNDS):
-            plan = await self.plan_prune(
+            self._pruner.request(
                 webhook_id,
                 now_ms=now_ms,
                 retention_count=retention_count,
                 retention_seconds=retention_seconds,
             )
-            if plan is None:
-                break
-            went = await self.apply_prune(plan)
-            deleted += went
-            if not plan.full or not went:
-                break
-        return deleted
-
-    async def plan_prune(
-        self, webhook_id: int, *, now_ms: int, retention_count: int, retention_seconds: int
-    ) -> PrunePlan | None:
-        """The oldest of each finished index, as far as retention lets them go (reads only)."""
-        plan = PrunePlan(
-            webhook_id, retention_count, ms_member_bound(now_ms - retention_seconds * 1000)
-        )
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for status in _FINISHED:
-                pipe.zcard(keys.deliveries(webhook_id, status))
-                pipe.zrange(keys.deliveries(webhook_id, status), 0, PRUNE_BATCH - 1)
-            replies = await pipe.execute()
-        for count, oldest in zip(replies[::2], replies[1::2], strict=True):
-            # Members sort by creation time: the expired ones are the oldest.
-            expired = sum(1 for member in oldest if member.decode() < plan.cutoff)
-            going = oldest[: max(expired, count - retention_count, 0)]
-            plan.members += [member.decode() for member in going]
-            plan.full = plan.full or len(going) == PRUNE_BATCH
-        return plan if plan.members else None
-
-    async def apply_prune(self, plan: PrunePlan) -> int:
-        """Delete what `plan` names, each checked again in the script (a delivery re-queued
-        since is pending, and stays). Returns how many went."""
-        webhook_id = plan.webhook_id
-        script_keys, args = prune_call(
-            all_index=keys.deliveries(webhook_id),
-            succeeded_index=keys.deliveries(webhook_id, "succeeded"),
-            failed_index=keys.deliveries(webhook_id, "failed"),
-            candidate_keys=[
-                (keys.delivery(id_), keys.delivery_attempts(id_))
-                for id_ in map(member_delivery, plan.members)
-            ],
-            retention_count=plan.retention_count,
-            cutoff=plan.cutoff,
-            members=plan.members,
-        )
-        return int(await self._prune(keys=script_keys, args=args))
+        return str(status.decode())
 
     async def drain(self) -> None:
-        """Wait for the background prunes (tests; the worker's shutdown may cut them short:
-        they are safe to cut, and the next outcome recorded asks again)."""
-        await self._prunes.drain()
+        """Wait for the background prunes (see DeliveryPruner.drain)."""
+        await self._pruner.drain()
 
     async def requeue(
         self, delivery: StoredDelivery, *, owner: str, now_ms: int, lease_ms: int
