@@ -104,6 +104,7 @@ def create_app(
             if redis is None:
                 freeze_startup_objects()
             yield {STATE_KEY: state}
+            await event_store.drain()  # a trim under way finishes before the client closes
         finally:
             if redis is None:
                 await client.aclose()

@@ -18,13 +18,9 @@ import socket
 import time
 import uuid
 
-import msgspec
 import redis.exceptions
-from redis.asyncio import Redis
 
-from service.core.models import Event
-from service.storage import keys
-from service.storage.autopipeline import AutoPipeline
+from service.storage.stream import EventStream, StreamRead
 from worker.deliverer import Deliverer
 
 logger = logging.getLogger("mailhooks.consumer")
@@ -32,21 +28,11 @@ logger = logging.getLogger("mailhooks.consumer")
 READ_COUNT = 100
 BLOCK_MS = 1000
 RECLAIM_EVERY_SECONDS = 5.0
-_DECODER = msgspec.json.Decoder(Event)
 
 
 def consumer_name() -> str:
     """Unique per process: DYNO on Heroku, else the host name, plus the pid."""
     return f"{os.environ.get('DYNO') or socket.gethostname()}-{os.getpid()}"
-
-
-async def ensure_group(client: Redis) -> None:
-    """Create the group (and the stream) if missing, from the very first entry."""
-    try:
-        await client.xgroup_create(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, id="0", mkstream=True)
-    except redis.exceptions.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
 
 
 class Acknowledgements:
@@ -55,8 +41,8 @@ class Acknowledgements:
     the entry stays pending, is reclaimed later, and its deliveries, already recorded, are
     skipped; then it is acknowledged again."""
 
-    def __init__(self, pipeline: AutoPipeline) -> None:
-        self._pipeline = pipeline
+    def __init__(self, stream: EventStream) -> None:
+        self._stream = stream
         self._entry_ids: list[str] | None = None  # to acknowledge this turn
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -72,9 +58,7 @@ class Acknowledgements:
     async def _send(self) -> None:
         entry_ids, self._entry_ids = self._entry_ids or [], None
         try:
-            await self._pipeline.execute(
-                "XACK", keys.EVENTS_STREAM, keys.DELIVERY_GROUP, *entry_ids
-            )
+            await self._stream.ack(entry_ids)
         except Exception as exc:
             logger.warning(
                 "acknowledging %d entries failed (%r); they will be reclaimed and skipped",
@@ -91,16 +75,15 @@ class Acknowledgements:
 class Consumer:
     def __init__(
         self,
-        redis: Redis,
+        stream: EventStream,
         deliverer: Deliverer,
-        pipeline: AutoPipeline,
         *,
         name: str,
         reclaim_idle_ms: int,
         max_entries_in_flight: int = 1000,
     ) -> None:
-        self._redis = redis
-        self._acks = Acknowledgements(pipeline)
+        self._stream = stream
+        self._acks = Acknowledgements(stream)
         self._deliverer = deliverer
         self.name = name
         # Unique per process start (a restarted process may get the same name), then a count.
@@ -136,7 +119,7 @@ class Consumer:
                     continue
                 logger.warning("consumer group or stream missing (%s): recreating", exc)
                 with contextlib.suppress(redis.exceptions.RedisError):
-                    await ensure_group(self._redis)  # if this fails too, the next read says so
+                    await self._stream.ensure_group()  # if this fails, the next read says so
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 logger.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
                 await self._pause(backoff)
@@ -158,31 +141,22 @@ class Consumer:
                 return
         free = self._max_in_flight - len(self._tasks)
         if time.monotonic() >= self._next_reclaim:
-            entries = await self._reclaim(free)
+            read = await self._reclaim(free)
             self._next_reclaim = time.monotonic() + RECLAIM_EVERY_SECONDS
         else:
-            response = await self._redis.xreadgroup(
-                keys.DELIVERY_GROUP,
-                self.name,
-                {keys.EVENTS_STREAM: ">"},
-                count=min(READ_COUNT, free),
-                block=BLOCK_MS,
+            read = await self._stream.read_new(
+                self.name, count=min(READ_COUNT, free), block_ms=BLOCK_MS
             )
-            entries = response[0][1] if response else []
         if self._stopping.is_set():
             # Stopped while reading: leave these pending (another consumer reclaims them)
             # rather than start work that shutdown would cut off before it is recorded.
             return
-        batch: list[tuple[str, Event]] = []
-        for raw_id, fields in entries:
-            entry_id = raw_id.decode()
-            if entry_id in self._running:
-                continue  # reclaimed from ourselves while still at work on it
-            try:
-                batch.append((entry_id, _DECODER.decode(fields[b"e"])))
-            except (KeyError, msgspec.DecodeError):
-                logger.error("stream entry %s is not an event; acknowledging it", entry_id)
-                self._acks.add(entry_id)
+        for entry_id in read.not_events:
+            logger.error("stream entry %s is not an event; acknowledging it", entry_id)
+            self._acks.add(entry_id)
+        running = self._running
+        # Not those reclaimed from ourselves while still at work on them.
+        batch = [entry for entry in read.events if entry[0] not in running]
         if not batch:
             return
         # One subscriber lookup per event type in the read, made after the read: each event
@@ -210,25 +184,19 @@ class Consumer:
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._done, entry_id=entry_id))
 
-    async def _reclaim(self, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        _, entries, deleted = await self._redis.xautoclaim(
-            keys.EVENTS_STREAM,
-            keys.DELIVERY_GROUP,
-            self.name,
-            min_idle_time=self._reclaim_idle_ms,
-            start_id="0-0",
-            count=count,
-        )
-        if deleted:
+    async def _reclaim(self, count: int) -> StreamRead:
+        read = await self._stream.reclaim(self.name, min_idle_ms=self._reclaim_idle_ms, count=count)
+        if read.deleted:
             logger.error(
                 "%d unacknowledged events went from the stream before delivery (trimmed "
                 "or deleted by hand: appends never trim them): %s",
-                len(deleted),
-                deleted[:10],
+                len(read.deleted),
+                read.deleted[:10],
             )
-        if entries:
-            logger.info("reclaimed %d entries left pending by another consumer", len(entries))
-        return [(raw_id, fields) for raw_id, fields in entries if fields]
+        if read.events or read.not_events:
+            reclaimed = len(read.events) + len(read.not_events)
+            logger.info("reclaimed %d entries left pending by another consumer", reclaimed)
+        return read
 
     def _done(self, task: asyncio.Task[None], entry_id: str) -> None:
         self._tasks.discard(task)

@@ -64,29 +64,11 @@ async def trim_events(ctx: dict[str, Any]) -> None:
 CONSUMER_IDLE_LIMIT_MS = 24 * 3600 * 1000
 
 
-# KEYS: stream. ARGV: group, idle limit in ms. Checked and deleted in one script: deleting a
-# consumer drops its pending entries from the group, so one that read something between a
-# check and a separate XGROUP DELCONSUMER would lose it. Returns the names deleted.
-_FORGET_DEAD_CONSUMERS = """
-local deleted = {}
-for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local info = {}
-  for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
-  if info['pending'] == 0 and info['idle'] > tonumber(ARGV[2]) then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
-    deleted[#deleted + 1] = info['name']
-  end
-end
-return deleted
-"""
-
-
 async def forget_dead_consumers(
     ctx: dict[str, Any], idle_limit_ms: int = CONSUMER_IDLE_LIMIT_MS
 ) -> None:
     """Every process joins the group under a new name; drop those idle for a day with nothing
     pending (anything pending is reclaimed by the live consumers first)."""
-    forget = ctx["redis"].register_script(_FORGET_DEAD_CONSUMERS)
-    deleted = await forget(keys=[keys.EVENTS_STREAM], args=[keys.DELIVERY_GROUP, idle_limit_ms])
+    deleted = await ctx["stores"].stream.forget_dead_consumers(idle_limit_ms)
     if deleted:
         logger.info("forgot %d consumers idle with nothing pending", len(deleted))

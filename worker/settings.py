@@ -22,8 +22,9 @@ from service.storage.autopipeline import AutoPipeline
 from service.storage.connection import RETRY_ON, connect, retry_policy
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.stream import EventStream
 from service.storage.webhooks import WebhookStore
-from worker.consumer import Consumer, consumer_name, ensure_group
+from worker.consumer import Consumer, consumer_name
 from worker.deliverer import Deliverer
 from worker.http import WebhookClient
 from worker.jobs import (
@@ -61,13 +62,14 @@ class Stores:
     webhooks: WebhookStore
     deliveries: DeliveryStore
     events: EventStore
+    stream: EventStream
 
     @classmethod
     def create(cls, redis: Redis, config: Config) -> Stores:
         pipeline = AutoPipeline(redis)
         return cls(
             pipeline=pipeline,
-            webhooks=WebhookStore(redis),
+            webhooks=WebhookStore(redis, pipeline),
             deliveries=DeliveryStore(redis, pipeline),
             events=EventStore(
                 redis,
@@ -75,6 +77,7 @@ class Stores:
                 dedup_ttl_seconds=config.dedup_ttl_seconds,
                 pipeline=pipeline,
             ),
+            stream=EventStream(redis, pipeline),
         )
 
 
@@ -113,13 +116,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["stores"] = stores
     deliverer = build_deliverer(stores, jobs=ctx["redis"], http=ctx["http"], config=config)
     ctx["deliverer"] = deliverer
-    await ensure_group(store_redis)
+    await stores.stream.ensure_group()
     consumer = Consumer(
-        store_redis,
-        deliverer,
-        stores.pipeline,
-        name=consumer_name(),
-        reclaim_idle_ms=2 * deliverer.lease_ms,
+        stores.stream, deliverer, name=consumer_name(), reclaim_idle_ms=2 * deliverer.lease_ms
     )
     ctx["consumer"] = consumer
     ctx["consumer_task"] = asyncio.create_task(consumer.run(), name="consumer")

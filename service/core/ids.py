@@ -43,7 +43,7 @@ def entry_time(entry_id: str) -> datetime:
 
 def entry_member(entry_id: str) -> str:
     """A stream entry id zero-padded, so that lexicographic order is time order (the email
-    and recipient indexes; the trim script pads the same way)."""
+    and recipient indexes; the append and trim scripts pad the same way)."""
     ms, seq = entry_id.split("-")
     return f"{int(ms):015d}-{int(seq):010d}"
 
@@ -51,6 +51,18 @@ def entry_member(entry_id: str) -> str:
 def member_entry(member: str) -> str:
     ms, seq = member.split("-")
     return f"{int(ms)}-{int(seq)}"
+
+
+def entry_after(entry_id: str) -> str:
+    """The least stream entry id greater than `entry_id` (a bound for XTRIM MINID)."""
+    ms, seq = (int(part) for part in entry_id.split("-"))
+    return f"{ms}-{seq + 1}" if seq < 2**64 - 1 else f"{ms + 1}-0"
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """Stream entry ids in their order: `min(ids, key=entry_key)`."""
+    ms, seq = entry_id.split("-")
+    return int(ms), int(seq)
 
 
 def delivery_id(entry_id: str, webhook_id: int) -> str:

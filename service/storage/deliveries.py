@@ -4,6 +4,11 @@ that lets exactly one worker attempt a delivery at a time.
 A delivery's id is deterministic (event entry + webhook), so a stream entry read twice finds
 the same record: `claim` creates it or takes its lease, and `record` applies an attempt's
 outcome; both are Lua scripts, so status, indexes and webhook health change together.
+
+Retention: a finished delivery expires after the retention age, and each webhook keeps the
+newest `retention count` of each finished status. `record` says when a webhook holds more
+than that; the store then prunes it in the background (service.storage.retention), at most
+once a second per webhook.
 """
 
 from __future__ import annotations
@@ -16,155 +21,95 @@ from redis.asyncio import Redis
 from config import Config
 from service.core.ids import delivery_member, member_delivery, ms_member_bound
 from service.core.outcome import Verdict
-from service.storage import keys
+from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
+from service.storage.retention import PRUNE_INTERVAL_SECONDS, DeliveryPruner
 
 ATTEMPT_LOG_LENGTH = 50
-_STATUSES = ("pending", "succeeded", "failed")
 
-# KEYS: delivery, all index, pending index, leases. ARGV: id, webhook id, event id, type,
-# now ms, lease ms, owner, payload ("" to keep none), index member.
-# Returns {"new"|"go"|"skip", attempts made or status, created at ms}.
-_CLAIM = """
-local now, lease = tonumber(ARGV[5]), tonumber(ARGV[6])
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then
-  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'webhook_id', ARGV[2], 'event_id', ARGV[3],
-    'type', ARGV[4], 'status', 'pending', 'attempts', 0, 'created_at', ARGV[5],
-    'updated_at', ARGV[5], 'lease_owner', ARGV[7], 'lease_until', now + lease)
-  if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'payload', ARGV[8]) end
-  redis.call('ZADD', KEYS[2], 0, ARGV[9])
-  redis.call('ZADD', KEYS[3], 0, ARGV[9])
-  redis.call('ZADD', KEYS[4], now + lease, ARGV[1])
-  return {'new', '0', ARGV[5]}
-end
-if status ~= 'pending' then return {'skip', status, '0'} end
-local owner = redis.call('HGET', KEYS[1], 'lease_owner')
-local lease_until = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0')
-if owner ~= ARGV[7] and lease_until > now then return {'skip', 'leased', '0'} end
-redis.call('HSET', KEYS[1], 'lease_owner', ARGV[7], 'lease_until', now + lease)
-redis.call('ZADD', KEYS[4], now + lease, ARGV[1])
-if ARGV[8] ~= '' and redis.call('HEXISTS', KEYS[1], 'payload') == 0 then
-  redis.call('HSET', KEYS[1], 'payload', ARGV[8])
-end
-local attempts = redis.call('HGET', KEYS[1], 'attempts')
-return {'go', attempts, redis.call('HGET', KEYS[1], 'created_at')}
-"""
+_CLAIM = scripts.load("claim")
+_RECORD = scripts.load("record")
+_REQUEUE = scripts.load("requeue")
 
-# KEYS: delivery, attempts list, pending/succeeded/failed indexes, webhook hash, all index,
-# leases. ARGV: owner, now ms, verdict (succeeded|retry|failed|gone|abandoned), attempt JSON
-# ("" for none), next attempt ms, next owner, lease ms, payload, status code, error,
-# disable-after ms, index member, attempt log length, retention count, retention seconds,
-# delivery key prefix, attempt number (with an attempt JSON).
-# Returns the delivery's status afterwards, "lost" if another worker holds the lease now, or
-# "disabled" when this failure disabled the webhook (the delivery is then failed).
-# Retention: a finished delivery expires after the retention age, and each webhook keeps the
-# newest `retention count` of each finished status; older ones are deleted with their index
-# entries (their keys are derived here, which only Redis Cluster would object to; we do not
-# run on Cluster).
-_RECORD = """
-local now = tonumber(ARGV[2])
-local verdict = ARGV[3]
-if ARGV[4] ~= '' then
-  if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') >= tonumber(ARGV[17]) then
-    -- Attempt N is recorded already: this is the same command again (the connection
-    -- dropped after Redis ran it and the client re-sent it). Answer as the first run did.
-    local status = redis.call('HGET', KEYS[1], 'status')
-    if status == 'pending' then
-      return redis.call('HGET', KEYS[1], 'lease_owner') == ARGV[6] and 'pending' or 'lost'
-    end
-    return status or 'lost'
-  end
-  redis.call('RPUSH', KEYS[2], ARGV[4])
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[13]), -1)
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-end
-if redis.call('HGET', KEYS[1], 'lease_owner') ~= ARGV[1] then return 'lost' end
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[2], 'last_status_code', ARGV[9],
-  'last_error', ARGV[10])
-redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_until', 'next_attempt_at')
-local webhook_exists = redis.call('EXISTS', KEYS[6]) == 1
-local status = 'failed'
-local result = nil
-if verdict == 'succeeded' then
-  status = 'succeeded'
-  redis.call('HDEL', KEYS[1], 'payload')
-  if webhook_exists then redis.call('HDEL', KEYS[6], 'failing_since') end
-else
-  if redis.call('HEXISTS', KEYS[1], 'payload') == 0 and ARGV[8] ~= '' then
-    redis.call('HSET', KEYS[1], 'payload', ARGV[8])
-  end
-  if webhook_exists and verdict ~= 'abandoned' then
-    redis.call('HSETNX', KEYS[6], 'failing_since', ARGV[2])
-    if verdict == 'gone' then
-      redis.call('HSET', KEYS[6], 'active', '0', 'disabled_reason', 'gone')
-    elseif now - tonumber(redis.call('HGET', KEYS[6], 'failing_since')) > tonumber(ARGV[11])
-        and redis.call('HGET', KEYS[6], 'active') == '1' then
-      redis.call('HSET', KEYS[6], 'active', '0', 'disabled_reason', 'failing')
-      result = 'disabled'
-    end
-  end
-  if verdict == 'retry' and result == nil then
-    local lease_until = tonumber(ARGV[5]) + tonumber(ARGV[7])
-    redis.call('HSET', KEYS[1], 'next_attempt_at', ARGV[5], 'lease_owner', ARGV[6],
-      'lease_until', lease_until)
-    redis.call('ZADD', KEYS[8], lease_until, redis.call('HGET', KEYS[1], 'id'))
-    return 'pending'
-  end
-end
-redis.call('HSET', KEYS[1], 'status', status)
-redis.call('ZREM', KEYS[8], redis.call('HGET', KEYS[1], 'id'))
-redis.call('ZREM', KEYS[3], ARGV[12])
-local finished = status == 'succeeded' and KEYS[4] or KEYS[5]
-redis.call('ZADD', finished, 0, ARGV[12])
-redis.call('EXPIRE', KEYS[1], ARGV[15])
-redis.call('EXPIRE', KEYS[2], ARGV[15])
--- Retention: finished deliveries older than the age limit, or beyond the newest `keep` of
--- their status, go with their attempt log and index entries. Pending ones are never dropped.
-local function drop(member)
-  local key = ARGV[16] .. string.match(member, ':(.+)$')
-  if redis.call('HGET', key, 'status') == 'pending' then return end
-  redis.call('DEL', key, key .. ':attempts')
-  redis.call('ZREM', KEYS[7], member)
-  redis.call('ZREM', KEYS[4], member)
-  redis.call('ZREM', KEYS[5], member)
-end
-local cutoff = '(' .. string.format('%015d', now - tonumber(ARGV[15]) * 1000)
-for _, index in ipairs({finished, KEYS[7]}) do
-  for _, member in ipairs(redis.call('ZRANGEBYLEX', index, '-', cutoff, 'LIMIT', 0, 100)) do
-    drop(member)
-  end
-end
-local excess = redis.call('ZCARD', finished) - tonumber(ARGV[14])
-if excess > 0 then
-  for _, member in ipairs(redis.call('ZRANGE', finished, 0, excess - 1)) do drop(member) end
-end
-return result or status
-"""
 
-# KEYS: delivery, pending, failed and succeeded indexes, leases, attempts list.
-# ARGV: owner, now ms, lease ms, index member.
-# Back to pending with the lease given to `owner` (a manual retry).
-_REQUEUE = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 0 end
-local now = tonumber(ARGV[2])
-if status == 'pending' and tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '0') > now
-    and tonumber(redis.call('HGET', KEYS[1], 'next_attempt_at') or '0') <= now then
-  return 0  -- an attempt is under way (not merely scheduled for later)
-end
-local lease_until = tonumber(ARGV[2]) + tonumber(ARGV[3])
-redis.call('ZREM', KEYS[3], ARGV[4])
-redis.call('ZREM', KEYS[4], ARGV[4])
-redis.call('ZADD', KEYS[2], 0, ARGV[4])
-redis.call('ZADD', KEYS[5], lease_until, redis.call('HGET', KEYS[1], 'id'))
-redis.call('PERSIST', KEYS[1])
-redis.call('PERSIST', KEYS[6])
-redis.call('HSET', KEYS[1], 'status', 'pending', 'lease_owner', ARGV[1],
-  'lease_until', lease_until, 'updated_at', ARGV[2])
-redis.call('HDEL', KEYS[1], 'next_attempt_at')
-return 1
-"""
+def claim_call(
+    *,
+    delivery: str,
+    all_index: str,
+    pending_index: str,
+    leases: str,
+    delivery_id: str,
+    webhook_id: int,
+    event_id: str,
+    event_type: str,
+    now_ms: int,
+    lease_ms: int,
+    owner: str,
+    payload: bytes,
+    member: str,
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of claim.lua."""
+    return (
+        [delivery, all_index, pending_index, leases],
+        [delivery_id, webhook_id, event_id, event_type, now_ms, lease_ms, owner, payload, member],
+    )
+
+
+def record_call(
+    *,
+    delivery: str,
+    attempts: str,
+    pending_index: str,
+    succeeded_index: str,
+    failed_index: str,
+    webhook: str,
+    all_index: str,
+    leases: str,
+    owner: str,
+    now_ms: int,
+    verdict: str,
+    attempt_json: bytes,
+    next_attempt_ms: int,
+    next_owner: str,
+    lease_ms: int,
+    payload: bytes,
+    status_code: int | str,
+    last_error: str,
+    disable_after_ms: int,
+    member: str,
+    log_length: int,
+    retention_count: int,
+    retention_seconds: int,
+    attempt_number: int,
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of record.lua."""
+    return (
+        [delivery, attempts, pending_index, succeeded_index, failed_index, webhook, all_index,
+         leases],
+        [owner, now_ms, verdict, attempt_json, next_attempt_ms, next_owner, lease_ms, payload,
+         status_code, last_error, disable_after_ms, member, log_length, retention_count,
+         retention_seconds, attempt_number],
+    )  # fmt: skip
+
+
+def requeue_call(
+    *,
+    delivery: str,
+    pending_index: str,
+    failed_index: str,
+    succeeded_index: str,
+    leases: str,
+    attempts: str,
+    owner: str,
+    now_ms: int,
+    lease_ms: int,
+    member: str,
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of requeue.lua."""
+    return (
+        [delivery, pending_index, failed_index, succeeded_index, leases, attempts],
+        [owner, now_ms, lease_ms, member],
+    )
 
 
 class Claim(Enum):
@@ -255,14 +200,22 @@ def lease_ms(config: Config) -> int:
 
 
 class DeliveryStore:
-    def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        pipeline: AutoPipeline | None = None,
+        *,
+        prune_interval_seconds: float = PRUNE_INTERVAL_SECONDS,
+    ) -> None:
         self._redis = redis
         # Claims and outcomes of concurrent attempts travel together (shared with whatever
         # else the worker sends at the same time, when given).
         self._pipeline = pipeline or AutoPipeline(redis)
-        self._claim = redis.register_script(_CLAIM)
-        self._record = redis.register_script(_RECORD)
-        self._requeue = redis.register_script(_REQUEUE)
+        self._claim = redis.register_script(_CLAIM.source)
+        self._record = redis.register_script(_RECORD.source)
+        self._requeue = redis.register_script(_REQUEUE.source)
+        # Retention, off the delivery path (service.storage.retention).
+        self._pruner = DeliveryPruner(redis, interval_seconds=prune_interval_seconds)
 
     async def claim(
         self,
@@ -277,17 +230,24 @@ class DeliveryStore:
         payload: bytes = b"",
     ) -> ClaimResult:
         """Create the delivery, or take its lease if it is pending and free (or ours)."""
+        script_keys, args = claim_call(
+            delivery=keys.delivery(delivery_id),
+            all_index=keys.deliveries(webhook_id),
+            pending_index=keys.deliveries(webhook_id, "pending"),
+            leases=keys.DELIVERY_LEASES,
+            delivery_id=delivery_id,
+            webhook_id=webhook_id,
+            event_id=event_id,
+            event_type=event_type,
+            now_ms=now_ms,
+            lease_ms=lease_ms,
+            owner=owner,
+            payload=payload,
+            member=delivery_member(now_ms, delivery_id),
+        )
         raw_claim, detail, created = await self._pipeline.script(
-            self._claim,
-            keys=[
-                keys.delivery(delivery_id),
-                keys.deliveries(webhook_id),
-                keys.deliveries(webhook_id, "pending"),
-                keys.DELIVERY_LEASES,
-            ],
-            args=[delivery_id, webhook_id, event_id, event_type, now_ms, lease_ms, owner,
-                  payload, delivery_member(now_ms, delivery_id)],
-        )  # fmt: skip
+            self._claim, keys=script_keys, args=args
+        )
         claim = Claim(raw_claim.decode())
         if claim is Claim.SKIP:
             return ClaimResult(claim, status=detail.decode())
@@ -317,40 +277,64 @@ class DeliveryStore:
         logged once, and a repeat answers as the first run did (a command re-sent after a
         dropped connection)."""
         webhook_id = delivery.webhook_id
-        result = await self._pipeline.script(
-            self._record,
-            keys=[
-                keys.delivery(delivery.id),
-                keys.delivery_attempts(delivery.id),
-                *(keys.deliveries(webhook_id, status) for status in _STATUSES),
-                keys.webhook(webhook_id),
-                keys.deliveries(webhook_id),
-                keys.DELIVERY_LEASES,
-            ],
-            args=[owner, now_ms, verdict, attempt_json, next_attempt_ms, next_owner, lease_ms,
-                  payload, "" if status_code is None else status_code, error or "",
-                  disable_after_ms, delivery_member(delivery.created_at_ms, delivery.id),
-                  ATTEMPT_LOG_LENGTH, retention_count, retention_seconds,
-                  keys.delivery(""), attempt_number or delivery.attempts + 1],
-        )  # fmt: skip
-        return str(result.decode())
+        script_keys, args = record_call(
+            delivery=keys.delivery(delivery.id),
+            attempts=keys.delivery_attempts(delivery.id),
+            pending_index=keys.deliveries(webhook_id, "pending"),
+            succeeded_index=keys.deliveries(webhook_id, "succeeded"),
+            failed_index=keys.deliveries(webhook_id, "failed"),
+            webhook=keys.webhook(webhook_id),
+            all_index=keys.deliveries(webhook_id),
+            leases=keys.DELIVERY_LEASES,
+            owner=owner,
+            now_ms=now_ms,
+            verdict=verdict,
+            attempt_json=attempt_json,
+            next_attempt_ms=next_attempt_ms,
+            next_owner=next_owner,
+            lease_ms=lease_ms,
+            payload=payload,
+            status_code="" if status_code is None else status_code,
+            last_error=error or "",
+            disable_after_ms=disable_after_ms,
+            member=delivery_member(delivery.created_at_ms, delivery.id),
+            log_length=ATTEMPT_LOG_LENGTH,
+            retention_count=retention_count,
+            retention_seconds=retention_seconds,
+            attempt_number=attempt_number or delivery.attempts + 1,
+        )
+        status, prune_due = await self._pipeline.script(self._record, keys=script_keys, args=args)
+        if prune_due:
+            self._pruner.request(
+                webhook_id,
+                now_ms=now_ms,
+                retention_count=retention_count,
+                retention_seconds=retention_seconds,
+            )
+        return str(status.decode())
+
+    async def drain(self) -> None:
+        """Wait for the background prunes (see DeliveryPruner.drain)."""
+        await self._pruner.drain()
 
     async def requeue(
         self, delivery: StoredDelivery, *, owner: str, now_ms: int, lease_ms: int
     ) -> bool:
         """Back to pending for a manual retry; False if it is pending and leased already."""
         webhook_id = delivery.webhook_id
-        done = await self._requeue(
-            keys=[
-                keys.delivery(delivery.id),
-                keys.deliveries(webhook_id, "pending"),
-                keys.deliveries(webhook_id, "failed"),
-                keys.deliveries(webhook_id, "succeeded"),
-                keys.DELIVERY_LEASES,
-                keys.delivery_attempts(delivery.id),
-            ],
-            args=[owner, now_ms, lease_ms, delivery_member(delivery.created_at_ms, delivery.id)],
+        script_keys, args = requeue_call(
+            delivery=keys.delivery(delivery.id),
+            pending_index=keys.deliveries(webhook_id, "pending"),
+            failed_index=keys.deliveries(webhook_id, "failed"),
+            succeeded_index=keys.deliveries(webhook_id, "succeeded"),
+            leases=keys.DELIVERY_LEASES,
+            attempts=keys.delivery_attempts(delivery.id),
+            owner=owner,
+            now_ms=now_ms,
+            lease_ms=lease_ms,
+            member=delivery_member(delivery.created_at_ms, delivery.id),
         )
+        done = await self._requeue(keys=script_keys, args=args)
         return bool(done)
 
     async def get(self, delivery_id_: str) -> StoredDelivery | None:

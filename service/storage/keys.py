@@ -40,8 +40,9 @@ TOKEN = PREFIX + "token:{provider}:{digest}"
 
 # Sorted sets (all scores 0, members = zero-padded entry ids, so lexicographic order is time
 # order) of the events about one email id / one recipient, for GET /api/events filters.
-# Trimming an entry removes its members (event_store._TRIM_FUNCTIONS); each key also expires
-# INDEX_TTL after its last event, a backstop. A member whose entry is gone is skipped.
+# Trimming an entry removes its members (service.storage.trimming); each key also expires
+# INDEX_TTL after its last event, a backstop. A member whose entry is gone is skipped. An entry
+# whose recipient str.lower changes beyond ASCII letters names its recipient key in field "r".
 EVENTS_BY_EMAIL = PREFIX + "events:email:{email_id}"
 EVENTS_BY_RECIPIENT = PREFIX + "events:recipient:{recipient}"
 

@@ -6,60 +6,48 @@ or race can leave the hash and the indexes disagreeing. Key names live in `servi
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from service.core.event_types import EVENT_TYPES, WILDCARD, format_event_types
-from service.storage import keys
+from service.storage import keys, scripts
+from service.storage.autopipeline import AutoPipeline
 
 # Every subscriber set, in a fixed order: scripts get them all as KEYS (so they declare every
 # key they touch) and are told by position which ones a webhook belongs in.
 SUBSCRIBER_TYPES: tuple[str, ...] = (*EVENT_TYPES, WILDCARD)
 SUBSCRIBER_KEYS: tuple[str, ...] = tuple(keys.subscribers(t) for t in SUBSCRIBER_TYPES)
 
-# KEYS: webhook hash, then every subscriber set. ARGV: id, number of field/value pairs N,
-# N pairs, then the 1-based positions (among the subscriber sets) to join, if events changed
-# (flagged by a field named "events" among the pairs).
-_UPDATE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = tonumber(ARGV[2])
-local events_changed = false
-for i = 3, 2 + 2 * n, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  if ARGV[i] == 'events' then events_changed = true end
-  if ARGV[i] == 'active' and ARGV[i + 1] == '1' then
-    -- Re-enabled by hand: forget why it was disabled and how long it had been failing.
-    redis.call('HDEL', KEYS[1], 'disabled_reason', 'failing_since')
-  end
-end
-if events_changed then
-  for k = 2, #KEYS do redis.call('SREM', KEYS[k], ARGV[1]) end
-  for j = 3 + 2 * n, #ARGV do redis.call('SADD', KEYS[1 + tonumber(ARGV[j])], ARGV[1]) end
-end
-return 1
-"""
+_UPDATE = scripts.load("update_webhook")
+_DELETE = scripts.load("delete_webhook")
 
-# KEYS: the event type's subscriber set, the wildcard's. ARGV: webhook key prefix.
-# Returns each subscribed webhook's hash as a flat field/value list: one round trip per event
-# (webhook keys are derived here, which only Redis Cluster would object to).
-_SUBSCRIBERS = """
-local found = {}
-for _, id in ipairs(redis.call('SUNION', KEYS[1], KEYS[2])) do
-  local fields = redis.call('HGETALL', ARGV[1] .. id)
-  if #fields > 0 then found[#found + 1] = fields end
-end
-return found
-"""
 
-# KEYS: webhook hash, id index, then every subscriber set. ARGV: id.
-_DELETE = """
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-for k = 3, #KEYS do redis.call('SREM', KEYS[k], ARGV[1]) end
-return 1
-"""
+def update_call(
+    *,
+    webhook: str,
+    subscriber_sets: Sequence[str],
+    webhook_id: int,
+    fields: Sequence[tuple[str, str]],
+    positions: Sequence[int],
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of update_webhook.lua: `fields` as (field, value) pairs, `positions`
+    1-based among `subscriber_sets`."""
+    args: list[str | int | bytes] = [webhook_id, len(fields)]
+    for field, value in fields:
+        args += [field, value]
+    args += positions
+    return [webhook, *subscriber_sets], args
+
+
+def delete_call(
+    *, webhook: str, webhook_index: str, subscriber_sets: Sequence[str], webhook_id: int
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of delete_webhook.lua."""
+    return [webhook, webhook_index, *subscriber_sets], [webhook_id]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +85,12 @@ class WebhookChanges:
 
 
 class WebhookStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
         self._redis = redis
-        self._update = redis.register_script(_UPDATE)
-        self._delete = redis.register_script(_DELETE)
-        self._subscribers = redis.register_script(_SUBSCRIBERS)
+        # Subscriber lookups travel with whatever else is sent at the time (the worker's).
+        self._pipeline = pipeline or AutoPipeline(redis)
+        self._update = redis.register_script(_UPDATE.source)
+        self._delete = redis.register_script(_DELETE.source)
 
     async def create(
         self, *, url: str, events: tuple[str, ...], secret: str, active: bool, now: str
@@ -167,28 +156,37 @@ class WebhookStore:
             fields["secret"] = changes.secret
         if changes.active is not None:
             fields["active"] = "1" if changes.active else "0"
-        positions = [SUBSCRIBER_TYPES.index(t) + 1 for t in changes.events or ()]
-        args: list[str | int] = [webhook_id, len(fields)]
-        for name, value in fields.items():
-            args += [name, value]
-        args += positions
-        updated = await self._update(keys=[keys.webhook(webhook_id), *SUBSCRIBER_KEYS], args=args)
+        script_keys, args = update_call(
+            webhook=keys.webhook(webhook_id),
+            subscriber_sets=SUBSCRIBER_KEYS,
+            webhook_id=webhook_id,
+            fields=list(fields.items()),
+            positions=[SUBSCRIBER_TYPES.index(t) + 1 for t in changes.events or ()],
+        )
+        updated = await self._update(keys=script_keys, args=args)
         return await self.get(webhook_id) if updated else None
 
     async def delete(self, webhook_id: int) -> bool:
-        deleted = await self._delete(
-            keys=[keys.webhook(webhook_id), keys.WEBHOOK_INDEX, *SUBSCRIBER_KEYS],
-            args=[webhook_id],
+        script_keys, args = delete_call(
+            webhook=keys.webhook(webhook_id),
+            webhook_index=keys.WEBHOOK_INDEX,
+            subscriber_sets=SUBSCRIBER_KEYS,
+            webhook_id=webhook_id,
         )
+        deleted = await self._delete(keys=script_keys, args=args)
         return bool(deleted)
 
     async def subscribers(self, event_type: str) -> builtins.list[StoredWebhook]:
         """The webhooks subscribed to `event_type` (short form), wildcard included, by id."""
-        rows = await self._subscribers(
-            keys=[keys.subscribers(event_type), keys.subscribers(WILDCARD)],
-            args=[keys.webhook(0)[:-1]],
+        # Two round trips: the ids, then every hash in one batch. A script could read both in
+        # one, but only by building the hashes' key names itself, which Redis Cluster forbids.
+        # Lookups are made once per event type per stream read, not per event.
+        ids = await self._pipeline.execute(
+            "SUNION", keys.subscribers(event_type), keys.subscribers(WILDCARD)
         )
-        found = [
-            StoredWebhook.from_hash(dict(zip(row[::2], row[1::2], strict=True))) for row in rows
-        ]
+        rows = await asyncio.gather(
+            *(self._pipeline.execute("HGETALL", keys.webhook(int(id_))) for id_ in ids)
+        )
+        # A webhook deleted between the two reads is not subscribed any more.
+        found = [StoredWebhook.from_hash(row) for row in rows if row]
         return sorted(found, key=lambda webhook: webhook.id)

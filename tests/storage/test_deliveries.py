@@ -180,6 +180,7 @@ class TestRetention:
                 await delivery(store, id_), owner="a", now_ms=n, verdict=FAILED,
                 disable_after_ms=10**9, retention_count=2, retention_seconds=3600,
             )  # fmt: skip
+        await store.drain()  # pruned in the background
         listed, _ = await store.page(1, status=None, before=None, limit=10)
         assert [d.id for d in listed] == ["dlv_4-0_1", "dlv_3-0_1", "dlv_0-0_1"]
         pending, _ = await store.page(1, status="pending", before=None, limit=10)
@@ -204,6 +205,7 @@ class TestRetention:
                 await delivery(store, id_), owner="a", now_ms=n, verdict=SUCCEEDED,
                 disable_after_ms=10**9, retention_count=3, retention_seconds=3600,
             )  # fmt: skip
+        await store.drain()  # pruned in the background
         page, _ = await store.page(1, status=None, before=None, limit=10)
         assert [d.id for d in page] == ids[:1:-1]
         assert await store.get(ids[0]) is None

@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.storage import keys
+from service.storage.autopipeline import AutoPipeline
 from service.storage.webhooks import SUBSCRIBER_TYPES, WebhookChanges, WebhookStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -79,6 +80,18 @@ class TestStore:
         opens = await make(store, ("open",))
         assert await subscribed(store, "open") == {everything, opens}
         assert await subscribed(store, "complaint") == {everything}
+
+    async def test_a_lookup_is_two_round_trips_whatever_the_subscribers(
+        self, real_redis: Redis
+    ) -> None:
+        pipeline = AutoPipeline(real_redis)
+        store = WebhookStore(real_redis, pipeline)
+        expected = {await make(store, ("open",)) for _ in range(20)}
+        await store.delete(min(expected))
+        expected.remove(min(expected))
+        before = pipeline.round_trips
+        assert await subscribed(store, "open") == expected
+        assert pipeline.round_trips - before == 2  # the ids, then every hash at once
 
     async def test_delete_removes_everything(self, real_redis: Redis) -> None:
         store = WebhookStore(real_redis)

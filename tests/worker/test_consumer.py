@@ -24,7 +24,7 @@ from service.storage import keys
 from service.storage.connection import connect
 from tests.conftest import API_KEY, StartProcess, serve
 from tests.receiver import Receiver, Reply
-from worker.consumer import Consumer, ensure_group
+from worker.consumer import Consumer
 from worker.http import WebhookClient
 from worker.settings import Stores, build_deliverer, redis_settings
 
@@ -222,11 +222,10 @@ async def test_a_backlog_beyond_the_in_flight_cap_is_delivered_whole(
     jobs = await create_pool(redis_settings(config))
     stores = Stores.create(redis, config)
     deliverer = build_deliverer(stores, jobs=jobs, http=http, config=config)
-    await ensure_group(redis)
+    await stores.stream.ensure_group()
     consumer = Consumer(
-        redis,
+        stores.stream,
         deliverer,
-        stores.pipeline,
         name="capped",
         reclaim_idle_ms=60_000,
         max_entries_in_flight=3,

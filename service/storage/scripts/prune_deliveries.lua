@@ -1,0 +1,38 @@
+-- Delete the finished deliveries a webhook no longer keeps, planned by DeliveryStore.prune:
+-- each candidate is checked again, as it may have changed since the plan. A pending one
+-- (re-queued meanwhile) stays; a finished one goes if it is older than the retention age or
+-- beyond the newest `retention_count` of its status now; one whose record has gone (expired)
+-- leaves its index members. Each goes with its attempt log and index members.
+--
+-- KEYS[1] all_index: the webhook's index of every delivery
+-- KEYS[2] succeeded_index: its index of succeeded deliveries
+-- KEYS[3] failed_index: its index of failed deliveries
+-- KEYS[4..] delivery, attempts: for each candidate, its hash and attempt log
+-- ARGV[1] retention_count: how many deliveries of each finished status the webhook keeps
+-- ARGV[2] cutoff: the index member bound of the retention age (older members go)
+-- ARGV[3..] member: for each candidate, in the same order, its index member
+-- Returns: the number of deliveries deleted.
+local all_index, succeeded_index, failed_index = KEYS[1], KEYS[2], KEYS[3]
+local retention_count, cutoff = tonumber(ARGV[1]), ARGV[2]
+local first_candidate_key, first_member = 4, 3
+
+local function beyond_kept(index, member)
+  local rank = redis.call('ZRANK', index, member)
+  return rank ~= false and rank < redis.call('ZCARD', index) - retention_count
+end
+
+local deleted = 0
+for i = first_member, #ARGV do
+  local k = first_candidate_key + 2 * (i - first_member)
+  local delivery, attempts, member = KEYS[k], KEYS[k + 1], ARGV[i]
+  local status = redis.call('HGET', delivery, 'status')
+  local index = status == 'succeeded' and succeeded_index or failed_index
+  if not status or (status ~= 'pending'
+      and (member < cutoff or beyond_kept(index, member))) then
+    redis.call('DEL', delivery, attempts)
+    redis.call('ZREM', succeeded_index, member)
+    redis.call('ZREM', failed_index, member)
+    deleted = deleted + redis.call('ZREM', all_index, member)
+  end
+end
+return deleted

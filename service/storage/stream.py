@@ -1,0 +1,108 @@
+"""The events stream as the delivery group reads it: new entries, entries a dead consumer
+left pending, acknowledgements, and the group's upkeep.
+
+Reads hand back decoded events with their entry ids, and apart the ids of entries that are
+not events (written by hand, or by a bug): the consumer logs and acknowledges those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import redis.exceptions
+from redis.asyncio import Redis
+
+from service.core.models import Event
+from service.storage import keys, scripts
+from service.storage.autopipeline import AutoPipeline
+from service.storage.events import decode_entry
+
+_FORGET_DEAD_CONSUMERS = scripts.load("forget_dead_consumers")
+
+
+def forget_dead_consumers_call(
+    *, stream: str, group: str, idle_limit_ms: int
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of forget_dead_consumers.lua."""
+    return [stream], [group, idle_limit_ms]
+
+
+@dataclass(slots=True)
+class StreamRead:
+    events: list[tuple[str, Event]] = field(default_factory=list)  # (entry id, event)
+    not_events: list[str] = field(default_factory=list)  # entry ids: acknowledge them
+    # Reclaims only: entries pending in the group that have gone from the stream.
+    deleted: list[str] = field(default_factory=list)
+
+
+class EventStream:
+    def __init__(
+        self,
+        redis: Redis,
+        pipeline: AutoPipeline | None = None,
+        *,
+        group: str = keys.DELIVERY_GROUP,
+    ) -> None:
+        self._redis = redis
+        # Acknowledgements travel with whatever else is sent at the time (the worker's).
+        self._pipeline = pipeline or AutoPipeline(redis)
+        self._group = group
+        self._forget = redis.register_script(_FORGET_DEAD_CONSUMERS.source)
+
+    async def ensure_group(self) -> None:
+        """Create the group (and the stream) if missing, reading from the very first entry."""
+        try:
+            await self._redis.xgroup_create(keys.EVENTS_STREAM, self._group, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_new(self, consumer: str, *, count: int, block_ms: int) -> StreamRead:
+        """Entries no consumer of the group has read yet, waiting up to `block_ms` for some.
+        Blocking: on the client's own connection, never through the AutoPipeline."""
+        response = await self._redis.xreadgroup(
+            self._group, consumer, {keys.EVENTS_STREAM: ">"}, count=count, block=block_ms
+        )
+        return _decoded(response[0][1] if response else [])
+
+    async def reclaim(self, consumer: str, *, min_idle_ms: int, count: int) -> StreamRead:
+        """Take over entries left pending (read, unacknowledged) longer than `min_idle_ms`."""
+        _, entries, deleted = await self._redis.xautoclaim(
+            keys.EVENTS_STREAM,
+            self._group,
+            consumer,
+            min_idle_time=min_idle_ms,
+            start_id="0-0",
+            count=count,
+        )
+        read = _decoded([(raw_id, fields) for raw_id, fields in entries if fields])
+        read.deleted = [raw.decode() if isinstance(raw, bytes) else raw for raw in deleted]
+        return read
+
+    def ack(self, entry_ids: Sequence[str]) -> asyncio.Future[Any]:
+        """XACK these entries, with the next AutoPipeline batch: await it for the reply."""
+        return self._pipeline.execute("XACK", keys.EVENTS_STREAM, self._group, *entry_ids)
+
+    async def forget_dead_consumers(self, idle_limit_ms: int) -> list[str]:
+        """Delete the group's consumers idle longer than `idle_limit_ms` with nothing pending
+        (checked and deleted in one script: see forget_dead_consumers.lua). Their names."""
+        script_keys, args = forget_dead_consumers_call(
+            stream=keys.EVENTS_STREAM, group=self._group, idle_limit_ms=idle_limit_ms
+        )
+        deleted = await self._forget(keys=script_keys, args=args)
+        return [name.decode() for name in deleted]
+
+
+def _decoded(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> StreamRead:
+    read = StreamRead()
+    for raw_id, fields in entries:
+        entry_id = raw_id.decode()
+        try:
+            read.events.append((entry_id, decode_entry(entry_id, fields)))
+        except (KeyError, msgspec.DecodeError):
+            read.not_events.append(entry_id)
+    return read
