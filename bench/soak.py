@@ -35,26 +35,30 @@ from typing import Any, cast
 import redis as redis_sync
 
 from bench.common import (
-    API_KEY,
     LOGS,
     base_env,
     create_webhooks,
     flush,
     get_json,
-    percentile,
     preload_events,
     receiver,
     rss_kib,
-    sync_redis,
     wait_until,
     web_process,
     worker,
 )
 from bench.soak_ingest import Bodies, Ingested, paced_ingest
+from bench.soak_report import (
+    analyse,
+    explain_lost,
+    failure_windows,
+    missing,
+    redis_state,
+    table,
+    worker_log_stats,
+)
 from bench.transport import machine
 from devtools.redis_server import PrivateRedis
-from service.core import ids
-from service.storage import keys
 
 RESULTS = Path(__file__).with_name("soak-results.json")
 # Short, so that an endpoint failing for up to 30 s is reached again well within the drain:
@@ -287,7 +291,8 @@ async def progress(recv: str, result: Ingested, started: float, sampler: Sampler
             f"  [{time.time() - started:6.1f} s] acknowledged {len(result.acknowledged):,} "
             f"events, {len(result.failures)} failed requests; receiver: "
             f"{sum(e['ok'] for e in summary.values()):,} 200s, "
-            f"{sum(e['failed'] for e in summary.values()):,} 500s; RSS web "
+            f"{sum(e['failed'] for e in summary.values()):,} 500s, "
+            f"{sum(e['distinct_ok'] for e in summary.values()):,} distinct; RSS web "
             f"{sample[1] / 1024:.0f} MiB, worker {sample[2] / 1024:.0f} MiB; Redis "
             f"{sample[3] / 2**20:.0f} MiB",
             flush=True,
@@ -350,255 +355,6 @@ def drain(recv: str, acknowledged: dict[str, float], live: list[str]) -> dict[st
     return {"outcome": outcome, "seconds": time.monotonic() - started}
 
 
-def missing(records: dict[str, list[Any]], acknowledged: dict[str, float]) -> list[str]:
-    return [e for e in acknowledged if not (e in records and records[e][0] > 0)]
-
-
-# -- what Redis says -----------------------------------------------------------------------
-
-
-def redis_state(redis_url: str, webhook_ids: dict[int, int]) -> dict[str, Any]:
-    client = sync_redis(redis_url)
-    try:
-        statuses = {
-            number: {
-                status: int(cast(int, client.zcard(keys.deliveries(wid, status))))
-                for status in ("pending", "succeeded", "failed")
-            }
-            for number, wid in webhook_ids.items()
-        }
-        attempts: Counter[int] = Counter()
-        records: Counter[int] = Counter()
-        pattern = keys.delivery(ids.DELIVERY_ID_PREFIX + "*")
-        found = [
-            k for k in client.scan_iter(match=pattern, count=5000) if not k.endswith(b":attempts")
-        ]
-        for first in range(0, len(found), 2000):
-            pipe = client.pipeline(transaction=False)
-            for key in found[first : first + 2000]:
-                pipe.hmget(key, ["webhook_id", "attempts"])
-            for webhook, made in cast(list[list[bytes | None]], pipe.execute()):
-                if webhook is not None:
-                    records[int(webhook)] += 1
-                    attempts[int(webhook)] += max(0, int(made or 0) - 1)
-        groups = cast(list[dict[str, Any]], client.xinfo_groups(keys.EVENTS_STREAM))
-        counts = cast(dict[bytes, bytes], client.hgetall(keys.INBOUND_COUNTS))
-        webhooks = {
-            number: {
-                k.decode(): v.decode()
-                for k, v in cast(dict[bytes, bytes], client.hgetall(keys.webhook(wid))).items()
-                if k.decode() in ("active", "disabled_reason")
-            }
-            for number, wid in webhook_ids.items()
-        }
-        return {
-            "statuses": statuses,
-            "retries": {n: attempts[wid] for n, wid in webhook_ids.items()},
-            "records": {n: records[wid] for n, wid in webhook_ids.items()},
-            "groups": [
-                {k: v.decode() if isinstance(v, bytes) else v for k, v in g.items()} for g in groups
-            ],
-            "inbound_counts": {k.decode(): int(v) for k, v in counts.items()},
-            "webhooks": webhooks,
-            "used_memory": int(cast(dict[str, Any], client.info("memory"))["used_memory"]),
-        }
-    finally:
-        client.close()
-
-
-def explain_lost(
-    url: str, redis_url: str, lost: list[tuple[int, str]], webhook_ids: dict[int, int]
-) -> list[dict[str, Any]]:
-    """For a few lost (endpoint, email id): the stored event, its delivery, the worker log."""
-    client = sync_redis(redis_url)
-    worker_log = (LOGS / "worker.log").read_text(errors="replace").splitlines()
-    out = []
-    try:
-        for number, email_id in lost[:10]:
-            found = get_json_auth(f"{url}/api/events?email_id={urllib.parse.quote(email_id)}")
-            item: dict[str, Any] = {"endpoint": number, "email_id": email_id, "events": found}
-            for event in found.get("events", []):
-                entry = ids.entry_id(event["id"])
-                if entry is None:
-                    continue
-                delivery = ids.delivery_id(entry, webhook_ids[number])
-                raw = cast(dict[bytes, bytes], client.hgetall(keys.delivery(delivery)))
-                item["delivery"] = {
-                    "id": delivery,
-                    **{k.decode(): v.decode(errors="replace") for k, v in raw.items()
-                       if k != b"payload"},
-                }  # fmt: skip
-                item["attempts"] = [
-                    a.decode() for a in cast(list[bytes], client.lrange(
-                        keys.delivery_attempts(delivery), 0, -1))
-                ]  # fmt: skip
-                item["worker_log"] = [line for line in worker_log if delivery in line][:5]
-            out.append(item)
-    finally:
-        client.close()
-    return out
-
-
-def get_json_auth(url: str) -> Any:
-    import urllib.request
-
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - 127.0.0.1 only
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        return json.loads(response.read())
-
-
-# -- the report ----------------------------------------------------------------------------
-
-
-def analyse(
-    records: dict[str, dict[str, list[Any]]],
-    summary: dict[str, dict[str, Any]],
-    ingested: Ingested,
-    live: list[int],
-    chaos: list[dict[str, Any]],
-) -> dict[str, Any]:
-    acknowledged = ingested.acknowledged
-    per: dict[int, dict[str, Any]] = {}
-    latencies: list[float] = []
-    first_try: list[float] = []
-    lost: list[tuple[int, str]] = []
-    duplicate_times: list[float] = []
-    for number in live:
-        got = records.get(str(number), {})
-        gaps = missing(got, acknowledged)
-        lost += [(number, email_id) for email_id in gaps]
-        duplicates = 0
-        for email_id, record in got.items():
-            duplicates += max(0, record[0] - 1)
-            duplicate_times += record[4]
-            if record[0] and email_id in acknowledged:
-                latency = record[2] - acknowledged[email_id]
-                latencies.append(latency)
-                if record[1] == 0:
-                    first_try.append(latency)
-        stats = summary.get(str(number), {})
-        per[number] = {
-            "delivered": len(acknowledged) - len(gaps),
-            "lost": len(gaps),
-            "duplicates": duplicates,
-            "stored_twice": sum(1 for record in got.values() if record[5]),
-            "unacknowledged_delivered": sum(
-                1 for e, record in got.items() if record[0] and e not in acknowledged
-            ),
-            "answered_500": int(stats.get("failed", 0)),
-            "posts": int(stats.get("posts", 0)),
-        }
-    by_action: Counter[str] = Counter()
-    for at in duplicate_times:
-        before = [e for e in chaos if e["at"] <= at and e["kind"] in CRASHES]
-        by_action[f"{before[-1]['kind']} at {before[-1]['t']} s" if before else "none"] += 1
-    return {
-        "per_endpoint": per,
-        "lost": lost,
-        "duplicates_by_preceding_action": dict(by_action),
-        "latency_ms": _percentiles(latencies),
-        "first_try_latency_ms": _percentiles(first_try),
-    }
-
-
-def _percentiles(values: list[float]) -> dict[str, float]:
-    return {
-        "count": len(values),
-        "p50": percentile(values, 50) * 1000,
-        "p99": percentile(values, 99) * 1000,
-        "max": max(values, default=float("nan")) * 1000,
-    }
-
-
-def failure_windows(failures: list[tuple[float, str]]) -> list[dict[str, Any]]:
-    """Failed requests grouped into runs with under 2 s between them."""
-    windows: list[dict[str, Any]] = []
-    for at, what in sorted(failures):
-        if windows and at - windows[-1]["to"] < 2:
-            windows[-1]["to"] = at
-            windows[-1]["what"][what.split(" ")[0]] += 1
-        else:
-            windows.append({"from": at, "to": at, "what": Counter([what.split(" ")[0]])})
-    return [{**w, "what": dict(w["what"])} for w in windows]
-
-
-def table(r: dict[str, Any]) -> list[str]:
-    a, ing, red = r["analysis"], r["ingest"], r["redis"]
-    per = a["per_endpoint"]
-    expected = r["acknowledged"] * len(per)
-    delivered = sum(p["delivered"] for p in per.values())
-    duplicates = sum(p["duplicates"] for p in per.values())
-    kills = sum(1 for e in r["chaos"] if e["kind"] == "kill-worker")
-    restarts = sum(1 for e in r["chaos"] if e["kind"] == "restart-redis")
-    flips = sum(1 for e in r["chaos"] if e["kind"] == "flip")
-    gone = r["gone"]
-    lat, first = a["latency_ms"], a["first_try_latency_ms"]
-    failures = Counter(what.split(" ")[0] for _, what in ing["failures"])
-    lost = a["lost"]
-    retried = sum(red["retries"].values())
-    kept = sum(red["records"].values())
-    statuses = {
-        s: sum(v[s] for n, v in red["statuses"].items() if n != gone["endpoint"])
-        for s in ("pending", "failed")
-    }
-    gone_failed = red["statuses"][gone["endpoint"]]["failed"]
-    pending_entries = sum(int(g.get("pending", 0)) for g in red["groups"])
-    return [
-        f"{r['seconds']:.0f} s of ingest at {r['rate']:.0f} events/s ({r['rate_source']}), "
-        f"{r['endpoints']} endpoints subscribed to `*`, RETRY_SCHEDULE={RETRY_SCHEDULE}, "
-        f"DELIVERY_TIMEOUT={DELIVERY_TIMEOUT}, seed {r['seed']}; drain: {r['drain']['outcome']} "
-        f"after {r['drain']['seconds']:.0f} s.",
-        "",
-        "| what | result |",
-        "|---|---|",
-        f"| events acknowledged (200) | {r['acknowledged']:,} ("
-        + ", ".join(f"{k} {v:,}" for k, v in ing["events"].items())
-        + f"; {sum(ing['requests'].values()):,} requests) |",
-        f"| ingest failures | {ing['failed_events']:,} events in {len(ing['failures']):,} requests"
-        + (" (" + ", ".join(f"{k}: {v}" for k, v in failures.items()) + ")" if failures else "")
-        + " |",
-        f"| deliveries expected / delivered (live endpoints) | {expected:,} / {delivered:,} |",
-        f"| **lost** | **{len(lost)}**"
-        + (" (" + ", ".join(f"e{n} {e}" for n, e in lost[:5]) + ")" if lost else "")
-        + " |",
-        "| duplicates per endpoint | "
-        + ", ".join(f"e{n} {p['duplicates']}" for n, p in per.items())
-        + f" (total {duplicates}; bound {DELIVERY_CONCURRENCY} per worker kill: "
-        + f"{DELIVERY_CONCURRENCY * kills})"
-        + "".join(
-            f"; {count} after the {action}"
-            for action, count in a["duplicates_by_preceding_action"].items()
-        )
-        + " |",
-        f"| events stored twice (same email id, two event ids) | "
-        f"{sum(p['stored_twice'] for p in per.values())} |",
-        f"| retries | {sum(p['answered_500'] for p in per.values()):,} answers 500 at live "
-        f"endpoints; {retried:,} (attempts - 1 over the {kept:,} delivery records kept in Redis) |",
-        f"| 410 endpoint (e{gone['endpoint']}) | {gone['after_first_410']} requests after its "
-        f"first 410 (bound ENDPOINT_CONCURRENCY {ENDPOINT_CONCURRENCY}); webhook active="
-        f"{gone['webhook'].get('active')}, disabled_reason "
-        f"{gone['webhook'].get('disabled_reason', '-')}; {gone['delivered_before']:,} events "
-        f"delivered before, {gone_failed:,} deliveries recorded failed (kept in Redis) |",
-        f"| delivery latency, 200 answer → first arrival | p50 {lat['p50']:,.0f} ms, p99 "
-        f"{lat['p99']:,.0f} ms, max {lat['max']:,.0f} ms; first tries only: p50 "
-        f"{first['p50']:,.0f} ms, p99 {first['p99']:,.0f} ms |",
-        f"| peak RSS | web {r['peaks']['web_kib'] / 1024:.0f} MiB; worker "
-        f"{r['peaks']['worker_kib'] / 1024:.0f} MiB (the largest of its "
-        f"{len(r['worker_pids'])} processes) |",
-        f"| peak Redis used_memory | {r['peaks']['redis_used_memory'] / 2**20:.0f} MiB |",
-        f"| chaos actions | {kills} worker SIGKILLs, {restarts} Redis restarts, {flips} flips of "
-        f"{FLIP_SHARE:.0%} of endpoints to failing, 1 endpoint to 410 |",
-        f"| left at the end (live endpoints) | {statuses['pending']} pending and "
-        f"{statuses['failed']} failed deliveries; {pending_entries} unacknowledged stream "
-        "entries |",
-        "",
-        "| t (s) | chaos | detail |",
-        "|---:|---|---|",
-        *(f"| {e['t']} | {e['kind']} | {e['detail']} |" for e in r["chaos"]),
-    ]
-
-
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -656,9 +412,10 @@ def main() -> int:
         sampler.stop()
         summary = get_json(recv + "/summary")
         records = get_json(recv + "/records")
-        analysis = analyse(records, summary, ingested, live, log.entries)
+        analysis = analyse(records, summary, ingested, live, log.entries, log.started)
         state = redis_state(redis.url, webhook_ids)
-        lost_detail = explain_lost(url, redis.url, analysis["lost"], webhook_ids)
+        worker_log = LOGS / "worker.log"
+        lost_detail = explain_lost(url, redis.url, analysis["lost"], webhook_ids, worker_log)
     gone_stats = summary.get(str(gone), {})
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -667,6 +424,13 @@ def main() -> int:
         "seconds": args.seconds,
         "rate": rate,
         "rate_source": source,
+        "settings": {
+            "RETRY_SCHEDULE": RETRY_SCHEDULE,
+            "DELIVERY_TIMEOUT": DELIVERY_TIMEOUT,
+            "DELIVERY_CONCURRENCY": DELIVERY_CONCURRENCY,
+            "ENDPOINT_CONCURRENCY": ENDPOINT_CONCURRENCY,
+            "FLIP_SHARE": FLIP_SHARE,
+        },
         "delivery_max": delivery_max,
         "endpoints": args.endpoints,
         "seed": args.seed,
@@ -692,6 +456,7 @@ def main() -> int:
             "webhook": state["webhooks"].get(gone, {}),
         },
         "redis": state,
+        "worker_log": worker_log_stats(worker_log),
         "peaks": {
             "web_kib": max((s[1] for s in sampler.samples), default=0),
             "worker_kib": max(sampler.worker_peaks.values(), default=0),
@@ -706,6 +471,9 @@ def main() -> int:
     print("\n" + "\n".join(lines))
     for window in results["ingest"]["failure_windows"]:
         print(f"  failed requests {window['from']:.1f}-{window['to']:.1f} s: {window['what']}")
+    print("\nlatency by when the event was acknowledged (p50 / p99 / max ms):")
+    for window, stats in analysis["latency_by_window_ms"].items():
+        print(f"  {window}: {stats['p50']:,.0f} / {stats['p99']:,.0f} / {stats['max']:,.0f}")
     for item in lost_detail:
         print(f"  lost: {json.dumps(item)[:600]}")
     RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")
