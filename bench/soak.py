@@ -8,8 +8,10 @@ endpoint), while a seeded chaos loop SIGKILLs the worker and starts a new one, r
 on its AOF, flips 20 % of the endpoints to failing and back, and makes one endpoint answer
 410 early. Then it drains (until every acknowledged event has reached every live endpoint,
 nothing has arrived for QUIET_SECONDS, or DRAIN_LIMIT_SECONDS), prints a markdown table and
-writes bench/soak-results.json. Exit code 1 if an acknowledged event is missing at a live
-endpoint. Everything goes to 127.0.0.1; every process started here is stopped on exit.
+writes bench/soak-results.json. A worker that exits by itself is noted and started again
+(as a platform restarts a crashed process). Exit code 1 if an acknowledged event is missing
+at a live endpoint, else 2 if a web or worker process exited by itself. Traffic goes to
+127.0.0.1 only; every process started here is stopped on exit.
 """
 
 from __future__ import annotations
@@ -120,17 +122,24 @@ def plan_chaos(seconds: float, endpoints: int, rng: random.Random) -> list[Actio
 
 
 class Cluster:
-    """The processes under test: the private Redis, one web, one worker at a time."""
+    """The processes under test: the private Redis, one web, one worker at a time. A process
+    that exits by itself is noted in `exits`; the worker is then started again, as a
+    platform restarts a crashed process."""
 
     def __init__(self, stack: contextlib.ExitStack, redis: PrivateRedis, env: dict[str, str]):
         self.stack, self.redis, self.env = stack, redis, env
-        self.web_pid = 0
+        self.web: subprocess.Popen[Any] | None = None
         self.worker: subprocess.Popen[Any] | None = None
         self.worker_pids: list[int] = []
+        self.exits: list[dict[str, Any]] = []
+        self._lock = threading.Lock()  # the chaos loop and the sampler both replace workers
+
+    @property
+    def web_pid(self) -> int:
+        return self.web.pid if self.web is not None else 0
 
     def start_web(self) -> str:
-        url, process = self.stack.enter_context(web_process(self.env))
-        self.web_pid = process.pid
+        url, self.web = self.stack.enter_context(web_process(self.env))
         return str(url)
 
     def start_worker(self) -> int:
@@ -139,11 +148,32 @@ class Cluster:
         return self.worker.pid
 
     def kill_worker(self) -> str:
-        assert self.worker is not None
-        old = self.worker
-        old.send_signal(signal.SIGKILL)
-        old.wait(timeout=10)
-        return f"SIGKILL worker pid {old.pid}; started pid {self.start_worker()}"
+        with self._lock:
+            assert self.worker is not None
+            old = self.worker
+            exited = old.poll()
+            old.send_signal(signal.SIGKILL)
+            old.wait(timeout=10)
+            if exited is not None:
+                self._note_exit("worker", old)
+            return f"SIGKILL worker pid {old.pid}; started pid {self.start_worker()}"
+
+    def check(self) -> None:
+        """Note a process that exited by itself; start the worker again if it was that."""
+        with self._lock:
+            web = self.web
+            if web and web.poll() is not None and all(e["pid"] != web.pid for e in self.exits):
+                self._note_exit("web", web)
+            if self.worker is not None and self.worker.poll() is not None:
+                old = self.worker
+                self._note_exit("worker", old)
+                print(f"  worker pid {old.pid} exited by itself (code {old.returncode}): "
+                      f"started pid {self.start_worker()}", flush=True)  # fmt: skip
+
+    def _note_exit(self, name: str, process: subprocess.Popen[Any]) -> None:
+        self.exits.append(
+            {"process": name, "pid": process.pid, "code": process.returncode, "at": time.time()}
+        )
 
     def restart_redis(self) -> str:
         started = time.perf_counter()
@@ -172,6 +202,7 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.wait(1.0):
+            self.cluster.check()
             web_kib = _rss(self.cluster.web_pid)
             process = self.cluster.worker
             worker_kib = _rss(process.pid) if process is not None else 0
@@ -463,6 +494,7 @@ def main() -> int:
             "redis_used_memory": max((s[3] for s in sampler.samples), default=0),
         },
         "worker_pids": cluster.worker_pids,
+        "exits": [{**e, "t": round(e["at"] - log.started, 1)} for e in cluster.exits],
         "worker_peaks_kib": sampler.worker_peaks,
         "samples": sampler.samples,
         "wall_seconds": time.perf_counter() - started,
@@ -478,7 +510,9 @@ def main() -> int:
         print(f"  lost: {json.dumps(item)[:600]}")
     RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(f"wrote {RESULTS} ({results['wall_seconds']:.0f} s)")
-    return 1 if analysis["lost"] else 0
+    if analysis["lost"]:
+        return 1
+    return 2 if cluster.exits else 0
 
 
 def _commit() -> str:

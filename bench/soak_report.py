@@ -113,6 +113,7 @@ def failure_windows(failures: list[tuple[float, str]]) -> list[dict[str, Any]]:
     return [{**w, "what": dict(w["what"])} for w in windows]
 
 
+_EXCEPTION = re.compile(r"^[\w.]+(Error|Exception|Interrupt)\b.*")
 _STARTED = re.compile(r"→ dlv_\S+:retry_delivery\(")
 _DELAYED = re.compile(r" delayed=([0-9.]+)s")  # arq notes it from 1.2 s late
 _RECLAIMED = re.compile(r"reclaimed (\d+) entries")
@@ -123,6 +124,7 @@ def worker_log_stats(path: Path) -> dict[str, Any]:
     stream entries reclaimed from dead consumers, deliveries re-queued by the lease sweep,
     and how late retry jobs started (arq's `delayed=`, seconds after they were due)."""
     delays: list[float] = []
+    exceptions: Counter[str] = Counter()  # the last lines of tracebacks
     stats = {"arq_loop_restarts": 0, "entries_reclaimed": 0, "lease_requeues": 0, "errors": 0}
     text = path.read_text(errors="replace") if path.exists() else ""
     for line in text.splitlines():
@@ -132,12 +134,15 @@ def worker_log_stats(path: Path) -> dict[str, Any]:
             stats["lease_requeues"] += 1
         elif " ERROR " in line:
             stats["errors"] += 1
+        elif _EXCEPTION.match(line):
+            exceptions[line[:200]] += 1
         elif reclaimed := _RECLAIMED.search(line):
             stats["entries_reclaimed"] += int(reclaimed[1])
         elif _STARTED.search(line):
             delayed = _DELAYED.search(line)
             delays.append(float(delayed[1]) if delayed else 0.0)
-    return {**stats, "retry_jobs_started": len(delays), "retry_job_delay_s": {
+    return {**stats, "exceptions": dict(exceptions), "retry_jobs_started": len(delays),
+            "retry_job_delay_s": {
         "p50": percentile(delays, 50), "p99": percentile(delays, 99),
         "max": max(delays, default=float("nan")),
     }}  # fmt: skip
@@ -257,6 +262,9 @@ def table(r: dict[str, Any]) -> list[str]:
     pending_entries = sum(int(g.get("pending", 0)) for g in red["groups"])
     delay = wl["retry_job_delay_s"]
     late = sum(p["late"] for p in per.values())
+    exits = "; ".join(
+        f"{e['process']} pid {e['pid']} at {e['t']} s, exit code {e['code']}" for e in r["exits"]
+    )
     return [
         f"{r['seconds']:.0f} s of ingest at {r['rate']:.0f} events/s ({r['rate_source']}), "
         f"{r['endpoints']} endpoints subscribed to `*`, RETRY_SCHEDULE={s['RETRY_SCHEDULE']}, "
@@ -308,6 +316,10 @@ def table(r: dict[str, Any]) -> list[str]:
         f"{kinds['flip']} flips of {s['FLIP_SHARE']:.0%} of the live endpoints to failing, 1 "
         f"endpoint to 410; {wl['entries_reclaimed']:,} stream entries reclaimed from dead "
         "consumers |",
+        f"| processes that exited by themselves | {exits or 'none'} |",
+        "| tracebacks in the worker log, by last line | "
+        + ("; ".join(f"`{line}` x{n}" for line, n in wl["exceptions"].items()) or "none")
+        + " |",
         f"| left at the end (live endpoints) | {statuses['pending']} pending and "
         f"{statuses['failed']} failed deliveries; {pending_entries} unacknowledged stream "
         f"entries; {wl['errors']} ERROR lines in the worker log |",
