@@ -30,6 +30,7 @@ import time
 import urllib.parse
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -55,6 +56,7 @@ from bench.soak_report import (
     explain_lost,
     failure_windows,
     missing,
+    pending_deliveries,
     redis_state,
     table,
     worker_log_stats,
@@ -360,12 +362,15 @@ async def soak_phase(
     return result, log
 
 
-def drain(recv: str, acknowledged: dict[str, float], live: list[str]) -> dict[str, Any]:
-    """Wait until every acknowledged event has reached every live endpoint, nothing has
-    arrived for QUIET_SECONDS, or DRAIN_LIMIT_SECONDS have passed."""
+def drain(
+    recv: str, acknowledged: dict[str, float], live: list[str], pending: Callable[[], int]
+) -> dict[str, Any]:
+    """Wait until every acknowledged event has reached every live endpoint and Redis holds
+    no pending delivery for them (one still pending was sent and is due again: a duplicate to
+    count), nothing has arrived for QUIET_SECONDS, or DRAIN_LIMIT_SECONDS have passed."""
     started = time.monotonic()
     last_posts, last_change, last_check = -1, started, 0.0
-    outcome = "limit"
+    outcome, arrived_after = "limit", None
     while time.monotonic() - started < DRAIN_LIMIT_SECONDS:
         summary = get_json(recv + "/summary")
         posts = sum(int(e["posts"]) for e in summary.values())
@@ -373,17 +378,19 @@ def drain(recv: str, acknowledged: dict[str, float], live: list[str]) -> dict[st
         if posts != last_posts:
             last_posts, last_change = posts, now
         counted = all(summary.get(p, {}).get("distinct_ok", 0) >= len(acknowledged) for p in live)
-        if counted and now - last_check >= 10:
+        if arrived_after is None and counted and now - last_check >= 10:
             last_check = now
             records = get_json(recv + "/records")
             if not any(missing(records.get(p, {}), acknowledged) for p in live):
-                outcome = "complete"
-                break
+                arrived_after = now - started
+        if arrived_after is not None and pending() == 0:
+            outcome = "complete"
+            break
         if now - last_change >= QUIET_SECONDS:
-            outcome = "quiet"
+            outcome = "quiet" if arrived_after is None else "all arrived, some still pending"
             break
         time.sleep(2)
-    return {"outcome": outcome, "seconds": time.monotonic() - started}
+    return {"outcome": outcome, "seconds": time.monotonic() - started, "arrived": arrived_after}
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -439,7 +446,13 @@ def main() -> int:
             )
         )  # fmt: skip
         print(f"draining (at most {DRAIN_LIMIT_SECONDS:.0f} s) ...", flush=True)
-        drained = drain(recv, ingested.acknowledged, [str(n) for n in live])
+        live_ids = [webhook_ids[n] for n in live]
+        drained = drain(
+            recv,
+            ingested.acknowledged,
+            [str(n) for n in live],
+            lambda: pending_deliveries(redis.url, live_ids),
+        )
         sampler.stop()
         summary = get_json(recv + "/summary")
         records = get_json(recv + "/records")

@@ -151,9 +151,28 @@ def worker_log_stats(path: Path) -> dict[str, Any]:
 # -- what Redis says -------------------------------------------------------------------------
 
 
-def redis_state(redis_url: str, webhook_ids: dict[int, int]) -> dict[str, Any]:
+def pending_deliveries(redis_url: str, webhook_ids: list[int]) -> int:
     client = sync_redis(redis_url)
     try:
+        return sum(int(cast(int, client.zcard(keys.deliveries(w, "pending")))) for w in webhook_ids)
+    finally:
+        client.close()
+
+
+def redis_state(redis_url: str, webhook_ids: dict[int, int]) -> dict[str, Any]:
+    """Delivery counts per status, attempts over the records kept, a few pending deliveries,
+    the consumer group, inbound counters, the webhooks' active flags, used_memory."""
+    client = sync_redis(redis_url)
+    try:
+        pending = []
+        for number, wid in webhook_ids.items():
+            members = cast(list[bytes], client.zrange(keys.deliveries(wid, "pending"), 0, 4))
+            for member in members:
+                delivery = ids.member_delivery(member.decode())
+                raw = cast(dict[bytes, bytes], client.hgetall(keys.delivery(delivery)))
+                fields = {k.decode(): v.decode(errors="replace") for k, v in raw.items()
+                          if k != b"payload"}  # fmt: skip
+                pending.append({"endpoint": number, "id": delivery, **fields})
         statuses = {
             number: {
                 status: int(cast(int, client.zcard(keys.deliveries(wid, status))))
@@ -187,6 +206,7 @@ def redis_state(redis_url: str, webhook_ids: dict[int, int]) -> dict[str, Any]:
         }
         return {
             "statuses": statuses,
+            "pending": pending,
             "retries": {n: attempts[wid] for n, wid in webhook_ids.items()},
             "records": {n: records[wid] for n, wid in webhook_ids.items()},
             "groups": [
@@ -269,7 +289,12 @@ def table(r: dict[str, Any]) -> list[str]:
         f"{r['seconds']:.0f} s of ingest at {r['rate']:.0f} events/s ({r['rate_source']}), "
         f"{r['endpoints']} endpoints subscribed to `*`, RETRY_SCHEDULE={s['RETRY_SCHEDULE']}, "
         f"DELIVERY_TIMEOUT={s['DELIVERY_TIMEOUT']}, other settings default, seed {r['seed']}; "
-        f"drain: {r['drain']['outcome']} after {r['drain']['seconds']:.0f} s.",
+        f"drain: {r['drain']['outcome']} after {r['drain']['seconds']:.0f} s"
+        + (
+            f" (every event had arrived after {r['drain']['arrived']:.0f} s)."
+            if r["drain"]["arrived"] is not None
+            else "."
+        ),
         "",
         "| what | result |",
         "|---|---|",
@@ -320,7 +345,14 @@ def table(r: dict[str, Any]) -> list[str]:
         "| tracebacks in the worker log, by last line | "
         + ("; ".join(f"`{line}` x{n}" for line, n in wl["exceptions"].items()) or "none")
         + " |",
-        f"| left at the end (live endpoints) | {statuses['pending']} pending and "
+        f"| left at the end (live endpoints) | {statuses['pending']} pending"
+        + "".join(
+            f" ({d['id']} at e{d['endpoint']}: attempts {d.get('attempts')}, last "
+            f"{d.get('last_status_code') or d.get('last_error') or '-'})"
+            for d in red["pending"][:3]
+            if d["endpoint"] != gone["endpoint"]
+        )
+        + " and "
         f"{statuses['failed']} failed deliveries; {pending_entries} unacknowledged stream "
         f"entries; {wl['errors']} ERROR lines in the worker log |",
         "",
