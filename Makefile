@@ -31,7 +31,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# Five minutes of ingest under chaos, then a drain: about eight minutes (docs/operations.md).
+# Five minutes of ingest under chaos, then a drain: about six minutes (docs/operations.md).
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
 
