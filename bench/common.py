@@ -64,6 +64,15 @@ def stop(process: subprocess.Popen[Any], timeout: float = 25.0) -> None:
 def web(env: Mapping[str, str], *, app: str | None = None) -> Iterator[str]:
     """The Procfile's web line (or, with `app`, the same uvicorn command line serving
     another factory); yields its base URL; stopped on exit."""
+    with web_process(env, app=app) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def web_process(
+    env: Mapping[str, str], *, app: str | None = None
+) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
+    """`web`, yielding the process too (its pid is uvicorn's: the shell line `exec`s)."""
     port = free_port()
     full = {**env, "PORT": str(port)}
     log = _log("web" if app is None else "floor")
@@ -80,7 +89,7 @@ def web(env: Mapping[str, str], *, app: str | None = None) -> Iterator[str]:
         )
     try:
         wait_for_port(port, 20, process)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         stop(process)
         log.close()
@@ -98,10 +107,11 @@ def worker(env: Mapping[str, str]) -> Iterator[subprocess.Popen[Any]]:
 
 
 @contextlib.contextmanager
-def receiver(mode: str = "--record") -> Iterator[str]:
-    """bench.receiver in `mode`; yields its base URL (http://127.0.0.1:PORT)."""
+def receiver(mode: str = "--record", *, module: str = "bench.receiver") -> Iterator[str]:
+    """bench.receiver in `mode` (or another `module` that starts the same way); yields its
+    base URL (http://127.0.0.1:PORT)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.receiver", "0", mode],
+        [sys.executable, "-m", module, "0", *([mode] if mode else [])],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

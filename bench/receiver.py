@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import cast
 
 import httptools
@@ -120,9 +121,9 @@ PROTOCOLS: dict[str, type[asyncio.Protocol]] = {
 }
 
 
-async def serve(port: int, mode: str = "") -> None:
+async def serve(port: int, protocol: Callable[[], asyncio.Protocol]) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(PROTOCOLS[mode], "127.0.0.1", port, backlog=4096)
+    server = await loop.create_server(protocol, "127.0.0.1", port, backlog=4096)
     parent_gone = loop.create_future()
 
     def on_stdin() -> None:
@@ -136,9 +137,8 @@ async def serve(port: int, mode: str = "") -> None:
         await parent_gone
 
 
-def main() -> None:
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    mode = sys.argv[2] if len(sys.argv) > 2 else ""
+def run(protocol: Callable[[], asyncio.Protocol], port: int) -> None:
+    """Serve `protocol` on 127.0.0.1:`port` (uvloop when installed) until stdin closes."""
     try:
         import uvloop
     except ImportError:
@@ -146,7 +146,13 @@ def main() -> None:
     else:
         runner = uvloop.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(serve(port, mode))
+        runner(serve(port, protocol))
+
+
+def main() -> None:
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    mode = sys.argv[2] if len(sys.argv) > 2 else ""
+    run(PROTOCOLS[mode], port)
 
 
 if __name__ == "__main__":
