@@ -23,7 +23,16 @@ from arq.worker import create_worker
 from worker.settings import WorkerSettings, close_clients
 
 logger = logging.getLogger("mailhooks.worker")
-OUTAGE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# What ends arq's loop when Redis goes away. WatchError too: redis-py raises it from a
+# WATCHed pipeline (arq's job bookkeeping) whose connection dropped or met a Redis still
+# loading its AOF ("A ConnectionError occurred on while watching one or more keys"); it is
+# no ConnectionError, and make soak saw it end the process at a Redis restart.
+OUTAGE_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.WatchError,
+    OSError,
+)
 
 
 def run_once() -> None:
