@@ -151,9 +151,11 @@ class Consumer:
             # Stopped while reading: leave these pending (another consumer reclaims them)
             # rather than start work that shutdown would cut off before it is recorded.
             return
-        for entry_id in read.not_events:
-            logger.error("stream entry %s is not an event; acknowledging it", entry_id)
-            self._acks.add(entry_id)
+        if read.not_events:
+            logger.error("stream entries %s are not events; acknowledging them", read.not_events)
+            self._stream.count_unreadable(len(read.not_events))  # replied to in passing
+            for entry_id in read.not_events:
+                self._acks.add(entry_id)
         running = self._running
         # Not those reclaimed from ourselves while still at work on them.
         batch = [entry for entry in read.events if entry[0] not in running]

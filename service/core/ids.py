@@ -41,6 +41,12 @@ def entry_time(entry_id: str) -> datetime:
     return datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC)
 
 
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as a sortable pair: "10-2" sorts after "9-7"."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def entry_member(entry_id: str) -> str:
     """A stream entry id zero-padded, so that lexicographic order is time order (the email
     and recipient indexes; the append and trim scripts pad the same way)."""

@@ -241,6 +241,10 @@ class EventsStatus(Model):
     in_progress: Annotated[int, Meta(description="Read by the worker, not acknowledged yet")]
     oldest_in_progress_at: Timestamp | None
     oldest_in_progress_age_seconds: float | None
+    unreadable: Annotated[
+        int,
+        Meta(description="Stream entries that were not events, skipped by every reader"),
+    ]
 
 
 class MemoryStatus(Model):

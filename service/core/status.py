@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from service.core.ids import entry_time, format_timestamp
+from service.core.ids import entry_order, entry_time, format_timestamp
 from service.core.models import EventsStatus, MemoryStatus, ServiceStatus, WorkerStatus
 
 MEMORY_WARNING_FRACTION = 0.8
@@ -19,9 +19,12 @@ class Readings:
     used_memory: int
     maxmemory: int  # 0: unlimited
     group_exists: bool
-    lag: int | None  # entries the group has not read; None if Redis cannot tell
+    lag: int | None  # Redis's count of entries the group has not read; None if it cannot tell
+    last_delivered: str | None  # the last entry id the group handed out
+    last_entry: str | None  # the stream's last entry id (last-generated-id)
     in_progress: int
     oldest_in_progress: str | None  # stream entry id
+    unreadable: int = 0  # stream entries that were no event, set aside by the worker
 
 
 def assess(
@@ -30,8 +33,7 @@ def assess(
     problems = []
     if readings.heartbeat is None:
         problems.append("no worker has reported in the last minute: events are not delivered")
-    # Without the group every stored event is still to be read (it starts at the first).
-    undelivered = readings.lag if readings.group_exists else readings.stored
+    undelivered = unread(readings)
     oldest_at = oldest_age = None
     if readings.oldest_in_progress is not None:
         oldest = entry_time(readings.oldest_in_progress)
@@ -69,6 +71,7 @@ def assess(
             in_progress=readings.in_progress,
             oldest_in_progress_at=oldest_at,
             oldest_in_progress_age_seconds=oldest_age,
+            unreadable=readings.unreadable,
         ),
         redis_memory=MemoryStatus(
             used_bytes=readings.used_memory,
@@ -76,3 +79,24 @@ def assess(
             used_fraction=used_fraction,
         ),
     )
+
+
+def unread(readings: Readings) -> int | None:
+    """Stored events the group has not read yet.
+
+    Redis's own `lag` is entries-added minus the group's entries-read, and entries-read goes
+    wrong once reads cross trimmed entries or an AOF is reloaded: it said 2,899 with nothing
+    left to read. What survives both is the group's last-delivered id against the stream's
+    last id: at or past it, nothing is unread; behind it, Redis's count, never more than
+    the stream holds."""
+    if not readings.group_exists:
+        return readings.stored  # the group will read from the very first entry
+    if readings.last_entry is None or readings.stored == 0:
+        return 0
+    if readings.last_delivered is not None and entry_order(readings.last_delivered) >= (
+        entry_order(readings.last_entry)
+    ):
+        return 0
+    if readings.lag is None:
+        return None
+    return max(1, min(readings.lag, readings.stored))

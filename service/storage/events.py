@@ -197,7 +197,7 @@ class EventStore:
         if entry is None:
             return None
         rows = await self._redis.xrange(keys.EVENTS_STREAM, entry, entry)
-        return self._decode(rows[0]) if rows else None
+        return self._decode(rows[0]) if rows else None  # None too for an entry no event
 
     async def recent(
         self, where: EventFilter, *, before: str | None, limit: int
@@ -222,7 +222,7 @@ class EventStore:
             for row in rows:
                 scanned += 1
                 event = self._decode(row)
-                if where.matches(event):
+                if event is not None and where.matches(event):
                     found.append(event)
                     if len(found) == limit:
                         return found, event.id if isinstance(event.id, str) else None
@@ -256,7 +256,7 @@ class EventStore:
                 if not row:
                     continue  # trimmed from the stream since it was indexed
                 event = self._decode(row[0])
-                if where.matches(event):
+                if event is not None and where.matches(event):
                     found.append(event)
                     if len(found) == limit:
                         return found, event.id if isinstance(event.id, str) else None
@@ -264,6 +264,11 @@ class EventStore:
         return found, event_id(member_entry(upper[1:]))
 
     @staticmethod
-    def _decode(row: tuple[bytes, dict[bytes, bytes]]) -> Event:
+    def _decode(row: tuple[bytes, dict[bytes, bytes]]) -> Event | None:
+        """The entry's event, or None for an entry that is none (written to the stream by
+        something else): every read skips it, as the worker does."""
         raw_id, fields = row
-        return decode_entry(raw_id.decode(), fields)
+        try:
+            return decode_entry(raw_id.decode(), fields)
+        except (KeyError, msgspec.DecodeError):
+            return None

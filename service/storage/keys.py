@@ -73,6 +73,10 @@ DELIVERIES_BY_STATUS = PREFIX + "deliveries:{webhook_id}:{status}"
 # between scheduling a retry and handing it to arq).
 DELIVERY_LEASES = PREFIX + "delivery-leases"
 
+# String counter of stream entries that were no event (written there by something else): the
+# worker acknowledges and skips them, the event reads skip them, /api/status shows the count.
+UNREADABLE_EVENTS = PREFIX + "events:unreadable"
+
 # String with the worker's last heartbeat (ISO 8601), expiring when the worker stops beating.
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
 

@@ -23,8 +23,11 @@ class StatusStore:
             pipe.info("memory")
             pipe.xinfo_groups(keys.EVENTS_STREAM)
             pipe.xpending(keys.EVENTS_STREAM, keys.DELIVERY_GROUP)
-            stored, heartbeat, memory, groups, pending = await pipe.execute(raise_on_error=False)
-        for reply in (stored, heartbeat, memory):
+            pipe.xinfo_stream(keys.EVENTS_STREAM)
+            pipe.get(keys.UNREADABLE_EVENTS)
+            replies = await pipe.execute(raise_on_error=False)
+        stored, heartbeat, memory, groups, pending, stream, unreadable = replies
+        for reply in (stored, heartbeat, memory, unreadable):
             if isinstance(reply, Exception):
                 raise reply
         # No stream yet ("no such key") or no group yet (NOGROUP): nothing read, nothing pending.
@@ -32,6 +35,8 @@ class StatusStore:
             groups = []
         if isinstance(pending, ResponseError):
             pending = {"pending": 0, "min": None}
+        if isinstance(stream, ResponseError):
+            stream = {}
         group = next((g for g in groups if g["name"] == keys.DELIVERY_GROUP.encode()), None)
         oldest = pending["min"]
         return Readings(
@@ -41,6 +46,13 @@ class StatusStore:
             maxmemory=int(memory["maxmemory"]),
             group_exists=group is not None,
             lag=None if group is None or group.get("lag") is None else int(group["lag"]),
+            last_delivered=_text(group.get("last-delivered-id")) if group else None,
+            last_entry=_text(stream.get("last-generated-id")),
             in_progress=int(pending["pending"]),
-            oldest_in_progress=oldest.decode() if isinstance(oldest, bytes) else oldest,
+            oldest_in_progress=_text(oldest),
+            unreadable=int(unreadable or 0),
         )
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value

@@ -83,6 +83,13 @@ class EventStream:
         read.deleted = [raw.decode() if isinstance(raw, bytes) else raw for raw in deleted]
         return read
 
+    def count_unreadable(self, count: int) -> asyncio.Future[Any]:
+        """Note `count` entries that were no event, for /api/status (with the next batch).
+        Need not be awaited: a failure is only a count missed."""
+        future = self._pipeline.execute("INCRBY", keys.UNREADABLE_EVENTS, count)
+        future.add_done_callback(_retrieve)
+        return future
+
     def ack(self, entry_ids: Sequence[str]) -> asyncio.Future[Any]:
         """XACK these entries, with the next AutoPipeline batch: await it for the reply."""
         return self._pipeline.execute("XACK", keys.EVENTS_STREAM, self._group, *entry_ids)
@@ -106,3 +113,8 @@ def _decoded(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> StreamRead:
         except (KeyError, msgspec.DecodeError):
             read.not_events.append(entry_id)
     return read
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # seen, so never reported as an exception nobody retrieved

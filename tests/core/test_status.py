@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from service.core.ids import entry_time, format_timestamp
-from service.core.status import Readings, assess
+from service.core.status import Readings, assess, unread
 from service.storage.capacity import over_limit
 from tests.conftest import FIXED_NOW
 
@@ -23,6 +23,8 @@ def readings(**overrides: object) -> Readings:
         "maxmemory": 0,
         "group_exists": True,
         "lag": 0,
+        "last_delivered": "9-0",
+        "last_entry": "9-0",
         "in_progress": 0,
         "oldest_in_progress": None,
         **overrides,
@@ -110,3 +112,24 @@ class TestAssess:
 
     def test_entry_time(self) -> None:
         assert entry_time("1772532000000-7") == datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
+
+
+class TestUnread:
+    def test_caught_up_by_ids_is_zero_whatever_redis_counts(self) -> None:
+        assert unread(readings(lag=2899)) == 0
+        assert unread(readings(lag=None, last_delivered="10-0")) == 0
+
+    def test_behind_is_redis_count_bounded_by_the_stream(self) -> None:
+        behind = {"last_delivered": "8-5", "last_entry": "9-0"}
+        assert unread(readings(lag=3, **behind)) == 3
+        assert unread(readings(lag=5000, **behind)) == 10  # never more than stored
+        assert unread(readings(lag=0, **behind)) == 1  # behind means one at least
+        assert unread(readings(lag=None, **behind)) is None  # Redis cannot tell
+
+    def test_ids_compare_as_numbers_not_text(self) -> None:
+        assert unread(readings(lag=4, last_delivered="9-10", last_entry="10-0")) == 4
+        assert unread(readings(lag=4, last_delivered="10-0", last_entry="9-10")) == 0
+
+    def test_no_group_means_everything_stored_and_an_empty_stream_nothing(self) -> None:
+        assert unread(readings(group_exists=False, lag=None)) == 10
+        assert unread(readings(stored=0, lag=None, last_entry=None, last_delivered=None)) == 0

@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.core.models import Bounce, Event
+from service.storage import keys
 from service.storage.events import EventStore
 from tests.conftest import MakeClient
 
@@ -112,3 +113,24 @@ class TestGet:
         response = await client.get(f"/api/events/{event_id}")
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
+
+
+class TestEntriesThatAreNoEvent:
+    """Something other than mailhooks wrote to the stream: every read skips the entry."""
+
+    @pytest.mark.parametrize("fields", [{"e": b"garbage"}, {"x": b"1"}, {"e": b'{"type":1}'}])
+    async def test_lists_skip_them_and_the_direct_get_is_404(
+        self, client: httpx.AsyncClient, fake_redis: Redis, fields: dict[str, bytes]
+    ) -> None:
+        poison = (await fake_redis.xadd(keys.EVENTS_STREAM, fields)).decode()  # type: ignore[arg-type]
+        store = EventStore(fake_redis, maxlen=10_000, dedup_ttl_seconds=3600)
+        await store.append("generic", [event(10)])  # a good event after it
+        assert ids(await client.get("/api/events"))[:2] == ["p10", "p9"]
+        assert len(ids(await client.get("/api/events", params={"limit": 1000}))) == 11
+        filtered = await client.get("/api/events", params={"type": "open", "limit": 1000})
+        assert len(ids(filtered)) == 10
+        by_email = await client.get("/api/events", params={"email_id": "msg_1"})
+        assert ids(by_email) == ["p10", "p7", "p4", "p1"]
+        missing = await client.get(f"/api/events/evt_{poison}")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
