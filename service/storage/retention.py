@@ -41,6 +41,7 @@ def prune_call(
     all_index: str,
     succeeded_index: str,
     failed_index: str,
+    stream: str,
     candidate_keys: Sequence[tuple[str, str]],
     retention_count: int,
     cutoff: str,
@@ -48,7 +49,7 @@ def prune_call(
 ) -> scripts.ScriptArgs:
     """KEYS and ARGV of prune_deliveries.lua: per candidate (delivery key, attempts key),
     and its member in `members`, in the same order."""
-    script_keys = [all_index, succeeded_index, failed_index]
+    script_keys = [all_index, succeeded_index, failed_index, stream]
     for pair in candidate_keys:
         script_keys += pair
     return script_keys, [retention_count, cutoff, *members]
@@ -153,6 +154,7 @@ class DeliveryPruner:
             all_index=keys.deliveries(webhook_id),
             succeeded_index=keys.deliveries(webhook_id, "succeeded"),
             failed_index=keys.deliveries(webhook_id, "failed"),
+            stream=keys.EVENTS_STREAM,
             candidate_keys=[
                 (keys.delivery(id_), keys.delivery_attempts(id_))
                 for id_ in map(member_delivery, plan.members)

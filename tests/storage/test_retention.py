@@ -81,3 +81,41 @@ async def test_a_webhook_is_pruned_at_most_once_an_interval(real_redis: Redis) -
     assert await real_redis.zcard(keys.deliveries(1, "succeeded")) == 5  # not yet
     await store.drain()  # the next prune, without waiting out the interval
     assert await real_redis.zcard(keys.deliveries(1, "succeeded")) == 3
+
+
+async def test_deliveries_of_entries_the_group_still_needs_stay_whatever_retention_says(
+    real_redis: Redis,
+) -> None:
+    # A worker read entries, delivered them and crashed before acknowledging: the entries
+    # come back to another worker after the reclaim window, and their delivery records are
+    # what says "already delivered". Retention (count 1 here) must not take them first.
+    await real_redis.xgroup_create(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, id="0", mkstream=True)
+    entries = [(await real_redis.xadd(keys.EVENTS_STREAM, {"e": b"{}"})).decode() for _ in range(6)]
+    await real_redis.xreadgroup(keys.DELIVERY_GROUP, "done", {keys.EVENTS_STREAM: ">"}, count=2)
+    await real_redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, *entries[:2])
+    await real_redis.xreadgroup(keys.DELIVERY_GROUP, "crashed", {keys.EVENTS_STREAM: ">"}, count=2)
+    store = DeliveryStore(real_redis)
+    ids = [f"dlv_{entry}_1" for entry in entries[:4]]  # two acknowledged, two still pending
+    for n, id_ in enumerate(ids):
+        await finish(store, id_, now=n, verdict="succeeded")
+    pruner = DeliveryPruner(real_redis)
+    went = await pruner.prune(1, now_ms=10, retention_count=1, retention_seconds=3600)
+    assert went == 2  # only the acknowledged entries' deliveries
+    kept, _ = await store.page(1, status="succeeded", before=None, limit=10)
+    assert [d.id for d in kept] == [ids[3], ids[2]]
+    # Acknowledged at last: now retention applies to them too.
+    await real_redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, *entries[2:4])
+    assert await pruner.prune(1, now_ms=10, retention_count=1, retention_seconds=3600) == 1
+    kept, _ = await store.page(1, status="succeeded", before=None, limit=10)
+    assert [d.id for d in kept] == [ids[3]]
+
+
+async def test_test_deliveries_have_no_entry_to_wait_for(real_redis: Redis) -> None:
+    await real_redis.xgroup_create(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, id="0", mkstream=True)
+    store = DeliveryStore(real_redis)
+    for n in range(3):
+        await finish(store, f"dlv_test_t{n}_1", now=n, verdict="succeeded")
+    went = await DeliveryPruner(real_redis).prune(
+        1, now_ms=10, retention_count=1, retention_seconds=3600
+    )
+    assert went == 2

@@ -44,9 +44,10 @@ WORKER_ENV = {
 @pytest.fixture
 def start_worker(
     durable_redis: PrivateRedis, start_process: StartProcess
-) -> Callable[[], subprocess.Popen[bytes]]:
-    def start() -> subprocess.Popen[bytes]:
-        return start_process("worker", quiet=True, **WORKER_ENV, REDIS_URL=durable_redis.url)
+) -> Callable[..., subprocess.Popen[bytes]]:
+    def start(**env: str) -> subprocess.Popen[bytes]:
+        settings = {**WORKER_ENV, **env}
+        return start_process("worker", quiet=True, **settings, REDIS_URL=durable_redis.url)
 
     return start
 
@@ -125,6 +126,38 @@ async def test_sigkill_mid_batch_loses_nothing(
     duplicates = len(receiver.received) - len(expected)
     # At most what was sent but not yet recorded at the kill: DELIVERY_CONCURRENCY.
     assert duplicates <= 20
+
+
+async def test_a_kill_behind_a_backlog_sends_no_more_twice_than_were_in_flight(
+    api: httpx.AsyncClient,
+    receiver: Receiver,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    """With retention keeping only 10 finished deliveries per webhook, the records that say
+    "delivered" of entries a killed worker had not acknowledged must still be there when
+    another worker reclaims them, or each is sent again (1,817 twice in one soak)."""
+    events = 300
+    # A slower endpoint holds each entry's acknowledgement back, while the fast one's
+    # deliveries of the same entries are done and, past the newest 10, due for pruning.
+    slow = await Receiver.start([Reply(delay=0.05)])
+    try:
+        await subscribe(api, receiver.url, 1)
+        await subscribe(api, slow.url, 1)
+        await ingest(api, 0, events)
+        env = {"DELIVERY_RETENTION_COUNT": "10", "ENDPOINT_CONCURRENCY": "2"}
+        worker = start_worker(**env)
+        await receiver.wait_for(events, timeout=30)  # the fast endpoint has everything
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        assert len(slow.received) < events  # the kill left entries unacknowledged
+        start_worker(**env)
+        await slow.wait_for(events, timeout=90)
+        fast_twice = len(receiver.received) - events
+        slow_twice = len(slow.received) - len({r.body for r in slow.received})
+        # DELIVERY_CONCURRENCY (20): sent and not yet recorded at the kill, at most.
+        assert fast_twice + slow_twice <= 20
+    finally:
+        await slow.stop()
 
 
 async def test_redis_restart_is_survived_without_restarting_the_worker(

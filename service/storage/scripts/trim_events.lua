@@ -15,21 +15,8 @@ local stream = KEYS[1]
 local below_id = ARGV[1]
 local first_pair = 2  -- from here on, KEYS[i] and ARGV[i] go together
 
-local function oldest_needed()
-  local oldest = nil
-  for _, group in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-    local info = {}
-    for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
-    local needed = info['last-delivered-id']
-    local pending = redis.call('XPENDING', stream, info['name'])
-    if pending[1] > 0 then needed = pending[2] end
-    if oldest == nil or id_below(needed, oldest) then oldest = needed end
-  end
-  return oldest
-end
-
 if redis.call('EXISTS', stream) == 0 then return 0 end
-local needed = oldest_needed()
+local needed = oldest_needed(stream)
 if not needed then return 0 end
 local threshold = below_id
 if id_below(needed, below_id) then threshold = needed end
