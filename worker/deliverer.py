@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -76,6 +77,9 @@ class Deliverer:
         self._rng = rng or random.Random()
         self._in_flight = asyncio.Semaphore(config.delivery_concurrency)
         self._endpoints = EndpointLimiter(config.endpoint_concurrency)
+        # Webhooks this process saw disabled (410, failing too long), by when: attempts
+        # claimed before that and still waiting for a slot are abandoned, not sent.
+        self._disabled_at: dict[int, float] = {}
         self.lease_ms = lease_ms(config)
         # A first attempt that waited longer than this for its endpoint's slot renews its
         # lease first: the lease (twice the timeout plus a second) then still covers the
@@ -149,7 +153,10 @@ class Deliverer:
             claim = await self._claim(id_, webhook.id, event_id, event_type, owner)
             if claim.claim is Claim.SKIP:
                 return
+            live = self._as_claimed(webhook, claim, claimed_at)
             async with slot, self._in_flight:
+                if self._disabled_since(webhook.id, claimed_at):
+                    live = None if live is None else replace(live, active=False)
                 if time.monotonic() - claimed_at > self._renew_after_seconds:
                     # Renew the lease (ours, so the claim says go), unless it lapsed
                     # meanwhile and was taken over.
@@ -160,9 +167,30 @@ class Deliverer:
                     id_, webhook.id, event_id, event_type, claim.created_at_ms,
                     claim.attempts_made,
                 )  # fmt: skip
-                await self._attempt(delivery, webhook, body, owner, slot)
+                await self._attempt(delivery, live, body, owner, slot)
         finally:
             slot.leave()
+
+    def _as_claimed(
+        self, webhook: StoredWebhook, claim: ClaimResult, claimed_at: float
+    ) -> StoredWebhook | None:
+        """The webhook as its claim found it in Redis: a 410 or a disable since the
+        subscriber lookup means no request. Active there, it is no longer taken for
+        disabled here (re-enabled by hand since this process saw it disabled)."""
+        if claim.webhook_active is None:
+            return None
+        if claim.webhook_active:
+            seen = self._disabled_at.get(webhook.id)
+            if seen is not None and seen < claimed_at:
+                del self._disabled_at[webhook.id]
+            return webhook if webhook.active else replace(webhook, active=True)
+        return replace(webhook, active=False) if webhook.active else webhook
+
+    def _disabled_since(self, webhook_id: int, moment: float) -> bool:
+        """Whether this process saw the webhook disabled after `moment`: attempts claimed
+        before its 410, waiting for a slot meanwhile, must not go out."""
+        seen = self._disabled_at.get(webhook_id)
+        return seen is not None and seen > moment
 
     def _claim(
         self,
@@ -280,16 +308,7 @@ class Deliverer:
             user_agent=USER_AGENT,
         )
         result = await self._sender.send(webhook.url, headers, body)
-        slot.free()
         number = delivery.attempts + 1
-        attempt = Attempt(
-            number=number,
-            at=format_timestamp(now),
-            latency_ms=result.latency_ms,
-            status_code=result.status_code,
-            error=result.error,
-            response=result.response,
-        )
         verdict, delay = judge(
             result.status_code,
             result.retry_after,
@@ -298,6 +317,19 @@ class Deliverer:
             schedule=self.config.retry_schedule,
             rng=self._rng,
             now=now,
+        )
+        if verdict is Verdict.GONE:
+            # Before the slot goes to the next attempt waiting for it: that one must see
+            # the webhook disabled and not send.
+            self._disabled_at[webhook.id] = time.monotonic()
+        slot.free()
+        attempt = Attempt(
+            number=number,
+            at=format_timestamp(now),
+            latency_ms=result.latency_ms,
+            status_code=result.status_code,
+            error=result.error,
+            response=result.response,
         )
         next_owner = lease_owner(delivery.id, LeaseTag.ATTEMPT, number + 1)
         now_ms = self._now_ms()
@@ -321,6 +353,7 @@ class Deliverer:
         if status == "pending" and delay is not None:
             await self.enqueue(delivery.id, next_owner, delay=delay)
         elif status == "disabled":
+            self._disabled_at[webhook.id] = time.monotonic()
             logger.warning("webhook %d disabled after failing too long", webhook.id)
         elif verdict is Verdict.GONE:
             logger.warning("webhook %d disabled: its endpoint answered 410 Gone", webhook.id)

@@ -38,6 +38,7 @@ def claim_call(
     all_index: str,
     pending_index: str,
     leases: str,
+    webhook: str,
     delivery_id: str,
     webhook_id: int,
     event_id: str,
@@ -50,7 +51,7 @@ def claim_call(
 ) -> scripts.ScriptArgs:
     """KEYS and ARGV of claim.lua."""
     return (
-        [delivery, all_index, pending_index, leases],
+        [delivery, all_index, pending_index, leases, webhook],
         [delivery_id, webhook_id, event_id, event_type, now_ms, lease_ms, owner, payload, member],
     )
 
@@ -124,6 +125,7 @@ class ClaimResult:
     attempts_made: int = 0
     status: str = ""
     created_at_ms: int = 0
+    webhook_active: bool | None = True  # as the claim found it; None: the webhook is gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +237,7 @@ class DeliveryStore:
             all_index=keys.deliveries(webhook_id),
             pending_index=keys.deliveries(webhook_id, "pending"),
             leases=keys.DELIVERY_LEASES,
+            webhook=keys.webhook(webhook_id),
             delivery_id=delivery_id,
             webhook_id=webhook_id,
             event_id=event_id,
@@ -245,13 +248,16 @@ class DeliveryStore:
             payload=payload,
             member=delivery_member(now_ms, delivery_id),
         )
-        raw_claim, detail, created = await self._pipeline.script(
+        raw_claim, detail, created, raw_active = await self._pipeline.script(
             self._claim, keys=script_keys, args=args
         )
         claim = Claim(raw_claim.decode())
+        active = None if raw_active == b"" else raw_active == b"1"
         if claim is Claim.SKIP:
-            return ClaimResult(claim, status=detail.decode())
-        return ClaimResult(claim, attempts_made=int(detail), created_at_ms=int(created))
+            return ClaimResult(claim, status=detail.decode(), webhook_active=active)
+        return ClaimResult(
+            claim, attempts_made=int(detail), created_at_ms=int(created), webhook_active=active
+        )
 
     async def record(
         self,

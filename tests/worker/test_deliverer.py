@@ -25,9 +25,11 @@ from redis.asyncio import Redis
 from config import Config
 from devtools.redis_server import PrivateRedis
 from service.app import create_app
+from service.core.models import Event
 from service.core.signing import standard_webhooks_key
 from service.storage import keys
 from service.storage.deliveries import DeliveryStore, StoredDelivery
+from service.storage.events import EventStore
 from service.storage.webhooks import WebhookStore
 from tests import FIXTURES
 from tests.conftest import API_KEY, serve
@@ -332,6 +334,30 @@ class TestRetries:
         await env.ingest(email_id="msg_2")
         await eventually(lambda: _count_status(env, webhook_id, "failed", 2))
         assert len(receiver.received) == 1
+
+    async def test_after_a_410_no_more_than_the_endpoints_slots_go_out(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        # 300 events read in a few reads: most of the 410 endpoint's deliveries are claimed
+        # and waiting for one of its 10 slots when the first 410 arrives.
+        env = await start_env()
+        gone = await receivers(Reply(410, delay=0.05))
+        healthy = await receivers()
+        gone_id = await env.webhook(gone.url)
+        await env.webhook(healthy.url)
+        store = EventStore(env.redis, maxlen=10**6, dedup_ttl_seconds=3600)
+        await store.append("generic", [stored_event(n) for n in range(300)])
+        await healthy.wait_for(300, timeout=30)
+
+        async def all_failed() -> list[dict[str, Any]] | None:
+            failed = await env.deliveries(gone_id, status="failed", limit="1000")
+            return failed if len(failed) == 300 else None
+
+        failed = await eventually(all_failed, timeout=30)
+        assert len(gone.received) <= env.config.endpoint_concurrency
+        abandoned = [d for d in failed if d["attempts"] == 0]
+        assert len(abandoned) >= 300 - env.config.endpoint_concurrency
+        assert {d["last_error"] for d in abandoned} == {"webhook_disabled"}
 
     @pytest.mark.parametrize("status", [429, 503])
     async def test_retry_after_is_honoured(
@@ -649,3 +675,13 @@ class TestMaintenance:
         assert job.second == set(range(8, 60, 10))
         await job.coroutine(env.worker.ctx)  # as arq calls it, with the ctx startup made
         assert await env.redis.xlen(keys.EVENTS_STREAM) == 1000
+
+
+def stored_event(n: int) -> Event:
+    return Event(
+        type="email.open",
+        email_id=f"msg_{n}",
+        occurred_at="2026-03-03T10:00:00Z",
+        provider="generic",
+        provider_event_id=f"p-{n}",
+    )
