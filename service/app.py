@@ -18,6 +18,7 @@ from config import Config, ConfigError
 from service import logs
 from service.core.clock import Clock, system_clock
 from service.core.errors import InvalidSignature
+from service.deadlines import Deadlines
 from service.http import deliveries, events, health, inbound, openapi, status, webhooks
 from service.http.errors import exception_handlers
 from service.http.server import install_access_log_redaction
@@ -100,6 +101,7 @@ def create_app(
                 jobs=job_queue(client),
                 clock=clock,
                 capacity=Capacity(client, limit=config.ingest_memory_limit, clock=clock),
+                deadlines=Deadlines(),
             )
             if redis is None:
                 freeze_startup_objects()

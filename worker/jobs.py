@@ -9,9 +9,9 @@ from arq import Retry
 
 from service.core.clock import system_clock
 from service.core.ids import LeaseTag, epoch_ms, format_timestamp, lease_owner
-from service.storage import keys
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.status import StatusStore
 from worker.deliverer import Deliverer
 
 logger = logging.getLogger("mailhooks.worker")
@@ -29,9 +29,8 @@ async def retry_delivery(ctx: dict[str, Any], delivery_id: str, owner: str) -> N
 
 async def heartbeat(ctx: dict[str, Any]) -> None:
     # Expires after a few missed beats, so a stale value means no worker is alive.
-    await ctx["redis"].set(
-        keys.WORKER_HEARTBEAT, format_timestamp(system_clock()), ex=HEARTBEAT_SECONDS * 4
-    )
+    status: StatusStore = ctx["stores"].status
+    await status.beat(format_timestamp(system_clock()), ttl_seconds=HEARTBEAT_SECONDS * 4)
 
 
 async def requeue_expired_leases(ctx: dict[str, Any]) -> None:

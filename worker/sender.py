@@ -13,7 +13,7 @@ import httpx
 
 from service.core.outcome import ErrorKind
 from service.core.urls import private_host_reason
-from worker.deadlines import Deadlines
+from service.deadlines import Deadlines
 from worker.http import WebhookClient, blocked_reason, parse_url
 
 logger = logging.getLogger("mailhooks.delivery")

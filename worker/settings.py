@@ -22,6 +22,7 @@ from service.storage.autopipeline import AutoPipeline
 from service.storage.connection import RETRY_ON, connect, retry_policy
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.status import StatusStore
 from service.storage.stream import EventStream
 from service.storage.webhooks import WebhookStore
 from worker.consumer import Consumer, consumer_name
@@ -63,6 +64,7 @@ class Stores:
     deliveries: DeliveryStore
     events: EventStore
     stream: EventStream
+    status: StatusStore
 
     @classmethod
     def create(cls, redis: Redis, config: Config) -> Stores:
@@ -78,6 +80,7 @@ class Stores:
                 pipeline=pipeline,
             ),
             stream=EventStream(redis, pipeline),
+            status=StatusStore(redis),
         )
 
 

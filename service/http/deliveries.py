@@ -136,7 +136,7 @@ async def retry_delivery(request: Request) -> Response:
 async def recover(request: Request) -> Response:
     state = app_state(request)
     webhook = await existing_webhook(request)
-    body = await read_json(request, RECOVER_REQUEST_DECODER, state.config)
+    body = await read_json(request, RECOVER_REQUEST_DECODER, state.config, state.deadlines)
     try:
         since = datetime.fromisoformat(body.since.replace("Z", "+00:00"))
     except ValueError:
@@ -154,7 +154,7 @@ async def recover(request: Request) -> Response:
 async def send_test(request: Request) -> Response:
     state = app_state(request)
     webhook = await existing_webhook(request)
-    body = await read_json(request, SYNTHETIC_EVENT_DECODER, state.config)
+    body = await read_json(request, SYNTHETIC_EVENT_DECODER, state.config, state.deadlines)
     short = body.type.strip().lower().removeprefix(QUALIFIED_PREFIX)
     if short not in EVENT_TYPES:
         raise ValidationFailed(f"unknown event type {body.type!r}", field="type")

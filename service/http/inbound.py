@@ -7,7 +7,6 @@ shared URL, which detects the provider; every other one also has `/api/webhooks/
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -49,7 +48,7 @@ async def receive(
 ) -> Response:
     """Handle one provider request; `provider` None means detect it among `providers`."""
     state = app_state(request)
-    body = await read_body(request, state.config)
+    body = await read_body(request, state.config, state.deadlines)
     if provider is None:
         provider = detect(request.headers, body, providers)
     secret = state.config.provider_secrets.get(provider.name, "")
@@ -71,7 +70,7 @@ async def receive(
         # A Redis that is restarting, failing over or gone silent gets a request answered
         # 503 within INGEST_TIMEOUT rather than held while the client retries its commands:
         # providers retry, and a retry of an event that did get stored is a duplicate.
-        async with asyncio.timeout(state.config.ingest_timeout):
+        with state.deadlines.limit(state.config.ingest_timeout):
             result = await store(state, provider, body, events, ignored, verified=bool(secret))
     except TimeoutError:
         raise StoreUnavailable(

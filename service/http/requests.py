@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TypeVar
 
 import msgspec
@@ -16,11 +15,12 @@ from service.core.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from service.deadlines import Deadlines
 
 T = TypeVar("T")
 
 
-async def read_body(request: Request, config: Config) -> bytes:
+async def read_body(request: Request, config: Config, deadlines: Deadlines) -> bytes:
     """The raw body, refused with 413 as soon as it is known to exceed MAX_BODY_BYTES, and
     with 408 unless it has all arrived within READ_TIMEOUT (a client trickling a body must
     not hold a connection for ever)."""
@@ -31,7 +31,7 @@ async def read_body(request: Request, config: Config) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        async with asyncio.timeout(config.read_timeout):
+        with deadlines.limit(config.read_timeout):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > max_bytes:
@@ -50,9 +50,11 @@ def require_json(request: Request) -> None:
         raise UnsupportedMediaType("request body must be application/json")
 
 
-async def read_json(request: Request, decoder: msgspec.json.Decoder[T], config: Config) -> T:
+async def read_json(
+    request: Request, decoder: msgspec.json.Decoder[T], config: Config, deadlines: Deadlines
+) -> T:
     require_json(request)
-    body = await read_body(request, config)
+    body = await read_body(request, config, deadlines)
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:

@@ -14,7 +14,6 @@ import asyncio
 import functools
 import logging
 import re
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
@@ -38,40 +37,60 @@ def read_timeout() -> float:
     return Config.from_env().read_timeout
 
 
+class HeaderWatch:
+    """The connections whose request headers are still arriving, checked by one coarse
+    ticker (every `resolution` s, and only while there are some) rather than a loop timer
+    per request: a timer handle per request was measurable at ingest rates (see
+    service/deadlines.py for the same choice on the delivery path)."""
+
+    def __init__(self, resolution: float = 0.5) -> None:
+        self._resolution = resolution
+        self._waiting: dict[HttpProtocol, float] = {}  # by when its headers must be in
+        self._ticker: asyncio.TimerHandle | None = None
+
+    def watch(self, protocol: HttpProtocol, loop: asyncio.AbstractEventLoop) -> None:
+        if protocol not in self._waiting:
+            self._waiting[protocol] = loop.time() + read_timeout()
+            if self._ticker is None:
+                self._ticker = loop.call_later(self._resolution, self._tick, loop)
+
+    def unwatch(self, protocol: HttpProtocol) -> None:
+        self._waiting.pop(protocol, None)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._ticker = None
+        now = loop.time()
+        for protocol in [p for p, when in self._waiting.items() if when <= now]:
+            del self._waiting[protocol]
+            protocol.headers_too_slow()
+        if self._waiting:
+            self._ticker = loop.call_later(self._resolution, self._tick, loop)
+
+
+# One per process, as uvicorn builds a protocol per connection and hands it nothing of ours.
+HEADER_WATCH = HeaderWatch()
+
+
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a header deadline and JSON 400s."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._header_deadline: asyncio.TimerHandle | None = None
-
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_header_deadline()
+        HEADER_WATCH.watch(self, self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_header_deadline()
+        HEADER_WATCH.unwatch(self)
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm_header_deadline()  # the next request on a kept-alive connection
+        HEADER_WATCH.watch(self, self.loop)  # the next request on a kept-alive connection
 
     def on_headers_complete(self) -> None:
-        self._disarm_header_deadline()
+        HEADER_WATCH.unwatch(self)
         super().on_headers_complete()
 
-    def _arm_header_deadline(self) -> None:
-        if self._header_deadline is None:
-            self._header_deadline = self.loop.call_later(read_timeout(), self._headers_too_slow)
-
-    def _disarm_header_deadline(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
-
-    def _headers_too_slow(self) -> None:
-        self._header_deadline = None
+    def headers_too_slow(self) -> None:
         if not self.transport.is_closing():
             self.logger.info("closing a connection whose request headers took too long")
             self.transport.close()

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from config import Config
 from service.core.clock import Clock
+from service.deadlines import Deadlines
 from service.storage.capacity import Capacity
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
@@ -26,6 +27,9 @@ class AppState:
     jobs: ArqRedis
     clock: Clock
     capacity: Capacity
+    # READ_TIMEOUT and INGEST_TIMEOUT, on one coarse timer (asyncio.timeout per request
+    # costs a timer handle each; see service/deadlines.py).
+    deadlines: Deadlines
 
 
 STATE_KEY = "mailhooks"

@@ -82,7 +82,7 @@ async def list_webhooks(request: Request) -> Response:
 @requires_api_key
 async def create_webhook(request: Request) -> Response:
     state = app_state(request)
-    body = await read_json(request, WEBHOOK_CREATE_DECODER, state.config)
+    body = await read_json(request, WEBHOOK_CREATE_DECODER, state.config, state.deadlines)
     url = checked_url(body.url, state.config)
     events = checked_events(body.events)
     secret = body.secret if body.secret is not None else generate_secret()
@@ -113,7 +113,7 @@ async def get_webhook(request: Request) -> Response:
 @requires_api_key
 async def update_webhook(request: Request) -> Response:
     state = app_state(request)
-    body = await read_json(request, WEBHOOK_UPDATE_DECODER, state.config)
+    body = await read_json(request, WEBHOOK_UPDATE_DECODER, state.config, state.deadlines)
     changes = WebhookChanges(
         url=None if body.url is UNSET else checked_url(body.url, state.config),
         events=None if body.events is UNSET else checked_events(body.events),

@@ -16,6 +16,10 @@ class StatusStore:
     async def ping(self) -> bool:
         return bool(await self._redis.ping())
 
+    async def beat(self, at: str, *, ttl_seconds: int) -> None:
+        """The worker's heartbeat: `at`, gone unless renewed within `ttl_seconds`."""
+        await self._redis.set(keys.WORKER_HEARTBEAT, at, ex=ttl_seconds)
+
     async def readings(self) -> Readings:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xlen(keys.EVENTS_STREAM)

@@ -1,4 +1,4 @@
-"""worker.deadlines: one coarse timer for many requests' deadlines, with asyncio.timeout's
+"""service.deadlines: one coarse timer for many requests' deadlines, with asyncio.timeout's
 semantics (no Redis, no network)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from worker.deadlines import Deadlines
+from service.deadlines import Deadlines
 
 pytestmark = pytest.mark.anyio
 

@@ -7,6 +7,10 @@ precision: one ticker, running only while something is watched, checks every `re
 seconds and cancels the tasks whose deadline passed; the `with` block then raises
 TimeoutError, exactly as `asyncio.timeout` does (an outside cancellation stays a
 cancellation).
+
+Used by the worker (each delivery's DELIVERY_TIMEOUT) and the web process (READ_TIMEOUT for
+a body, INGEST_TIMEOUT for storing an inbound request's events), so it sits beside the
+layers, as service/logs.py does: asyncio only, nothing of ours.
 """
 
 from __future__ import annotations
