@@ -7,7 +7,7 @@ import copy
 import json
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -641,38 +641,40 @@ class TestRedisGone:
         )
         return response.status_code, time.monotonic() - started
 
-    async def test_a_stopped_redis_is_a_503_within_the_deadline(
+    @pytest.fixture
+    async def api(
         self, make_client: MakeClient, make_config: Callable[..., Config], durable_redis: Any
-    ) -> None:
+    ) -> AsyncIterator[tuple[httpx.AsyncClient, Config]]:
+        """The app on its own reconnecting client to a Redis of its own, one event stored."""
         config = make_config(redis_url=durable_redis.url, allow_unsigned_inbound=True)
         redis = connect(config)
         try:
             client = await make_client(config, redis=redis, clock=system_clock)
             assert (await self.post_timed(client, 0))[0] == 200
-            durable_redis.stop()
-            answers = await asyncio.gather(*(self.post_timed(client, n) for n in range(1, 51)))
-            assert {status for status, _ in answers} == {503}
-            assert max(seconds for _, seconds in answers) < config.ingest_timeout + 0.5
-            durable_redis.start()
-            status, _ = await self.post_timed(client, 51)
-            assert status == 200  # no restart of the web process needed
+            yield client, config
         finally:
             await redis.aclose()
 
-    async def test_a_silent_redis_is_a_503_within_the_deadline(
-        self, make_client: MakeClient, make_config: Callable[..., Config], durable_redis: Any
+    async def test_a_stopped_redis_is_a_503_within_the_deadline(
+        self, api: tuple[httpx.AsyncClient, Config], durable_redis: Any
     ) -> None:
-        config = make_config(redis_url=durable_redis.url, allow_unsigned_inbound=True)
-        redis = connect(config)
+        client, config = api
+        durable_redis.stop()
+        answers = await asyncio.gather(*(self.post_timed(client, n) for n in range(1, 51)))
+        assert {status for status, _ in answers} == {503}
+        assert max(seconds for _, seconds in answers) < config.ingest_timeout + 0.5
+        durable_redis.start()
+        status, _ = await self.post_timed(client, 51)
+        assert status == 200  # no restart of the web process needed
+
+    async def test_a_silent_redis_is_a_503_within_the_deadline(
+        self, api: tuple[httpx.AsyncClient, Config], durable_redis: Any
+    ) -> None:
+        client, config = api
+        durable_redis.process.send_signal(signal.SIGSTOP)  # alive, answering nothing
         try:
-            client = await make_client(config, redis=redis, clock=system_clock)
-            assert (await self.post_timed(client, 0))[0] == 200
-            durable_redis.process.send_signal(signal.SIGSTOP)  # alive, answering nothing
-            try:
-                answers = await asyncio.gather(*(self.post_timed(client, n) for n in range(1, 21)))
-            finally:
-                durable_redis.process.send_signal(signal.SIGCONT)
-            assert {status for status, _ in answers} == {503}
-            assert max(seconds for _, seconds in answers) < config.ingest_timeout + 0.5
+            answers = await asyncio.gather(*(self.post_timed(client, n) for n in range(1, 21)))
         finally:
-            await redis.aclose()
+            durable_redis.process.send_signal(signal.SIGCONT)
+        assert {status for status, _ in answers} == {503}
+        assert max(seconds for _, seconds in answers) < config.ingest_timeout + 0.5

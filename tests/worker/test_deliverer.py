@@ -25,7 +25,6 @@ from redis.asyncio import Redis
 from config import Config
 from devtools.redis_server import PrivateRedis
 from service.app import create_app
-from service.core.models import Event
 from service.core.signing import standard_webhooks_key
 from service.storage import keys
 from service.storage.deliveries import DeliveryStore, StoredDelivery
@@ -34,6 +33,7 @@ from service.storage.webhooks import WebhookStore
 from tests import FIXTURES
 from tests.conftest import API_KEY, serve
 from tests.receiver import Received, Receiver, Reply
+from tests.storage.test_events import event
 from worker.settings import WorkerSettings, redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -346,7 +346,7 @@ class TestRetries:
         gone_id = await env.webhook(gone.url)
         await env.webhook(healthy.url)
         store = EventStore(env.redis, maxlen=10**6, dedup_ttl_seconds=3600)
-        await store.append("generic", [stored_event(n) for n in range(300)])
+        await store.append("generic", [event(n) for n in range(300)])
         await healthy.wait_for(300, timeout=30)
 
         async def all_failed() -> list[dict[str, Any]] | None:
@@ -675,13 +675,3 @@ class TestMaintenance:
         assert job.second == set(range(8, 60, 10))
         await job.coroutine(env.worker.ctx)  # as arq calls it, with the ctx startup made
         assert await env.redis.xlen(keys.EVENTS_STREAM) == 1000
-
-
-def stored_event(n: int) -> Event:
-    return Event(
-        type="email.open",
-        email_id=f"msg_{n}",
-        occurred_at="2026-03-03T10:00:00Z",
-        provider="generic",
-        provider_event_id=f"p-{n}",
-    )
