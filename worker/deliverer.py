@@ -177,14 +177,12 @@ class Deliverer:
         """The webhook as its claim found it in Redis: a 410 or a disable since the
         subscriber lookup means no request. Active there, it is no longer taken for
         disabled here (re-enabled by hand since this process saw it disabled)."""
-        if claim.webhook_active is None:
+        active = claim.webhook_active
+        if active is None:
             return None
-        if claim.webhook_active:
-            seen = self._disabled_at.get(webhook.id)
-            if seen is not None and seen < claimed_at:
-                del self._disabled_at[webhook.id]
-            return webhook if webhook.active else replace(webhook, active=True)
-        return replace(webhook, active=False) if webhook.active else webhook
+        if active and self._disabled_at.get(webhook.id, claimed_at) < claimed_at:
+            del self._disabled_at[webhook.id]
+        return webhook if webhook.active == active else replace(webhook, active=active)
 
     def _disabled_since(self, webhook_id: int, moment: float) -> bool:
         """Whether this process saw the webhook disabled after `moment`: attempts claimed
