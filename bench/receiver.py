@@ -71,8 +71,8 @@ def json_response(value: object) -> bytes:
     return head.encode() + b"\r\n\r\n" + body
 
 
-class RecordingProtocol(OkProtocol):
-    """OkProtocol that also counts POSTs and notes their arrival (see the module doc)."""
+class RequestProtocol(OkProtocol):
+    """OkProtocol that keeps each request's target and body, for `take` to hand over."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,10 +85,19 @@ class RecordingProtocol(OkProtocol):
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
-    def on_message_complete(self) -> None:
-        arrival = time.time()
+    def take(self) -> tuple[bytes, bytes]:
+        """The finished request's target and body; the next request starts afresh."""
         url, body = self.url, b"".join(self.body)
         self.url, self.body = b"", []
+        return url, body
+
+
+class RecordingProtocol(RequestProtocol):
+    """Also counts POSTs and notes their arrival (see the module doc)."""
+
+    def on_message_complete(self) -> None:
+        arrival = time.time()
+        url, body = self.take()
         if self.transport is None or self.transport.is_closing():
             return
         if self.parser.get_method() == b"GET":

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 
-from bench.receiver import OkProtocol, json_response, run
+from bench.receiver import RequestProtocol, json_response, run
 
 ENDPOINT_PREFIX = "/e/"
 
@@ -155,23 +155,15 @@ class State:
         return 200
 
 
-class SoakProtocol(OkProtocol):
+class SoakProtocol(RequestProtocol):
     def __init__(self, state: State) -> None:
         super().__init__()
         self.state = state
-        self.url = b""
-        self.body: list[bytes] = []
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
 
     def on_message_complete(self) -> None:
         arrival = time.time()
-        target, body = self.url.decode("latin-1"), b"".join(self.body)
-        self.url, self.body = b"", []
+        url, body = self.take()
+        target = url.decode("latin-1")
         if self.transport is None or self.transport.is_closing():
             return
         close = not self.parser.should_keep_alive()
