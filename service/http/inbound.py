@@ -24,7 +24,7 @@ from service.core.errors import (
 from service.core.ids import format_timestamp
 from service.core.models import Event, Received
 from service.core.normalized import Ignored
-from service.http.requests import read_body
+from service.http.requests import media_type, read_body
 from service.http.responses import json_response
 from service.http.state import AppState, app_state
 from service.providers.base import Provider
@@ -59,9 +59,9 @@ async def receive(
         raise InvalidSignature(
             f"{provider.name} events are refused: set {provider.secret_variable} to verify them"
         )
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if not provider.accepts_media_type(media_type):
-        shown = media_type or "no Content-Type"
+    kind = media_type(request)
+    if not provider.accepts_media_type(kind):
+        shown = kind or "no Content-Type"
         raise UnsupportedMediaType(f"{provider.name} events must be JSON, not {shown}")
     normalized = provider.normalize(body, request.headers, received_at=format_timestamp(now))
     events = [item for item in normalized if isinstance(item, Event)]

@@ -44,9 +44,14 @@ async def read_body(request: Request, config: Config, deadlines: Deadlines) -> b
     return b"".join(chunks)
 
 
+def media_type(request: Request) -> str:
+    """The body's Content-Type, lower case, without parameters ("" when there is none)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 def require_json(request: Request) -> None:
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
+    kind = media_type(request)
+    if kind != "application/json" and not kind.endswith("+json"):
         raise UnsupportedMediaType("request body must be application/json")
 
 

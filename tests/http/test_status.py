@@ -13,6 +13,7 @@ from service.core.models import Event
 from service.storage import keys
 from service.storage.events import EventStore
 from tests.conftest import FIXED_NOW, MakeClient
+from tests.storage.test_events import consume, make_group
 
 NOW = FIXED_NOW
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -57,9 +58,7 @@ class TestEndpoint:
         self, make_client: MakeClient, real_redis: Redis
     ) -> None:
         store = EventStore(real_redis, maxlen=10_000, dedup_ttl_seconds=60)
-        await real_redis.xgroup_create(
-            keys.EVENTS_STREAM, keys.DELIVERY_GROUP, id="0", mkstream=True
-        )
+        await make_group(real_redis)
         stored = await store.append("generic", [event(n) for n in range(10)])
         # A worker read three and has not acknowledged them; seven are still to read.
         await real_redis.xreadgroup(keys.DELIVERY_GROUP, "w1", {keys.EVENTS_STREAM: ">"}, count=3)
@@ -89,13 +88,13 @@ class TestEndpoint:
         # Reads that cross trimmed entries throw Redis's entries-read (and so its lag) off:
         # it said 1,150 here with nothing left to read, and other figures after a restart.
         redis = Redis.from_url(durable_redis.url)
-        await redis.xgroup_create(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, id="0", mkstream=True)
+        await make_group(redis)
         for _ in range(30):
             for _ in range(100):
                 await redis.xadd(keys.EVENTS_STREAM, {"e": b"{}"})
             await read_and_ack(redis, 60)
             await redis.xtrim(keys.EVENTS_STREAM, maxlen=50)
-        await read_and_ack(redis, 10_000)
+        await consume(redis)
         [group] = await redis.xinfo_groups(keys.EVENTS_STREAM)
         assert group["lag"] != 0  # what Redis itself says
         await redis.aclose()
@@ -112,9 +111,7 @@ class TestEndpoint:
     async def test_unread_entries_behind_trimmed_reads_are_counted_at_most_once(
         self, make_client: MakeClient, real_redis: Redis
     ) -> None:
-        await real_redis.xgroup_create(
-            keys.EVENTS_STREAM, keys.DELIVERY_GROUP, id="0", mkstream=True
-        )
+        await make_group(real_redis)
         for _ in range(10):
             for _ in range(100):
                 await real_redis.xadd(keys.EVENTS_STREAM, {"e": b"{}"})

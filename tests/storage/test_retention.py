@@ -12,6 +12,7 @@ from service.storage import keys
 from service.storage.deliveries import DeliveryStore
 from service.storage.retention import DeliveryPruner
 from tests.storage.test_deliveries import LEASE, claim, delivery
+from tests.storage.test_events import make_group
 from tests.worker.test_deliverer import eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -89,7 +90,7 @@ async def test_deliveries_of_entries_the_group_still_needs_stay_whatever_retenti
     # A worker read entries, delivered them and crashed before acknowledging: the entries
     # come back to another worker after the reclaim window, and their delivery records are
     # what says "already delivered". Retention (count 1 here) must not take them first.
-    await real_redis.xgroup_create(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, id="0", mkstream=True)
+    await make_group(real_redis)
     entries = [(await real_redis.xadd(keys.EVENTS_STREAM, {"e": b"{}"})).decode() for _ in range(6)]
     await real_redis.xreadgroup(keys.DELIVERY_GROUP, "done", {keys.EVENTS_STREAM: ">"}, count=2)
     await real_redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, *entries[:2])
@@ -111,7 +112,7 @@ async def test_deliveries_of_entries_the_group_still_needs_stay_whatever_retenti
 
 
 async def test_test_deliveries_have_no_entry_to_wait_for(real_redis: Redis) -> None:
-    await real_redis.xgroup_create(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, id="0", mkstream=True)
+    await make_group(real_redis)
     store = DeliveryStore(real_redis)
     for n in range(3):
         await finish(store, f"dlv_test_t{n}_1", now=n, verdict="succeeded")
