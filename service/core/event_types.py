@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-# The API page's four, then the two every provider also reports.
-EVENT_TYPES: tuple[str, ...] = ("open", "click", "bounce", "unsubscribe", "delivered", "complaint")
+# The API page's four, then those every provider also reports: delivered, complaint, deferred (a
+# temporary failure the provider retries) and rejected (the provider refused to send).
+EVENT_TYPES: tuple[str, ...] = (
+    "open",
+    "click",
+    "bounce",
+    "unsubscribe",
+    "delivered",
+    "complaint",
+    "deferred",
+    "rejected",
+)
 WILDCARD = "*"
 # Names as they appear in payloads ("email.open"); subscriptions store the short form.
 QUALIFIED_PREFIX = "email."

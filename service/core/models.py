@@ -37,7 +37,7 @@ EventTypes = Annotated[
     Meta(
         description=(
             "Comma-separated event types: open, click, bounce, unsubscribe, delivered, "
-            "complaint (email.open style accepted), or * for all"
+            "complaint, deferred, rejected (email.open style accepted), or * for all"
         ),
         examples=["open,click,bounce,unsubscribe"],
     ),
@@ -104,7 +104,16 @@ class ErrorBody(Model):
 
 
 class Bounce(Model):
-    kind: Literal["hard", "soft"]
+    kind: Annotated[
+        Literal["hard", "soft", "undetermined"],
+        Meta(
+            description=(
+                "hard: the address will never accept mail (unknown user, no such domain); soft: "
+                "a lasting but temporary refusal (mailbox full, message too large) after the "
+                "provider gave up; undetermined: the provider did not say which"
+            )
+        ),
+    ]
     reason: str | None = None
 
 
@@ -126,6 +135,18 @@ class Event(Model):
     bounce: Bounce | None = None
     click: Click | None = None
     metadata: dict[str, Any] | None = None
+    user_agent: Annotated[str | None, Meta(description="Of an open or a click")] = None
+    mta_response: Annotated[
+        str | None,
+        Meta(description="The receiving server's SMTP reply, for bounces, deliveries, deferrals"),
+    ] = None
+    reason: Annotated[
+        str | None, Meta(description="Why the provider deferred or refused to send")
+    ] = None
+    account_id: Annotated[
+        str | None,
+        Meta(description="The account the event was routed to; null when unrouted"),
+    ] = None
     id: str | UnsetType = UNSET
 
 
@@ -137,6 +158,9 @@ class PayloadData(Model):
     bounce: Bounce | None = None
     click: Click | None = None
     metadata: dict[str, Any] | None = None
+    user_agent: str | None = None
+    mta_response: str | None = None
+    reason: str | None = None
 
 
 class WebhookPayload(Model):

@@ -25,6 +25,9 @@ def build_payload(event: Event, *, event_id: str, stored_at: datetime) -> Webhoo
             bounce=event.bounce,
             click=event.click,
             metadata=event.metadata,
+            user_agent=event.user_agent,
+            mta_response=event.mta_response,
+            reason=event.reason,
         ),
     )
 
