@@ -37,6 +37,13 @@ class Config:
     redis_ssl_cert_reqs: str = "none"
     port: int = 8000
     api_keys: tuple[str, ...] = field(default=(), repr=False)
+    # Operators' keys: the accounts API, and any account's routes with X-Account-Id.
+    admin_api_keys: tuple[str, ...] = field(default=(), repr=False)
+    max_webhooks_per_account: int = 100
+    # The provider metadata (tag, custom arg, user variable) naming an event's account.
+    account_metadata_key: str = "account_id"
+    # How long POST /api/emails registers an email id as the account's.
+    email_owner_ttl_seconds: int = 30 * 86400
     max_body_bytes: int = 1024 * 1024
     # A request's headers, and then its body, must each arrive within this many seconds.
     read_timeout: float = 10.0
@@ -76,7 +83,12 @@ class Config:
     def __repr__(self) -> str:
         return (
             f"Config(redis_url={self.redis_url_redacted!r}, port={self.port}, "
-            f"api_keys=<{len(self.api_keys)} hidden>, max_body_bytes={self.max_body_bytes}, "
+            f"api_keys=<{len(self.api_keys)} hidden>, "
+            f"admin_api_keys=<{len(self.admin_api_keys)} hidden>, "
+            f"max_webhooks_per_account={self.max_webhooks_per_account}, "
+            f"account_metadata_key={self.account_metadata_key!r}, "
+            f"email_owner_ttl_seconds={self.email_owner_ttl_seconds}, "
+            f"max_body_bytes={self.max_body_bytes}, "
             f"read_timeout={self.read_timeout}, "
             f"allow_http_urls={self.allow_http_urls}, "
             f"allow_private_urls={self.allow_private_urls}, "
@@ -90,6 +102,11 @@ class Config:
             f"delivery_concurrency={self.delivery_concurrency}, "
             f"disable_after_seconds={self.disable_after_seconds})"
         )
+
+    @property
+    def single_account(self) -> bool:
+        """API_KEYS set: the default account receives every event that names no account."""
+        return bool(self.api_keys)
 
     @property
     def configured_providers(self) -> str:
@@ -117,6 +134,12 @@ class Config:
             redis_ssl_cert_reqs=get("REDIS_SSL_CERT_REQS", _choice(SSL_CERT_REQS), "none"),
             port=get("PORT", _int_between(1, 65535), 8000),
             api_keys=get("API_KEYS", _api_keys, ()),
+            admin_api_keys=get("ADMIN_API_KEYS", _api_keys, ()),
+            max_webhooks_per_account=get("MAX_WEBHOOKS_PER_ACCOUNT", _int_between(1, 100_000), 100),
+            account_metadata_key=get("ACCOUNT_METADATA_KEY", _metadata_key, "account_id"),
+            email_owner_ttl_seconds=get(
+                "EMAIL_OWNER_TTL", _int_between(3600, 365 * 86400), 30 * 86400
+            ),
             max_body_bytes=get("MAX_BODY_BYTES", _int_between(1024, 1024**3), 1024 * 1024),
             read_timeout=get("READ_TIMEOUT", _float_between(1, 300), 10.0),
             allow_http_urls=get("ALLOW_HTTP_URLS", _bool, False),
@@ -210,6 +233,12 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
 
 
 def _secret(name: str, raw: str) -> str:
+    return raw
+
+
+def _metadata_key(name: str, raw: str) -> str:
+    if len(raw) > 100:
+        raise ConfigError(f"{name} must be at most 100 characters")
     return raw
 
 

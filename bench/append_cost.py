@@ -14,6 +14,7 @@ import asyncio
 from redis.asyncio import Redis
 
 from devtools.redis_server import PrivateRedis
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.models import Event
 from service.storage import keys
 from service.storage.events import EventStore
@@ -30,6 +31,7 @@ def event(n: int) -> Event:
         occurred_at="2026-03-03T10:00:00Z",
         provider="sendgrid",
         provider_event_id=f"sg-{n}",
+        account_id=DEFAULT_ACCOUNT,
     )
 
 

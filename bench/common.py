@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from devtools.procfile import ROOT, process_env, procfile_commands, start
 from devtools.redis_server import free_port, wait_for_port
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.models import Event
 from service.storage.events import EventStore
 from service.storage.webhooks import WebhookStore
@@ -172,9 +173,15 @@ def flush(url: str) -> None:
 
 
 async def create_webhooks(
-    redis_url: str, urls: Sequence[str], events: tuple[str, ...], *, chunk: int = 500
+    redis_url: str,
+    urls: Sequence[str],
+    events: tuple[str, ...],
+    *,
+    chunk: int = 500,
+    account: str = DEFAULT_ACCOUNT,
 ) -> list[int]:
-    """Create webhooks directly with WebhookStore (as the API would), `chunk` at a time."""
+    """Create webhooks of `account` directly with WebhookStore (as the API would), `chunk`
+    at a time."""
     client = Redis.from_url(redis_url)
     store = WebhookStore(client)
     ids: list[int] = []
@@ -183,11 +190,13 @@ async def create_webhooks(
             made = await asyncio.gather(
                 *(
                     store.create(
+                        account=account,
                         url=url,
                         events=events,
                         secret=SECRET,
                         active=True,
                         now="2026-11-28T00:00:00Z",
+                        limit=len(urls),
                     )
                     for url in urls[start_at : start_at + chunk]
                 )
@@ -206,6 +215,7 @@ def make_event(number: int, prefix: str, event_type: str = "email.open") -> Even
         provider="generic",
         recipient="alex@example.com",
         provider_event_id=f"{prefix}-{number}",
+        account_id=DEFAULT_ACCOUNT,
     )
 
 

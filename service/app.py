@@ -12,19 +12,32 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 
 from config import Config, ConfigError
 from service import logs
 from service.core.clock import Clock, system_clock
 from service.core.errors import InvalidSignature
+from service.core.ids import format_timestamp
 from service.deadlines import Deadlines
-from service.http import deliveries, events, health, inbound, openapi, status, webhooks
+from service.http import (
+    accounts,
+    deliveries,
+    emails,
+    events,
+    health,
+    inbound,
+    openapi,
+    status,
+    webhooks,
+)
 from service.http.errors import exception_handlers
 from service.http.server import install_access_log_redaction
 from service.http.state import STATE_KEY, AppState
 from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
+from service.storage.accounts import AccountStore
 from service.storage.capacity import Capacity
 from service.storage.connection import connect
 from service.storage.deliveries import DeliveryStore
@@ -40,6 +53,8 @@ routes = [
     *webhooks.routes,
     *deliveries.routes,
     *events.routes,
+    *emails.routes,
+    *accounts.routes,
     *status.routes,
     *health.routes,
     *openapi.routes,
@@ -67,13 +82,26 @@ def check_inbound_secrets(config: Config, providers: Sequence[Provider] = PROVID
             raise ConfigError(f"{provider.secret_variable}: {exc}") from None
 
 
+async def ensure_default_account(state: AppState) -> None:
+    """The default account is listed among the accounts once a web process started with
+    API_KEYS; routing and API_KEYS do not depend on it, so a Redis that is down at start
+    only delays that until the next start."""
+    try:
+        await state.accounts.ensure_default(now=format_timestamp(state.clock()))
+    except (RedisError, OSError) as exc:
+        logger.warning("could not record the default account (%s); retried at next start", exc)
+
+
 def create_app(
     config: Config | None = None, *, redis: Redis | None = None, clock: Clock = system_clock
 ) -> Starlette:
     """The ASGI app. `redis` and `clock` are for tests; by default both come from the system."""
     config = config if config is not None else Config.from_env()
-    if not config.api_keys:
-        raise ConfigError("API_KEYS is empty: set at least one key (comma-separated)")
+    if not config.api_keys and not config.admin_api_keys:
+        raise ConfigError(
+            "API_KEYS and ADMIN_API_KEYS are both empty: set API_KEYS (single account) or "
+            "ADMIN_API_KEYS (accounts), comma-separated"
+        )
     check_inbound_secrets(config)
     logs.configure(config.log_level)
     install_access_log_redaction()
@@ -102,7 +130,10 @@ def create_app(
                 clock=clock,
                 capacity=Capacity(client, limit=config.ingest_memory_limit, clock=clock),
                 deadlines=Deadlines(),
+                accounts=AccountStore(client),
             )
+            if config.single_account:
+                await ensure_default_account(state)
             if redis is None:
                 freeze_startup_objects()
             yield {STATE_KEY: state}

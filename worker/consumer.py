@@ -161,9 +161,11 @@ class Consumer:
         batch = [entry for entry in read.events if entry[0] not in running]
         if not batch:
             return
-        # One subscriber lookup per event type in the read, made after the read: each event
-        # goes to the webhooks as they were when it was read or later, never earlier.
-        subscribers = await self._deliverer.subscribers({event.type for _, event in batch})
+        # One subscriber lookup per account and event type in the read, made after the read:
+        # each event goes to its account's webhooks as they were when it was read or later.
+        subscribers = await self._deliverer.subscribers(
+            {(event.account_id, event.type) for _, event in batch}
+        )
         if self._stopping.is_set():
             return
         for entry_id, event in batch:
@@ -174,7 +176,7 @@ class Consumer:
             owner = f"{self._owner}:{next(self._passes)}"
             try:
                 deliver = self._deliverer.deliver_event(
-                    entry_id, event, subscribers[event.type], owner=owner
+                    entry_id, event, subscribers[event.account_id, event.type], owner=owner
                 )
             except Exception:
                 # A bug, not an outage: the others in this read go on; this one stays

@@ -49,6 +49,9 @@ from worker.http import USER_AGENT
 from worker.limiter import EndpointLimiter, Slot
 from worker.sender import Sender
 
+# Who an event is for: its account (None when unrouted) and its type.
+Audience = tuple[str | None, str]
+
 logger = logging.getLogger("mailhooks.delivery")
 
 _ATTEMPT_ENCODER = msgspec.json.Encoder()
@@ -92,18 +95,26 @@ class Deliverer:
 
     # -- first attempts, from the stream consumer -----------------------------------------
 
-    async def subscribers(self, event_types: set[str]) -> dict[str, list[StoredWebhook]]:
-        """The webhooks subscribed to each of `event_types` (as stored, maybe qualified):
-        one lookup per type serves every event of that type in a stream read."""
-        types = list(event_types)
-        if len(types) == 1:  # the usual read: no task per lookup
-            return {
-                types[0]: await self._webhooks.subscribers(types[0].removeprefix(QUALIFIED_PREFIX))
-            }
-        found = await asyncio.gather(
-            *(self._webhooks.subscribers(t.removeprefix(QUALIFIED_PREFIX)) for t in types)
-        )
-        return dict(zip(types, found, strict=True))
+    async def subscribers(self, audiences: set[Audience]) -> dict[Audience, list[StoredWebhook]]:
+        """The webhooks of each (account, event type) in `audiences` (the type as stored,
+        maybe qualified): one lookup serves every event of that account and type in a stream
+        read. An unrouted event (account None) has none: it is delivered to nobody."""
+        wanted = [(account, t) for account, t in audiences if account is not None]
+        if len(wanted) == 1:  # the usual read: no task per lookup
+            account, event_type = wanted[0]
+            found = [
+                await self._webhooks.subscribers(account, event_type.removeprefix(QUALIFIED_PREFIX))
+            ]
+        else:
+            found = await asyncio.gather(
+                *(
+                    self._webhooks.subscribers(account, t.removeprefix(QUALIFIED_PREFIX))
+                    for account, t in wanted
+                )
+            )
+        webhooks: dict[Audience, list[StoredWebhook]] = {key: [] for key in audiences}
+        webhooks.update(zip(wanted, found, strict=True))
+        return webhooks
 
     def deliver_event(
         self, entry_id: str, event: Event, webhooks: list[StoredWebhook], *, owner: str

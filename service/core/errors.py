@@ -2,10 +2,13 @@
 
     MailhooksError                 every handled error: status, code, message, field?
     ├── MalformedJson              400 the body is not JSON
+    ├── AccountRequired            400 an admin key acting on an account's routes names none
     ├── Unauthorized               401 missing or wrong API key
     │   └── InvalidSignature       401 an inbound request's signature is missing or wrong
-    ├── NotFound                   404 no such resource
+    ├── Forbidden                  403 an account key on an operator (admin) route
+    ├── NotFound                   404 no such resource (or another account's)
     ├── RequestTimeout             408 the body did not arrive within READ_TIMEOUT
+    ├── Conflict                   409 the resource's state forbids it now (a limit, a lease)
     ├── PayloadTooLarge            413 body over MAX_BODY_BYTES
     ├── UnsupportedMediaType       415 body is not application/json
     ├── ValidationFailed           422 JSON of the wrong shape or value; names the field
@@ -40,6 +43,11 @@ class MalformedJson(MailhooksError):
     code = "malformed_json"
 
 
+class AccountRequired(MailhooksError):
+    status = 400
+    code = "account_required"
+
+
 class Unauthorized(MailhooksError):
     status = 401
     code = "unauthorized"
@@ -47,6 +55,11 @@ class Unauthorized(MailhooksError):
 
 class InvalidSignature(Unauthorized):
     code = "invalid_signature"
+
+
+class Forbidden(MailhooksError):
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(MailhooksError):
@@ -57,6 +70,11 @@ class NotFound(MailhooksError):
 class RequestTimeout(MailhooksError):
     status = 408
     code = "request_timeout"
+
+
+class Conflict(MailhooksError):
+    status = 409
+    code = "conflict"
 
 
 class PayloadTooLarge(MailhooksError):

@@ -246,6 +246,9 @@ class GenericInboundEvent(Model):
     bounce: Bounce | None = None
     click: Click | None = None
     metadata: dict[str, Any] | None = None
+    account_id: Annotated[
+        str | None, Meta(description="The account that sent the email (acc_…)")
+    ] = None
 
 
 class Health(Model):
@@ -285,8 +288,72 @@ class ServiceStatus(Model):
     redis_memory: MemoryStatus
 
 
+AccountName = Annotated[
+    str, Meta(min_length=1, max_length=200, description="A name for people", examples=["Acme"])
+]
+
+
+class AccountCreate(Model):
+    name: AccountName
+
+
+class AccountUpdate(Model):
+    name: AccountName | UnsetType = UNSET
+
+
+class Account(Model):
+    id: Annotated[str, Meta(examples=["acc_0kx8q2m4n1a7b3c9d2e5"])]
+    name: str
+    created_at: Timestamp
+    updated_at: Timestamp | UnsetType = UNSET
+
+
+class AccountList(Model):
+    accounts: list[Account]
+
+
+class ApiKeyCreated(Model):
+    id: Annotated[str, Meta(examples=["key_0kx8q2m4n1a7b3c9d2e5"])]
+    key: Annotated[
+        str, Meta(description="The key itself: shown in this response only, stored as a hash")
+    ]
+    prefix: Annotated[str, Meta(description="Its first characters, as listings show them")]
+    created_at: Timestamp
+
+
+class ApiKey(Model):
+    id: str
+    prefix: str
+    created_at: Timestamp
+    last_used_at: Annotated[
+        Timestamp | None, Meta(description="To the minute; null if never used")
+    ] = None
+
+
+class ApiKeyList(Model):
+    keys: list[ApiKey]
+
+
+EmailId = Annotated[str, Meta(min_length=1, max_length=998)]
+
+
+class EmailRegistration(Model):
+    email_ids: Annotated[list[EmailId], Meta(min_length=1, max_length=1000)]
+
+
+class EmailRegistrationResult(Model):
+    registered: Annotated[int, Meta(description="Ids now the account's (new or renewed)")]
+    conflicts: Annotated[
+        list[str], Meta(description="Ids registered to another account: left unchanged")
+    ]
+    expires_at: Timestamp
+
+
 WEBHOOK_CREATE_DECODER = msgspec.json.Decoder(WebhookCreate)
 WEBHOOK_UPDATE_DECODER = msgspec.json.Decoder(WebhookUpdate)
 RECOVER_REQUEST_DECODER = msgspec.json.Decoder(RecoverRequest)
 SYNTHETIC_EVENT_DECODER = msgspec.json.Decoder(SyntheticEventRequest)
+ACCOUNT_CREATE_DECODER = msgspec.json.Decoder(AccountCreate)
+ACCOUNT_UPDATE_DECODER = msgspec.json.Decoder(AccountUpdate)
+EMAIL_REGISTRATION_DECODER = msgspec.json.Decoder(EmailRegistration)
 ENCODER = msgspec.json.Encoder()

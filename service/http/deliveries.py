@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.core.errors import MailhooksError, NotFound, ValidationFailed
+from service.core.errors import Conflict, NotFound, ValidationFailed
 from service.core.event_types import EVENT_TYPES, QUALIFIED_PREFIX
 from service.core.ids import (
     LeaseTag,
@@ -30,7 +30,7 @@ from service.core.models import (
     RecoverResult,
 )
 from service.core.payload import build_payload, encode
-from service.http.auth import requires_api_key
+from service.http.auth import in_account
 from service.http.requests import read_json
 from service.http.responses import json_response, page_response
 from service.http.state import AppState, app_state
@@ -42,11 +42,6 @@ from service.storage.webhooks import StoredWebhook
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 _ATTEMPT_DECODER = msgspec.json.Decoder(Attempt)
-
-
-class Conflict(MailhooksError):
-    status = 409
-    code = "conflict"
 
 
 def iso_ms(ms: int | None) -> str | None:
@@ -70,15 +65,16 @@ def public(delivery: StoredDelivery, attempts: list[bytes] | None = None) -> Del
     )
 
 
-async def existing_webhook(request: Request) -> StoredWebhook:
-    webhook = await app_state(request).webhooks.get(path_id(request))
+async def existing_webhook(request: Request, account: str) -> StoredWebhook:
+    """The path's webhook; another account's answers 404 exactly like a missing one."""
+    webhook = await app_state(request).webhooks.get(path_id(request), account)
     if webhook is None:
         raise NotFound(f"webhook {path_id(request)} does not exist")
     return webhook
 
 
-async def existing_delivery(request: Request) -> StoredDelivery:
-    webhook = await existing_webhook(request)
+async def existing_delivery(request: Request, account: str) -> StoredDelivery:
+    webhook = await existing_webhook(request, account)
     delivery_id: str = request.path_params["delivery_id"]
     delivery = await app_state(request).deliveries.get(delivery_id)
     if delivery is None or delivery.webhook_id != webhook.id:
@@ -100,9 +96,9 @@ async def requeue(state: AppState, delivery: StoredDelivery, tag: LeaseTag) -> b
     return True
 
 
-@requires_api_key
-async def list_deliveries(request: Request) -> Response:
-    webhook = await existing_webhook(request)
+@in_account
+async def list_deliveries(request: Request, account: str) -> Response:
+    webhook = await existing_webhook(request, account)
     status = request.query_params.get("status") or None
     if status not in (None, "pending", "succeeded", "failed"):
         raise ValidationFailed("status must be pending, succeeded or failed", field="status")
@@ -115,27 +111,27 @@ async def list_deliveries(request: Request) -> Response:
     return page_response(request, body, cursor="before", after=next_before)
 
 
-@requires_api_key
-async def get_delivery(request: Request) -> Response:
-    delivery = await existing_delivery(request)
+@in_account
+async def get_delivery(request: Request, account: str) -> Response:
+    delivery = await existing_delivery(request, account)
     attempts = await app_state(request).deliveries.attempts(delivery.id)
     return json_response(public(delivery, attempts))
 
 
-@requires_api_key
-async def retry_delivery(request: Request) -> Response:
+@in_account
+async def retry_delivery(request: Request, account: str) -> Response:
     state = app_state(request)
-    delivery = await existing_delivery(request)
+    delivery = await existing_delivery(request, account)
     if not await requeue(state, delivery, LeaseTag.MANUAL_RETRY):
         raise Conflict(f"delivery {delivery.id} is being attempted already")
     updated = await state.deliveries.get(delivery.id)
     return json_response(public(updated or delivery), status=202)
 
 
-@requires_api_key
-async def recover(request: Request) -> Response:
+@in_account
+async def recover(request: Request, account: str) -> Response:
     state = app_state(request)
-    webhook = await existing_webhook(request)
+    webhook = await existing_webhook(request, account)
     body = await read_json(request, RECOVER_REQUEST_DECODER, state.config, state.deadlines)
     try:
         since = datetime.fromisoformat(body.since.replace("Z", "+00:00"))
@@ -150,10 +146,10 @@ async def recover(request: Request) -> Response:
     return json_response(RecoverResult(requeued=requeued), status=202)
 
 
-@requires_api_key
-async def send_test(request: Request) -> Response:
+@in_account
+async def send_test(request: Request, account: str) -> Response:
     state = app_state(request)
-    webhook = await existing_webhook(request)
+    webhook = await existing_webhook(request, account)
     body = await read_json(request, SYNTHETIC_EVENT_DECODER, state.config, state.deadlines)
     short = body.type.strip().lower().removeprefix(QUALIFIED_PREFIX)
     if short not in EVENT_TYPES:

@@ -6,11 +6,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.core.errors import NotFound, ValidationFailed
+from service.core.errors import Forbidden, NotFound, ValidationFailed
 from service.core.event_types import EVENT_TYPES, QUALIFIED_PREFIX
 from service.core.ids import entry_id
 from service.core.models import EventList
-from service.http.auth import requires_api_key
+from service.http.auth import Principal, with_principal
 from service.http.responses import json_response, page_response
 from service.http.state import app_state
 from service.http.webhooks import query_int
@@ -41,9 +41,27 @@ def text_param(request: Request, name: str) -> str | None:
     return raw
 
 
-@requires_api_key
-async def list_events(request: Request) -> Response:
+def whose(request: Request, principal: Principal) -> tuple[str | None, bool]:
+    """(account, every account): an account's key reads its own events; an admin key reads
+    its X-Account-Id's, or every account's, or with `unrouted=true` the unrouted ones."""
+    unrouted = request.query_params.get("unrouted", "").lower()
+    if unrouted not in ("", "true", "false"):
+        raise ValidationFailed("unrouted must be true or false", field="unrouted")
+    if unrouted == "true":
+        if not principal.admin:
+            raise Forbidden("unrouted events are listed for admin keys only")
+        return None, False
+    if principal.account is None:
+        return None, True
+    return principal.account, False
+
+
+@with_principal
+async def list_events(request: Request, principal: Principal) -> Response:
+    account, every_account = whose(request, principal)
     where = EventFilter(
+        account=account,
+        every_account=every_account,
         type=event_type_param(request),
         email_id=text_param(request, "email_id"),
         recipient=text_param(request, "recipient"),
@@ -56,10 +74,13 @@ async def list_events(request: Request) -> Response:
     return page_response(request, EventList(events=events), cursor="before", after=next_before)
 
 
-@requires_api_key
-async def get_event(request: Request) -> Response:
+@with_principal
+async def get_event(request: Request, principal: Principal) -> Response:
     event_id: str = request.path_params["event_id"]
     event = await app_state(request).events.get(event_id)
+    if event is not None and principal.account is not None:
+        # Another account's event answers exactly like a missing one.
+        event = event if event.account_id == principal.account else None
     if event is None:
         raise NotFound(f"event {event_id} does not exist")
     return json_response(event)

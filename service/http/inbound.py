@@ -1,6 +1,7 @@
 """Inbound provider callbacks: POST /api/webhooks (provider detected) and one URL per provider.
 
-The handler does the minimum: raw bytes → verify → normalise → one atomic append → 200. The
+The handler does the minimum: raw bytes → verify → normalise → route each event to its
+account (service.http.routing) → one atomic append → 200. The
 routes follow from the provider registry: the fallback provider (the last) is served at the
 shared URL, which detects the provider; every other one also has `/api/webhooks/{name}`.
 """
@@ -26,6 +27,7 @@ from service.core.models import Event, Received
 from service.core.normalized import Ignored
 from service.http.requests import media_type, read_body
 from service.http.responses import json_response
+from service.http.routing import route_events
 from service.http.state import AppState, app_state
 from service.providers.base import Provider
 from service.providers.detect import detect
@@ -102,6 +104,7 @@ async def store(
         raise StoreFull(STORE_FULL_MESSAGE)
     if verified:
         await claim_replay_token(state, provider, body, events)
+    await route_events(state, events)
     return await state.events.append(provider.name, events, ignored)
 
 

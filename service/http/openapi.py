@@ -21,8 +21,16 @@ from starlette.staticfiles import StaticFiles
 
 from service import __version__
 from service.core.models import (
+    Account,
+    AccountCreate,
+    AccountList,
+    AccountUpdate,
+    ApiKeyCreated,
+    ApiKeyList,
     Delivery,
     DeliveryList,
+    EmailRegistration,
+    EmailRegistrationResult,
     ErrorBody,
     Event,
     EventList,
@@ -46,10 +54,11 @@ from service.providers.registry import PROVIDERS
 REF = "#/components/schemas/{name}"
 SIGNATURE_401 = "Missing, malformed, wrong or expired provider signature"
 ERROR_DESCRIPTIONS = {
-    400: "The body is not valid JSON",
+    400: "The body is not valid JSON, or an admin key names no account (X-Account-Id)",
     401: "Missing or invalid API key",
-    404: "No such resource",
-    409: "The delivery is being attempted already",
+    403: "The key may not use this route (an account key on an admin route)",
+    404: "No such resource (another account's answers the same)",
+    409: "A conflict: the delivery is being attempted already, a limit is reached",
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
@@ -66,7 +75,7 @@ class Operation:
     ok_type: type | None
     request: type | None = None
     errors: tuple[int, ...] = ()
-    auth: bool = True
+    security: str = "account"  # a key of SECURITY
     parameters: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -105,6 +114,43 @@ DELIVERY_ID_PARAM = {
     "required": True,
     "schema": {"type": "string"},
 }
+ACCOUNT_ID_PARAM = {
+    "name": "account_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+KEY_ID_PARAM = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+SECURITY_SCHEMES: dict[str, Any] = {
+    "accountKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": (
+            "An account's key (mh_…, from POST /api/accounts/{id}/keys), or one of API_KEYS "
+            "(the default account's)"
+        ),
+    },
+    "adminKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An operator's key, one of ADMIN_API_KEYS",
+    },
+    "accountId": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Account-Id",
+        "description": "With an admin key: the account (acc_…) to act in",
+    },
+}
+# Who may call an operation: each inner object is one way (all its schemes together).
+SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "account": [{"accountKey": []}, {"adminKey": [], "accountId": []}],
+    # Events: an admin key without X-Account-Id reads every account's.
+    "any": [{"accountKey": []}, {"adminKey": []}],
+    "operator": [{"adminKey": []}, {"accountKey": []}],  # API_KEYS only, of the account keys
+    "admin": [{"adminKey": []}],
+    "none": [],
+}
 EVENT_ID_PARAM = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
 INBOUND_SUMMARY = (
     'Receive {what}; answers {{"received": true}} once stored (retries de-duplicated). '
@@ -124,7 +170,7 @@ def inbound_operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Opera
             Received,
             request=GenericInboundEvent if path == SHARED_PATH else None,
             errors=(401, 413, 422, 503),
-            auth=False,
+            security="none",
         )
         for path, provider in inbound_paths(providers)
     )
@@ -228,7 +274,7 @@ READING_OPERATIONS: tuple[Operation, ...] = (
         "Stored events, newest first, filtered and paged (Link header for the next page)",
         200,
         EventList,
-        errors=(401, 422, 503),
+        errors=(401, 403, 422, 503),
         parameters=[
             _query(
                 "type", "Only this type: open, click, bounce, … (email.open form too)", "string"
@@ -241,10 +287,23 @@ READING_OPERATIONS: tuple[Operation, ...] = (
             _query(
                 "before", "Only events older than this event id (from the Link header)", "string"
             ),
+            _query(
+                "unrouted",
+                "Admin keys: only the events routed to no account",
+                "string",
+                enum=["true", "false"],
+            ),
         ],
+        security="any",
     ),
     Operation(
-        "get", "/api/events/{event_id}", "One stored event", 200, Event, errors=(401, 404, 503)
+        "get",
+        "/api/events/{event_id}",
+        "One stored event",
+        200,
+        Event,
+        errors=(401, 404, 503),
+        security="any",
     ),
     Operation(
         "get",
@@ -252,16 +311,106 @@ READING_OPERATIONS: tuple[Operation, ...] = (
         "Worker liveness, delivery backlog and Redis memory, with any problems named",
         200,
         ServiceStatus,
-        errors=(401, 503),
+        errors=(401, 403, 503),
+        security="operator",
     ),
-    Operation("get", "/healthz", "The process is alive", 200, Health, auth=False),
-    Operation("get", "/readyz", "Redis answers", 200, Health, errors=(503,), auth=False),
+    Operation("get", "/healthz", "The process is alive", 200, Health, security="none"),
+    Operation("get", "/readyz", "Redis answers", 200, Health, errors=(503,), security="none"),
+)
+ACCOUNT = "/api/accounts/{account_id}"
+ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "post",
+        "/api/emails",
+        "Register emails sent without an account tag as this account's (up to 1,000)",
+        200,
+        EmailRegistrationResult,
+        request=EmailRegistration,
+        errors=(400, 401, 413, 415, 422, 503),
+    ),
+    Operation(
+        "get",
+        "/api/accounts",
+        "Every account, oldest first (Link header for the next page)",
+        200,
+        AccountList,
+        errors=(401, 403, 422, 503),
+        security="admin",
+        parameters=[
+            _query("limit", "Page size, 1-1000 (default 100)", minimum=1, maximum=1000),
+            _query("after", "Only accounts created after this id (acc_…)", "string"),
+        ],
+    ),
+    Operation(
+        "post",
+        "/api/accounts",
+        "Create an account",
+        201,
+        Account,
+        request=AccountCreate,
+        errors=(400, 401, 403, 413, 415, 422, 503),
+        security="admin",
+    ),
+    Operation(
+        "get", ACCOUNT, "One account", 200, Account, errors=(401, 403, 404, 503), security="admin"
+    ),
+    Operation(
+        "patch",
+        ACCOUNT,
+        "Rename an account",
+        200,
+        Account,
+        request=AccountUpdate,
+        errors=(400, 401, 403, 404, 413, 415, 422, 503),
+        security="admin",
+    ),
+    Operation(
+        "delete",
+        ACCOUNT,
+        "Delete an account with its webhooks, deliveries, keys and email registrations",
+        204,
+        None,
+        errors=(401, 403, 404, 409, 503),
+        security="admin",
+    ),
+    Operation(
+        "get",
+        ACCOUNT + "/keys",
+        "An account's API keys (ids and prefixes, never the keys)",
+        200,
+        ApiKeyList,
+        errors=(401, 403, 404, 503),
+        security="admin",
+    ),
+    Operation(
+        "post",
+        ACCOUNT + "/keys",
+        "Create an API key for an account: the key is in this response only",
+        201,
+        ApiKeyCreated,
+        errors=(401, 403, 404, 503),
+        security="admin",
+    ),
+    Operation(
+        "delete",
+        ACCOUNT + "/keys/{key_id}",
+        "Revoke an API key: refused by every web process from its next request",
+        204,
+        None,
+        errors=(401, 403, 404, 503),
+        security="admin",
+    ),
 )
 
 
 def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ...]:
     """Every operation, in the document's order; the inbound ones follow from `providers`."""
-    return (*MANAGEMENT_OPERATIONS, *inbound_operations(providers), *READING_OPERATIONS)
+    return (
+        *MANAGEMENT_OPERATIONS,
+        *inbound_operations(providers),
+        *READING_OPERATIONS,
+        *ACCOUNT_OPERATIONS,
+    )
 
 
 OPERATIONS = operations()
@@ -306,7 +455,7 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
             ok["content"] = _content(op.ok_type)
         responses: dict[str, Any] = {str(op.ok_status): ok}
         for status in op.errors:
-            signature = status == 401 and not op.auth
+            signature = status == 401 and op.security == "none"
             responses[str(status)] = {
                 "description": SIGNATURE_401 if signature else ERROR_DESCRIPTIONS[status],
                 "content": _content(ErrorBody),
@@ -319,11 +468,15 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
             parameters.append(EVENT_ID_PARAM)
         if "{delivery_id}" in op.path:
             parameters.append(DELIVERY_ID_PARAM)
+        if "{account_id}" in op.path:
+            parameters.append(ACCOUNT_ID_PARAM)
+        if "{key_id}" in op.path:
+            parameters.append(KEY_ID_PARAM)
         if parameters:
             entry["parameters"] = parameters
         if op.request is not None:
             entry["requestBody"] = {"required": True, "content": _content(op.request)}
-        entry["security"] = [{"apiKey": []}] if op.auth else []
+        entry["security"] = SECURITY[op.security]
         paths.setdefault(op.path, {})[op.method] = entry
     return {
         "openapi": "3.1.0",
@@ -336,7 +489,7 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
         "webhooks": {"emailEvent": {"post": DELIVERY_DOC}},
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": SECURITY_SCHEMES,
         },
     }
 

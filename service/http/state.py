@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from arq.connections import ArqRedis
 from starlette.requests import Request
@@ -10,6 +10,7 @@ from starlette.requests import Request
 from config import Config
 from service.core.clock import Clock
 from service.deadlines import Deadlines
+from service.storage.accounts import AccountStore
 from service.storage.capacity import Capacity
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
@@ -30,6 +31,12 @@ class AppState:
     # READ_TIMEOUT and INGEST_TIMEOUT, on one coarse timer (asyncio.timeout per request
     # costs a timer handle each; see service/deadlines.py).
     deadlines: Deadlines
+    accounts: AccountStore
+    # Per web process: the minute each account key's last use was last written.
+    key_use: dict[str, int] = field(default_factory=dict)
+    # Per web process: accounts seen to exist, and until when (monotonic seconds) that is
+    # trusted without asking Redis again (routing inbound events; docs/accounts.md).
+    known_accounts: dict[str, float] = field(default_factory=dict)
 
 
 STATE_KEY = "mailhooks"

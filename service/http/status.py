@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.core.status import assess
-from service.http.auth import requires_api_key
+from service.http.auth import operator_only
 from service.http.responses import json_response
 from service.http.state import app_state
 from service.storage.deliveries import lease_ms
@@ -17,7 +17,7 @@ from service.storage.deliveries import lease_ms
 STUCK_AFTER_LEASES = 20
 
 
-@requires_api_key
+@operator_only
 async def status(request: Request) -> Response:
     state = app_state(request)
     readings = await state.status.readings()

@@ -10,17 +10,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from config import Config
-from service.core.errors import NotFound, ValidationFailed
+from service.core.errors import Conflict, NotFound, ValidationFailed
 from service.core.event_types import InvalidEventTypes, format_event_types, parse_event_types
 from service.core.ids import format_timestamp
 from service.core.models import WEBHOOK_CREATE_DECODER, WEBHOOK_UPDATE_DECODER, Webhook, WebhookList
 from service.core.signing import generate_secret
 from service.core.urls import UnsafeUrl, check_endpoint_url
-from service.http.auth import requires_api_key
+from service.http.auth import in_account
 from service.http.requests import read_json
 from service.http.responses import json_response, page_response
 from service.http.state import app_state
-from service.storage.webhooks import StoredWebhook, WebhookChanges
+from service.storage.webhooks import StoredWebhook, WebhookChanges, WebhookLimitReached
 
 logger = logging.getLogger("mailhooks.webhooks")
 
@@ -69,31 +69,42 @@ def path_id(request: Request) -> int:
     return webhook_id
 
 
-@requires_api_key
-async def list_webhooks(request: Request) -> Response:
+@in_account
+async def list_webhooks(request: Request, account: str) -> Response:
     state = app_state(request)
     limit = query_int(request, "limit", default=MAX_PAGE, low=1, high=MAX_PAGE)
     after = query_int(request, "after", default=0, low=0, high=2**53)
-    webhooks, next_after = await state.webhooks.list(after=after, limit=limit)
+    webhooks, next_after = await state.webhooks.list(account, after=after, limit=limit)
     body = WebhookList(webhooks=[public(w) for w in webhooks])
     return page_response(request, body, cursor="after", after=next_after)
 
 
-@requires_api_key
-async def create_webhook(request: Request) -> Response:
+@in_account
+async def create_webhook(request: Request, account: str) -> Response:
     state = app_state(request)
     body = await read_json(request, WEBHOOK_CREATE_DECODER, state.config, state.deadlines)
     url = checked_url(body.url, state.config)
     events = checked_events(body.events)
     secret = body.secret if body.secret is not None else generate_secret()
-    webhook = await state.webhooks.create(
-        url=url,
-        events=events,
-        secret=secret,
-        active=body.active,
-        now=format_timestamp(state.clock()),
+    limit = state.config.max_webhooks_per_account
+    try:
+        webhook = await state.webhooks.create(
+            account=account,
+            url=url,
+            events=events,
+            secret=secret,
+            active=body.active,
+            now=format_timestamp(state.clock()),
+            limit=limit,
+        )
+    except WebhookLimitReached:
+        raise Conflict(
+            f"this account has {limit} webhooks, the most it may have "
+            "(MAX_WEBHOOKS_PER_ACCOUNT): delete one first"
+        ) from None
+    logger.info(
+        "webhook %d created in %s, events=%s", webhook.id, account, format_event_types(events)
     )
-    logger.info("webhook %d created, events=%s", webhook.id, format_event_types(events))
     response = public(webhook)
     if body.secret is None:
         # The one time a generated secret is shown: the caller cannot learn it later.
@@ -102,16 +113,16 @@ async def create_webhook(request: Request) -> Response:
     return json_response(response, status=201, headers=location)
 
 
-@requires_api_key
-async def get_webhook(request: Request) -> Response:
-    webhook = await app_state(request).webhooks.get(path_id(request))
+@in_account
+async def get_webhook(request: Request, account: str) -> Response:
+    webhook = await app_state(request).webhooks.get(path_id(request), account)
     if webhook is None:
         raise NotFound(f"webhook {path_id(request)} does not exist")
     return json_response(public(webhook))
 
 
-@requires_api_key
-async def update_webhook(request: Request) -> Response:
+@in_account
+async def update_webhook(request: Request, account: str) -> Response:
     state = app_state(request)
     body = await read_json(request, WEBHOOK_UPDATE_DECODER, state.config, state.deadlines)
     changes = WebhookChanges(
@@ -121,7 +132,7 @@ async def update_webhook(request: Request) -> Response:
         active=None if body.active is UNSET else body.active,
     )
     webhook = await state.webhooks.update(
-        path_id(request), changes, now=format_timestamp(state.clock())
+        path_id(request), account, changes, now=format_timestamp(state.clock())
     )
     if webhook is None:
         raise NotFound(f"webhook {path_id(request)} does not exist")
@@ -129,9 +140,9 @@ async def update_webhook(request: Request) -> Response:
     return json_response(public(webhook))
 
 
-@requires_api_key
-async def delete_webhook(request: Request) -> Response:
-    if not await app_state(request).webhooks.delete(path_id(request)):
+@in_account
+async def delete_webhook(request: Request, account: str) -> Response:
+    if not await app_state(request).webhooks.delete(path_id(request), account):
         raise NotFound(f"webhook {path_id(request)} does not exist")
     logger.info("webhook %d deleted", path_id(request))
     return Response(status_code=204)

@@ -66,6 +66,7 @@ class _Body(ProviderInput):
     bounce: _Bounce | None = None
     click: _Click | None = None
     metadata: dict[str, Any] | None = None
+    account_id: str | None = None  # the account that sent the email (docs/accounts.md)
 
 
 _DECODER = msgspec.json.Decoder(_Body)
@@ -102,6 +103,7 @@ def normalize(body: bytes, headers: Mapping[str, str], *, received_at: str) -> l
             bounce=Bounce(kind=bounce.kind, reason=bounce.reason) if bounce else None,
             click=Click(url=parsed.click.url) if parsed.click else None,
             metadata=parsed.metadata or None,
+            account_id=parsed.account_id or None,
         )
     ]
 

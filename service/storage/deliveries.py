@@ -394,3 +394,24 @@ class DeliveryStore:
 
     async def forget_lease(self, delivery_id_: str) -> None:
         await self._redis.zrem(keys.DELIVERY_LEASES, delivery_id_)
+
+    async def forget_webhook(self, webhook_id: int, *, batch: int = 500) -> int:
+        """Delete every delivery of a webhook with its attempt log, lease and indexes (its
+        account is being deleted). A retry job left for one finds nothing and ends."""
+        index = keys.deliveries(webhook_id)
+        removed = 0
+        while True:
+            members = await self._redis.zrange(index, 0, batch - 1)
+            if not members:
+                break
+            ids = [member_delivery(member.decode()) for member in members]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for id_ in ids:
+                    pipe.delete(keys.delivery(id_), keys.delivery_attempts(id_))
+                pipe.zrem(keys.DELIVERY_LEASES, *ids)
+                pipe.zrem(index, *members)
+                await pipe.execute()
+            removed += len(ids)
+        statuses = ("pending", "succeeded", "failed")
+        await self._redis.delete(*(keys.deliveries(webhook_id, s) for s in statuses))
+        return removed

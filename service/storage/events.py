@@ -17,6 +17,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
+from service.core.accounts import DEFAULT_ACCOUNT, indexed_account
 from service.core.ids import entry_id, entry_member, event_id, member_entry
 from service.core.models import Event
 from service.core.normalized import Ignored
@@ -47,15 +48,15 @@ def append_call(
     seen_ttl: int,
     index_ttl: int,
     provider: str,
-    event_keys: Sequence[tuple[str, str, str]],
-    event_args: Sequence[tuple[str, str]],
+    event_keys: Sequence[tuple[str, str, str, str]],
+    event_args: Sequence[tuple[str, str, str, str]],
     ignored_types: Sequence[str],
 ) -> scripts.ScriptArgs:
-    """KEYS and ARGV of append.lua: per event (seen key, email index, recipient index) and
-    (payload, recipient flag)."""
+    """KEYS and ARGV of append.lua: per event (seen key, email index, recipient index,
+    account index) and (payload, recipient flag, account, account flag)."""
     script_keys = [stream, counts]
-    for event_key_triple in event_keys:
-        script_keys += event_key_triple
+    for event_key_group in event_keys:
+        script_keys += event_key_group
     args: list[str | int | bytes] = [trim_at, seen_ttl, index_ttl, provider, len(event_args)]
     for pair in event_args:
         args += pair
@@ -73,9 +74,12 @@ def _recipient_flag(recipient: str | None) -> str:
 
 
 def decode_entry(entry_id_: str, fields: dict[bytes, bytes]) -> Event:
-    """The event a stream entry holds (KeyError or msgspec.DecodeError if it holds none)."""
+    """The event a stream entry holds (KeyError or msgspec.DecodeError if it holds none),
+    with its account: "" when unrouted, none at all when stored before accounts existed."""
     event = _DECODER.decode(fields[b"e"])
     event.id = event_id(entry_id_)
+    account = fields.get(b"a")
+    event.account_id = DEFAULT_ACCOUNT if account is None else (account.decode() or None)
     return event
 
 
@@ -92,13 +96,19 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class EventFilter:
+    """Which events a read returns: one account's (None: the unrouted), or with
+    `every_account` all of them (an operator's view)."""
+
+    account: str | None = DEFAULT_ACCOUNT
+    every_account: bool = False
     type: str | None = None
     email_id: str | None = None
     recipient: str | None = None
 
     def matches(self, event: Event) -> bool:
         return (
-            (self.type is None or event.type == self.type)
+            (self.every_account or event.account_id == self.account)
+            and (self.type is None or event.type == self.type)
             and (self.email_id is None or event.email_id == self.email_id)
             and (
                 self.recipient is None or (event.recipient or "").lower() == self.recipient.lower()
@@ -128,23 +138,37 @@ class EventStore:
     async def append(
         self, provider: str, events: Sequence[Event], ignored: Sequence[Ignored] = ()
     ) -> AppendResult:
-        """Store each event not seen before (by provider and provider_event_id), in order.
-        Trims the stream in the background when the append leaves it 100 past maxlen."""
+        """Store each event not seen before (by provider and provider_event_id), in order,
+        under the account it was routed to (`account_id`; None: unrouted, delivered to
+        nobody). Trims the stream in the background when the append leaves it 100 past
+        maxlen."""
         if not events and not ignored:
             return AppendResult([], [])
-        event_keys: list[tuple[str, str, str]] = []
-        event_args: list[tuple[str, str]] = []
+        event_keys: list[tuple[str, str, str, str]] = []
+        event_args: list[tuple[str, str, str, str]] = []
         for event in events:
-            payload = _ENCODER.encode(event).decode()
+            account = event.account_id
+            # The account travels in its own entry field, beside the event.
+            payload = _ENCODER.encode(
+                event if account is None else msgspec.structs.replace(event, account_id=None)
+            ).decode()
             dedup_id = event.provider_event_id or payload
             event_keys.append(
                 (
                     keys.seen(provider, seen_digest(dedup_id)),
                     keys.events_by_email(event.email_id),
                     keys.events_by_recipient(event.recipient or ""),
+                    keys.events_by_account(account or DEFAULT_ACCOUNT),
                 )
             )
-            event_args.append((payload, _recipient_flag(event.recipient)))
+            event_args.append(
+                (
+                    payload,
+                    _recipient_flag(event.recipient),
+                    account or "",
+                    "1" if indexed_account(account) else "0",
+                )
+            )
         script_keys, args = append_call(
             stream=keys.EVENTS_STREAM,
             counts=keys.INBOUND_COUNTS,
@@ -204,9 +228,15 @@ class EventStore:
     ) -> tuple[list[Event], str | None]:
         """Newest first, strictly older than the event id `before`; and the next cursor."""
         before_entry = entry_id(before) if before else None
-        if where.email_id is not None or where.recipient is not None:
-            return await self._recent_indexed(where, before_entry, limit)
-        return await self._recent_scanned(where, before_entry, limit)
+        if where.email_id is not None:
+            index = keys.events_by_email(where.email_id)
+        elif where.recipient is not None:
+            index = keys.events_by_recipient(where.recipient)
+        elif not where.every_account and indexed_account(where.account):
+            index = keys.events_by_account(where.account or "")
+        else:
+            return await self._recent_scanned(where, before_entry, limit)
+        return await self._recent_indexed(where, index, before_entry, limit)
 
     async def _recent_scanned(
         self, where: EventFilter, before: str | None, limit: int
@@ -231,13 +261,8 @@ class EventStore:
         return found, event_id(upper[1:])
 
     async def _recent_indexed(
-        self, where: EventFilter, before: str | None, limit: int
+        self, where: EventFilter, index: str, before: str | None, limit: int
     ) -> tuple[list[Event], str | None]:
-        index = (
-            keys.events_by_email(where.email_id)
-            if where.email_id is not None
-            else keys.events_by_recipient(where.recipient or "")
-        )
         upper = f"({entry_member(before)}" if before else "+"
         found: list[Event] = []
         scanned = 0

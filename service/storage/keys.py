@@ -6,27 +6,70 @@ and an operator can find (or delete) everything it owns with `SCAN MATCH mh:*`.
 
 import functools
 
+from service.core.accounts import DEFAULT_ACCOUNT
+
 PREFIX = "mh:"
+
+# Hash per account: id, name, created_at, updated_at, and deleting ("1") while a DELETE
+# removes what it owns (the account counts as gone from then on; a repeated DELETE resumes).
+ACCOUNT = PREFIX + "account:{account_id}"
+
+# Sorted set of every account id, all scores 0: ids sort by creation time
+# (service.core.accounts), so lexicographic order pages them by `after`.
+ACCOUNT_INDEX = PREFIX + "accounts"
+
+# Hash per account of its API keys: key id → the key's SHA-256 (listing, revoking, deleting).
+ACCOUNT_KEYS = PREFIX + "account:{account_id}:keys"
+
+# Hash per API key, found by the key's SHA-256 (the key itself is never stored): id, account,
+# prefix, created_at, last_used_at. Revoking deletes it, so every web process refuses the key
+# from its next request: nothing caches it.
+API_KEY = PREFIX + "api-key:{digest}"
+
+# Sorted set per account of its webhook ids, scored by id (listing and paging by `after`,
+# counting against MAX_WEBHOOKS_PER_ACCOUNT). The default account keeps WEBHOOK_INDEX.
+ACCOUNT_WEBHOOKS = PREFIX + "account:{account_id}:webhooks"
+
+# String per email id registered by POST /api/emails: the account that sent it, expiring
+# EMAIL_OWNER_TTL after its last registration. {digest} as for SEEN.
+EMAIL_OWNER = PREFIX + "email-owner:{digest}"
+
+# Sorted set per account of the email ids it registered, scored by expiry (ms): deleting the
+# account forgets them; each registration drops the expired.
+ACCOUNT_EMAILS = PREFIX + "account:{account_id}:emails"
+
+# Sorted set per account (the default account excepted) of its events: members as in
+# EVENTS_BY_EMAIL. GET /api/events reads an account's events here instead of scanning the
+# stream; the default account, whose events are most of the stream in single-account mode
+# and include those stored before accounts existed, scans. Trimming removes members.
+EVENTS_BY_ACCOUNT = PREFIX + "events:account:{account_id}"
 
 # String, INCR'd to issue webhook ids (1, 2, 3, … as on the API page). Never reset, so a
 # deleted webhook's id is never reused.
 WEBHOOK_ID_SEQUENCE = PREFIX + "webhook:seq"
 
-# Hash per webhook: id, url, events (comma-separated short names), secret, active ("1"/"0"),
-# created_at, updated_at. The secret lives only here.
+# Hash per webhook: id, account, url, events (comma-separated short names), secret, active
+# ("1"/"0"), created_at, updated_at. The secret lives only here. No account field: the default
+# account's (created before accounts existed).
 WEBHOOK = PREFIX + "webhook:{id}"
 
-# Sorted set of every webhook id, scored by id: listing in creation order and paging by `after`.
+# The default account's ACCOUNT_WEBHOOKS: the name every webhook id was indexed under before
+# accounts existed, so that an upgrade needs no migration.
 WEBHOOK_INDEX = PREFIX + "webhooks"
 
-# Set per event type ("open", "click", …, or "*" for webhooks subscribed to everything) of the
-# ids subscribed to it: the worker finds an event's subscribers with one SUNION, never a scan.
-SUBSCRIBERS = PREFIX + "subscribers:{event_type}"
+# Set per account and event type ("open", "click", …, or "*" for webhooks subscribed to
+# everything) of the ids subscribed to it: the worker finds an event's subscribers with one
+# SUNION of two sets of its own account, never a scan, whatever the number of accounts. The
+# default account keeps the names from before accounts (DEFAULT_SUBSCRIBERS).
+SUBSCRIBERS = PREFIX + "subscribers:{account_id}:{event_type}"
+DEFAULT_SUBSCRIBERS = PREFIX + "subscribers:{event_type}"
 
 # Stream of every stored inbound event, oldest first. Trimmed to about EVENTS_MAXLEN, but
 # never past an entry a consumer group has not read or has not acknowledged.
-# Entry field "e" holds the msgspec-encoded canonical Event without its id: the event id is
-# "evt_" + the entry id, so the id costs no memory and finds its entry with one XRANGE.
+# Entry field "e" holds the msgspec-encoded canonical Event without its id and account: the
+# event id is "evt_" + the entry id, so the id costs no memory and finds its entry with one
+# XRANGE. Field "a" holds the account it was routed to, "" when unrouted; an entry without it
+# was stored before accounts existed and is the default account's.
 EVENTS_STREAM = PREFIX + "events"
 
 # String per provider event already stored (value: its entry id), expiring after
@@ -47,7 +90,8 @@ EVENTS_BY_EMAIL = PREFIX + "events:email:{email_id}"
 EVENTS_BY_RECIPIENT = PREFIX + "events:recipient:{recipient}"
 
 # Hash of inbound counters: "{provider}:stored", "{provider}:duplicate",
-# "{provider}:ignored:{provider_type}" (events with no canonical type, accepted, not stored).
+# "{provider}:ignored:{provider_type}" (events with no canonical type, accepted, not stored),
+# "{provider}:unrouted" (stored events of no existing account, delivered to nobody).
 INBOUND_COUNTS = PREFIX + "inbound:counts"
 
 # The consumer group the workers read the events stream with.
@@ -88,8 +132,41 @@ def webhook(webhook_id: int) -> str:
     return WEBHOOK.format(id=webhook_id)
 
 
-def subscribers(event_type: str) -> str:
-    return SUBSCRIBERS.format(event_type=event_type)
+@functools.lru_cache(maxsize=16384)
+def subscribers(account_id: str, event_type: str) -> str:
+    if account_id == DEFAULT_ACCOUNT:
+        return DEFAULT_SUBSCRIBERS.format(event_type=event_type)
+    return SUBSCRIBERS.format(account_id=account_id, event_type=event_type)
+
+
+def account_webhooks(account_id: str) -> str:
+    if account_id == DEFAULT_ACCOUNT:
+        return WEBHOOK_INDEX
+    return ACCOUNT_WEBHOOKS.format(account_id=account_id)
+
+
+def account(account_id: str) -> str:
+    return ACCOUNT.format(account_id=account_id)
+
+
+def account_keys(account_id: str) -> str:
+    return ACCOUNT_KEYS.format(account_id=account_id)
+
+
+def api_key(digest: str) -> str:
+    return API_KEY.format(digest=digest)
+
+
+def email_owner(digest: str) -> str:
+    return EMAIL_OWNER.format(digest=digest)
+
+
+def account_emails(account_id: str) -> str:
+    return ACCOUNT_EMAILS.format(account_id=account_id)
+
+
+def events_by_account(account_id: str) -> str:
+    return EVENTS_BY_ACCOUNT.format(account_id=account_id)
 
 
 def seen(provider: str, digest: str) -> str:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import msgspec
 from redis.asyncio import Redis
 
+from service.core.accounts import indexed_account
 from service.core.ids import entry_after, entry_key, entry_member
 from service.storage import keys, scripts
 from service.storage.background import SingleFlight
@@ -91,6 +92,10 @@ def plan_entries(rows: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> TrimPlan:
             plan.index_keys.append(
                 named.decode() if named else keys.events_by_recipient(event.recipient)
             )
+            plan.members.append(member)
+        account = fields.get(b"a")
+        if account is not None and indexed_account(account.decode() or None):
+            plan.index_keys.append(keys.events_by_account(account.decode()))
             plan.members.append(member)
     return plan
 

@@ -1,7 +1,9 @@
-"""Webhook subscriptions in Redis: one hash each, an id index, and a set per event type.
+"""Webhook subscriptions in Redis: one hash each, and per account an id index and a set per
+event type.
 
-Every change to a webhook and its indexes is one MULTI/EXEC or one Lua script, so no crash
-or race can leave the hash and the indexes disagreeing. Key names live in `service.storage.keys`.
+Every change to a webhook and its indexes is one Lua script, so no crash or race can leave
+the hash and the indexes disagreeing, and each checks the webhook's account in the same step.
+Key names live in `service.storage.keys`.
 """
 
 from __future__ import annotations
@@ -13,17 +15,38 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.event_types import EVENT_TYPES, WILDCARD, format_event_types
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
 
-# Every subscriber set, in a fixed order: scripts get them all as KEYS (so they declare every
-# key they touch) and are told by position which ones a webhook belongs in.
+# Every subscriber set of an account, in a fixed order: scripts get them all as KEYS (so they
+# declare every key they touch) and are told by position which ones a webhook belongs in.
 SUBSCRIBER_TYPES: tuple[str, ...] = (*EVENT_TYPES, WILDCARD)
-SUBSCRIBER_KEYS: tuple[str, ...] = tuple(keys.subscribers(t) for t in SUBSCRIBER_TYPES)
 
+_CREATE = scripts.load("create_webhook")
 _UPDATE = scripts.load("update_webhook")
 _DELETE = scripts.load("delete_webhook")
+
+
+def subscriber_keys(account: str) -> list[str]:
+    return [keys.subscribers(account, t) for t in SUBSCRIBER_TYPES]
+
+
+def create_call(
+    *,
+    webhook: str,
+    account_index: str,
+    subscriber_sets: Sequence[str],
+    webhook_id: int,
+    limit: int,
+    fields: Sequence[tuple[str, str]],
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of create_webhook.lua: `subscriber_sets` those the webhook joins."""
+    args: list[str | int | bytes] = [webhook_id, limit]
+    for field, value in fields:
+        args += [field, value]
+    return [webhook, account_index, *subscriber_sets], args
 
 
 def update_call(
@@ -31,12 +54,13 @@ def update_call(
     webhook: str,
     subscriber_sets: Sequence[str],
     webhook_id: int,
+    account: str,
     fields: Sequence[tuple[str, str]],
     positions: Sequence[int],
 ) -> scripts.ScriptArgs:
     """KEYS and ARGV of update_webhook.lua: `fields` as (field, value) pairs, `positions`
     1-based among `subscriber_sets`."""
-    args: list[str | int | bytes] = [webhook_id, len(fields)]
+    args: list[str | int | bytes] = [webhook_id, account, len(fields)]
     for field, value in fields:
         args += [field, value]
     args += positions
@@ -44,10 +68,19 @@ def update_call(
 
 
 def delete_call(
-    *, webhook: str, webhook_index: str, subscriber_sets: Sequence[str], webhook_id: int
+    *,
+    webhook: str,
+    account_index: str,
+    subscriber_sets: Sequence[str],
+    webhook_id: int,
+    account: str,
 ) -> scripts.ScriptArgs:
     """KEYS and ARGV of delete_webhook.lua."""
-    return [webhook, webhook_index, *subscriber_sets], [webhook_id]
+    return [webhook, account_index, *subscriber_sets], [webhook_id, account]
+
+
+class WebhookLimitReached(Exception):
+    """The account has MAX_WEBHOOKS_PER_ACCOUNT webhooks already."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +93,7 @@ class StoredWebhook:
     created_at: str
     updated_at: str
     disabled_reason: str | None = None
+    account: str = DEFAULT_ACCOUNT
 
     @classmethod
     def from_hash(cls, fields: dict[bytes, bytes]) -> StoredWebhook:
@@ -73,6 +107,7 @@ class StoredWebhook:
             created_at=text["created_at"],
             updated_at=text.get("updated_at", text["created_at"]),
             disabled_reason=text.get("disabled_reason"),
+            account=text.get("account", DEFAULT_ACCOUNT),
         )
 
 
@@ -89,13 +124,23 @@ class WebhookStore:
         self._redis = redis
         # Subscriber lookups travel with whatever else is sent at the time (the worker's).
         self._pipeline = pipeline or AutoPipeline(redis)
+        self._create = redis.register_script(_CREATE.source)
         self._update = redis.register_script(_UPDATE.source)
         self._delete = redis.register_script(_DELETE.source)
 
     async def create(
-        self, *, url: str, events: tuple[str, ...], secret: str, active: bool, now: str
+        self,
+        *,
+        account: str,
+        url: str,
+        events: tuple[str, ...],
+        secret: str,
+        active: bool,
+        now: str,
+        limit: int,
     ) -> StoredWebhook:
-        # An id burnt by a crash before EXEC is harmless; what EXEC writes is all or nothing.
+        """The new webhook, or WebhookLimitReached when `account` has `limit` already."""
+        # An id burnt by a crash or by the limit is harmless: ids need only be unique.
         webhook_id = int(await self._redis.incr(keys.WEBHOOK_ID_SEQUENCE))
         webhook = StoredWebhook(
             id=webhook_id,
@@ -105,35 +150,48 @@ class WebhookStore:
             active=active,
             created_at=now,
             updated_at=now,
+            account=account,
         )
-        async with self._redis.pipeline(transaction=True) as tx:
-            tx.hset(
-                keys.webhook(webhook_id),
-                mapping={
-                    "id": webhook_id,
-                    "url": url,
-                    "events": format_event_types(events),
-                    "secret": secret,
-                    "active": "1" if active else "0",
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
-            tx.zadd(keys.WEBHOOK_INDEX, {str(webhook_id): webhook_id})
-            for event_type in events:
-                tx.sadd(keys.subscribers(event_type), webhook_id)
-            await tx.execute()
+        script_keys, args = create_call(
+            webhook=keys.webhook(webhook_id),
+            account_index=keys.account_webhooks(account),
+            subscriber_sets=[keys.subscribers(account, t) for t in events],
+            webhook_id=webhook_id,
+            limit=limit,
+            fields=[
+                ("id", str(webhook_id)),
+                ("account", account),
+                ("url", url),
+                ("events", format_event_types(events)),
+                ("secret", secret),
+                ("active", "1" if active else "0"),
+                ("created_at", now),
+                ("updated_at", now),
+            ],
+        )
+        if not await self._create(keys=script_keys, args=args):
+            raise WebhookLimitReached(f"account {account} has {limit} webhooks already")
         return webhook
 
-    async def get(self, webhook_id: int) -> StoredWebhook | None:
+    async def get(self, webhook_id: int, account: str | None = None) -> StoredWebhook | None:
+        """The webhook; None if it does not exist or, given `account`, is another's."""
         # redis-py types asyncio commands as "Awaitable | value" (redis-py#2399).
         fields = await self._redis.hgetall(keys.webhook(webhook_id))  # type: ignore[misc]
-        return StoredWebhook.from_hash(fields) if fields else None
+        if not fields:
+            return None
+        webhook = StoredWebhook.from_hash(fields)
+        return webhook if account is None or webhook.account == account else None
 
-    async def list(self, *, after: int, limit: int) -> tuple[list[StoredWebhook], int | None]:
-        """Webhooks with id > `after`, oldest first, and the `after` of the next page if any."""
+    async def count(self, account: str) -> int:
+        return int(await self._redis.zcard(keys.account_webhooks(account)))
+
+    async def list(
+        self, account: str, *, after: int, limit: int
+    ) -> tuple[builtins.list[StoredWebhook], int | None]:
+        """The account's webhooks with id > `after`, oldest first, and the `after` of the next
+        page if any."""
         raw_ids = await self._redis.zrangebyscore(
-            keys.WEBHOOK_INDEX, f"({after}", "+inf", start=0, num=limit + 1
+            keys.account_webhooks(account), f"({after}", "+inf", start=0, num=limit + 1
         )
         ids = [int(raw) for raw in raw_ids[:limit]]
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -142,10 +200,11 @@ class WebhookStore:
             rows = await pipe.execute()
         next_after = ids[-1] if len(raw_ids) > limit else None
         # A webhook deleted between the two reads is simply not listed.
-        return [StoredWebhook.from_hash(row) for row in rows if row], next_after
+        found = [StoredWebhook.from_hash(row) for row in rows if row]
+        return [w for w in found if w.account == account], next_after
 
     async def update(
-        self, webhook_id: int, changes: WebhookChanges, *, now: str
+        self, webhook_id: int, account: str, changes: WebhookChanges, *, now: str
     ) -> StoredWebhook | None:
         fields: dict[str, str] = {"updated_at": now}
         if changes.url is not None:
@@ -158,35 +217,44 @@ class WebhookStore:
             fields["active"] = "1" if changes.active else "0"
         script_keys, args = update_call(
             webhook=keys.webhook(webhook_id),
-            subscriber_sets=SUBSCRIBER_KEYS,
+            subscriber_sets=subscriber_keys(account),
             webhook_id=webhook_id,
+            account=account,
             fields=list(fields.items()),
             positions=[SUBSCRIBER_TYPES.index(t) + 1 for t in changes.events or ()],
         )
         updated = await self._update(keys=script_keys, args=args)
-        return await self.get(webhook_id) if updated else None
+        return await self.get(webhook_id, account) if updated else None
 
-    async def delete(self, webhook_id: int) -> bool:
+    async def delete(self, webhook_id: int, account: str) -> bool:
         script_keys, args = delete_call(
             webhook=keys.webhook(webhook_id),
-            webhook_index=keys.WEBHOOK_INDEX,
-            subscriber_sets=SUBSCRIBER_KEYS,
+            account_index=keys.account_webhooks(account),
+            subscriber_sets=subscriber_keys(account),
             webhook_id=webhook_id,
+            account=account,
         )
         deleted = await self._delete(keys=script_keys, args=args)
         return bool(deleted)
 
-    async def subscribers(self, event_type: str) -> builtins.list[StoredWebhook]:
-        """The webhooks subscribed to `event_type` (short form), wildcard included, by id."""
+    async def ids(self, account: str) -> builtins.list[int]:
+        """Every webhook id of `account` (deleting the account)."""
+        raw = await self._redis.zrange(keys.account_webhooks(account), 0, -1)
+        return [int(id_) for id_ in raw]
+
+    async def subscribers(self, account: str, event_type: str) -> builtins.list[StoredWebhook]:
+        """The webhooks of `account` subscribed to `event_type` (short form), wildcard
+        included, by id: two of the account's own sets, whatever the number of accounts."""
         # Two round trips: the ids, then every hash in one batch. A script could read both in
         # one, but only by building the hashes' key names itself, which Redis Cluster forbids.
-        # Lookups are made once per event type per stream read, not per event.
+        # Lookups are made once per account and event type per stream read, not per event.
         ids = await self._pipeline.execute(
-            "SUNION", keys.subscribers(event_type), keys.subscribers(WILDCARD)
+            "SUNION", keys.subscribers(account, event_type), keys.subscribers(account, WILDCARD)
         )
         rows = await asyncio.gather(
             *(self._pipeline.execute("HGETALL", keys.webhook(int(id_))) for id_ in ids)
         )
-        # A webhook deleted between the two reads is not subscribed any more.
+        # A webhook deleted between the two reads is not subscribed any more; one of another
+        # account is never delivered to, whatever a set says.
         found = [StoredWebhook.from_hash(row) for row in rows if row]
-        return sorted(found, key=lambda webhook: webhook.id)
+        return sorted((w for w in found if w.account == account), key=lambda w: w.id)

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.models import Bounce, Event
 from service.storage import keys
 from service.storage.events import EventStore
@@ -24,6 +25,7 @@ def event(n: int, **fields: Any) -> Event:
         "occurred_at": "2026-03-03T10:00:00Z",
         "provider": "generic",
         "provider_event_id": f"p{n}",
+        "account_id": DEFAULT_ACCOUNT,
     }
     values.update(fields)
     return Event(**values)

@@ -127,6 +127,7 @@ class TestGeneric:
             "recipient": "invalid@example.com",
             "occurred_at": "2026-03-03T08:15:00Z",
             "provider": "generic",
+            "account_id": "acc_default",  # single-account mode: API_KEYS' account
         }
         assert (await client.get(f"/api/events/{event['id']}")).json() == event
 

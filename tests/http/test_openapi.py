@@ -59,10 +59,27 @@ class TestSpec:
         [status] = [p for p in deliveries["parameters"] if p["name"] == "status"]
         assert status["schema"]["enum"] == ["pending", "succeeded", "failed"]
 
-    def test_management_needs_the_key_health_does_not(self) -> None:
-        paths = build_spec()["paths"]
-        assert paths["/api/webhooks/manage"]["post"]["security"] == [{"apiKey": []}]
+    def test_each_route_names_the_keys_it_takes(self) -> None:
+        spec = build_spec()
+        paths = spec["paths"]
+        in_account = [{"accountKey": []}, {"adminKey": [], "accountId": []}]
+        assert paths["/api/webhooks/manage"]["post"]["security"] == in_account
+        assert paths["/api/emails"]["post"]["security"] == in_account
+        assert paths["/api/accounts"]["post"]["security"] == [{"adminKey": []}]
+        assert paths["/api/accounts/{account_id}/keys"]["post"]["security"] == [{"adminKey": []}]
         assert paths["/healthz"]["get"]["security"] == []
+        assert paths["/api/webhooks"]["post"]["security"] == []
+        schemes = spec["components"]["securitySchemes"]
+        assert schemes["accountId"] == {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Account-Id",
+            "description": "With an admin key: the account (acc_…) to act in",
+        }
+        used = {
+            name for op in paths.values() for m in op.values() for r in m["security"] for name in r
+        }
+        assert used == set(schemes)
 
 
 class TestServed:

@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from devtools.redis_server import PrivateRedis
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.ids import entry_time
 from service.core.models import Event
 from service.storage import keys
@@ -26,6 +27,7 @@ def event(n: int) -> Event:
         occurred_at="2026-03-03T10:00:00Z",
         provider="generic",
         provider_event_id=f"p-{n}",
+        account_id=DEFAULT_ACCOUNT,
     )
 
 

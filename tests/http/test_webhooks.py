@@ -10,6 +10,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.storage.webhooks import WebhookStore
 from tests.conftest import API_KEY, MakeClient
 
@@ -315,7 +316,13 @@ class TestPaging:
         store = WebhookStore(fake_redis)
         for n in range(1001):
             await store.create(
-                url=f"https://h{n}.example/", events=("open",), secret="s" * 8, active=True, now="t"
+                account=DEFAULT_ACCOUNT,
+                url=f"https://h{n}.example/",
+                events=("open",),
+                secret="s" * 8,
+                active=True,
+                now="t",
+                limit=2000,
             )
         response = await client.get(MANAGE)
         assert len(response.json()["webhooks"]) == 1000

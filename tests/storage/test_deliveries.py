@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.ids import delivery_id
 from service.core.outcome import Verdict
 from service.storage import keys
@@ -144,7 +145,13 @@ class TestWebhookHealth:
     async def test_410_and_long_failure_disable_success_heals(self, real_redis: Redis) -> None:
         webhooks = WebhookStore(real_redis)
         hook = await webhooks.create(
-            url="https://a.example/", events=("*",), secret="s" * 8, active=True, now="t"
+            account=DEFAULT_ACCOUNT,
+            url="https://a.example/",
+            events=("*",),
+            secret="s" * 8,
+            active=True,
+            now="t",
+            limit=100,
         )
         store = DeliveryStore(real_redis)
         ids = [delivery_id(f"{n}-0", hook.id) for n in range(3)]
@@ -163,7 +170,7 @@ class TestWebhookHealth:
         )  # fmt: skip
         assert status == "disabled"
         assert (await webhooks.get(hook.id)).active is False  # type: ignore[union-attr]
-        await webhooks.update(hook.id, WebhookChanges(active=True), now="t2")
+        await webhooks.update(hook.id, DEFAULT_ACCOUNT, WebhookChanges(active=True), now="t2")
         await store.record(await delivery(store, ids[2]), owner="a", now_ms=2000,
                            verdict=SUCCEEDED, **defaults)  # fmt: skip
         assert await real_redis.hget(keys.webhook(hook.id), "failing_since") is None

@@ -7,6 +7,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.ids import entry_id, entry_member, event_id, member_entry
 from service.core.models import Event
 from service.core.normalized import Ignored
@@ -22,6 +23,7 @@ def event(n: int, **fields: str) -> Event:
         "occurred_at": "2026-03-03T10:00:00Z",
         "provider": "sendgrid",
         "provider_event_id": f"sg-{n}",
+        "account_id": DEFAULT_ACCOUNT,
         **fields,
     }
     return Event(**values)

@@ -14,7 +14,16 @@ from typing import Any
 
 import pytest
 
-from service.storage import deliveries, events, retention, scripts, stream, trimming, webhooks
+from service.storage import (
+    accounts,
+    deliveries,
+    events,
+    retention,
+    scripts,
+    stream,
+    trimming,
+    webhooks,
+)
 from service.storage.scripts import Slot, parse_header
 
 
@@ -39,8 +48,8 @@ CASES = {
     "append": Case(
         events.append_call,
         groups={
-            "event_keys": [("seen_key", "email_index", "recipient_index")] * 2,
-            "event_args": [("payload", "recipient_flag")] * 2,
+            "event_keys": [("seen_key", "email_index", "recipient_index", "account_index")] * 2,
+            "event_args": [("payload", "recipient_flag", "account", "account_flag")] * 2,
             "ignored_types": ["ignored_type"] * 3,
         },
         repeats={"seen_key": 2, "payload": 2, "ignored_type": 3},
@@ -61,6 +70,13 @@ CASES = {
         repeats={"subscriber_set": 3, "field": 2, "position": 4},
         computed=frozenset({"pair_count"}),
     ),
+    "create_webhook": Case(
+        webhooks.create_call,
+        groups={"subscriber_sets": ["subscriber_set"] * 2, "fields": [("field", "value")] * 3},
+        repeats={"subscriber_set": 2, "field": 3},
+    ),
+    "claim_email": Case(accounts.claim_email_call),
+    "forget_email": Case(accounts.forget_email_call),
     "delete_webhook": Case(
         webhooks.delete_call,
         groups={"subscriber_sets": ["subscriber_set"] * 2},

@@ -8,18 +8,31 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.storage import keys
 from service.storage.autopipeline import AutoPipeline
-from service.storage.webhooks import SUBSCRIBER_TYPES, WebhookChanges, WebhookStore
+from service.storage.webhooks import (
+    SUBSCRIBER_TYPES,
+    WebhookChanges,
+    WebhookLimitReached,
+    WebhookStore,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
+ACME, GLOBEX = "acc_acme", "acc_globex"
 
-async def assert_indexes_consistent(redis: Redis) -> None:
+
+async def assert_indexes_consistent(redis: Redis, account: str = DEFAULT_ACCOUNT) -> None:
     """Every hash is indexed under exactly its events, and every index entry has a hash."""
-    indexed = {int(i) for i in await redis.zrange(keys.WEBHOOK_INDEX, 0, -1)}
+    indexed = {int(i) for i in await redis.zrange(keys.account_webhooks(account), 0, -1)}
     names = [k.split(b":")[-1] for k in await redis.keys(keys.webhook(0)[:-1] + "*")]
-    hashes = {int(name) for name in names if name.isdigit()}  # not the id sequence
+    hashes = {
+        int(name)
+        for name in names
+        if name.isdigit()  # not the id sequence
+        and (await redis.hget(keys.webhook(int(name)), "account") or b"").decode() == account
+    }
     assert indexed == hashes
     expected: dict[str, set[int]] = {t: set() for t in SUBSCRIBER_TYPES}
     for webhook_id in hashes:
@@ -27,17 +40,31 @@ async def assert_indexes_consistent(redis: Redis) -> None:
         for event_type in events.split(","):
             expected[event_type].add(webhook_id)
     for event_type in SUBSCRIBER_TYPES:
-        members = {int(m) for m in await redis.smembers(keys.subscribers(event_type))}
+        members = {int(m) for m in await redis.smembers(keys.subscribers(account, event_type))}
         assert members == expected[event_type], event_type
 
 
-async def subscribed(store: WebhookStore, event_type: str) -> set[int]:
-    return {webhook.id for webhook in await store.subscribers(event_type)}
+async def subscribed(
+    store: WebhookStore, event_type: str, account: str = DEFAULT_ACCOUNT
+) -> set[int]:
+    return {webhook.id for webhook in await store.subscribers(account, event_type)}
 
 
-async def make(store: WebhookStore, events: tuple[str, ...] = ("open",)) -> int:
+async def make(
+    store: WebhookStore,
+    events: tuple[str, ...] = ("open",),
+    *,
+    account: str = DEFAULT_ACCOUNT,
+    limit: int = 1000,
+) -> int:
     webhook = await store.create(
-        url="https://a.example/", events=events, secret="secret-secret", active=True, now="t"
+        account=account,
+        url="https://a.example/",
+        events=events,
+        secret="secret-secret",
+        active=True,
+        now="t",
+        limit=limit,
     )
     return webhook.id
 
@@ -59,7 +86,9 @@ class TestStore:
     async def test_update_moves_subscriptions(self, real_redis: Redis) -> None:
         store = WebhookStore(real_redis)
         webhook_id = await make(store, ("open", "click"))
-        updated = await store.update(webhook_id, WebhookChanges(events=("bounce",)), now="t2")
+        updated = await store.update(
+            webhook_id, DEFAULT_ACCOUNT, WebhookChanges(events=("bounce",)), now="t2"
+        )
         assert updated is not None
         assert updated.events == ("bounce",)
         assert updated.updated_at == "t2"
@@ -70,7 +99,7 @@ class TestStore:
     async def test_update_without_events_keeps_subscriptions(self, real_redis: Redis) -> None:
         store = WebhookStore(real_redis)
         webhook_id = await make(store, ("open",))
-        await store.update(webhook_id, WebhookChanges(active=False), now="t2")
+        await store.update(webhook_id, DEFAULT_ACCOUNT, WebhookChanges(active=False), now="t2")
         assert await subscribed(store, "open") == {webhook_id}
         assert (await store.get(webhook_id)).active is False  # type: ignore[union-attr]
 
@@ -87,7 +116,7 @@ class TestStore:
         pipeline = AutoPipeline(real_redis)
         store = WebhookStore(real_redis, pipeline)
         expected = {await make(store, ("open",)) for _ in range(20)}
-        await store.delete(min(expected))
+        await store.delete(min(expected), DEFAULT_ACCOUNT)
         expected.remove(min(expected))
         before = pipeline.round_trips
         assert await subscribed(store, "open") == expected
@@ -96,8 +125,8 @@ class TestStore:
     async def test_delete_removes_everything(self, real_redis: Redis) -> None:
         store = WebhookStore(real_redis)
         webhook_id = await make(store, ("open", "bounce"))
-        assert await store.delete(webhook_id) is True
-        assert await store.delete(webhook_id) is False
+        assert await store.delete(webhook_id, DEFAULT_ACCOUNT) is True
+        assert await store.delete(webhook_id, DEFAULT_ACCOUNT) is False
         assert await real_redis.exists(keys.webhook(webhook_id)) == 0
         assert await subscribed(store, "open") == set()
         await assert_indexes_consistent(real_redis)
@@ -105,8 +134,13 @@ class TestStore:
     async def test_update_of_deleted_webhook_does_not_resurrect_it(self, real_redis: Redis) -> None:
         store = WebhookStore(real_redis)
         webhook_id = await make(store)
-        await store.delete(webhook_id)
-        assert await store.update(webhook_id, WebhookChanges(events=("click",)), now="t") is None
+        await store.delete(webhook_id, DEFAULT_ACCOUNT)
+        assert (
+            await store.update(
+                webhook_id, DEFAULT_ACCOUNT, WebhookChanges(events=("click",)), now="t"
+            )
+            is None
+        )
         assert await real_redis.exists(keys.webhook(webhook_id)) == 0
         assert await subscribed(store, "click") == set()
 
@@ -129,14 +163,75 @@ class TestStore:
         async def churn(webhook_id: int) -> None:
             for _ in range(3):
                 changes = WebhookChanges(events=rng.choice(choices))
-                await store.update(webhook_id, changes, now="t")
+                await store.update(webhook_id, DEFAULT_ACCOUNT, changes, now="t")
             if webhook_id % 3 == 0:
-                await store.delete(webhook_id)
+                await store.delete(webhook_id, DEFAULT_ACCOUNT)
 
         async with anyio.create_task_group() as group:
             for webhook_id in ids:
                 group.start_soon(churn, webhook_id)
                 group.start_soon(churn, webhook_id)  # two writers racing on each webhook
         await assert_indexes_consistent(real_redis)
-        remaining, _ = await store.list(after=0, limit=1000)
+        remaining, _ = await store.list(DEFAULT_ACCOUNT, after=0, limit=1000)
         assert [w.id for w in remaining] == [i for i in range(1, 101) if i % 3]
+
+
+class TestAccounts:
+    async def test_an_account_sees_and_subscribes_only_its_own(self, real_redis: Redis) -> None:
+        store = WebhookStore(real_redis)
+        acme = await make(store, ("open",), account=ACME)
+        globex = await make(store, ("*",), account=GLOBEX)
+        assert await subscribed(store, "open", ACME) == {acme}
+        assert await subscribed(store, "open", GLOBEX) == {globex}
+        assert await subscribed(store, "open") == set()  # the default account has none
+        assert await store.get(acme, GLOBEX) is None
+        assert (await store.get(acme, ACME)).id == acme  # type: ignore[union-attr]
+        listed, _ = await store.list(ACME, after=0, limit=100)
+        assert [w.id for w in listed] == [acme]
+        await assert_indexes_consistent(real_redis, ACME)
+
+    async def test_another_account_cannot_change_or_delete_it(self, real_redis: Redis) -> None:
+        store = WebhookStore(real_redis)
+        acme = await make(store, ("open",), account=ACME)
+        assert await store.update(acme, GLOBEX, WebhookChanges(events=("click",)), now="t") is None
+        assert await store.delete(acme, GLOBEX) is False
+        assert (await store.get(acme)).events == ("open",)  # type: ignore[union-attr]
+        assert await subscribed(store, "click", GLOBEX) == set()
+        assert await store.delete(acme, ACME) is True
+
+    async def test_a_webhook_from_before_accounts_is_the_default_accounts(
+        self, real_redis: Redis
+    ) -> None:
+        # As the single-account releases wrote it: no account field.
+        await real_redis.hset(
+            keys.webhook(7),
+            mapping={
+                "id": 7, "url": "https://a.example/", "events": "open", "secret": "s" * 8,
+                "active": "1", "created_at": "t",
+            },
+        )  # fmt: skip
+        await real_redis.zadd(keys.WEBHOOK_INDEX, {"7": 7})
+        await real_redis.sadd("mh:subscribers:open", 7)
+        store = WebhookStore(real_redis)
+        assert [w.id for w in await store.subscribers(DEFAULT_ACCOUNT, "open")] == [7]
+        assert await store.get(7, ACME) is None
+        assert await store.delete(7, ACME) is False
+        assert await store.delete(7, DEFAULT_ACCOUNT) is True
+
+    async def test_the_limit_holds_under_concurrent_creates(self, real_redis: Redis) -> None:
+        store = WebhookStore(real_redis)
+        results: list[bool] = []
+
+        async def attempt() -> None:
+            try:
+                await make(store, account=ACME, limit=5)
+                results.append(True)
+            except WebhookLimitReached:
+                results.append(False)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(20):
+                group.start_soon(attempt)
+        assert results.count(True) == 5
+        assert await store.count(ACME) == 5
+        await make(store, account=GLOBEX, limit=5)  # another account's count is its own

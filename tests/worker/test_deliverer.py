@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from config import Config
 from devtools.redis_server import PrivateRedis
 from service.app import create_app
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.signing import standard_webhooks_key
 from service.storage import keys
 from service.storage.deliveries import DeliveryStore, StoredDelivery
@@ -523,10 +524,9 @@ class TestSafety:
         # As if the name had been public at registration and now points at 127.0.0.1.
         store = WebhookStore(env.redis)
         url = receiver.url.replace("127.0.0.1", "localhost")
-        webhook = await store.create(url=url, events=("*",), secret=SECRET, active=True, now="t")
-        literal = await store.create(
-            url=receiver.url, events=("*",), secret=SECRET, active=True, now="t"
-        )
+        common = {"events": ("*",), "secret": SECRET, "active": True, "now": "t", "limit": 10}
+        webhook = await store.create(account=DEFAULT_ACCOUNT, url=url, **common)
+        literal = await store.create(account=DEFAULT_ACCOUNT, url=receiver.url, **common)
         await env.ingest()
         for webhook_id in (webhook.id, literal.id):
             # Failed at the first refusal: the schedule (three attempts here) is not walked.

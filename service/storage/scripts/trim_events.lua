@@ -7,7 +7,7 @@
 -- group, nothing goes (the delivery group reads from the very first entry).
 --
 -- KEYS[1] stream: the events stream
--- KEYS[2..] index_key: the email or recipient index of the member at the same position
+-- KEYS[2..] index_key: the email, recipient or account index of the member at that position
 -- ARGV[1] below_id: the entry id just after the newest entry planned to go
 -- ARGV[2..] member: the index member (of a planned entry) to remove from that index_key
 -- Returns: the number of entries removed.

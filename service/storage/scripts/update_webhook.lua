@@ -1,18 +1,21 @@
 -- Change a webhook's fields, and move it between subscriber sets if its events changed;
--- nothing if it is gone (an update never resurrects a deleted webhook).
+-- nothing if it is gone (an update never resurrects a deleted webhook) or another
+-- account's.
 --
 -- KEYS[1] webhook: the webhook hash
--- KEYS[2..] subscriber_set: every subscriber set, in SUBSCRIBER_TYPES order
+-- KEYS[2..] subscriber_set: every subscriber set of the account, in SUBSCRIBER_TYPES order
 -- ARGV[1] webhook_id: its id
--- ARGV[2] pair_count: how many field/value pairs follow
--- ARGV[3..] field, value: the fields to set ("events" among them if the events changed)
+-- ARGV[2] account: the account it must belong to
+-- ARGV[3] pair_count: how many field/value pairs follow
+-- ARGV[4..] field, value: the fields to set ("events" among them if the events changed)
 -- ARGV[..] position: then the 1-based positions (among the subscriber sets) to join
--- Returns: 1 if updated, 0 if the webhook does not exist.
+-- Returns: 1 if updated, 0 if the webhook does not exist (or is another account's).
+-- include: _accounts
 local webhook = KEYS[1]
-local webhook_id, pair_count = ARGV[1], tonumber(ARGV[2])
-local first_set, first_pair, first_position = 2, 3, 3 + 2 * pair_count
+local webhook_id, account, pair_count = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local first_set, first_pair, first_position = 2, 4, 4 + 2 * pair_count
 
-if redis.call('EXISTS', webhook) == 0 then return 0 end
+if not owned_by(webhook, account) then return 0 end
 local events_changed = false
 for i = first_pair, first_position - 1, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
