@@ -179,26 +179,28 @@ async def create_webhooks(
     *,
     chunk: int = 500,
     account: str = DEFAULT_ACCOUNT,
+    accounts: Sequence[str] = (),
 ) -> list[int]:
-    """Create webhooks of `account` directly with WebhookStore (as the API would), `chunk`
-    at a time."""
+    """Create webhooks directly with WebhookStore (as the API would), `chunk` at a time: at
+    `urls` for `account`, or, given `accounts`, at `urls` for each of them in turn."""
     client = Redis.from_url(redis_url)
     store = WebhookStore(client)
     ids: list[int] = []
+    owned = [(a, url) for a in accounts for url in urls] or [(account, url) for url in urls]
     try:
-        for start_at in range(0, len(urls), chunk):
+        for start_at in range(0, len(owned), chunk):
             made = await asyncio.gather(
                 *(
                     store.create(
-                        account=account,
+                        account=owner,
                         url=url,
                         events=events,
                         secret=SECRET,
                         active=True,
                         now="2026-11-28T00:00:00Z",
-                        limit=len(urls),
+                        limit=10**9,  # the bench sets up more than any deployment allows
                     )
-                    for url in urls[start_at : start_at + chunk]
+                    for owner, url in owned[start_at : start_at + chunk]
                 )
             )
             ids += [webhook.id for webhook in made]
@@ -207,7 +209,9 @@ async def create_webhooks(
     return ids
 
 
-def make_event(number: int, prefix: str, event_type: str = "email.open") -> Event:
+def make_event(
+    number: int, prefix: str, event_type: str = "email.open", account: str = DEFAULT_ACCOUNT
+) -> Event:
     return Event(
         type=event_type,
         email_id=f"{prefix}{number}",
@@ -215,17 +219,28 @@ def make_event(number: int, prefix: str, event_type: str = "email.open") -> Even
         provider="generic",
         recipient="alex@example.com",
         provider_event_id=f"{prefix}-{number}",
-        account_id=DEFAULT_ACCOUNT,
+        account_id=account,
     )
 
 
-async def preload_events(redis_url: str, count: int, prefix: str, *, batch: int = 500) -> None:
-    """Store `count` canonical events with EventStore.append: the ingest path's own script."""
+async def preload_events(
+    redis_url: str,
+    count: int,
+    prefix: str,
+    *,
+    batch: int = 500,
+    accounts: Sequence[str] = (DEFAULT_ACCOUNT,),
+) -> None:
+    """Store `count` canonical events with EventStore.append: the ingest path's own script;
+    event n is the account `accounts[n % len(accounts)]`'s."""
     client = Redis.from_url(redis_url)
     store = EventStore(client, maxlen=1_000_000, dedup_ttl_seconds=3600)
     try:
         for first in range(0, count, batch):
-            events = [make_event(n, prefix) for n in range(first, min(first + batch, count))]
+            events = [
+                make_event(n, prefix, account=accounts[n % len(accounts)])
+                for n in range(first, min(first + batch, count))
+            ]
             await store.append("generic", events)
     finally:
         await client.aclose()

@@ -21,12 +21,12 @@ from devtools.redis_server import PrivateRedis, RedisServerError
 DATA = Path(os.environ.get("MAILHOOKS_DATA_DIR", ROOT / ".data"))
 
 
-def dev_api_key() -> str:
-    """A development API key, kept in .data/ so it survives restarts."""
-    path = DATA / "dev-api-key"
+def dev_api_key(name: str = "dev-api-key", prefix: str = "dev_") -> str:
+    """A development key, kept in .data/ so it survives restarts."""
+    path = DATA / name
     if not path.exists():
         DATA.mkdir(exist_ok=True)
-        path.write_text("dev_" + secrets.token_urlsafe(24) + "\n")
+        path.write_text(prefix + secrets.token_urlsafe(24) + "\n")
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -62,16 +62,20 @@ def main() -> int:
                 ]
         if not os.environ.get("API_KEYS"):
             overrides["API_KEYS"] = dev_api_key()
+        if not os.environ.get("ADMIN_API_KEYS"):
+            overrides["ADMIN_API_KEYS"] = dev_api_key("dev-admin-key", "dev_admin_")
         overrides.setdefault("PORT", os.environ.get("PORT", "8000"))
         # Development only: providers without a configured secret are accepted unsigned.
         overrides.setdefault(
             "ALLOW_UNSIGNED_INBOUND", os.environ.get("ALLOW_UNSIGNED_INBOUND", "true")
         )
         api_key = overrides.get("API_KEYS", os.environ.get("API_KEYS", "")).split(",")[0]
+        admin_key = overrides.get("ADMIN_API_KEYS", os.environ.get("ADMIN_API_KEYS", ""))
         banner(
             [
                 f"mailhooks: http://127.0.0.1:{overrides['PORT']}  (API docs at /docs)",
-                f"API key:   {api_key}",
+                f"API key:   {api_key}  (the default account's)",
+                f"Admin key: {admin_key.split(',')[0]}  (accounts: /api/accounts)",
                 *notes,
                 "Ctrl-C stops everything.",
             ]

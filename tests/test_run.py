@@ -68,7 +68,8 @@ def launch(tmp_path: Path) -> Iterator[type[Launcher]]:
     launched: list[Launcher] = []
 
     def start(**env: str) -> Launcher:
-        base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "API_KEYS")}
+        unset = ("REDIS_URL", "API_KEYS", "ADMIN_API_KEYS")
+        base = {k: v for k, v in os.environ.items() if k not in unset}
         base.update(MAILHOOKS_DATA_DIR=str(tmp_path), PORT=str(free_port()), **env)
         launcher = Launcher(base)
         launched.append(launcher)
@@ -85,9 +86,10 @@ def launch(tmp_path: Path) -> Iterator[type[Launcher]]:
 
 
 def exercise(launcher: Launcher) -> None:
-    """The printed URL and key work; Ctrl-C then stops everything that was started."""
+    """The printed URL and keys work; Ctrl-C then stops everything that was started."""
     url = launcher.wait_for(r"mailhooks: (http://\S+)").group(1)
     key = launcher.wait_for(r"API key:\s+(\S+)").group(1)
+    admin_key = launcher.wait_for(r"Admin key:\s+(\S+)").group(1)
     launcher.wait_for(r"Application startup complete")
     launcher.wait_for(r"Starting worker")
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
@@ -95,6 +97,9 @@ def exercise(launcher: Launcher) -> None:
             "/api/webhooks/manage", json={"url": "https://a.example/", "events": "open"}
         )
         assert created.status_code == 201
+        admin = {"Authorization": f"Bearer {admin_key}"}
+        account = client.post("/api/accounts", json={"name": "Acme"}, headers=admin)
+        assert account.status_code == 201
     launcher.process.send_signal(signal.SIGINT)
     assert launcher.process.wait(timeout=30) in (0, 128 + signal.SIGINT)
     with pytest.raises(httpx.ConnectError):

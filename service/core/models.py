@@ -145,7 +145,7 @@ class Event(Model):
     ] = None
     account_id: Annotated[
         str | None,
-        Meta(description="The account the event was routed to; null when unrouted"),
+        Meta(description="The account the event was routed to; absent when unrouted"),
     ] = None
     id: str | UnsetType = UNSET
 

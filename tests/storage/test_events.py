@@ -15,7 +15,7 @@ from service.storage import keys
 from service.storage.events import EventFilter, EventStore
 
 
-def event(n: int, **fields: str) -> Event:
+def event(n: int, **fields: str | None) -> Event:
     values = {
         "type": "email.open",
         "email_id": f"msg_{n}",
