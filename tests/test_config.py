@@ -43,6 +43,10 @@ class TestFromEnv:
                 "DISABLE_AFTER": "86400",
                 "DELIVERY_RETENTION_COUNT": "100",
                 "DELIVERY_RETENTION_SECONDS": "7200",
+                "ADMIN_API_KEYS": "admin-aaaaaaaaaaaaaaaa",
+                "MAX_WEBHOOKS_PER_ACCOUNT": "7",
+                "ACCOUNT_METADATA_KEY": "tenant",
+                "EMAIL_OWNER_TTL": "86400",
             }
         )
         assert config.redis_url == "rediss://:pw@example.com:6380/2"
@@ -70,6 +74,11 @@ class TestFromEnv:
         assert config.disable_after_seconds == 86400
         assert config.delivery_retention_count == 100
         assert config.delivery_retention_seconds == 7200
+        assert config.admin_api_keys == ("admin-aaaaaaaaaaaaaaaa",)
+        assert config.max_webhooks_per_account == 7
+        assert config.account_metadata_key == "tenant"
+        assert config.email_owner_ttl_seconds == 86400
+        assert "admin-aaaaaaaaaaaaaaaa" not in repr(config)
         assert "generic-secret" not in repr(config)
         assert "mg-key" not in repr(config)
 
@@ -98,6 +107,10 @@ class TestFromEnv:
             ("INGEST_MEMORY_LIMIT", "90%"),
             ("INGEST_MEMORY_LIMIT", "1.5"),
             ("INGEST_MEMORY_LIMIT", "nan"),
+            ("ADMIN_API_KEYS", "too-short"),
+            ("MAX_WEBHOOKS_PER_ACCOUNT", "0"),
+            ("EMAIL_OWNER_TTL", "60"),
+            ("ACCOUNT_METADATA_KEY", "k" * 101),
         ],
     )
     def test_bad_value_names_the_variable(self, name: str, value: str) -> None:

@@ -59,7 +59,7 @@ def test_webhooks_survive_a_restart_of_web(
     before = web.client.get(MANAGE).json()
     assert before["webhooks"][0]["events"] == "open,bounce"
     output = web.stop()
-    assert "mailhooks.webhooks: webhook 1 created, events=open,bounce" in output  # our logs
+    assert "mailhooks.webhooks: webhook 1 created in acc_default, events=open,bounce" in output
     assert body["url"] not in output
 
     web = start_web(durable_redis.url)
