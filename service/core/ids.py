@@ -41,6 +41,13 @@ def entry_time(entry_id: str) -> datetime:
     return datetime.fromtimestamp(int(entry_id.split("-")[0]) / 1000, UTC)
 
 
+def ingested_ms(event_id: str) -> int | None:
+    """When a stored event was ingested (ms since the epoch, its entry id's first part);
+    None for an id that names no stream entry (a test event)."""
+    ms, dash, _ = event_id.removeprefix(EVENT_ID_PREFIX).partition("-")
+    return int(ms) if dash and ms.isdigit() and event_id.startswith(EVENT_ID_PREFIX) else None
+
+
 def entry_order(entry_id: str) -> tuple[int, int]:
     """A stream entry id as a sortable pair: "10-2" sorts after "9-7"."""
     ms, _, seq = entry_id.partition("-")

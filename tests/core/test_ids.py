@@ -29,6 +29,11 @@ class TestEventIds:
             2026, 3, 3, 10, 0, 0, 123000, tzinfo=UTC
         )
 
+    def test_ingest_time_is_the_event_ids_milliseconds(self) -> None:
+        assert ids.ingested_ms("evt_1772532000123-4") == 1772532000123
+        for text in ("evt_test_abc", "evt_", "1772532000123-4", "evt_12x-0", "dlv_1-0_1"):
+            assert ids.ingested_ms(text) is None
+
     def test_entry_members_sort_as_time_and_round_trip(self) -> None:
         entries = ["9-0", "10-0", "10-2", "10-10", "123456789012-0"]
         members = [ids.entry_member(e) for e in entries]
