@@ -20,12 +20,15 @@ from redis.asyncio import Redis
 
 from config import Config
 from service.core.ids import delivery_member, member_delivery, ms_member_bound
+from service.core.metrics import WEBHOOKS_DISABLED, field_name
 from service.core.outcome import Verdict
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
 from service.storage.retention import PRUNE_INTERVAL_SECONDS, DeliveryPruner
 
 ATTEMPT_LOG_LENGTH = 50
+# The record script counts the webhooks it disables under this field + the reason.
+WEBHOOKS_DISABLED_FIELD = field_name(WEBHOOKS_DISABLED.key, "")
 
 _CLAIM = scripts.load("claim")
 _RECORD = scripts.load("record")
@@ -66,6 +69,7 @@ def record_call(
     webhook: str,
     all_index: str,
     leases: str,
+    metrics: str,
     owner: str,
     now_ms: int,
     verdict: str,
@@ -82,14 +86,15 @@ def record_call(
     retention_count: int,
     retention_seconds: int,
     attempt_number: int,
+    disabled_field: str,
 ) -> scripts.ScriptArgs:
     """KEYS and ARGV of record.lua."""
     return (
         [delivery, attempts, pending_index, succeeded_index, failed_index, webhook, all_index,
-         leases],
+         leases, metrics],
         [owner, now_ms, verdict, attempt_json, next_attempt_ms, next_owner, lease_ms, payload,
          status_code, last_error, disable_after_ms, member, log_length, retention_count,
-         retention_seconds, attempt_number],
+         retention_seconds, attempt_number, disabled_field],
     )  # fmt: skip
 
 
@@ -292,6 +297,7 @@ class DeliveryStore:
             webhook=keys.webhook(webhook_id),
             all_index=keys.deliveries(webhook_id),
             leases=keys.DELIVERY_LEASES,
+            metrics=keys.METRICS,
             owner=owner,
             now_ms=now_ms,
             verdict=verdict,
@@ -308,6 +314,7 @@ class DeliveryStore:
             retention_count=retention_count,
             retention_seconds=retention_seconds,
             attempt_number=attempt_number or delivery.attempts + 1,
+            disabled_field=WEBHOOKS_DISABLED_FIELD,
         )
         status, prune_due = await self._pipeline.script(self._record, keys=script_keys, args=args)
         if prune_due:

@@ -11,7 +11,7 @@ import base64
 import hashlib
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 from redis.asyncio import Redis
@@ -92,6 +92,8 @@ def seen_digest(provider_event_id: str) -> str:
 class AppendResult:
     stored: list[str]  # event ids newly stored
     duplicates: list[str]  # event ids of the originals of retried events
+    # Per event appended, in order: True if stored now, False if a duplicate.
+    new: list[bool] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +199,7 @@ class EventStore:
             self._trimmer.soon()
         stored = [event_id(raw.decode()) for flag, raw in results if flag == 1]
         duplicates = [event_id(raw.decode()) for flag, raw in results if flag == 0]
-        return AppendResult(stored, duplicates)
+        return AppendResult(stored, duplicates, [flag == 1 for flag, _ in results])
 
     async def trim(self, *, max_calls: int = 100) -> int:
         """Trim delivered events past `maxlen` now, at most 10,000 entries per script call

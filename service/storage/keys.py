@@ -124,6 +124,16 @@ UNREADABLE_EVENTS = PREFIX + "events:unreadable"
 # String with the worker's last heartbeat (ISO 8601), expiring when the worker stops beating.
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
 
+# Hash of the service's counters and histogram buckets, one field per metric family and label
+# values ("deliveries|succeeded", "delivery_latency_seconds|0.05"; service.core.metrics): each
+# web and worker process adds its counts once a second, and GET /metrics reads them. Bounded:
+# no field names a webhook, URL or (unless METRICS_PER_ACCOUNT) account.
+METRICS = PREFIX + "metrics"
+
+# Dead letters (#18): what the worker gave up on, kept for an operator. GET /metrics shows
+# their number (mailhooks_dead_letters), the length of whatever type this key holds.
+DEAD_LETTERS = PREFIX + "events:dead"
+
 
 # Per-webhook names are built for every delivery (the outcome script alone names six):
 # cached, as there are few webhooks and many deliveries.

@@ -170,10 +170,31 @@ class TestWebhookHealth:
         )  # fmt: skip
         assert status == "disabled"
         assert (await webhooks.get(hook.id)).active is False  # type: ignore[union-attr]
+        assert await real_redis.hgetall(keys.METRICS) == {b"webhooks_disabled|failing": b"1"}
         await webhooks.update(hook.id, DEFAULT_ACCOUNT, WebhookChanges(active=True), now="t2")
         await store.record(await delivery(store, ids[2]), owner="a", now_ms=2000,
                            verdict=SUCCEEDED, **defaults)  # fmt: skip
         assert await real_redis.hget(keys.webhook(hook.id), "failing_since") is None
+
+    async def test_a_410_disables_once_however_many_answer_it(self, real_redis: Redis) -> None:
+        hook = await WebhookStore(real_redis).create(
+            account=DEFAULT_ACCOUNT, url="https://a.example/", events=("*",), secret="s" * 8,
+            active=True, now="t", limit=100,
+        )  # fmt: skip
+        store = DeliveryStore(real_redis)
+        for n in range(3):  # attempts in flight together, each answered 410
+            id_ = delivery_id(f"{n}-0", hook.id)
+            await store.claim(
+                delivery_id=id_, webhook_id=hook.id, event_id=f"evt_{n}-0",
+                event_type="email.open", owner="a", now_ms=0, lease_ms=LEASE,
+            )  # fmt: skip
+            status = await store.record(
+                await delivery(store, id_), owner="a", now_ms=1, verdict=Verdict.GONE,
+                **RECORD_DEFAULTS,
+            )  # fmt: skip
+            assert status == "failed"
+        # The metrics hash counts the webhook disabled, once: GET /metrics shows it.
+        assert await real_redis.hgetall(keys.METRICS) == {b"webhooks_disabled|gone": b"1"}
 
 
 class TestRetention:

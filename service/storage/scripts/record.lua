@@ -13,6 +13,7 @@
 -- KEYS[6] webhook: the webhook hash
 -- KEYS[7] all_index: its index of every delivery
 -- KEYS[8] leases: every leased pending delivery, scored by lease expiry
+-- KEYS[9] metrics: the metrics hash, counting the webhooks this disables
 -- ARGV[1] owner: who records (the lease holder, or it is "lost")
 -- ARGV[2] now_ms: now, in ms since the epoch
 -- ARGV[3] verdict: succeeded, retry, failed, gone or abandoned
@@ -29,18 +30,19 @@
 -- ARGV[14] retention_count: how many deliveries of each finished status a webhook keeps
 -- ARGV[15] retention_seconds: how long a finished delivery is kept
 -- ARGV[16] attempt_number: the number of the attempt in attempt_json
+-- ARGV[17] disabled_field: the metrics field of disabled webhooks, but for the reason
 -- Returns: {status, prune due (1|0)}: the delivery's status afterwards, "lost" if another
 -- worker holds the lease now, or "disabled" when this failure disabled the webhook (the
 -- delivery is then failed); a prune is due when its webhook has more finished deliveries of
 -- this status than it keeps, or a finished one older than the retention age.
 local delivery, attempts, pending_index = KEYS[1], KEYS[2], KEYS[3]
 local succeeded_index, failed_index, webhook = KEYS[4], KEYS[5], KEYS[6]
-local all_index, leases = KEYS[7], KEYS[8]
+local all_index, leases, metrics = KEYS[7], KEYS[8], KEYS[9]
 local owner, now_ms, verdict, attempt_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local next_attempt_ms, next_owner, lease_ms, payload = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local status_code, last_error, disable_after_ms, member = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local log_length, retention_count, retention_seconds = ARGV[13], ARGV[14], ARGV[15]
-local attempt_number = ARGV[16]
+local attempt_number, disabled_field = ARGV[16], ARGV[17]
 
 local now = tonumber(now_ms)
 if attempt_json ~= '' then
@@ -75,10 +77,14 @@ else
   if webhook_exists and verdict ~= 'abandoned' then
     redis.call('HSETNX', webhook, 'failing_since', now_ms)
     if verdict == 'gone' then
+      if redis.call('HGET', webhook, 'active') == '1' then
+        redis.call('HINCRBY', metrics, disabled_field .. 'gone', 1)
+      end
       redis.call('HSET', webhook, 'active', '0', 'disabled_reason', 'gone')
     elseif now - tonumber(redis.call('HGET', webhook, 'failing_since'))
         > tonumber(disable_after_ms) and redis.call('HGET', webhook, 'active') == '1' then
       redis.call('HSET', webhook, 'active', '0', 'disabled_reason', 'failing')
+      redis.call('HINCRBY', metrics, disabled_field .. 'failing', 1)
       result = 'disabled'
     end
   end

@@ -1,0 +1,133 @@
+"""Metrics in Redis: each process's counts added to one hash once a second, and what a scrape
+reads (that hash and the gauges).
+
+Counting happens in memory (`service.core.metrics.Tally`); `MetricsRecorder` flushes a
+process's tally with one pipeline of HINCRBYs a second, off the request and delivery paths,
+and once more when the process stops. A flush that fails (Redis down or full) puts its counts
+back for the next one, so an outage delays counts rather than losing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from arq.constants import default_queue_name
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from service.core.metrics import Snapshot, Tally
+from service.storage import keys
+from service.storage.status import StatusStore
+
+logger = logging.getLogger("mailhooks.metrics")
+
+FLUSH_SECONDS = 1.0
+# Whatever type the dead-letter key turns out to hold, its length is the count.
+_LENGTH_COMMANDS = {
+    b"stream": "xlen",
+    b"list": "llen",
+    b"zset": "zcard",
+    b"set": "scard",
+    b"hash": "hlen",
+}
+
+
+class MetricsStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._status = StatusStore(redis)
+
+    async def add(self, counts: Mapping[str, int], sums: Mapping[str, float]) -> None:
+        """Add a tally's counts and sums to the metrics hash, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name, amount in counts.items():
+                pipe.hincrby(keys.METRICS, name, amount)
+            for name, value in sums.items():
+                pipe.hincrbyfloat(keys.METRICS, name, value)
+            await pipe.execute()
+
+    async def snapshot(self, now_ms: int) -> Snapshot:
+        """Everything a scrape shows: the counts of every process, and the gauges."""
+        readings = await self._status.readings()
+        if readings.group_exists and readings.last_delivered is not None:
+            first_unread = f"({readings.last_delivered}"
+        else:
+            first_unread = "-"  # no group yet: it will read from the first entry
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.METRICS)
+            pipe.zcount(default_queue_name, f"({now_ms}", "+inf")
+            pipe.zcount(default_queue_name, "-inf", now_ms)
+            pipe.type(keys.DEAD_LETTERS)
+            pipe.xrange(keys.EVENTS_STREAM, first_unread, "+", count=1)
+            counts, scheduled, due, dead_type, unread = await pipe.execute()
+        dead_letters = 0
+        command = _LENGTH_COMMANDS.get(dead_type)
+        if command is not None:
+            dead_letters = int(await getattr(self._redis, command)(keys.DEAD_LETTERS))
+        return Snapshot(
+            counts={name.decode(): value.decode() for name, value in counts.items()},
+            readings=readings,
+            retries_scheduled=int(scheduled),
+            retries_due=int(due),
+            dead_letters=dead_letters,
+            first_unread=unread[0][0].decode() if unread else None,
+        )
+
+
+class MetricsRecorder:
+    """Flushes `tally` into Redis every `interval` seconds from `start` to `close`."""
+
+    def __init__(
+        self, store: MetricsStore, tally: Tally, *, interval: float = FLUSH_SECONDS
+    ) -> None:
+        self.tally = tally
+        self.store = store
+        self._interval = interval
+        self._lock = asyncio.Lock()  # one flush at a time: a scrape's waits for the timer's
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="metrics-flush")
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+            if self._stopping.is_set():
+                return  # close() flushes the rest
+            try:
+                await self.flush()
+            except (RedisError, OSError) as exc:
+                logger.warning("metrics not flushed (%s); kept for the next flush", exc)
+            except Exception:
+                logger.exception("flushing metrics failed; kept for the next flush")
+
+    async def flush(self) -> None:
+        """Add what was counted since the last flush to Redis now (a scrape does, so that its
+        own process's counts are current); on failure the counts are kept."""
+        async with self._lock:
+            counts, sums = self.tally.take()
+            if not counts and not sums:
+                return
+            try:
+                await self.store.add(counts, sums)
+            except BaseException:
+                self.tally.restore(counts, sums)
+                raise
+
+    async def close(self, *, flush: bool = True) -> None:
+        """Stop the timer and flush what is left (before the Redis client closes)."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if not flush:
+            return
+        try:
+            await self.flush()
+        except (RedisError, OSError) as exc:
+            logger.warning("metrics of the last second lost at shutdown (%s)", exc)

@@ -1,0 +1,124 @@
+"""service.storage.metrics on a real Redis: flushing tallies into the metrics hash, and what a
+scrape reads back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.exceptions
+from arq.constants import default_queue_name
+from redis.asyncio import Redis
+
+from service.core.metrics import DeliveryOutcome, RequestOutcome, Tally
+from service.storage import keys
+from service.storage.metrics import MetricsRecorder, MetricsStore
+from tests.storage.test_events import make_group
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+NOW_MS = 1_772_532_000_000
+
+
+def hash_of(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {name.decode(): value.decode() for name, value in raw.items()}
+
+
+@pytest.fixture
+async def recorder(real_redis: Redis) -> AsyncIterator[MetricsRecorder]:
+    recorder = MetricsRecorder(MetricsStore(real_redis), Tally(), interval=0.05)
+    recorder.start()
+    yield recorder
+    await recorder.close()
+
+
+class TestRecorder:
+    async def test_counts_reach_redis_within_the_interval(
+        self, recorder: MetricsRecorder, real_redis: Redis
+    ) -> None:
+        recorder.tally.inbound_request("generic", RequestOutcome.ACCEPTED)
+        recorder.tally.delivery(DeliveryOutcome.SUCCEEDED, account=None, latency=0.25)
+        await asyncio.sleep(0.2)
+        assert hash_of(await real_redis.hgetall(keys.METRICS)) == {
+            "inbound_requests|generic|accepted": "1",
+            "deliveries|succeeded": "1",
+            "delivery_latency_seconds|0.25": "1",
+            "delivery_latency_seconds|sum": "0.25",
+        }
+        assert not recorder.tally
+
+    async def test_processes_add_up(self, real_redis: Redis) -> None:
+        for _ in range(2):  # two processes' recorders, one hash
+            recorder = MetricsRecorder(MetricsStore(real_redis), Tally())
+            recorder.tally.inbound_request("generic", RequestOutcome.ACCEPTED)
+            recorder.tally.attempt("2xx", 0.5)
+            await recorder.close()
+        found = hash_of(await real_redis.hgetall(keys.METRICS))
+        assert found["inbound_requests|generic|accepted"] == "2"
+        assert found["delivery_attempt_duration_seconds|2xx|0.5"] == "2"
+        assert float(found["delivery_attempt_duration_seconds|2xx|sum"]) == 1.0
+
+    async def test_counts_survive_a_redis_that_refuses_them(self, real_redis: Redis) -> None:
+        recorder = MetricsRecorder(MetricsStore(real_redis), Tally())
+        recorder.tally.inbound_request("generic", RequestOutcome.STORE_FULL)
+        await real_redis.config_set("maxmemory-policy", "noeviction")
+        await real_redis.config_set("maxmemory", 1)
+        try:
+            with pytest.raises(redis.exceptions.OutOfMemoryError):
+                await recorder.flush()
+        finally:
+            await real_redis.config_set("maxmemory", 0)
+        recorder.tally.inbound_request("generic", RequestOutcome.STORE_FULL)
+        await recorder.close()  # the kept count goes with the next flush
+        assert hash_of(await real_redis.hgetall(keys.METRICS)) == {
+            "inbound_requests|generic|store_full": "2"
+        }
+
+
+class TestSnapshot:
+    async def test_an_empty_redis(self, real_redis: Redis) -> None:
+        found = await MetricsStore(real_redis).snapshot(NOW_MS)
+        assert found.counts == {}
+        assert (found.retries_scheduled, found.retries_due, found.dead_letters) == (0, 0, 0)
+        assert found.first_unread is None
+        assert found.readings.stored == 0
+
+    async def test_reads_the_counts_and_the_gauges(self, real_redis: Redis) -> None:
+        await real_redis.hset(keys.METRICS, "deliveries|succeeded", 7)
+        await real_redis.zadd(
+            default_queue_name, {"due": NOW_MS - 10, "now": NOW_MS, "later": NOW_MS + 5000}
+        )
+        for n in range(3):
+            await real_redis.xadd(keys.DEAD_LETTERS, {"n": n})
+        found = await MetricsStore(real_redis).snapshot(NOW_MS)
+        assert found.counts == {"deliveries|succeeded": "7"}
+        assert (found.retries_scheduled, found.retries_due) == (1, 2)
+        assert found.dead_letters == 3
+
+    @pytest.mark.parametrize("kind", ["list", "zset", "set", "hash"])
+    async def test_dead_letters_of_any_type_are_counted(self, real_redis: Redis, kind: str) -> None:
+        key = keys.DEAD_LETTERS
+        add = {
+            "list": lambda: real_redis.rpush(key, "a", "b"),  # type: ignore[misc]
+            "zset": lambda: real_redis.zadd(key, {"a": 1, "b": 2}),
+            "set": lambda: real_redis.sadd(key, "a", "b"),  # type: ignore[misc]
+            "hash": lambda: real_redis.hset(key, mapping={"a": 1, "b": 2}),  # type: ignore[misc]
+        }
+        await add[kind]()
+        assert (await MetricsStore(real_redis).snapshot(NOW_MS)).dead_letters == 2
+
+    async def test_the_first_unread_entry_follows_the_groups_last_read(
+        self, real_redis: Redis
+    ) -> None:
+        store = MetricsStore(real_redis)
+        first = (await real_redis.xadd(keys.EVENTS_STREAM, {"e": "1"})).decode()
+        second = (await real_redis.xadd(keys.EVENTS_STREAM, {"e": "2"})).decode()
+        assert (await store.snapshot(NOW_MS)).first_unread == first  # no group: from the start
+        await make_group(real_redis)
+        await real_redis.xreadgroup(keys.DELIVERY_GROUP, "c", {keys.EVENTS_STREAM: ">"}, count=1)
+        found = await store.snapshot(NOW_MS)
+        assert found.first_unread == second
+        assert found.readings.oldest_in_progress == first
+        await real_redis.xreadgroup(keys.DELIVERY_GROUP, "c", {keys.EVENTS_STREAM: ">"})
+        assert (await store.snapshot(NOW_MS)).first_unread is None
