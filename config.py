@@ -68,6 +68,10 @@ class Config:
     disable_after_seconds: int = 5 * 86400
     delivery_retention_count: int = 10_000
     delivery_retention_seconds: int = 30 * 86400
+    # GET /metrics asks for this Bearer token when set (unauthenticated when empty).
+    metrics_token: str = field(default="", repr=False)
+    # Per-account metric families (one series per account: off by default).
+    metrics_per_account: bool = False
 
     @property
     def redis_url_redacted(self) -> str:
@@ -100,7 +104,9 @@ class Config:
             f"delivery_timeout={self.delivery_timeout}, retry_schedule={self.retry_schedule}, "
             f"endpoint_concurrency={self.endpoint_concurrency}, "
             f"delivery_concurrency={self.delivery_concurrency}, "
-            f"disable_after_seconds={self.disable_after_seconds})"
+            f"disable_after_seconds={self.disable_after_seconds}, "
+            f"metrics_token=<{'set' if self.metrics_token else 'unset'}>, "
+            f"metrics_per_account={self.metrics_per_account})"
         )
 
     @property
@@ -166,6 +172,8 @@ class Config:
             delivery_retention_seconds=get(
                 "DELIVERY_RETENTION_SECONDS", _int_between(3600, 365 * 86400), 30 * 86400
             ),
+            metrics_token=get("METRICS_TOKEN", _metrics_token, ""),
+            metrics_per_account=get("METRICS_PER_ACCOUNT", _bool, False),
         )
 
 
@@ -233,6 +241,12 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
 
 
 def _secret(name: str, raw: str) -> str:
+    return raw
+
+
+def _metrics_token(name: str, raw: str) -> str:
+    if len(raw) < MIN_API_KEY_LENGTH:
+        raise ConfigError(f"{name} must be at least {MIN_API_KEY_LENGTH} characters")
     return raw
 
 

@@ -138,3 +138,24 @@ class TestRepr:
 
     def test_url_without_password_is_shown_as_is(self) -> None:
         assert Config().redis_url_redacted == "redis://localhost:6379/0"
+
+
+class TestMetricsSettings:
+    def test_off_by_default(self) -> None:
+        config = Config.from_env({})
+        assert (config.metrics_token, config.metrics_per_account) == ("", False)
+
+    def test_read_and_the_token_hidden(self) -> None:
+        token = "metrics-token-0123456789"
+        config = Config.from_env({"METRICS_TOKEN": token, "METRICS_PER_ACCOUNT": "true"})
+        assert (config.metrics_token, config.metrics_per_account) == (token, True)
+        assert token not in repr(config)
+        assert "metrics_token=<set>" in repr(config)
+
+    @pytest.mark.parametrize(
+        ("name", "value"), [("METRICS_TOKEN", "short"), ("METRICS_PER_ACCOUNT", "per-account")]
+    )
+    def test_bad_value_names_the_variable_not_the_token(self, name: str, value: str) -> None:
+        with pytest.raises(ConfigError, match=name) as info:
+            Config.from_env({name: value})
+        assert "short" not in str(info.value).replace("shorter", "")

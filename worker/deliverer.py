@@ -28,9 +28,11 @@ from service.core.ids import (
     entry_time,
     epoch_ms,
     format_timestamp,
+    ingested_ms,
     lease_owner,
 )
 from service.core.ids import event_id as event_id_of
+from service.core.metrics import Tally, attempt_result, delivery_outcome
 from service.core.models import Attempt, Event
 from service.core.outcome import ErrorKind, Verdict, judge
 from service.core.payload import build_payload, encode
@@ -69,8 +71,11 @@ class Deliverer:
         config: Config,
         clock: Clock = system_clock,
         rng: random.Random | None = None,
+        metrics: Tally | None = None,
     ) -> None:
         self.config = config
+        # Outcomes, attempt durations and latencies, flushed to Redis by the worker.
+        self.metrics = metrics if metrics is not None else Tally()
         self._webhooks = webhooks
         self._deliveries = deliveries
         self._events = events
@@ -274,7 +279,8 @@ class Deliverer:
                 return True
             webhook = await self._webhooks.get(delivery.webhook_id)
             if body is None:
-                await self._abandon(delivery, owner, ErrorKind.EVENT_EXPIRED)
+                account = None if webhook is None else webhook.account
+                await self._abandon(delivery, owner, ErrorKind.EVENT_EXPIRED, account=account)
                 return True
             await self._attempt(delivery, webhook, body, owner, slot)
         return True
@@ -306,7 +312,8 @@ class Deliverer:
         # recorded, so that what a crash can make us send twice stays bounded.
         if webhook is None or not webhook.active:
             reason = ErrorKind.WEBHOOK_DELETED if webhook is None else ErrorKind.WEBHOOK_DISABLED
-            await self._abandon(delivery, owner, reason, body)
+            account = None if webhook is None else webhook.account
+            await self._abandon(delivery, owner, reason, body, account=account)
             return
         now = self._clock()
         headers = delivery_headers(
@@ -317,6 +324,9 @@ class Deliverer:
             user_agent=USER_AGENT,
         )
         result = await self._sender.send(webhook.url, headers, body)
+        self.metrics.attempt(
+            attempt_result(result.status_code, result.error), result.latency_ms / 1000
+        )
         number = delivery.attempts + 1
         verdict, delay = judge(
             result.status_code,
@@ -359,6 +369,7 @@ class Deliverer:
             retention_count=self.config.delivery_retention_count,
             retention_seconds=self.config.delivery_retention_seconds,
         )
+        self._count(delivery, verdict, status, webhook.account, now_ms)
         if status == "pending" and delay is not None:
             await self.enqueue(delivery.id, next_owner, delay=delay)
         elif status == "disabled":
@@ -367,14 +378,35 @@ class Deliverer:
         elif verdict is Verdict.GONE:
             logger.warning("webhook %d disabled: its endpoint answered 410 Gone", webhook.id)
 
+    def _count(
+        self,
+        delivery: StoredDelivery,
+        verdict: Verdict,
+        status: str,
+        account: str | None,
+        now_ms: int,
+    ) -> None:
+        latency = None
+        if status == "succeeded":  # from the event's ingest (a test event's: the request)
+            started_ms = ingested_ms(delivery.event_id) or delivery.created_at_ms
+            latency = (now_ms - started_ms) / 1000
+        self.metrics.delivery(delivery_outcome(verdict, status), account=account, latency=latency)
+
     async def _abandon(
-        self, delivery: StoredDelivery, owner: str, reason: ErrorKind, body: bytes = b""
+        self,
+        delivery: StoredDelivery,
+        owner: str,
+        reason: ErrorKind,
+        body: bytes = b"",
+        *,
+        account: str | None = None,
     ) -> None:
         """No attempt: the delivery fails as it is, and stays retryable by hand (recover)."""
-        await self._deliveries.record(
+        now_ms = self._now_ms()
+        status = await self._deliveries.record(
             delivery,
             owner=owner,
-            now_ms=self._now_ms(),
+            now_ms=now_ms,
             verdict=Verdict.ABANDONED,
             payload=body,
             error=reason,
@@ -382,6 +414,7 @@ class Deliverer:
             retention_count=self.config.delivery_retention_count,
             retention_seconds=self.config.delivery_retention_seconds,
         )
+        self._count(delivery, Verdict.ABANDONED, status, account, now_ms)
 
 
 async def _nothing() -> None:

@@ -17,11 +17,13 @@ from redis.asyncio import Redis
 from config import Config
 from service import logs
 from service.core.clock import Clock, system_clock
+from service.core.metrics import Tally
 from service.storage import jobs
 from service.storage.autopipeline import AutoPipeline
 from service.storage.connection import RETRY_ON, connect, retry_policy
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.metrics import MetricsRecorder, MetricsStore
 from service.storage.status import StatusStore
 from service.storage.stream import EventStream
 from service.storage.webhooks import WebhookStore
@@ -92,6 +94,7 @@ def build_deliverer(
     config: Config,
     clock: Clock = system_clock,
     rng: random.Random | None = None,
+    metrics: Tally | None = None,
 ) -> Deliverer:
     sender = Sender(
         http, timeout=config.delivery_timeout, allow_private_urls=config.allow_private_urls
@@ -105,6 +108,7 @@ def build_deliverer(
         config=config,
         clock=clock,
         rng=rng,
+        metrics=metrics,
     )
 
 
@@ -117,7 +121,15 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["store_redis"] = store_redis = connect(config)
     stores = Stores.create(store_redis, config)
     ctx["stores"] = stores
-    deliverer = build_deliverer(stores, jobs=ctx["redis"], http=ctx["http"], config=config)
+    # Counted in memory, flushed to Redis once a second: GET /metrics on web shows them. A
+    # run cut short by a Redis outage (python -m worker runs another) left its counts here.
+    left: MetricsRecorder | None = ctx.pop("metrics", None)
+    tally = left.tally if left is not None else Tally(per_account=config.metrics_per_account)
+    ctx["metrics"] = metrics = MetricsRecorder(MetricsStore(store_redis), tally)
+    metrics.start()
+    deliverer = build_deliverer(
+        stores, jobs=ctx["redis"], http=ctx["http"], config=config, metrics=metrics.tally
+    )
     ctx["deliverer"] = deliverer
     await stores.stream.ensure_group()
     consumer = Consumer(
@@ -136,6 +148,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    if "metrics" in ctx:
+        await ctx.pop("metrics").close()  # the last second's counts
     await close_clients(ctx)
 
 
