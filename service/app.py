@@ -20,6 +20,7 @@ from service import logs
 from service.core.clock import Clock, system_clock
 from service.core.errors import InvalidSignature
 from service.core.ids import format_timestamp
+from service.core.metrics import Tally
 from service.deadlines import Deadlines
 from service.http import (
     accounts,
@@ -28,6 +29,7 @@ from service.http import (
     events,
     health,
     inbound,
+    metrics,
     openapi,
     status,
     webhooks,
@@ -43,6 +45,7 @@ from service.storage.connection import connect
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.jobs import job_queue
+from service.storage.metrics import MetricsRecorder, MetricsStore
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
 
@@ -57,6 +60,7 @@ routes = [
     *accounts.routes,
     *status.routes,
     *health.routes,
+    *metrics.routes,
     *openapi.routes,
 ]
 
@@ -131,13 +135,20 @@ def create_app(
                 capacity=Capacity(client, limit=config.ingest_memory_limit, clock=clock),
                 deadlines=Deadlines(),
                 accounts=AccountStore(client),
+                metrics=MetricsRecorder(
+                    MetricsStore(client), Tally(per_account=config.metrics_per_account)
+                ),
             )
+            state.metrics.start()
             if config.single_account:
                 await ensure_default_account(state)
             if redis is None:
                 freeze_startup_objects()
             yield {STATE_KEY: state}
             await event_store.drain()  # a trim under way finishes before the client closes
+            # The last second's counts; not into a client of the caller's (tests), who may
+            # have closed it already.
+            await state.metrics.close(flush=redis is None)
         finally:
             if redis is None:
                 await client.aclose()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import redis.exceptions
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,11 +19,13 @@ from starlette.routing import Route
 from service.core.errors import (
     STORE_FULL_MESSAGE,
     InvalidSignature,
+    MailhooksError,
     StoreFull,
     StoreUnavailable,
     UnsupportedMediaType,
 )
 from service.core.ids import format_timestamp
+from service.core.metrics import RequestOutcome, request_outcome
 from service.core.models import Event, Received
 from service.core.normalized import Ignored
 from service.http.requests import media_type, read_body
@@ -37,6 +40,8 @@ from service.storage.events import AppendResult
 logger = logging.getLogger("mailhooks.inbound")
 
 SHARED_PATH = "/api/webhooks"
+# The provider label of a request to the shared URL refused before detection (too large, slow).
+UNDETECTED = "unknown"
 
 
 def inbound_paths(providers: Sequence[Provider] = PROVIDERS) -> list[tuple[str, Provider]]:
@@ -48,11 +53,36 @@ def inbound_paths(providers: Sequence[Provider] = PROVIDERS) -> list[tuple[str, 
 async def receive(
     request: Request, provider: Provider | None, providers: Sequence[Provider] = PROVIDERS
 ) -> Response:
-    """Handle one provider request; `provider` None means detect it among `providers`."""
+    """Handle one provider request; `provider` None means detect it among `providers`.
+    Counted by provider (`unknown`: refused before it was detected) and outcome."""
     state = app_state(request)
-    body = await read_body(request, state.config, state.deadlines)
-    if provider is None:
-        provider = detect(request.headers, body, providers)
+    name = UNDETECTED if provider is None else provider.name
+    try:
+        body = await read_body(request, state.config, state.deadlines)
+        if provider is None:
+            provider = detect(request.headers, body, providers)
+            name = provider.name
+        response = await accept(request, state, provider, body)
+    except Exception as exc:  # counted, then answered by the error handlers as ever
+        state.metrics.tally.inbound_request(name, refusal(exc))
+        raise
+    state.metrics.tally.inbound_request(name, RequestOutcome.ACCEPTED)
+    return response
+
+
+def refusal(exc: Exception) -> RequestOutcome:
+    """Why a request was refused, as its metric's outcome."""
+    if isinstance(exc, MailhooksError):
+        return request_outcome(exc.code)
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return RequestOutcome.STORE_FULL
+    if isinstance(exc, redis.exceptions.RedisError):
+        return RequestOutcome.STORE_UNAVAILABLE
+    return RequestOutcome.ERROR
+
+
+async def accept(request: Request, state: AppState, provider: Provider, body: bytes) -> Response:
+    """Verify, normalise, route and store one request's events."""
     secret = state.config.provider_secrets.get(provider.name, "")
     now = state.clock()
     if secret:
@@ -78,6 +108,7 @@ async def receive(
         raise StoreUnavailable(
             f"the event store did not answer within {state.config.ingest_timeout:g} s; retry"
         ) from None
+    state.metrics.tally.inbound_events(provider.name, events, result.new, len(ignored))
     # DEBUG: uvicorn's access log already notes every request; a second INFO line per request
     # was a seventh of the web process's CPU under load (docs/performance.md).
     logger.debug(

@@ -53,6 +53,8 @@ from service.providers.registry import PROVIDERS
 
 REF = "#/components/schemas/{name}"
 SIGNATURE_401 = "Missing, malformed, wrong or expired provider signature"
+# A 401 of the routes that take no API key.
+UNAUTHORIZED_401 = {"none": SIGNATURE_401, "metrics": "METRICS_TOKEN is set: missing or wrong"}
 ERROR_DESCRIPTIONS = {
     400: "The body is not valid JSON, or an admin key names no account (X-Account-Id)",
     401: "Missing or invalid API key",
@@ -77,6 +79,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     security: str = "account"  # a key of SECURITY
     parameters: list[dict[str, Any]] = field(default_factory=list)
+    ok_text: str | None = None  # a text response's media type (ok_type None)
 
 
 def _query(
@@ -141,6 +144,11 @@ SECURITY_SCHEMES: dict[str, Any] = {
         "name": "X-Account-Id",
         "description": "With an admin key: the account (acc_…) to act in",
     },
+    "metricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "METRICS_TOKEN, where the server sets one",
+    },
 }
 # Who may call an operation: each inner object is one way (all its schemes together).
 SECURITY: dict[str, list[dict[str, list[str]]]] = {
@@ -150,6 +158,7 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "operator": [{"adminKey": []}, {"accountKey": []}],  # API_KEYS only, of the account keys
     "admin": [{"adminKey": []}],
     "none": [],
+    "metrics": [{"metricsToken": []}, {}],  # none without METRICS_TOKEN
 }
 EVENT_ID_PARAM = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
 INBOUND_SUMMARY = (
@@ -316,6 +325,17 @@ READING_OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation("get", "/healthz", "The process is alive", 200, Health, security="none"),
     Operation("get", "/readyz", "Redis answers", 200, Health, errors=(503,), security="none"),
+    Operation(
+        "get",
+        "/metrics",
+        "Counters, histograms and gauges of every web and worker process, in Prometheus' "
+        "text format (docs/operations.md#metrics)",
+        200,
+        None,
+        errors=(401, 503),
+        security="metrics",
+        ok_text="text/plain; version=0.0.4",
+    ),
 )
 ACCOUNT = "/api/accounts/{account_id}"
 ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
@@ -453,11 +473,15 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
         ok: dict[str, Any] = {"description": "Success"}
         if op.ok_type is not None:
             ok["content"] = _content(op.ok_type)
+        if op.ok_text is not None:
+            ok["content"] = {op.ok_text: {"schema": {"type": "string"}}}
         responses: dict[str, Any] = {str(op.ok_status): ok}
         for status in op.errors:
-            signature = status == 401 and op.security == "none"
+            description = ERROR_DESCRIPTIONS[status]
+            if status == 401 and op.security in UNAUTHORIZED_401:
+                description = UNAUTHORIZED_401[op.security]
             responses[str(status)] = {
-                "description": SIGNATURE_401 if signature else ERROR_DESCRIPTIONS[status],
+                "description": description,
                 "content": _content(ErrorBody),
             }
         entry: dict[str, Any] = {"summary": op.summary, "responses": responses}

@@ -14,6 +14,7 @@ from service.storage.accounts import AccountStore
 from service.storage.capacity import Capacity
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.metrics import MetricsRecorder
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
 
@@ -32,6 +33,8 @@ class AppState:
     # costs a timer handle each; see service/deadlines.py).
     deadlines: Deadlines
     accounts: AccountStore
+    # This process's counts, flushed to Redis once a second (GET /metrics reads them there).
+    metrics: MetricsRecorder
     # Per web process: the minute each account key's last use was last written.
     key_use: dict[str, int] = field(default_factory=dict)
     # Per web process: accounts seen to exist, and until when (monotonic seconds) that is
