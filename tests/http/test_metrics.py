@@ -4,7 +4,9 @@ receivers), then a scrape parsed with prometheus_client's own parser and checked
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ from redis.asyncio import Redis
 
 from config import Config
 from service.core.accounts import DEFAULT_ACCOUNT
+from service.core.metrics import COUNTED, GAUGES, PER_ACCOUNT, UNREADABLE_EVENTS, Kind
 from service.storage import keys
 from tests.conftest import API_KEY, MakeClient
 from tests.receiver import Receiver, Reply
@@ -248,3 +251,51 @@ class TestAfterRealTraffic:
         found = of(await scrape(first), "mailhooks_inbound_requests_total")
         assert found == {labels(provider="generic", outcome="accepted"): 3.0}
         assert await real_redis.hget(keys.METRICS, "inbound_requests|generic|accepted") == b"3"
+
+
+class TestDocumented:
+    DOCS = Path(__file__).parents[2] / "docs"
+
+    @staticmethod
+    def exposed_names() -> set[str]:
+        names = set()
+        for family in (*COUNTED, *PER_ACCOUNT, *GAUGES, UNREADABLE_EVENTS):
+            if family.kind is Kind.COUNTER:
+                names.add(family.name + "_total")
+            elif family.kind is Kind.HISTOGRAM:
+                names |= {family.name + suffix for suffix in ("_bucket", "_sum", "_count")}
+            else:
+                names.add(family.name)
+        return names
+
+    def test_operations_lists_every_metric(self) -> None:
+        text = (self.DOCS / "operations.md").read_text()
+        for family in (*COUNTED, *PER_ACCOUNT, *GAUGES, UNREADABLE_EVENTS):
+            shown = family.name + ("_total" if family.kind is Kind.COUNTER else "")
+            assert f"`{shown}" in text, shown
+
+    def test_the_dashboard_queries_only_metrics_that_exist(self) -> None:
+        dashboard = json.loads((self.DOCS / "grafana-dashboard.json").read_text())
+        panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+        queried = {
+            name
+            for panel in panels
+            for target in panel["targets"]
+            for name in re.findall(r"\bmailhooks_\w+", target["expr"])
+        }
+        assert queried <= self.exposed_names()
+        # Each of the brief's views is there.
+        wanted = {
+            "mailhooks_inbound_requests_total",
+            "mailhooks_inbound_events_total",
+            "mailhooks_deliveries_total",
+            "mailhooks_delivery_latency_seconds_bucket",
+            "mailhooks_delivery_attempt_duration_seconds_bucket",
+            "mailhooks_backlog_events",
+            "mailhooks_oldest_undelivered_seconds",
+            "mailhooks_dead_letters",
+            "mailhooks_webhooks_disabled_total",
+            "mailhooks_redis_memory_used_bytes",
+            "mailhooks_redis_memory_max_bytes",
+        }
+        assert wanted <= queried
