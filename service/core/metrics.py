@@ -39,7 +39,7 @@ class Kind(StrEnum):
     GAUGE = "gauge"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # identity: hashed per observation, cheaply
 class Family:
     key: str  # its name without the prefix (and `_total`): the hash fields' first part
     kind: Kind
@@ -295,6 +295,9 @@ def _histogram_fields(family: Family, labels: tuple[str, ...]) -> tuple[str, ...
     )
 
 
+_DELIVERY_FIELDS = {outcome: field_name(DELIVERIES.key, outcome) for outcome in DeliveryOutcome}
+
+
 @dataclass(slots=True)
 class Tally:
     """One process's counts since its last flush. Updating it is a dict increment: no I/O,
@@ -362,7 +365,7 @@ class Tally:
         self, outcome: DeliveryOutcome, *, account: str | None, latency: float | None = None
     ) -> None:
         """One outcome recorded; `latency`: ingest to this success, for a success."""
-        self.add(field_name(DELIVERIES.key, outcome))
+        self.add(_DELIVERY_FIELDS[outcome])
         if self.per_account and account is not None:
             self.add(field_name(ACCOUNT_DELIVERIES.key, account, outcome))
         if latency is not None:
