@@ -342,17 +342,25 @@ class Tally:
         self, provider: str, events: Sequence[Event], new: Sequence[bool], ignored: int
     ) -> None:
         """`new[i]`: whether `events[i]` was stored now (else a duplicate)."""
+        # A batch (SendGrid's hold up to 1,000) is tallied by type and outcome first: one
+        # field name per distinct pair rather than per event.
+        seen: dict[tuple[str, EventOutcome], int] = {}
         for event, stored in zip(events, new, strict=True):
+            account = event.account_id
             if not stored:
                 outcome = EventOutcome.DUPLICATE
-            elif event.account_id is None:
+            elif account is None:
                 outcome = EventOutcome.UNROUTED
             else:
                 outcome = EventOutcome.STORED
-            type_ = event_type_label(event.type)
-            self.add(field_name(INBOUND_EVENTS.key, provider, type_, outcome))
-            if self.per_account and event.account_id is not None:
-                self.add(field_name(ACCOUNT_INBOUND_EVENTS.key, event.account_id, outcome))
+            pair = (event.type, outcome)
+            seen[pair] = seen.get(pair, 0) + 1
+            if self.per_account and account is not None:
+                self.add(field_name(ACCOUNT_INBOUND_EVENTS.key, account, outcome))
+        for (type_, outcome), count in seen.items():
+            self.add(
+                field_name(INBOUND_EVENTS.key, provider, event_type_label(type_), outcome), count
+            )
         if ignored:
             self.add(
                 field_name(INBOUND_EVENTS.key, provider, "none", EventOutcome.IGNORED), ignored
