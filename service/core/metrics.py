@@ -385,9 +385,9 @@ class Tally:
 
 @dataclass(slots=True)
 class Histogram:
-    buckets: dict[float, float] = field(
-        default_factory=dict
-    )  # upper bound → count (not cumulative)
+    """One label set's buckets as stored: upper bound → count at that bound alone."""
+
+    buckets: dict[float, float] = field(default_factory=dict)
     sum: float = 0.0
 
     def cumulative(self, bounds: Iterable[float]) -> list[tuple[float, float]]:

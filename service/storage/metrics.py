@@ -89,6 +89,7 @@ class MetricsRecorder:
         self._lock = asyncio.Lock()  # one flush at a time: a scrape's waits for the timer's
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._failing = False  # the last timed flush failed
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="metrics-flush")
@@ -102,9 +103,15 @@ class MetricsRecorder:
             try:
                 await self.flush()
             except (RedisError, OSError) as exc:
-                logger.warning("metrics not flushed (%s); kept for the next flush", exc)
+                if not self._failing:  # once per outage, not once a second
+                    logger.warning("metrics not flushed (%s); kept until Redis takes them", exc)
+                self._failing = True
             except Exception:
                 logger.exception("flushing metrics failed; kept for the next flush")
+            else:
+                if self._failing:
+                    logger.info("metrics flushed again")
+                self._failing = False
 
     async def flush(self) -> None:
         """Add what was counted since the last flush to Redis now (a scrape does, so that its

@@ -4,6 +4,7 @@ scrape reads back."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -73,6 +74,27 @@ class TestRecorder:
         await recorder.close()  # the kept count goes with the next flush
         assert hash_of(await real_redis.hgetall(keys.METRICS)) == {
             "inbound_requests|generic|store_full": "2"
+        }
+
+    async def test_an_outage_is_logged_once_and_loses_nothing(
+        self, recorder: MetricsRecorder, real_redis: Redis, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="mailhooks.metrics")
+        await real_redis.config_set("maxmemory-policy", "noeviction")
+        await real_redis.config_set("maxmemory", 1)
+        try:
+            for _ in range(5):  # counted through several refused flushes
+                recorder.tally.inbound_request("generic", RequestOutcome.ACCEPTED)
+                await asyncio.sleep(0.06)
+        finally:
+            await real_redis.config_set("maxmemory", 0)
+        await asyncio.sleep(0.2)
+        assert [r.levelname for r in caplog.records if r.name == "mailhooks.metrics"] == [
+            "WARNING",
+            "INFO",
+        ]
+        assert await real_redis.hgetall(keys.METRICS) == {
+            b"inbound_requests|generic|accepted": b"5"
         }
 
 
