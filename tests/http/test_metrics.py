@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis as sync_redis
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from config import Config
+from devtools.redis_server import PrivateRedis, free_port, wait_for_port
 from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.metrics import COUNTED, GAUGES, PER_ACCOUNT, UNREADABLE_EVENTS, Kind
 from service.storage import keys
-from tests.conftest import API_KEY, MakeClient
+from tests.conftest import API_KEY, MakeClient, StartProcess
 from tests.receiver import Receiver, Reply
 from tests.signers import INBOUND_SECRET, generic_headers
 from tests.worker.test_deliverer import (  # noqa: F401 (fixtures)
@@ -299,3 +303,59 @@ class TestDocumented:
             "mailhooks_redis_memory_max_bytes",
         }
         assert wanted <= queried
+
+
+def test_the_procfile_processes_figures_outlive_them(
+    start_process: StartProcess, redis_server: PrivateRedis
+) -> None:
+    """Web and `python -m worker` as deployed: what they counted is in Redis, so a web process
+    started after both stopped still shows it."""
+    with sync_redis.Redis.from_url(redis_server.url) as admin:
+        admin.flushall()
+    env = {
+        "REDIS_URL": redis_server.url,
+        "METRICS_TOKEN": TOKEN,
+        "ALLOW_UNSIGNED_INBOUND": "true",
+        "ALLOW_HTTP_URLS": "true",
+        "ALLOW_PRIVATE_URLS": "true",
+        "RETRY_SCHEDULE": "0",  # one attempt
+    }
+
+    def start_web() -> tuple[subprocess.Popen[bytes], httpx.Client]:
+        port = free_port()
+        process = start_process("web", quiet=True, PORT=str(port), **env)
+        wait_for_port(port, timeout=20, process=process)
+        return process, httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=BEARER)
+
+    def scraped(client: httpx.Client) -> Samples:
+        response = client.get("/metrics")
+        assert response.status_code == 200, response.text
+        return parse(response.text)
+
+    web, client = start_web()
+    worker = start_process("worker", quiet=True, **env)
+    closed = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens: connect_error
+    hook = {"url": closed, "events": "*"}
+    api = {"Authorization": f"Bearer {API_KEY}"}
+    assert client.post("/api/webhooks/manage", json=hook, headers=api).status_code == 201
+    event = {"type": "email.opened", "email_id": "msg_1"}
+    assert client.post("/api/webhooks", json=event).status_code == 200
+    deadline = time.monotonic() + 30
+    while of(scraped(client), "mailhooks_deliveries_total") != {labels(outcome="failed"): 1.0}:
+        assert time.monotonic() < deadline, "the worker's outcome never reached /metrics"
+        time.sleep(0.2)
+    for process in (worker, web):
+        process.terminate()
+        process.wait(timeout=25)
+    client.close()
+
+    _, client = start_web()
+    samples = scraped(client)
+    client.close()
+    assert of(samples, "mailhooks_inbound_requests_total") == {
+        labels(provider="generic", outcome="accepted"): 1.0
+    }
+    assert of(samples, "mailhooks_deliveries_total") == {labels(outcome="failed"): 1.0}
+    attempts = of(samples, "mailhooks_delivery_attempt_duration_seconds_count")
+    assert attempts == {labels(result="connect_error"): 1.0}
+    assert of(samples, "mailhooks_worker_up") == {labels(): 1.0}  # its heartbeat lasts 60 s
