@@ -38,6 +38,7 @@ from service.http.state import STATE_KEY, AppState
 from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
 from service.storage.accounts import AccountStore
+from service.storage.autopipeline import AutoPipeline
 from service.storage.capacity import Capacity
 from service.storage.connection import connect
 from service.storage.deliveries import DeliveryStore
@@ -117,8 +118,14 @@ def create_app(
         client = redis if redis is not None else connect(config)
         logger.info("web starting with %r", config)
         try:
+            # One pipeline for the ingest path: a request's routing lookup and its append
+            # travel with the other requests' commands.
+            pipeline = AutoPipeline(client)
             event_store = EventStore(
-                client, maxlen=config.events_maxlen, dedup_ttl_seconds=config.dedup_ttl_seconds
+                client,
+                maxlen=config.events_maxlen,
+                dedup_ttl_seconds=config.dedup_ttl_seconds,
+                pipeline=pipeline,
             )
             state = AppState(
                 config=config,
@@ -130,7 +137,7 @@ def create_app(
                 clock=clock,
                 capacity=Capacity(client, limit=config.ingest_memory_limit, clock=clock),
                 deadlines=Deadlines(),
-                accounts=AccountStore(client),
+                accounts=AccountStore(client, pipeline),
             )
             if config.single_account:
                 await ensure_default_account(state)
