@@ -4,6 +4,8 @@
     ├── MalformedJson              400 the body is not JSON
     ├── Unauthorized               401 missing or wrong API key
     │   └── InvalidSignature       401 an inbound request's signature is missing or wrong
+    │       └── InvalidCredentials 401 an inbound request's basic auth (or bearer token) is
+    │                                  missing or wrong: answered with a Basic challenge
     ├── NotFound                   404 no such resource
     ├── RequestTimeout             408 the body did not arrive within READ_TIMEOUT
     ├── PayloadTooLarge            413 body over MAX_BODY_BYTES
@@ -47,6 +49,12 @@ class Unauthorized(MailhooksError):
 
 class InvalidSignature(Unauthorized):
     code = "invalid_signature"
+
+
+class InvalidCredentials(InvalidSignature):
+    """A provider that signs nothing sent missing or wrong credentials (`Authorization`)."""
+
+    code = "invalid_credentials"
 
 
 class NotFound(MailhooksError):

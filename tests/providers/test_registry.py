@@ -7,7 +7,7 @@ import ast
 import dataclasses
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,9 @@ class Fake:
     def check_secret(self, secret: str) -> None:
         if not secret.startswith("fake_"):
             raise InvalidSignature("the fake secret does not start with fake_")
+
+    def read_secret(self, variable: Callable[[str], str]) -> str:
+        return variable(self.secret_variable)
 
     def verify(self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float) -> None:
         if header(headers, "x-fake-signature") != secret:
