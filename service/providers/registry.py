@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from service.providers import generic, mailgun, resend, sendgrid
+from service.providers import (
+    generic,
+    mailgun,
+    postmark,
+    resend,
+    sendgrid,
+)
 from service.providers.base import Provider
 
 PROVIDERS: tuple[Provider, ...] = (
     resend.PROVIDER,
     sendgrid.PROVIDER,
     mailgun.PROVIDER,
+    postmark.PROVIDER,
     # Last: the fallback, which detects every request and is served at the shared URL.
     generic.PROVIDER,
 )

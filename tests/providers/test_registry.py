@@ -84,7 +84,12 @@ FAKE_SECRET = "fake_secret"
 WITH_FAKE: tuple[Provider, ...] = (*PROVIDERS[:-1], FAKE, PROVIDERS[-1])
 REGISTRIES = pytest.mark.parametrize("providers", [PROVIDERS, WITH_FAKE], ids=["real", "fake"])
 # A secret each provider's `check_secret` refuses, for those that check.
-MALFORMED = {"resend": "whsec_!!", "sendgrid": "not-a-key", "fake": "wrong"}
+MALFORMED = {
+    "resend": "whsec_!!",
+    "sendgrid": "not-a-key",
+    "postmark": "no-colon",
+    "fake": "wrong",
+}
 
 
 EVERY = pytest.mark.parametrize(
@@ -109,6 +114,7 @@ class TestRegistry:
             "resend": "RESEND_WEBHOOK_SECRET",
             "sendgrid": "SENDGRID_WEBHOOK_PUBLIC_KEY",
             "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
+            "postmark": "POSTMARK_WEBHOOK_BASIC_AUTH",
             "generic": "INBOUND_SECRET",
         }
 
