@@ -15,11 +15,14 @@ from service.providers import (
     postmark,
     resend,
     sendgrid,
+    sparkpost,
 )
 from service.providers.base import Provider
 
 PROVIDERS: tuple[Provider, ...] = (
     resend.PROVIDER,
+    # Before SendGrid, which takes any other JSON array: known by their arrays' first element.
+    sparkpost.PROVIDER,
     sendgrid.PROVIDER,
     mailgun.PROVIDER,
     postmark.PROVIDER,

@@ -88,6 +88,7 @@ MALFORMED = {
     "resend": "whsec_!!",
     "sendgrid": "not-a-key",
     "postmark": "no-colon",
+    "sparkpost": ":no-user",
     "fake": "wrong",
 }
 
@@ -115,6 +116,7 @@ class TestRegistry:
             "sendgrid": "SENDGRID_WEBHOOK_PUBLIC_KEY",
             "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
             "postmark": "POSTMARK_WEBHOOK_BASIC_AUTH",
+            "sparkpost": "SPARKPOST_WEBHOOK_BASIC_AUTH",
             "generic": "INBOUND_SECRET",
         }
 
