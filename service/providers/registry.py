@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from service.providers import (
     generic,
     mailgun,
+    mailjet,
     postmark,
     resend,
     sendgrid,
@@ -23,6 +24,7 @@ PROVIDERS: tuple[Provider, ...] = (
     resend.PROVIDER,
     # Before SendGrid, which takes any other JSON array: known by their arrays' first element.
     sparkpost.PROVIDER,
+    mailjet.PROVIDER,
     sendgrid.PROVIDER,
     mailgun.PROVIDER,
     postmark.PROVIDER,

@@ -89,6 +89,7 @@ MALFORMED = {
     "sendgrid": "not-a-key",
     "postmark": "no-colon",
     "sparkpost": ":no-user",
+    "mailjet": "no-colon",
     "fake": "wrong",
 }
 
@@ -117,6 +118,7 @@ class TestRegistry:
             "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
             "postmark": "POSTMARK_WEBHOOK_BASIC_AUTH",
             "sparkpost": "SPARKPOST_WEBHOOK_BASIC_AUTH",
+            "mailjet": "MAILJET_WEBHOOK_BASIC_AUTH",
             "generic": "INBOUND_SECRET",
         }
 
