@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from service.providers import (
+    brevo,
     generic,
     mailgun,
     mailjet,
@@ -25,6 +26,7 @@ PROVIDERS: tuple[Provider, ...] = (
     # Before SendGrid, which takes any other JSON array: known by their arrays' first element.
     sparkpost.PROVIDER,
     mailjet.PROVIDER,
+    brevo.PROVIDER,
     sendgrid.PROVIDER,
     mailgun.PROVIDER,
     postmark.PROVIDER,

@@ -127,6 +127,7 @@ VERIFY_INPUTS: dict[str, tuple[dict[str, str], str]] = {
     "postmark": (basic_auth("user", "wrong"), "user:password"),
     "sparkpost": (basic_auth("user", "wrong"), "user:password"),
     "mailjet": (basic_auth("user", "wrong"), "user:password"),
+    "brevo": (basic_auth("user", "wrong"), "user:password"),
 }
 # Folders of samples from providers that are not registered yet: detected as generic.
 UNREGISTERED = ("amazon_ses",)
@@ -260,5 +261,5 @@ class TestArbitraryBytes:
     def test_nasty_bodies_are_refused_by_normalize(self, provider: Provider) -> None:
         accepted = [body for body in NASTY_BODIES if normalized(provider, body) is not None]
         # Only an empty batch is a valid body among them, for the providers that batch.
-        batching = ("sendgrid", "sparkpost", "mailjet")
+        batching = ("sendgrid", "sparkpost", "mailjet", "brevo")
         assert accepted == ([b"[]"] if provider.name in batching else [])

@@ -90,6 +90,7 @@ MALFORMED = {
     "postmark": "no-colon",
     "sparkpost": ":no-user",
     "mailjet": "no-colon",
+    "brevo": "no-colon",
     "fake": "wrong",
 }
 
@@ -119,6 +120,7 @@ class TestRegistry:
             "postmark": "POSTMARK_WEBHOOK_BASIC_AUTH",
             "sparkpost": "SPARKPOST_WEBHOOK_BASIC_AUTH",
             "mailjet": "MAILJET_WEBHOOK_BASIC_AUTH",
+            "brevo": "BREVO_WEBHOOK_BASIC_AUTH",
             "generic": "INBOUND_SECRET",
         }
 
