@@ -51,7 +51,8 @@ class Config:
     allow_private_urls: bool = False
     log_level: str = "INFO"
     # Inbound provider verification: provider name → the secret read from its
-    # `secret_variable`, set ones only; each must sign that provider's requests.
+    # `secret_variable` (or variables: `Provider.read_secret`), set ones only; each must sign
+    # or authenticate that provider's requests.
     provider_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     allow_unsigned_inbound: bool = False
     dedup_ttl_seconds: int = 72 * 3600
@@ -128,7 +129,10 @@ class Config:
                 return default
             return parse(name, raw.strip())
 
-        secrets = {p.name: get(p.secret_variable, _secret, "") for p in providers}
+        def variable(name: str) -> str:
+            return get(name, _secret, "")
+
+        secrets = {p.name: p.read_secret(variable) for p in providers}
         return cls(
             redis_url=get("REDIS_URL", _redis_url, DEFAULT_REDIS_URL),
             redis_ssl_cert_reqs=get("REDIS_SSL_CERT_REQS", _choice(SSL_CERT_REQS), "none"),

@@ -18,6 +18,18 @@ INBOUND_SECRET = "generic-inbound-secret"
 MAILGUN_KEY = "mailgun-signing-key-for-tests"
 
 
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """`Authorization: Basic base64(user:password)`, as Postmark, SparkPost, Mailjet and Brevo
+    send the credentials of a webhook URL such as `https://user:password@host/...`."""
+    credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"content-type": "application/json", "authorization": f"Basic {credentials}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    """`Authorization: Bearer <token>`, as Brevo sends a webhook's `auth` token."""
+    return {"content-type": "application/json", "authorization": f"Bearer {token}"}
+
+
 def generic_headers(body: bytes, secret: str = INBOUND_SECRET) -> dict[str, str]:
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return {"content-type": "application/json", "x-webhook-signature": signature}

@@ -5,6 +5,8 @@
     ├── AccountRequired            400 an admin key acting on an account's routes names none
     ├── Unauthorized               401 missing or wrong API key
     │   └── InvalidSignature       401 an inbound request's signature is missing or wrong
+    │       └── InvalidCredentials 401 an inbound request's basic auth (or bearer token) is
+    │                                  missing or wrong: answered with a Basic challenge
     ├── Forbidden                  403 an account key on an operator (admin) route
     ├── NotFound                   404 no such resource (or another account's)
     ├── RequestTimeout             408 the body did not arrive within READ_TIMEOUT
@@ -55,6 +57,12 @@ class Unauthorized(MailhooksError):
 
 class InvalidSignature(Unauthorized):
     code = "invalid_signature"
+
+
+class InvalidCredentials(InvalidSignature):
+    """A provider that signs nothing sent missing or wrong credentials (`Authorization`)."""
+
+    code = "invalid_credentials"
 
 
 class Forbidden(MailhooksError):

@@ -52,7 +52,7 @@ from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
 
 REF = "#/components/schemas/{name}"
-SIGNATURE_401 = "Missing, malformed, wrong or expired provider signature"
+SIGNATURE_401 = "Missing, malformed, wrong or expired provider signature or credentials"
 ERROR_DESCRIPTIONS = {
     400: "The body is not valid JSON, or an admin key names no account (X-Account-Id)",
     401: "Missing or invalid API key",

@@ -2,15 +2,15 @@
 
 A provider module keeps its pure functions (`verify`, `normalize`, ...) and exposes one
 `PROVIDER` object implementing `Provider`; `service.providers.registry` lists them. Subclassing
-`Provider` explicitly inherits its defaults: any secret accepted at start-up, the shared
-`TOLERANCE_SECONDS`, and no replay token.
+`Provider` explicitly inherits its defaults: any secret accepted at start-up, the secret read
+from `secret_variable` alone, the shared `TOLERANCE_SECONDS`, and no replay token.
 """
 
 from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -62,6 +62,12 @@ class Provider(Protocol):
         """Raise InvalidSignature when `secret` cannot be this provider's, so that start-up
         fails rather than every request."""
         return None
+
+    def read_secret(self, variable: Callable[[str], str]) -> str:
+        """The secret from the environment, where `variable(name)` is that variable's stripped
+        value ("" when unset or blank): `secret_variable`'s by default. A provider read from
+        several variables combines them into the one string its `verify` takes."""
+        return variable(self.secret_variable)
 
     def verify(self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float) -> None:
         """Raise InvalidSignature unless the request is signed with `secret` and, when the

@@ -7,7 +7,7 @@ import ast
 import dataclasses
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,9 @@ class Fake:
         if not secret.startswith("fake_"):
             raise InvalidSignature("the fake secret does not start with fake_")
 
+    def read_secret(self, variable: Callable[[str], str]) -> str:
+        return variable(self.secret_variable)
+
     def verify(self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float) -> None:
         if header(headers, "x-fake-signature") != secret:
             raise InvalidSignature("x-fake-signature does not match")
@@ -81,7 +84,15 @@ FAKE_SECRET = "fake_secret"
 WITH_FAKE: tuple[Provider, ...] = (*PROVIDERS[:-1], FAKE, PROVIDERS[-1])
 REGISTRIES = pytest.mark.parametrize("providers", [PROVIDERS, WITH_FAKE], ids=["real", "fake"])
 # A secret each provider's `check_secret` refuses, for those that check.
-MALFORMED = {"resend": "whsec_!!", "sendgrid": "not-a-key", "fake": "wrong"}
+MALFORMED = {
+    "resend": "whsec_!!",
+    "sendgrid": "not-a-key",
+    "postmark": "no-colon",
+    "sparkpost": ":no-user",
+    "mailjet": "no-colon",
+    "brevo": "no-colon",
+    "fake": "wrong",
+}
 
 
 EVERY = pytest.mark.parametrize(
@@ -106,6 +117,10 @@ class TestRegistry:
             "resend": "RESEND_WEBHOOK_SECRET",
             "sendgrid": "SENDGRID_WEBHOOK_PUBLIC_KEY",
             "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
+            "postmark": "POSTMARK_WEBHOOK_BASIC_AUTH",
+            "sparkpost": "SPARKPOST_WEBHOOK_BASIC_AUTH",
+            "mailjet": "MAILJET_WEBHOOK_BASIC_AUTH",
+            "brevo": "BREVO_WEBHOOK_BASIC_AUTH",
             "generic": "INBOUND_SECRET",
         }
 
