@@ -46,6 +46,9 @@ class Config:
     # Inbound provider verification: provider name → the secret read from its
     # `secret_variable`, set ones only; each must sign that provider's requests.
     provider_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Provider name → the URL read from its `url_variable` (set ones only), for a provider that
+    # signs the URL it posts to (Mandrill). Hidden from repr: it may hold credentials.
+    provider_urls: Mapping[str, str] = field(default_factory=dict, repr=False)
     allow_unsigned_inbound: bool = False
     dedup_ttl_seconds: int = 72 * 3600
     events_maxlen: int = 1_000_000
@@ -112,6 +115,7 @@ class Config:
             return parse(name, raw.strip())
 
         secrets = {p.name: get(p.secret_variable, _secret, "") for p in providers}
+        urls = {p.name: get(p.url_variable, _absolute_url, "") for p in providers if p.url_variable}
         return cls(
             redis_url=get("REDIS_URL", _redis_url, DEFAULT_REDIS_URL),
             redis_ssl_cert_reqs=get("REDIS_SSL_CERT_REQS", _choice(SSL_CERT_REQS), "none"),
@@ -125,6 +129,7 @@ class Config:
             provider_secrets=MappingProxyType(
                 {name: secret for name, secret in secrets.items() if secret}
             ),
+            provider_urls=MappingProxyType({name: url for name, url in urls.items() if url}),
             allow_unsigned_inbound=get("ALLOW_UNSIGNED_INBOUND", _bool, False),
             dedup_ttl_seconds=get("DEDUP_TTL_SECONDS", _int_between(60, 90 * 86400), 72 * 3600),
             events_maxlen=get("EVENTS_MAXLEN", _int_between(1000, 10**9), 1_000_000),
@@ -210,6 +215,14 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
 
 
 def _secret(name: str, raw: str) -> str:
+    return raw
+
+
+def _absolute_url(name: str, raw: str) -> str:
+    # Never echo the value: a URL may carry basic-auth credentials.
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an absolute http:// or https:// URL")
     return raw
 
 

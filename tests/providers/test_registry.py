@@ -42,6 +42,7 @@ class Fake:
     summary: str = "Fake events (test-signed)"
     tolerance_seconds: int = 60
     replay_token_field: str = "token"
+    url_variable: str | None = None
 
     def accepts_media_type(self, media_type: str) -> bool:
         return media_type == "application/json"
@@ -53,6 +54,14 @@ class Fake:
     def verify(self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float) -> None:
         if header(headers, "x-fake-signature") != secret:
             raise InvalidSignature("x-fake-signature does not match")
+
+    def verify_request(
+        self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float, url: str
+    ) -> None:
+        self.verify(body, headers, secret, now=now)
+
+    def is_probe(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        return body == b"ping"
 
     def normalize(
         self, body: bytes, headers: Mapping[str, str], *, received_at: str
@@ -231,6 +240,22 @@ class TestFakeEndToEnd:
         assert [(e["provider"], e["provider_event_id"]) for e in stored] == [("fake", "e1")]
         ttl = await fake_redis.ttl(keys.token("fake", seen_digest("t1")))
         assert 0 < ttl <= FAKE.tolerance_seconds * 2
+
+    @pytest.mark.parametrize("path", ["/api/webhooks/fake", "/api/webhooks"])
+    async def test_its_probe_is_answered_unverified_and_stores_nothing(
+        self, fake_redis: Redis, path: str
+    ) -> None:
+        status, answer, stored = await self.post(fake_redis, {}, path, b"ping", "unsigned")
+        assert (status, answer, stored) == (200, {"received": True}, [])
+        assert await fake_redis.keys("mh:*") == []
+
+    async def test_head_answers_on_every_inbound_url(self, fake_redis: Redis) -> None:
+        app = create_app(Config(api_keys=(API_KEY,)), redis=fake_redis, clock=lambda: FIXED_NOW)
+        app.router.routes[:0] = inbound_routes(WITH_FAKE)
+        async with serve(app, {}) as client:
+            for path, _ in inbound_paths(WITH_FAKE):
+                response = await client.head(path)
+                assert (response.status_code, response.content) == (200, b""), path
 
     async def test_wrong_signature(self, fake_redis: Redis) -> None:
         status, answer, stored = await self.post(
