@@ -245,12 +245,13 @@ class TestResend:
         ("name", "expected_type"),
         [
             ("delivered.json", "email.delivered"),
-            ("bounce_hard.json", "email.bounce"),
+            ("bounce_hard.json", "email.rejected"),  # a suppressed address: not sent
             ("open.json", "email.open"),
             ("click.json", "email.click"),
             ("complaint.json", "email.complaint"),
-            ("delivery_delayed.json", None),
-            ("suppressed.json", None),
+            ("delivery_delayed.json", "email.deferred"),
+            ("suppressed.json", "email.rejected"),
+            ("failed.json", "email.rejected"),
         ],
     )
     async def test_samples(
