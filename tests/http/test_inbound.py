@@ -29,13 +29,17 @@ from tests import FIXTURES
 from tests.conftest import FIXED_NOW, MakeClient, serve
 from tests.http.test_webhooks import assert_error
 from tests.signers import (
+    FORM,
     INBOUND_SECRET,
     MAILGUN_KEY,
     RESEND_SECRET,
     SendgridSigner,
     generic_headers,
     mailgun_body,
+    mailgun_legacy_fields,
+    multipart,
     resend_headers,
+    urlencoded,
 )
 
 pytestmark = pytest.mark.anyio
@@ -79,7 +83,7 @@ def signed_config(
                 "resend": RESEND_SECRET,
                 "sendgrid": sendgrid_signer.public_key,
                 "mailgun": MAILGUN_KEY,
-            }
+            },
         }
         settings.update(overrides)
         return make_config(**settings)
@@ -405,7 +409,7 @@ class TestMailgun:
         [
             ("delivered.event-data.json", "email.delivered"),
             ("failed_permanent.event-data.json", "email.bounce"),
-            ("failed_temporary.event-data.json", "email.bounce"),
+            ("failed_temporary.event-data.json", "email.deferred"),
             ("opened.event-data.json", "email.open"),
             ("clicked.event-data.json", "email.click"),
             ("unsubscribed.event-data.json", "email.unsubscribe"),
@@ -454,6 +458,109 @@ class TestMailgun:
         self, client: httpx.AsyncClient, fake_redis: Redis, body: bytes
     ) -> None:
         assert_refused(await client.post("/api/webhooks/mailgun", content=body, headers=JSON))
+        assert await stored(fake_redis) == 0
+
+
+def form_fields(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Pairs as httpx's `data=` takes them: a list per name (order within a name kept)."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in pairs:
+        grouped.setdefault(name, []).append(value)
+    return grouped
+
+
+def legacy(name: str, **changes: str) -> dict[str, Any]:
+    """A legacy sample's fields; anymail's leave out fields their test does not need."""
+    fields: dict[str, Any] = {"Message-Id": "<legacy@example.com>", **sample("mailgun", name)}
+    fields.update(changes)
+    return fields
+
+
+class TestMailgunLegacy:
+    @pytest.mark.parametrize(
+        ("name", "expected_type"),
+        [
+            ("legacy/delivered.json", "email.delivered"),
+            ("legacy/dropped_bounce.json", "email.rejected"),
+            ("legacy/dropped_timed_out.json", "email.bounce"),
+            ("legacy/bounced_invalid_mailbox.json", "email.bounce"),
+            ("legacy/metadata_key_conflicts.json", "email.click"),
+            ("legacy/tags.json", "email.open"),
+        ],
+    )
+    @pytest.mark.parametrize("path", ["/api/webhooks", "/api/webhooks/mailgun"])
+    @pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+    async def test_samples_encoded_by_httpx(
+        self, client: httpx.AsyncClient, name: str, expected_type: str, path: str, encoding: str
+    ) -> None:
+        data = form_fields(mailgun_legacy_fields(legacy(name), NOW))
+        if encoding == "urlencoded":
+            response = await client.post(path, data=data)
+        else:  # httpx sends multipart/form-data when there are files
+            files = {
+                "attachment-1": ("message.eml", b"From: a@example.com\r\n\r\nhi", "message/rfc822")
+            }
+            response = await client.post(path, data=data, files=files)
+        assert response.json() == {"received": True}, response.text
+        [event] = await events(client)
+        assert (event["type"], event["provider"]) == (expected_type, "mailgun")
+
+    async def test_custom_variables_reach_the_metadata(self, client: httpx.AsyncClient) -> None:
+        pairs = mailgun_legacy_fields(
+            legacy("legacy/metadata_post_fields.json", account_id="acc_7"), NOW
+        )
+        body, headers = urlencoded(pairs)
+        assert (await client.post("/api/webhooks", content=body, headers=headers)).is_success
+        [event] = await events(client)
+        assert event["metadata"] == {
+            "custom1": "value1",
+            "custom2": '{"key":"value"}',
+            "account_id": "acc_7",
+        }
+
+    async def test_a_retry_is_stored_once_and_a_reused_token_is_a_replay(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        pairs = mailgun_legacy_fields(legacy("legacy/delivered.json"), NOW, token="r" * 50)
+        body, headers = urlencoded(pairs)
+        for _ in range(2):
+            response = await client.post("/api/webhooks/mailgun", content=body, headers=headers)
+            assert response.is_success
+        forged = [(k, "victim@example.com" if k == "recipient" else v) for k, v in pairs]
+        body, headers = multipart(forged)
+        assert_refused(await client.post("/api/webhooks/mailgun", content=body, headers=headers))
+        assert await stored(fake_redis) == 1
+
+    @pytest.mark.parametrize(
+        "pairs",
+        [
+            mailgun_legacy_fields({"event": "opened"}, NOW, key="wrong-key"),
+            mailgun_legacy_fields({"event": "opened"}, NOW - 13 * 3600),
+            [("event", "opened"), ("timestamp", str(int(NOW))), ("token", "t" * 50)],
+        ],
+        ids=["wrong-key", "stale", "unsigned"],
+    )
+    async def test_bad_signatures(
+        self, client: httpx.AsyncClient, fake_redis: Redis, pairs: list[tuple[str, str]]
+    ) -> None:
+        body, headers = urlencoded(pairs)
+        assert_refused(await client.post("/api/webhooks/mailgun", content=body, headers=headers))
+        assert await stored(fake_redis) == 0
+
+    async def test_a_body_that_is_not_a_form_is_422(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        response = await client.post(
+            "/api/webhooks/mailgun", content=b"--b\r\nbroken", headers={"content-type": FORM}
+        )
+        assert_error(response, 422, "invalid_payload")
+        assert await stored(fake_redis) == 0
+
+    async def test_text_is_415(self, client: httpx.AsyncClient, fake_redis: Redis) -> None:
+        body, _ = urlencoded(mailgun_legacy_fields(legacy("legacy/tags.json"), NOW))
+        headers = {"content-type": "text/plain"}
+        response = await client.post("/api/webhooks/mailgun", content=body, headers=headers)
+        assert_error(response, 415, "unsupported_media_type")
         assert await stored(fake_redis) == 0
 
 
@@ -506,42 +613,110 @@ def inbound_requests(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
     return f"/api/webhooks{path}", body, headers
 
 
+ASCII = st.characters(min_codepoint=32, max_codepoint=126)
+FORM_TYPES = [
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=b",
+    "application/json",
+    "text/plain",
+]
+
+
+def mutated(bodies: list[bytes]) -> st.SearchStrategy[bytes]:
+    """One of `bodies` with a few bytes overwritten somewhere."""
+    return st.tuples(st.sampled_from(bodies), st.integers(0, 400), st.binary(max_size=8)).map(
+        lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + len(t[2]) :]
+    )
+
+
+def header_sets(
+    names: list[str], values: st.SearchStrategy[str]
+) -> st.SearchStrategy[dict[str, str]]:
+    return st.dictionaries(st.sampled_from(names), values, max_size=len(names))
+
+
+LEGACY_FORMS = [
+    encode(mailgun_legacy_fields(legacy(f"legacy/{path.name}"), NOW))[0]
+    for path in sorted((SAMPLES / "mailgun" / "legacy").glob("*.json"))
+    for encode in (urlencoded, multipart)
+]
+FORM_PAIRS = st.lists(
+    st.tuples(
+        st.sampled_from(["event", "timestamp", "token", "signature", "Message-Id", "tag", "x"])
+        | st.text(max_size=6),
+        st.text(max_size=20) | st.sampled_from(["delivered", "opened", "dropped", "1", "[]"]),
+    ),
+    max_size=8,
+)
+
+
+@st.composite
+def mailgun_form_requests(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
+    body = draw(
+        st.binary(max_size=300)
+        | FORM_PAIRS.map(lambda pairs: urlencoded(pairs)[0])
+        | FORM_PAIRS.map(lambda pairs: multipart(pairs)[0])
+        | st.sampled_from(LEGACY_FORMS)
+        | mutated(LEGACY_FORMS)
+    )
+    headers = {"content-type": draw(st.sampled_from(FORM_TYPES))}
+    path = draw(st.sampled_from(["/api/webhooks", "/api/webhooks/mailgun"]))
+    return path, body, headers
+
+
+def assert_never_a_500(
+    requests: st.SearchStrategy[tuple[str, bytes, dict[str, str]]],
+    *,
+    signed: bool,
+    max_examples: int,
+) -> None:
+    """Whatever `requests` draws is answered with a JSON error or 200, never a 500."""
+    signer = SendgridSigner()
+    config = Config(
+        api_keys=("test-api-key-0123456789",),
+        allow_unsigned_inbound=not signed,
+        provider_secrets={
+            "generic": INBOUND_SECRET,
+            "resend": RESEND_SECRET,
+            "sendgrid": signer.public_key,
+            "mailgun": MAILGUN_KEY,
+        }
+        if signed
+        else {},
+    )
+
+    @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(requests)
+    def check(request: tuple[str, bytes, dict[str, str]]) -> None:
+        path, body, headers = request
+
+        async def send() -> httpx.Response:
+            redis = fakeredis.aioredis.FakeRedis()
+            app = create_app(config, redis=redis, clock=lambda: FIXED_NOW)
+            async with serve(app, {}) as client:
+                response = await client.post(path, content=body, headers=headers)
+            await redis.aclose()
+            return response
+
+        response = anyio.run(send)
+        assert response.status_code in (200, 401, 413, 415, 422), response.text
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()
+
+    check()
+
+
+SIGNED = pytest.mark.parametrize("signed", [False, True], ids=["unsigned-allowed", "signed"])
+
+
 class TestArbitraryInput:
-    @pytest.mark.parametrize("signed", [False, True], ids=["unsigned-allowed", "signed"])
+    @SIGNED
     def test_never_a_500(self, signed: bool) -> None:
-        signer = SendgridSigner()
-        config = Config(
-            api_keys=("test-api-key-0123456789",),
-            allow_unsigned_inbound=not signed,
-            provider_secrets={
-                "generic": INBOUND_SECRET,
-                "resend": RESEND_SECRET,
-                "sendgrid": signer.public_key,
-                "mailgun": MAILGUN_KEY,
-            }
-            if signed
-            else {},
-        )
+        assert_never_a_500(inbound_requests(), signed=signed, max_examples=150)
 
-        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(inbound_requests())
-        def check(request: tuple[str, bytes, dict[str, str]]) -> None:
-            path, body, headers = request
-
-            async def send() -> httpx.Response:
-                redis = fakeredis.aioredis.FakeRedis()
-                app = create_app(config, redis=redis, clock=lambda: FIXED_NOW)
-                async with serve(app, {}) as client:
-                    response = await client.post(path, content=body, headers=headers)
-                await redis.aclose()
-                return response
-
-            response = anyio.run(send)
-            assert response.status_code in (200, 401, 413, 415, 422), response.text
-            assert response.headers["content-type"] == "application/json"
-            assert response.json()
-
-        check()
+    @SIGNED
+    def test_mailgun_legacy_never_a_500(self, signed: bool) -> None:
+        assert_never_a_500(mailgun_form_requests(), signed=signed, max_examples=100)
 
 
 def test_unsigned_inbound_is_warned_about_at_start_up(
