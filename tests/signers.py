@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 RESEND_SECRET = "whsec_" + base64.b64encode(b"resend-test-signing-key-32bytes!").decode()
 INBOUND_SECRET = "generic-inbound-secret"
 MAILGUN_KEY = "mailgun-signing-key-for-tests"
+MAILERSEND_SECRET = "mailersend-signing-secret-for-tests"
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -68,6 +69,11 @@ def mailgun_body(
     signature = hmac.new(key.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
     block = {"timestamp": ts, "token": token, "signature": signature}
     return json.dumps({"signature": block, "event-data": event_data}).encode()
+
+
+def mailersend_headers(body: bytes, secret: str = MAILERSEND_SECRET) -> dict[str, str]:
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"content-type": "application/json", "signature": signature}
 
 
 FieldValues = dict[str, "str | list[str]"]

@@ -16,6 +16,7 @@ def detect(
     With the registry's order:
     - Svix headers → resend;
     - SendGrid's signature header or a JSON array → sendgrid;
+    - a hex `Signature` header over a JSON object → mailersend;
     - an object with `signature` and `event-data`, or a form with `timestamp`, `token` and
       `signature` → mailgun;
     - anything else → generic."""

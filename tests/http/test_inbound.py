@@ -31,10 +31,12 @@ from tests.http.test_webhooks import assert_error
 from tests.signers import (
     FORM,
     INBOUND_SECRET,
+    MAILERSEND_SECRET,
     MAILGUN_KEY,
     RESEND_SECRET,
     SendgridSigner,
     generic_headers,
+    mailersend_headers,
     mailgun_body,
     mailgun_legacy_fields,
     multipart,
@@ -83,6 +85,7 @@ def signed_config(
                 "resend": RESEND_SECRET,
                 "sendgrid": sendgrid_signer.public_key,
                 "mailgun": MAILGUN_KEY,
+                "mailersend": MAILERSEND_SECRET,
             },
         }
         settings.update(overrides)
@@ -564,6 +567,93 @@ class TestMailgunLegacy:
         assert await stored(fake_redis) == 0
 
 
+class TestMailerSend:
+    async def test_every_sample(self, client: httpx.AsyncClient, fake_redis: Redis) -> None:
+        for name, payload in samples("mailersend").items():
+            # MailerSend escapes every "/"; the signature covers the bytes as sent.
+            body = json.dumps(payload).replace("/", "\\/").encode()
+            response = await client.post(
+                "/api/webhooks/mailersend", content=body, headers=mailersend_headers(body)
+            )
+            assert response.json() == {"received": True}, name
+        found = await events(client, limit="1000")
+        assert {e["provider_event_id"]: e["type"] for e in found} == {
+            "63fd1c1fcfbe46145d003a7b": "email.delivered",
+            "63fd251d5c00f8e52001fce6": "email.bounce",
+            # The v1 soft bounce and spam complaint samples share an id: stored once.
+            "62f114f8165fe0d8db0288e5": "email.bounce",
+            "63fd21c23f2bdd360e07d6b2": "email.unsubscribe",
+            "63fd1e05532bd6cc700a793b": "email.open",
+            "63fd1d23afa3c770b00da7d3": "email.click",
+            "6aa59d4a531434d718ec48a0": "email.delivered",
+            "6892766a5b66e2daf3dc9158": "email.bounce",
+            "6892766a5b66e2daf3dc9157": "email.bounce",
+            "6892766a5b66e2daf3dc9159": "email.deferred",
+            "6892766a5b66e2daf3dc915d": "email.complaint",
+            "6892766a5b66e2daf3dc915c": "email.unsubscribe",
+            "6aa59dad05e8ec525fe6ef95": "email.open",
+            "6aa59db1c8ba039cd6d68435": "email.click",
+            "6892766a5b66e2daf3dc915f": "email.rejected",
+        }
+        counts = await fake_redis.hgetall(keys.INBOUND_COUNTS)
+        assert counts[b"mailersend:ignored:activity.sent"] == b"3"
+        assert counts[b"mailersend:duplicate"] == b"1"
+
+    async def test_detected_on_the_shared_url(self, client: httpx.AsyncClient) -> None:
+        body = json.dumps(sample("mailersend", "v2_opened.json")).encode()
+        headers = mailersend_headers(body)
+        assert (await client.post("/api/webhooks", content=body, headers=headers)).is_success
+        [event] = await events(client)
+        assert (event["provider"], event["user_agent"]) == (
+            "mailersend",
+            "Mozilla/5.0 (via ggpht.com GoogleImageProxy)",
+        )
+
+    @pytest.mark.parametrize(
+        "make_headers",
+        [
+            pytest.param(lambda body: mailersend_headers(body + b" "), id="tampered"),
+            pytest.param(lambda body: mailersend_headers(body, secret="other"), id="wrong-secret"),
+            pytest.param(lambda body: {"content-type": "application/json"}, id="unsigned"),
+        ],
+    )
+    async def test_refused(
+        self,
+        client: httpx.AsyncClient,
+        fake_redis: Redis,
+        make_headers: Callable[[bytes], dict[str, str]],
+    ) -> None:
+        body = json.dumps(sample("mailersend", "v2_delivered.json")).encode()
+        response = await client.post(
+            "/api/webhooks/mailersend", content=body, headers=make_headers(body)
+        )
+        assert_refused(response)
+        assert await stored(fake_redis) == 0
+
+    async def test_a_replay_is_stored_once(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        # Nothing signed carries a time: de-duplication (DEDUP_TTL_SECONDS) is the guard.
+        body = json.dumps(sample("mailersend", "v2_delivered.json")).encode()
+        for _ in range(3):
+            response = await client.post(
+                "/api/webhooks/mailersend", content=body, headers=mailersend_headers(body)
+            )
+            assert response.is_success
+        assert await stored(fake_redis) == 1
+
+    async def test_the_dashboard_ping_is_answered_whoever_signed_it(
+        self, make_client: MakeClient, make_config: Callable[..., Config], fake_redis: Redis
+    ) -> None:
+        client = await make_client(make_config())  # no secret configured at all
+        body = (SAMPLES / "mailersend" / "webhook_test.json").read_bytes()
+        headers = mailersend_headers(body, secret="a test secret")
+        for path in ("/api/webhooks/mailersend", "/api/webhooks"):
+            response = await client.post(path, content=body, headers=headers)
+            assert response.json() == {"received": True}
+        assert await stored(fake_redis) == 0
+
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: (
@@ -635,6 +725,7 @@ def header_sets(
     return st.dictionaries(st.sampled_from(names), values, max_size=len(names))
 
 
+MAILERSEND_BODIES = [json.dumps(event).encode() for event in samples("mailersend").values()]
 LEGACY_FORMS = [
     encode(mailgun_legacy_fields(legacy(f"legacy/{path.name}"), NOW))[0]
     for path in sorted((SAMPLES / "mailgun" / "legacy").glob("*.json"))
@@ -648,6 +739,26 @@ FORM_PAIRS = st.lists(
     ),
     max_size=8,
 )
+
+
+@st.composite
+def mailersend_requests(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
+    body = draw(
+        st.binary(max_size=300)
+        | JSON_VALUES.map(lambda value: json.dumps(value).encode())
+        | JSON_VALUES.map(
+            lambda value: json.dumps({"type": "activity.opened", "data": value}).encode()
+        )
+        | st.sampled_from(MAILERSEND_BODIES)
+        | mutated(MAILERSEND_BODIES)
+    )
+    headers = draw(
+        header_sets(
+            ["signature", "content-type"],
+            st.sampled_from(["application/json", "0" * 64]) | st.text(alphabet=ASCII, max_size=70),
+        )
+    )
+    return "/api/webhooks/mailersend", body, headers
 
 
 @st.composite
@@ -680,6 +791,7 @@ def assert_never_a_500(
             "resend": RESEND_SECRET,
             "sendgrid": signer.public_key,
             "mailgun": MAILGUN_KEY,
+            "mailersend": MAILERSEND_SECRET,
         }
         if signed
         else {},
@@ -713,6 +825,10 @@ class TestArbitraryInput:
     @SIGNED
     def test_never_a_500(self, signed: bool) -> None:
         assert_never_a_500(inbound_requests(), signed=signed, max_examples=150)
+
+    @SIGNED
+    def test_mailersend_never_a_500(self, signed: bool) -> None:
+        assert_never_a_500(mailersend_requests(), signed=signed, max_examples=100)
 
     @SIGNED
     def test_mailgun_legacy_never_a_500(self, signed: bool) -> None:

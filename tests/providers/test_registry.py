@@ -114,6 +114,7 @@ class TestRegistry:
         assert {p.name: p.secret_variable for p in PROVIDERS} == {
             "resend": "RESEND_WEBHOOK_SECRET",
             "sendgrid": "SENDGRID_WEBHOOK_PUBLIC_KEY",
+            "mailersend": "MAILERSEND_WEBHOOK_SECRET",
             "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
             "generic": "INBOUND_SECRET",
         }
