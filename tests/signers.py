@@ -18,6 +18,8 @@ RESEND_SECRET = "whsec_" + base64.b64encode(b"resend-test-signing-key-32bytes!")
 INBOUND_SECRET = "generic-inbound-secret"
 MAILGUN_KEY = "mailgun-signing-key-for-tests"
 MAILERSEND_SECRET = "mailersend-signing-secret-for-tests"
+MANDRILL_KEY = "mandrill-webhook-key-for-tests"
+MANDRILL_URL = "https://hooks.example.com/api/webhooks/mandrill"
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -74,6 +76,18 @@ def mailgun_body(
 def mailersend_headers(body: bytes, secret: str = MAILERSEND_SECRET) -> dict[str, str]:
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return {"content-type": "application/json", "signature": signature}
+
+
+def mandrill_request(
+    events: list[Any] | str, url: str = MANDRILL_URL, key: str = MANDRILL_KEY
+) -> tuple[bytes, dict[str, str]]:
+    """A form body `mandrill_events=<JSON>` and its headers, signed over `url` + the field as
+    Mandrill documents; `events` given as a string is sent as it is."""
+    value = events if isinstance(events, str) else json.dumps(events)
+    signed = url + "mandrill_events" + value
+    digest = hmac.new(key.encode(), signed.encode(), hashlib.sha1).digest()
+    body = urllib.parse.urlencode({"mandrill_events": value}).encode()
+    return body, {"content-type": FORM, "x-mandrill-signature": base64.b64encode(digest).decode()}
 
 
 FieldValues = dict[str, "str | list[str]"]

@@ -17,6 +17,7 @@ def detect(
     - Svix headers → resend;
     - SendGrid's signature header or a JSON array → sendgrid;
     - a hex `Signature` header over a JSON object → mailersend;
+    - `X-Mandrill-Signature`, or a form with `mandrill_events` → mandrill;
     - an object with `signature` and `event-data`, or a form with `timestamp`, `token` and
       `signature` → mailgun;
     - anything else → generic."""

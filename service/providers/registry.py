@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from service.providers import generic, mailersend, mailgun, resend, sendgrid
+from service.providers import generic, mailersend, mailgun, mandrill, resend, sendgrid
 from service.providers.base import Provider
 
 PROVIDERS: tuple[Provider, ...] = (
     resend.PROVIDER,
     sendgrid.PROVIDER,
     mailersend.PROVIDER,
+    mandrill.PROVIDER,
     mailgun.PROVIDER,
     # Last: the fallback, which detects every request and is served at the shared URL.
     generic.PROVIDER,

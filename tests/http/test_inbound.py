@@ -33,12 +33,15 @@ from tests.signers import (
     INBOUND_SECRET,
     MAILERSEND_SECRET,
     MAILGUN_KEY,
+    MANDRILL_KEY,
+    MANDRILL_URL,
     RESEND_SECRET,
     SendgridSigner,
     generic_headers,
     mailersend_headers,
     mailgun_body,
     mailgun_legacy_fields,
+    mandrill_request,
     multipart,
     resend_headers,
     urlencoded,
@@ -86,7 +89,9 @@ def signed_config(
                 "sendgrid": sendgrid_signer.public_key,
                 "mailgun": MAILGUN_KEY,
                 "mailersend": MAILERSEND_SECRET,
+                "mandrill": MANDRILL_KEY,
             },
+            "provider_urls": {"mandrill": MANDRILL_URL},
         }
         settings.update(overrides)
         return make_config(**settings)
@@ -654,6 +659,107 @@ class TestMailerSend:
         assert await stored(fake_redis) == 0
 
 
+class TestMandrill:
+    async def test_the_test_batch_in_one_request(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        batch = list(samples("mandrill").values())
+        body, headers = mandrill_request(batch)
+        response = await client.post("/api/webhooks/mandrill", content=body, headers=headers)
+        assert response.json() == {"received": True}
+        found = await events(client)
+        assert sorted(e["type"] for e in found) == sorted(
+            [
+                "email.deferred", "email.bounce", "email.bounce", "email.open", "email.click",
+                "email.complaint", "email.unsubscribe", "email.rejected",
+            ]
+        )  # fmt: skip
+        assert {e["metadata"]["user_id"] for e in found} == {111}
+        counts = await fake_redis.hgetall(keys.INBOUND_COUNTS)
+        assert counts[b"mandrill:ignored:send"] == b"1"
+        assert counts[b"mandrill:ignored:blacklist"] == b"1"
+        assert counts[b"mandrill:ignored:whitelist"] == b"1"
+
+    async def test_detected_on_the_shared_url(self, client: httpx.AsyncClient) -> None:
+        # Whichever URL Mandrill posts to, MANDRILL_WEBHOOK_URL is the one it signs.
+        body, headers = mandrill_request([sample("mandrill", "click.json")], url=MANDRILL_URL)
+        assert (await client.post("/api/webhooks", content=body, headers=headers)).is_success
+        [event] = await events(client)
+        assert (event["provider"], event["click"]) == ("mandrill", {"url": "http://mandrill.com"})
+
+    @pytest.mark.parametrize(
+        ("url", "key"),
+        [
+            (MANDRILL_URL + "/", MANDRILL_KEY),
+            (MANDRILL_URL.replace("https:", "http:"), MANDRILL_KEY),
+            (MANDRILL_URL, "another-key"),
+            (MANDRILL_URL, "test-webhook"),
+        ],
+        ids=["trailing-slash", "http", "wrong-key", "probe-key"],
+    )
+    async def test_refused(
+        self, client: httpx.AsyncClient, fake_redis: Redis, url: str, key: str
+    ) -> None:
+        body, headers = mandrill_request([sample("mandrill", "open.json")], url=url, key=key)
+        assert_refused(await client.post("/api/webhooks/mandrill", content=body, headers=headers))
+        assert await stored(fake_redis) == 0
+
+    async def test_tampered(self, client: httpx.AsyncClient, fake_redis: Redis) -> None:
+        body, headers = mandrill_request([sample("mandrill", "open.json")])
+        tampered = body.replace(b"example.webhook", b"victim.webhook")
+        response = await client.post("/api/webhooks/mandrill", content=tampered, headers=headers)
+        assert_refused(response)
+        assert await stored(fake_redis) == 0
+
+    async def test_a_replay_is_stored_once(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        body, headers = mandrill_request([sample("mandrill", "open.json")])
+        for _ in range(3):
+            response = await client.post("/api/webhooks/mandrill", content=body, headers=headers)
+            assert response.is_success
+        assert await stored(fake_redis) == 1
+
+    @pytest.mark.parametrize("configured", [True, False], ids=["key-set", "no-key-yet"])
+    async def test_adding_the_webhook_in_mandrill(
+        self,
+        make_client: MakeClient,
+        signed_config: Callable[..., Config],
+        make_config: Callable[..., Config],
+        fake_redis: Redis,
+        configured: bool,
+    ) -> None:
+        # Mandrill checks the URL with HEAD, then, unless that answered 200, posts an empty
+        # batch signed with the key "test-webhook"; the user learns the real key only after.
+        client = await make_client(signed_config() if configured else make_config())
+        for path in ("/api/webhooks/mandrill", "/api/webhooks"):
+            head = await client.head(path)
+            assert (head.status_code, head.content) == (200, b"")
+            body, headers = mandrill_request([], key="test-webhook")
+            response = await client.post(path, content=body, headers=headers)
+            assert response.json() == {"received": True}
+        assert await stored(fake_redis) == 0
+        assert await fake_redis.keys("mh:*") == []
+
+    async def test_json_is_415(self, client: httpx.AsyncClient, fake_redis: Redis) -> None:
+        body, headers = mandrill_request([sample("mandrill", "open.json")])
+        headers["content-type"] = "application/json"
+        response = await client.post("/api/webhooks/mandrill", content=body, headers=headers)
+        assert_error(response, 415, "unsupported_media_type")
+        assert response.json()["error"]["message"] == (
+            "mandrill events are not sent as application/json"
+        )
+        assert await stored(fake_redis) == 0
+
+    async def test_a_broken_batch_is_422_naming_the_field(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        body, headers = mandrill_request([{"event": "open", "ts": 1}])
+        response = await client.post("/api/webhooks/mandrill", content=body, headers=headers)
+        assert_error(response, 422, "invalid_payload", "mandrill_events[0].msg._id")
+        assert await stored(fake_redis) == 0
+
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: (
@@ -725,6 +831,7 @@ def header_sets(
     return st.dictionaries(st.sampled_from(names), values, max_size=len(names))
 
 
+MANDRILL_BODIES = [mandrill_request([event])[0] for event in samples("mandrill").values()]
 MAILERSEND_BODIES = [json.dumps(event).encode() for event in samples("mailersend").values()]
 LEGACY_FORMS = [
     encode(mailgun_legacy_fields(legacy(f"legacy/{path.name}"), NOW))[0]
@@ -739,6 +846,24 @@ FORM_PAIRS = st.lists(
     ),
     max_size=8,
 )
+
+
+@st.composite
+def mandrill_requests(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
+    body = draw(
+        st.binary(max_size=300)
+        | JSON_VALUES.map(lambda value: mandrill_request([value])[0])
+        | JSON_VALUES.map(lambda value: mandrill_request(json.dumps(value))[0])
+        | st.sampled_from(MANDRILL_BODIES)
+        | mutated(MANDRILL_BODIES)
+    )
+    headers = draw(
+        header_sets(
+            ["x-mandrill-signature", "content-type"],
+            st.sampled_from(FORM_TYPES) | st.text(alphabet=ASCII, max_size=40),
+        )
+    )
+    return "/api/webhooks/mandrill", body, headers
 
 
 @st.composite
@@ -792,9 +917,11 @@ def assert_never_a_500(
             "sendgrid": signer.public_key,
             "mailgun": MAILGUN_KEY,
             "mailersend": MAILERSEND_SECRET,
+            "mandrill": MANDRILL_KEY,
         }
         if signed
         else {},
+        provider_urls={"mandrill": MANDRILL_URL},
     )
 
     @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck))
@@ -825,6 +952,10 @@ class TestArbitraryInput:
     @SIGNED
     def test_never_a_500(self, signed: bool) -> None:
         assert_never_a_500(inbound_requests(), signed=signed, max_examples=150)
+
+    @SIGNED
+    def test_mandrill_never_a_500(self, signed: bool) -> None:
+        assert_never_a_500(mandrill_requests(), signed=signed, max_examples=100)
 
     @SIGNED
     def test_mailersend_never_a_500(self, signed: bool) -> None:

@@ -23,6 +23,7 @@ from tests.signers import (
     mailersend_headers,
     mailgun_body,
     mailgun_legacy_fields,
+    mandrill_request,
     multipart,
     resend_headers,
     urlencoded,
@@ -57,6 +58,9 @@ class TestDetect:
             ({"signature": "a" * 64}, b'{"type": "activity.sent"}', "mailersend"),
             ({"signature": "a" * 64}, b"[]", "sendgrid"),
             ({"signature": "a" * 63}, b"{}", "generic"),
+            ({"x-mandrill-signature": "x"}, b"mandrill_events=%5B%5D", "mandrill"),
+            ({"content-type": FORM}, b"mandrill_events=%5B%5D", "mandrill"),
+            ({}, b"mandrill_events=%5B%5D", "generic"),
             ({"content-type": FORM}, b"timestamp=1&token=t&signature=s", "mailgun"),
             ({"content-type": FORM}, b"timestamp=1&token=t", "generic"),
             ({"content-type": "multipart/form-data; boundary=b"}, b"--b\r\n", "generic"),
@@ -73,11 +77,12 @@ class TestDetect:
             ("sendgrid", "sendgrid"),
             ("mailgun", "generic"),
             ("mailersend", "generic"),
+            ("mandrill", "generic"),
         ],
     )
     def test_samples_by_body_alone(self, folder: str, provider: str) -> None:
         # Resend and MailerSend are known by their headers only; Mailgun's samples are bare
-        # `event-data`.
+        # `event-data`, Mandrill's the events of a batch, outside their form.
         samples = [p for p in (SAMPLES_ROOT / folder).glob("*.json") if "signature" not in p.name]
         assert samples
         assert {detect({}, path.read_bytes()).name for path in samples} == {provider}
@@ -168,6 +173,7 @@ VERIFY_INPUTS: dict[str, tuple[dict[str, str], str]] = {
     ),
     "mailgun": ({}, "key"),
     "mailersend": ({"signature": "0" * 64}, "secret"),
+    "mandrill": ({"x-mandrill-signature": "AAAA"}, "key"),
 }
 # Folders of samples from providers that are not registered yet: detected as generic.
 UNREGISTERED = ("amazon_ses", "postmark")
@@ -199,6 +205,10 @@ def real_requests() -> list[tuple[str, str, dict[str, str], bytes]]:
                 found.append((folder.name, path.name + " unsigned", {}, body))
             elif folder.name == "mailersend":
                 found.append((folder.name, path.name, mailersend_headers(body), body))
+            elif folder.name == "mandrill":
+                form, headers = mandrill_request([json.loads(body)])
+                found.append((folder.name, path.name, headers, form))
+                found.append((folder.name, path.name + " unsigned", {"content-type": FORM}, form))
             else:
                 found.append((folder.name, path.name, {}, body))
     for path in sorted((SAMPLES_ROOT / "mailgun" / "legacy").glob("*.json")):

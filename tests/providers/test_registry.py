@@ -115,8 +115,12 @@ class TestRegistry:
             "resend": "RESEND_WEBHOOK_SECRET",
             "sendgrid": "SENDGRID_WEBHOOK_PUBLIC_KEY",
             "mailersend": "MAILERSEND_WEBHOOK_SECRET",
+            "mandrill": "MANDRILL_WEBHOOK_KEY",
             "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
             "generic": "INBOUND_SECRET",
+        }
+        assert {p.name: p.url_variable for p in PROVIDERS if p.url_variable} == {
+            "mandrill": "MANDRILL_WEBHOOK_URL"
         }
 
     @pytest.mark.parametrize(
@@ -189,6 +193,24 @@ class TestDerived:
             check_inbound_secrets(config, WITH_FAKE)
         assert str(info.value).startswith(f"{provider.secret_variable}: ")
         assert MALFORMED[provider.name] not in str(info.value)
+
+    def test_a_signed_url_is_read_and_required_with_its_secret(self) -> None:
+        url = "https://user:pw@hooks.example.com/api/webhooks/mandrill"
+        env = {"MANDRILL_WEBHOOK_KEY": "key", "MANDRILL_WEBHOOK_URL": f" {url} "}
+        config = Config.from_env(env)
+        assert config.provider_urls == {"mandrill": url}
+        assert "pw@" not in repr(config)
+        check_inbound_secrets(config)
+        without = Config.from_env({"MANDRILL_WEBHOOK_KEY": "key"})
+        with pytest.raises(ConfigError, match=r"^MANDRILL_WEBHOOK_URL is required with"):
+            check_inbound_secrets(without)
+        check_inbound_secrets(Config.from_env({"MANDRILL_WEBHOOK_URL": url}))  # no key, no check
+
+    @pytest.mark.parametrize("url", ["hooks.example.com/x", "ftp://h/x", "https:///x", "/x"])
+    def test_a_signed_url_must_be_absolute(self, url: str) -> None:
+        with pytest.raises(ConfigError, match=r"^MANDRILL_WEBHOOK_URL must be an absolute") as info:
+            Config.from_env({"MANDRILL_WEBHOOK_URL": url})
+        assert url not in str(info.value)
 
     def test_secrets_that_pass_their_check_start(self) -> None:
         config = Config.from_env(
