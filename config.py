@@ -54,6 +54,9 @@ class Config:
     # `secret_variable` (or variables: `Provider.read_secret`), set ones only; each must sign
     # or authenticate that provider's requests.
     provider_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Provider name → the URL read from its `url_variable` (set ones only), for a provider that
+    # signs the URL it posts to (Mandrill). Hidden from repr: it may hold credentials.
+    provider_urls: Mapping[str, str] = field(default_factory=dict, repr=False)
     allow_unsigned_inbound: bool = False
     dedup_ttl_seconds: int = 72 * 3600
     events_maxlen: int = 1_000_000
@@ -133,6 +136,7 @@ class Config:
             return get(name, _secret, "")
 
         secrets = {p.name: p.read_secret(variable) for p in providers}
+        urls = {p.name: get(p.url_variable, _absolute_url, "") for p in providers if p.url_variable}
         return cls(
             redis_url=get("REDIS_URL", _redis_url, DEFAULT_REDIS_URL),
             redis_ssl_cert_reqs=get("REDIS_SSL_CERT_REQS", _choice(SSL_CERT_REQS), "none"),
@@ -152,6 +156,7 @@ class Config:
             provider_secrets=MappingProxyType(
                 {name: secret for name, secret in secrets.items() if secret}
             ),
+            provider_urls=MappingProxyType({name: url for name, url in urls.items() if url}),
             allow_unsigned_inbound=get("ALLOW_UNSIGNED_INBOUND", _bool, False),
             dedup_ttl_seconds=get("DEDUP_TTL_SECONDS", _int_between(60, 90 * 86400), 72 * 3600),
             events_maxlen=get("EVENTS_MAXLEN", _int_between(1000, 10**9), 1_000_000),
@@ -243,6 +248,14 @@ def _secret(name: str, raw: str) -> str:
 def _metadata_key(name: str, raw: str) -> str:
     if len(raw) > 100:
         raise ConfigError(f"{name} must be at most 100 characters")
+    return raw
+
+
+def _absolute_url(name: str, raw: str) -> str:
+    # Never echo the value: a URL may carry basic-auth credentials.
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an absolute http:// or https:// URL")
     return raw
 
 

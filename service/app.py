@@ -81,6 +81,11 @@ def check_inbound_secrets(config: Config, providers: Sequence[Provider] = PROVID
             provider.check_secret(secret)
         except InvalidSignature as exc:
             raise ConfigError(f"{provider.secret_variable}: {exc}") from None
+        if provider.url_variable and not config.provider_urls.get(provider.name):
+            raise ConfigError(
+                f"{provider.url_variable} is required with {provider.secret_variable}: "
+                f"{provider.name} signs the URL it posts to, exactly as registered with it"
+            )
 
 
 async def ensure_default_account(state: AppState) -> None:

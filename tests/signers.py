@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import urllib.parse
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -16,6 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 RESEND_SECRET = "whsec_" + base64.b64encode(b"resend-test-signing-key-32bytes!").decode()
 INBOUND_SECRET = "generic-inbound-secret"
 MAILGUN_KEY = "mailgun-signing-key-for-tests"
+MAILERSEND_SECRET = "mailersend-signing-secret-for-tests"
+MANDRILL_KEY = "mandrill-webhook-key-for-tests"
+MANDRILL_URL = "https://hooks.example.com/api/webhooks/mandrill"
+FORM = "application/x-www-form-urlencoded"
 
 
 def basic_auth(user: str, password: str) -> dict[str, str]:
@@ -78,3 +83,70 @@ def mailgun_body(
     signature = hmac.new(key.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
     block = {"timestamp": ts, "token": token, "signature": signature}
     return json.dumps({"signature": block, "event-data": event_data}).encode()
+
+
+def mailersend_headers(body: bytes, secret: str = MAILERSEND_SECRET) -> dict[str, str]:
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"content-type": "application/json", "signature": signature}
+
+
+def mandrill_request(
+    events: list[Any] | str, url: str = MANDRILL_URL, key: str = MANDRILL_KEY
+) -> tuple[bytes, dict[str, str]]:
+    """A form body `mandrill_events=<JSON>` and its headers, signed over `url` + the field as
+    Mandrill documents; `events` given as a string is sent as it is."""
+    value = events if isinstance(events, str) else json.dumps(events)
+    signed = url + "mandrill_events" + value
+    digest = hmac.new(key.encode(), signed.encode(), hashlib.sha1).digest()
+    body = urllib.parse.urlencode({"mandrill_events": value}).encode()
+    return body, {"content-type": FORM, "x-mandrill-signature": base64.b64encode(digest).decode()}
+
+
+FieldValues = dict[str, "str | list[str]"]
+
+
+def mailgun_legacy_fields(
+    fields: FieldValues, timestamp: float, token: str | None = None, key: str = MAILGUN_KEY
+) -> list[tuple[str, str]]:
+    """The form's fields in order, signed: the *last* timestamp, token and signature values are
+    Mailgun's (earlier ones are custom variables of the same names), set or replaced here."""
+    pairs = [
+        (name, item)
+        for name, value in fields.items()
+        for item in (value if isinstance(value, list) else [value])
+    ]
+    ts = str(int(timestamp))
+    token = token or secrets.token_hex(25)
+    signature = hmac.new(key.encode(), (ts + token).encode(), hashlib.sha256).hexdigest()
+    for name, value in (("timestamp", ts), ("token", token), ("signature", signature)):
+        last = max((i for i, (n, _) in enumerate(pairs) if n == name), default=None)
+        if last is None:
+            pairs.append((name, value))
+        else:
+            pairs[last] = (name, value)
+    return pairs
+
+
+def urlencoded(pairs: list[tuple[str, str]]) -> tuple[bytes, dict[str, str]]:
+    return urllib.parse.urlencode(pairs).encode(), {"content-type": FORM}
+
+
+def multipart(
+    pairs: list[tuple[str, str]], files: dict[str, bytes] | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """A multipart/form-data body of `pairs`, then `files` (name → content) as file parts."""
+    boundary = "mailhooks-" + secrets.token_hex(8)
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        + value.encode()
+        + b"\r\n"
+        for name, value in pairs
+    ]
+    for name, content in (files or {}).items():
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+            f'filename="{name}.eml"\r\nContent-Type: message/rfc822\r\n\r\n'
+        )
+        parts.append(head.encode() + content + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, {"content-type": f"multipart/form-data; boundary={boundary}"}

@@ -49,14 +49,20 @@ async def receive(
     request: Request, provider: Provider | None, providers: Sequence[Provider] = PROVIDERS
 ) -> Response:
     """Handle one provider request; `provider` None means detect it among `providers`."""
+    if request.method == "HEAD":  # a check that the URL answers
+        return Response(status_code=200)
     state = app_state(request)
     body = await read_body(request, state.config, state.deadlines)
     if provider is None:
         provider = detect(request.headers, body, providers)
+    if provider.is_probe(body, request.headers):
+        # The provider checking the URL answers; it carries no event, so nothing to verify.
+        return json_response(Received(received=True))
     secret = state.config.provider_secrets.get(provider.name, "")
     now = state.clock()
     if secret:
-        provider.verify(body, request.headers, secret, now=now.timestamp())
+        url = state.config.provider_urls.get(provider.name, "")
+        provider.verify_request(body, request.headers, secret, now=now.timestamp(), url=url)
     elif not state.config.allow_unsigned_inbound:
         raise InvalidSignature(
             f"{provider.name} events are refused: set {provider.secret_variable} to verify them"
@@ -64,7 +70,7 @@ async def receive(
     kind = media_type(request)
     if not provider.accepts_media_type(kind):
         shown = kind or "no Content-Type"
-        raise UnsupportedMediaType(f"{provider.name} events must be JSON, not {shown}")
+        raise UnsupportedMediaType(f"{provider.name} events are not sent as {shown}")
     normalized = provider.normalize(body, request.headers, received_at=format_timestamp(now))
     events = [item for item in normalized if isinstance(item, Event)]
     ignored = [item for item in normalized if isinstance(item, Ignored)]
@@ -125,7 +131,8 @@ async def claim_replay_token(
 
 
 def inbound_routes(providers: Sequence[Provider] = PROVIDERS) -> list[Route]:
-    """`POST` on each of `inbound_paths(providers)`; the shared URL detects the provider."""
+    """`POST` on each of `inbound_paths(providers)`; the shared URL detects the provider.
+    `HEAD` answers 200 with no body: Mandrill checks a URL that way when a webhook is added."""
     shared, *named = inbound_paths(providers)
 
     async def receive_detected(request: Request) -> Response:
@@ -135,10 +142,10 @@ def inbound_routes(providers: Sequence[Provider] = PROVIDERS) -> list[Route]:
         async def endpoint(request: Request) -> Response:
             return await receive(request, provider, providers)
 
-        return Route(path, endpoint, methods=["POST"], name=f"inbound_{provider.name}")
+        return Route(path, endpoint, methods=["POST", "HEAD"], name=f"inbound_{provider.name}")
 
     return [
-        Route(shared[0], receive_detected, methods=["POST"], name="inbound"),
+        Route(shared[0], receive_detected, methods=["POST", "HEAD"], name="inbound"),
         *(provider_route(path, provider) for path, provider in named),
     ]
 

@@ -3,7 +3,8 @@
 A provider module keeps its pure functions (`verify`, `normalize`, ...) and exposes one
 `PROVIDER` object implementing `Provider`; `service.providers.registry` lists them. Subclassing
 `Provider` explicitly inherits its defaults: any secret accepted at start-up, the secret read
-from `secret_variable` alone, the shared `TOLERANCE_SECONDS`, and no replay token.
+from `secret_variable` alone, the shared `TOLERANCE_SECONDS`, no replay token, no signed URL
+and no probe.
 """
 
 from __future__ import annotations
@@ -73,6 +74,26 @@ class Provider(Protocol):
         """Raise InvalidSignature unless the request is signed with `secret` and, when the
         scheme has a timestamp, within `tolerance_seconds` of `now` (unix seconds)."""
         ...
+
+    @property
+    def url_variable(self) -> str | None:
+        """For a scheme that signs the URL the provider posts to (Mandrill): the environment
+        variable holding that URL exactly as registered with the provider. None by default."""
+        return None
+
+    def verify_request(
+        self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float, url: str
+    ) -> None:
+        """What the inbound handler calls: `verify`, given also `url`, the value of
+        `url_variable` ("" when unset). By default the URL is not signed."""
+        self.verify(body, headers, secret, now=now)
+
+    def is_probe(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """Whether the request is the provider checking that the URL answers, carrying no
+        event (Mandrill's empty batch when a webhook is added, signed with a key the user has
+        not been shown yet): answered 200 before verification, storing nothing. Never raises;
+        False by default."""
+        return False
 
     def normalize(
         self, body: bytes, headers: Mapping[str, str], *, received_at: str

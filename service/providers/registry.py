@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 from service.providers import (
     brevo,
     generic,
+    mailersend,
     mailgun,
     mailjet,
+    mandrill,
     postmark,
     resend,
     sendgrid,
@@ -28,6 +30,8 @@ PROVIDERS: tuple[Provider, ...] = (
     mailjet.PROVIDER,
     brevo.PROVIDER,
     sendgrid.PROVIDER,
+    mailersend.PROVIDER,
+    mandrill.PROVIDER,
     mailgun.PROVIDER,
     postmark.PROVIDER,
     # Last: the fallback, which detects every request and is served at the shared URL.

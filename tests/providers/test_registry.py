@@ -42,6 +42,7 @@ class Fake:
     summary: str = "Fake events (test-signed)"
     tolerance_seconds: int = 60
     replay_token_field: str = "token"
+    url_variable: str | None = None
 
     def accepts_media_type(self, media_type: str) -> bool:
         return media_type == "application/json"
@@ -56,6 +57,14 @@ class Fake:
     def verify(self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float) -> None:
         if header(headers, "x-fake-signature") != secret:
             raise InvalidSignature("x-fake-signature does not match")
+
+    def verify_request(
+        self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float, url: str
+    ) -> None:
+        self.verify(body, headers, secret, now=now)
+
+    def is_probe(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        return body == b"ping"
 
     def normalize(
         self, body: bytes, headers: Mapping[str, str], *, received_at: str
@@ -116,12 +125,17 @@ class TestRegistry:
         assert {p.name: p.secret_variable for p in PROVIDERS} == {
             "resend": "RESEND_WEBHOOK_SECRET",
             "sendgrid": "SENDGRID_WEBHOOK_PUBLIC_KEY",
+            "mailersend": "MAILERSEND_WEBHOOK_SECRET",
+            "mandrill": "MANDRILL_WEBHOOK_KEY",
             "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
             "postmark": "POSTMARK_WEBHOOK_BASIC_AUTH",
             "sparkpost": "SPARKPOST_WEBHOOK_BASIC_AUTH",
             "mailjet": "MAILJET_WEBHOOK_BASIC_AUTH",
             "brevo": "BREVO_WEBHOOK_BASIC_AUTH",
             "generic": "INBOUND_SECRET",
+        }
+        assert {p.name: p.url_variable for p in PROVIDERS if p.url_variable} == {
+            "mandrill": "MANDRILL_WEBHOOK_URL"
         }
 
     @pytest.mark.parametrize(
@@ -195,6 +209,24 @@ class TestDerived:
         assert str(info.value).startswith(f"{provider.secret_variable}: ")
         assert MALFORMED[provider.name] not in str(info.value)
 
+    def test_a_signed_url_is_read_and_required_with_its_secret(self) -> None:
+        url = "https://user:pw@hooks.example.com/api/webhooks/mandrill"
+        env = {"MANDRILL_WEBHOOK_KEY": "key", "MANDRILL_WEBHOOK_URL": f" {url} "}
+        config = Config.from_env(env)
+        assert config.provider_urls == {"mandrill": url}
+        assert "pw@" not in repr(config)
+        check_inbound_secrets(config)
+        without = Config.from_env({"MANDRILL_WEBHOOK_KEY": "key"})
+        with pytest.raises(ConfigError, match=r"^MANDRILL_WEBHOOK_URL is required with"):
+            check_inbound_secrets(without)
+        check_inbound_secrets(Config.from_env({"MANDRILL_WEBHOOK_URL": url}))  # no key, no check
+
+    @pytest.mark.parametrize("url", ["hooks.example.com/x", "ftp://h/x", "https:///x", "/x"])
+    def test_a_signed_url_must_be_absolute(self, url: str) -> None:
+        with pytest.raises(ConfigError, match=r"^MANDRILL_WEBHOOK_URL must be an absolute") as info:
+            Config.from_env({"MANDRILL_WEBHOOK_URL": url})
+        assert url not in str(info.value)
+
     def test_secrets_that_pass_their_check_start(self) -> None:
         config = Config.from_env(
             {"FAKE_WEBHOOK_SECRET": FAKE_SECRET, "MAILGUN_WEBHOOK_SIGNING_KEY": "any"}, WITH_FAKE
@@ -246,6 +278,23 @@ class TestFakeEndToEnd:
         assert [(e["provider"], e["provider_event_id"]) for e in stored] == [("fake", "e1")]
         ttl = await fake_redis.ttl(keys.token("fake", seen_digest("t1")))
         assert 0 < ttl <= FAKE.tolerance_seconds * 2
+
+    @pytest.mark.parametrize("path", ["/api/webhooks/fake", "/api/webhooks"])
+    async def test_its_probe_is_answered_unverified_and_stores_nothing(
+        self, fake_redis: Redis, path: str
+    ) -> None:
+        status, answer, stored = await self.post(fake_redis, {}, path, b"ping", "unsigned")
+        assert (status, answer, stored) == (200, {"received": True}, [])
+        # Nothing but the default account, recorded when the app started.
+        assert sorted(await fake_redis.keys("mh:*")) == [b"mh:account:acc_default", b"mh:accounts"]
+
+    async def test_head_answers_on_every_inbound_url(self, fake_redis: Redis) -> None:
+        app = create_app(Config(api_keys=(API_KEY,)), redis=fake_redis, clock=lambda: FIXED_NOW)
+        app.router.routes[:0] = inbound_routes(WITH_FAKE)
+        async with serve(app, {}) as client:
+            for path, _ in inbound_paths(WITH_FAKE):
+                response = await client.head(path)
+                assert (response.status_code, response.content) == (200, b""), path
 
     async def test_wrong_signature(self, fake_redis: Redis) -> None:
         status, answer, stored = await self.post(
