@@ -517,7 +517,8 @@ class TestMailgunLegacy:
     async def test_custom_variables_reach_the_metadata(self, client: httpx.AsyncClient) -> None:
         pairs = mailgun_legacy_fields(
             # The default account's tag, so that the event is routed to the reading key.
-            legacy("legacy/metadata_post_fields.json", account_id="acc_default"), NOW
+            legacy("legacy/metadata_post_fields.json", account_id="acc_default"),
+            NOW,
         )
         body, headers = urlencoded(pairs)
         assert (await client.post("/api/webhooks", content=body, headers=headers)).is_success
