@@ -22,6 +22,7 @@ from service.deadlines import Deadlines
 from service.http import deliveries, events, health, inbound, openapi, status, webhooks
 from service.http.errors import exception_handlers
 from service.http.server import install_access_log_redaction
+from service.http.signing_keys import SigningKeys, signing_keys_client
 from service.http.state import STATE_KEY, AppState
 from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
@@ -87,6 +88,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         client = redis if redis is not None else connect(config)
+        keys_client = signing_keys_client()
         logger.info("web starting with %r", config)
         try:
             event_store = EventStore(
@@ -102,12 +104,14 @@ def create_app(
                 clock=clock,
                 capacity=Capacity(client, limit=config.ingest_memory_limit, clock=clock),
                 deadlines=Deadlines(),
+                signing_keys=SigningKeys(config.sns_cert_url_pattern, keys_client),
             )
             if redis is None:
                 freeze_startup_objects()
             yield {STATE_KEY: state}
             await event_store.drain()  # a trim under way finishes before the client closes
         finally:
+            await keys_client.aclose()
             if redis is None:
                 await client.aclose()
 

@@ -4,14 +4,16 @@
     ├── MalformedJson              400 the body is not JSON
     ├── Unauthorized               401 missing or wrong API key
     │   └── InvalidSignature       401 an inbound request's signature is missing or wrong
+    ├── Forbidden                  403 an authentic inbound request from a sender not allowed here
     ├── NotFound                   404 no such resource
     ├── RequestTimeout             408 the body did not arrive within READ_TIMEOUT
     ├── PayloadTooLarge            413 body over MAX_BODY_BYTES
     ├── UnsupportedMediaType       415 body is not application/json
     ├── ValidationFailed           422 JSON of the wrong shape or value; names the field
     │   └── InvalidPayload         422 a provider body that is not valid for its format
-    └── StoreUnavailable           503 Redis did not answer
-        └── StoreFull              503 Redis is too full to take more events
+    ├── StoreUnavailable           503 Redis did not answer
+    │   └── StoreFull              503 Redis is too full to take more events
+    └── SigningKeyUnavailable      503 a provider's published signing key could not be fetched
 
 The hierarchy only, with no I/O and no web framework: `service.http.errors` turns these (and
 Starlette's and redis-py's own errors) into the JSON error shape, in that one place.
@@ -47,6 +49,14 @@ class Unauthorized(MailhooksError):
 
 class InvalidSignature(Unauthorized):
     code = "invalid_signature"
+
+
+class Forbidden(MailhooksError):
+    """Signed by the provider, but by an account of it we do not take events from (an SNS topic
+    that is not in SES_TOPIC_ARNS)."""
+
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(MailhooksError):
@@ -99,6 +109,14 @@ class StoreUnavailable(MailhooksError):
 
 class StoreFull(StoreUnavailable):
     code = "store_full"
+
+
+class SigningKeyUnavailable(MailhooksError):
+    """The key a provider publishes by URL (SNS's signing certificate) did not arrive: its host
+    failed or timed out. The provider retries a 503."""
+
+    status = 503
+    code = "signing_key_unavailable"
 
 
 STORE_FULL_MESSAGE = "the event store is full; retry later"
