@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -17,11 +19,18 @@ from service.providers.base import Provider
 from service.providers.detect import detect
 from service.providers.registry import BY_NAME, PROVIDERS
 from tests import FIXTURES
-from tests.signers import SendgridSigner, mailgun_body, resend_headers
+from tests.signers import (
+    SendgridSigner,
+    SnsSigner,
+    mailgun_body,
+    resend_headers,
+    sns_request,
+)
 
 SAMPLES_ROOT = FIXTURES / "providers"
 NOW = 1_772_532_000
 MAILGUN = b'{"signature": {"timestamp": "1", "token": "t", "signature": "s"}, "event-data": {}}'
+SNS = SnsSigner()
 
 
 class TestDetect:
@@ -45,6 +54,10 @@ class TestDetect:
             ({}, b"", "generic"),
             ({"svix-id": ""}, b"{}", "generic"),
             ({"x-webhook-signature": "ab"}, b"{}", "generic"),
+            ({"x-amz-sns-message-type": "Notification"}, b"{}", "ses"),
+            ({"x-amz-sns-message-type": "Notification"}, b"[]", "ses"),
+            ({"x-amz-sns-message-type": " "}, b"{}", "generic"),
+            ({"x-amz-sns-message-type": "Notification", "svix-id": "msg_1"}, b"{}", "resend"),
         ],
     )
     def test_table(self, headers: dict[str, str], body: bytes, provider: str) -> None:
@@ -52,10 +65,16 @@ class TestDetect:
 
     @pytest.mark.parametrize(
         ("folder", "provider"),
-        [("resend", "generic"), ("sendgrid", "sendgrid"), ("mailgun", "generic")],
+        [
+            ("resend", "generic"),
+            ("sendgrid", "sendgrid"),
+            ("mailgun", "generic"),
+            ("amazon_ses", "generic"),
+        ],
     )
     def test_samples_by_body_alone(self, folder: str, provider: str) -> None:
-        # Resend is known by its headers only; Mailgun's samples are bare `event-data`.
+        # Resend and SNS are known by their headers only; Mailgun's samples are bare
+        # `event-data`.
         samples = [p for p in (SAMPLES_ROOT / folder).glob("*.json") if "signature" not in p.name]
         assert samples
         assert {detect({}, path.read_bytes()).name for path in samples} == {provider}
@@ -123,9 +142,12 @@ VERIFY_INPUTS: dict[str, tuple[dict[str, str], str]] = {
         "Rqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==",
     ),
     "mailgun": ({}, "key"),
+    "ses": ({"x-amz-sns-message-type": "Notification"}, ""),
 }
 # Folders of samples from providers that are not registered yet: detected as generic.
-UNREGISTERED = ("amazon_ses", "postmark")
+UNREGISTERED = ("postmark",)
+# Sample folders named otherwise than their provider.
+FOLDERS = {"ses": "amazon_ses"}
 CANONICAL_TYPES = {QUALIFIED_PREFIX + name for name in EVENT_TYPES}
 RECEIVED_AT = "2026-01-01T00:00:00Z"
 
@@ -137,7 +159,8 @@ def provider_id(provider: Provider) -> str:
 def real_requests() -> list[tuple[str, str, dict[str, str], bytes]]:
     """(folder, sample, headers, body) for every sample under fixtures/providers, sent as its
     provider sends it: Resend with Svix headers, Mailgun's `event-data` inside a signature
-    block, SendGrid's batch signed and unsigned, the others as they are."""
+    block, SendGrid's batch signed and unsigned, SES events inside a signed SNS message (SNS's
+    own samples with their headers), the others as they are."""
     signer = SendgridSigner()
     found = []
     for folder in sorted(path for path in SAMPLES_ROOT.iterdir() if path.is_dir()):
@@ -152,9 +175,22 @@ def real_requests() -> list[tuple[str, str, dict[str, str], bytes]]:
             elif folder.name == "sendgrid":
                 found.append((folder.name, path.name, signer.headers(body, NOW), body))
                 found.append((folder.name, path.name + " unsigned", {}, body))
+            elif folder.name == "amazon_ses":
+                found.append((folder.name, path.name, *sns_sample(path)))
             else:
                 found.append((folder.name, path.name, {}, body))
     return found
+
+
+def sns_sample(path: Path) -> tuple[dict[str, str], bytes]:
+    """SNS's own samples with the headers they came with; an SES event in a message."""
+    if path.name.startswith("sns_"):
+        lines = path.with_suffix(".http_headers.txt").read_text().splitlines()[1:]
+        headers = dict(line.lower().split(": ", 1) for line in lines if ": " in line)
+        return headers, path.read_bytes()
+    message = SNS.notification(path.read_text(), datetime.fromtimestamp(NOW, UTC))
+    body, headers = sns_request(message)
+    return headers, body
 
 
 REAL_REQUESTS = real_requests()
@@ -163,13 +199,17 @@ REAL_BODIES = list(dict.fromkeys(body for _, _, _, body in REAL_REQUESTS))
 
 def owner(folder: str) -> str | None:
     """The provider a sample folder belongs to, or None for one not registered yet."""
-    return None if folder in UNREGISTERED else BY_NAME[folder].name
+    if folder in UNREGISTERED:
+        return None
+    names = {folder: name for name, folder in FOLDERS.items()}
+    return BY_NAME[names.get(folder, folder)].name
 
 
 class TestRealRequests:
     def test_every_folder_is_known(self) -> None:
         folders = {folder for folder, _, _, _ in REAL_REQUESTS}
-        assert folders == {*(p.name for p in PROVIDERS if p.name != "generic"), *UNREGISTERED}
+        registered = {FOLDERS.get(p.name, p.name) for p in PROVIDERS if p.name != "generic"}
+        assert folders == {*registered, *UNREGISTERED}
 
     @pytest.mark.parametrize(
         ("folder", "headers", "body"),
@@ -223,6 +263,16 @@ class TestArbitraryBytes:
         headers, secret = VERIFY_INPUTS[provider.name]
         with pytest.raises((InvalidPayload, InvalidSignature)):
             provider.verify(body, headers, secret, now=NOW)
+
+    @pytest.mark.parametrize("body", NASTY_BODIES)
+    @pytest.mark.parametrize("provider", PROVIDERS, ids=provider_id)
+    def test_signing_key_url_is_none_or_refuses(self, provider: Provider, body: bytes) -> None:
+        headers, secret = VERIFY_INPUTS[provider.name]
+        try:
+            url = provider.signing_key_url(body, headers, secret, now=NOW)
+        except (InvalidPayload, InvalidSignature):
+            return
+        assert url is None
 
     @pytest.mark.parametrize("body", NASTY_BODIES + REAL_BODIES)
     @pytest.mark.parametrize("provider", PROVIDERS, ids=provider_id)

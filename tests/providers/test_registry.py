@@ -92,7 +92,12 @@ FAKE_SECRET = "fake_secret"
 WITH_FAKE: tuple[Provider, ...] = (*PROVIDERS[:-1], FAKE, PROVIDERS[-1])
 REGISTRIES = pytest.mark.parametrize("providers", [PROVIDERS, WITH_FAKE], ids=["real", "fake"])
 # A secret each provider's `check_secret` refuses, for those that check.
-MALFORMED = {"resend": "whsec_!!", "sendgrid": "not-a-key", "fake": "wrong"}
+MALFORMED = {
+    "resend": "whsec_!!",
+    "sendgrid": "not-a-key",
+    "ses": "arn:aws:sns:us-west-2:123456789012:ok,not-an-arn",
+    "fake": "wrong",
+}
 
 
 EVERY = pytest.mark.parametrize(
@@ -117,6 +122,7 @@ class TestRegistry:
             "resend": "RESEND_WEBHOOK_SECRET",
             "sendgrid": "SENDGRID_WEBHOOK_PUBLIC_KEY",
             "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
+            "ses": "SES_TOPIC_ARNS",
             "generic": "INBOUND_SECRET",
         }
 
