@@ -165,3 +165,31 @@ def sns_request(message: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
         "user-agent": "Amazon Simple Notification Service Agent",
     }
     return json.dumps(message, indent=2).encode(), headers
+
+
+class PostalSigner:
+    """A Postal server's RSA signing key: signs bodies as Postal 3 does (both headers)."""
+
+    def __init__(self) -> None:
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        public = self._key.public_key()
+        self.public_key_pem = public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+        der = public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.public_key = base64.b64encode(der).decode()  # as in Postal's DKIM record
+
+    def signature(self, body: bytes, algorithm: hashes.HashAlgorithm) -> str:
+        return base64.b64encode(self._key.sign(body, padding.PKCS1v15(), algorithm)).decode()
+
+    def headers(self, body: bytes, *, sha1: bool = True, sha256: bool = True) -> dict[str, str]:
+        headers = {"content-type": "application/json", "user-agent": "Postal/3.3.7"}
+        if sha1:
+            # The legacy header every Postal version sends.
+            headers["x-postal-signature"] = self.signature(body, hashes.SHA1())  # noqa: S303
+        if sha256:
+            headers["x-postal-signature-256"] = self.signature(body, hashes.SHA256())
+            headers["x-postal-signature-kid"] = "0" * 64
+        return headers

@@ -13,9 +13,9 @@ def detect(
 ) -> Provider:
     """The first of `providers` whose `detects` is true, else the last one (the fallback).
 
-    With the registry's order: Svix headers → resend; `x-amz-sns-message-type` → ses;
-    SendGrid's signature header or a JSON array → sendgrid; an object with `signature` and
-    `event-data` → mailgun; anything else → generic."""
+    With the registry's order: Svix headers → resend; `x-amz-sns-message-type` → ses; Postal's
+    signature headers → postal; SendGrid's signature header or a JSON array → sendgrid; an
+    object with `signature` and `event-data` → mailgun; anything else → generic."""
     for provider in providers:
         if provider.detects(headers, body):
             return provider

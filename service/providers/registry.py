@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from service.providers import generic, mailgun, resend, sendgrid, ses
+from service.providers import generic, mailgun, postal, resend, sendgrid, ses
 from service.providers.base import Provider
 
 PROVIDERS: tuple[Provider, ...] = (
     resend.PROVIDER,
     ses.PROVIDER,
+    postal.PROVIDER,
     sendgrid.PROVIDER,
     mailgun.PROVIDER,
     # Last: the fallback, which detects every request and is served at the shared URL.

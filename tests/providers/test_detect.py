@@ -20,6 +20,7 @@ from service.providers.detect import detect
 from service.providers.registry import BY_NAME, PROVIDERS
 from tests import FIXTURES
 from tests.signers import (
+    PostalSigner,
     SendgridSigner,
     SnsSigner,
     mailgun_body,
@@ -30,6 +31,7 @@ from tests.signers import (
 SAMPLES_ROOT = FIXTURES / "providers"
 NOW = 1_772_532_000
 MAILGUN = b'{"signature": {"timestamp": "1", "token": "t", "signature": "s"}, "event-data": {}}'
+POSTAL = PostalSigner()
 SNS = SnsSigner()
 
 
@@ -58,6 +60,9 @@ class TestDetect:
             ({"x-amz-sns-message-type": "Notification"}, b"[]", "ses"),
             ({"x-amz-sns-message-type": " "}, b"{}", "generic"),
             ({"x-amz-sns-message-type": "Notification", "svix-id": "msg_1"}, b"{}", "resend"),
+            ({"x-postal-signature": "AAAA"}, b"{}", "postal"),
+            ({"x-postal-signature-256": "AAAA"}, b"[]", "postal"),
+            ({"x-postal-signature-kid": "ab"}, b"{}", "generic"),
         ],
     )
     def test_table(self, headers: dict[str, str], body: bytes, provider: str) -> None:
@@ -70,10 +75,11 @@ class TestDetect:
             ("sendgrid", "sendgrid"),
             ("mailgun", "generic"),
             ("amazon_ses", "generic"),
+            ("postal", "generic"),
         ],
     )
     def test_samples_by_body_alone(self, folder: str, provider: str) -> None:
-        # Resend and SNS are known by their headers only; Mailgun's samples are bare
+        # Resend, SNS and Postal are known by their headers only; Mailgun's samples are bare
         # `event-data`.
         samples = [p for p in (SAMPLES_ROOT / folder).glob("*.json") if "signature" not in p.name]
         assert samples
@@ -143,6 +149,7 @@ VERIFY_INPUTS: dict[str, tuple[dict[str, str], str]] = {
     ),
     "mailgun": ({}, "key"),
     "ses": ({"x-amz-sns-message-type": "Notification"}, ""),
+    "postal": ({"x-postal-signature-256": "AAAA"}, POSTAL.public_key),
 }
 # Folders of samples from providers that are not registered yet: detected as generic.
 UNREGISTERED = ("postmark",)
@@ -160,7 +167,7 @@ def real_requests() -> list[tuple[str, str, dict[str, str], bytes]]:
     """(folder, sample, headers, body) for every sample under fixtures/providers, sent as its
     provider sends it: Resend with Svix headers, Mailgun's `event-data` inside a signature
     block, SendGrid's batch signed and unsigned, SES events inside a signed SNS message (SNS's
-    own samples with their headers), the others as they are."""
+    own samples with their headers), Postal's signed, the others as they are."""
     signer = SendgridSigner()
     found = []
     for folder in sorted(path for path in SAMPLES_ROOT.iterdir() if path.is_dir()):
@@ -177,6 +184,8 @@ def real_requests() -> list[tuple[str, str, dict[str, str], bytes]]:
                 found.append((folder.name, path.name + " unsigned", {}, body))
             elif folder.name == "amazon_ses":
                 found.append((folder.name, path.name, *sns_sample(path)))
+            elif folder.name == "postal":
+                found.append((folder.name, path.name, POSTAL.headers(body), body))
             else:
                 found.append((folder.name, path.name, {}, body))
     return found

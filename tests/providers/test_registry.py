@@ -96,6 +96,7 @@ MALFORMED = {
     "resend": "whsec_!!",
     "sendgrid": "not-a-key",
     "ses": "arn:aws:sns:us-west-2:123456789012:ok,not-an-arn",
+    "postal": "not-a-key",
     "fake": "wrong",
 }
 
@@ -123,6 +124,7 @@ class TestRegistry:
             "sendgrid": "SENDGRID_WEBHOOK_PUBLIC_KEY",
             "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
             "ses": "SES_TOPIC_ARNS",
+            "postal": "POSTAL_WEBHOOK_PUBLIC_KEY",
             "generic": "INBOUND_SECRET",
         }
 
