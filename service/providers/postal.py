@@ -234,7 +234,8 @@ def _event(
         provider=NAME,
         recipient=message.to,
         provider_event_id=envelope.uuid,
-        metadata={"tag": message.tag} if message.tag else None,
+        # A list, as Mailgun's `tags`: a tag `account_id:acc_…` can then name an account.
+        metadata={"tags": [message.tag]} if message.tag else None,
         **fields,
     )
 

@@ -75,7 +75,7 @@ class TestPostal:
         [event] = found
         assert (event["provider"], event["type"]) == ("postal", expected)
         assert event["provider_event_id"] == json.loads(body)["uuid"]
-        assert event["metadata"] == {"tag": "welcome"}
+        assert event["metadata"] == {"tags": ["welcome"]}
 
     async def test_the_click_as_stored(self, client: httpx.AsyncClient) -> None:
         body = fresh("message_link_clicked.json")
@@ -90,7 +90,7 @@ class TestPostal:
             "recipient": "test@example.com",
             "provider_event_id": "820b47a4-4dfd-42e4-ae6a-1e5bed5a3306",
             "click": {"url": "https://atech.media"},
-            "metadata": {"tag": "welcome"},
+            "metadata": {"tags": ["welcome"]},
             "user_agent": (
                 "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_6) AppleWebKit/537.36 (KHTML, like "
                 "Gecko) Chrome/54.0.2840.98 Safari/537.36"

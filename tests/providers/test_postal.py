@@ -152,7 +152,7 @@ def event(type_: str, uuid_suffix: str, **fields: Any) -> Event:
         "provider": "postal",
         "recipient": "test@example.com",
         "provider_event_id": "820b47a4-4dfd-42e4-ae6a-1e5bed5a" + uuid_suffix,
-        "metadata": {"tag": "welcome"},
+        "metadata": {"tags": ["welcome"]},
     }
     return Event(type=type_, **{**defaults, **fields})
 
