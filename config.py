@@ -7,6 +7,7 @@ Every variable is documented in the README's Configuration table. A bad value ra
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -24,6 +25,10 @@ SSL_CERT_REQS = ("none", "optional", "required")
 # Seconds before each attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MIN_API_KEY_LENGTH = 16
+# Where Amazon SNS publishes its signing certificates: HTTPS, an `sns.<region>` host of Amazon
+# (`.com.cn` in China), a `.pem` file. Anchored on the `/` after the host, so that
+# `sns.<region>.amazonaws.com.example.net` or `…amazonaws.com@example.net` cannot match.
+DEFAULT_SNS_CERT_URL_PATTERN = r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^?#@\\\s]*\.pem"
 
 
 class ConfigError(ValueError):
@@ -52,12 +57,16 @@ class Config:
     log_level: str = "INFO"
     # Inbound provider verification: provider name → the secret read from its
     # `secret_variable` (or variables: `Provider.read_secret`), set ones only; each must sign
-    # or authenticate that provider's requests.
+    # or authenticate that provider's requests (for Amazon SES, which SNS signs with its own
+    # certificates, the allowed topics instead).
     provider_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     # Provider name → the URL read from its `url_variable` (set ones only), for a provider that
     # signs the URL it posts to (Mandrill). Hidden from repr: it may hold credentials.
     provider_urls: Mapping[str, str] = field(default_factory=dict, repr=False)
     allow_unsigned_inbound: bool = False
+    # The only URLs SNS signing certificates are fetched from (a regular expression that the
+    # whole URL must match).
+    sns_cert_url_pattern: str = DEFAULT_SNS_CERT_URL_PATTERN
     dedup_ttl_seconds: int = 72 * 3600
     events_maxlen: int = 1_000_000
     # Ingest answers 503 from this fraction of Redis's maxmemory, leaving the worker room.
@@ -98,6 +107,7 @@ class Config:
             f"allow_private_urls={self.allow_private_urls}, "
             f"log_level={self.log_level!r}, inbound_secrets=<{self.configured_providers}>, "
             f"allow_unsigned_inbound={self.allow_unsigned_inbound}, "
+            f"sns_cert_url_pattern={self.sns_cert_url_pattern!r}, "
             f"dedup_ttl_seconds={self.dedup_ttl_seconds}, events_maxlen={self.events_maxlen}, "
             f"ingest_memory_limit={self.ingest_memory_limit}, "
             f"ingest_timeout={self.ingest_timeout}, "
@@ -158,6 +168,7 @@ class Config:
             ),
             provider_urls=MappingProxyType({name: url for name, url in urls.items() if url}),
             allow_unsigned_inbound=get("ALLOW_UNSIGNED_INBOUND", _bool, False),
+            sns_cert_url_pattern=get("SNS_CERT_URL_PATTERN", _regex, DEFAULT_SNS_CERT_URL_PATTERN),
             dedup_ttl_seconds=get("DEDUP_TTL_SECONDS", _int_between(60, 90 * 86400), 72 * 3600),
             events_maxlen=get("EVENTS_MAXLEN", _int_between(1000, 10**9), 1_000_000),
             ingest_timeout=get("INGEST_TIMEOUT", _float_between(0.1, 60), 1.0),
@@ -239,6 +250,14 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
 
     return parse
+
+
+def _regex(name: str, raw: str) -> str:
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ConfigError(f"{name} is not a regular expression: {exc}") from None
+    return raw
 
 
 def _secret(name: str, raw: str) -> str:

@@ -34,6 +34,7 @@ from service.http import (
 )
 from service.http.errors import exception_handlers
 from service.http.server import install_access_log_redaction
+from service.http.signing_keys import SigningKeys, signing_keys_client
 from service.http.state import STATE_KEY, AppState
 from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
@@ -121,6 +122,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         client = redis if redis is not None else connect(config)
+        keys_client = signing_keys_client()
         logger.info("web starting with %r", config)
         try:
             # One pipeline for the ingest path: a request's routing lookup and its append
@@ -142,6 +144,7 @@ def create_app(
                 clock=clock,
                 capacity=Capacity(client, limit=config.ingest_memory_limit, clock=clock),
                 deadlines=Deadlines(),
+                signing_keys=SigningKeys(config.sns_cert_url_pattern, keys_client),
                 accounts=AccountStore(client, pipeline),
             )
             if config.single_account:
@@ -151,6 +154,7 @@ def create_app(
             yield {STATE_KEY: state}
             await event_store.drain()  # a trim under way finishes before the client closes
         finally:
+            await keys_client.aclose()
             if redis is None:
                 await client.aclose()
 

@@ -7,7 +7,8 @@
     │   └── InvalidSignature       401 an inbound request's signature is missing or wrong
     │       └── InvalidCredentials 401 an inbound request's basic auth (or bearer token) is
     │                                  missing or wrong: answered with a Basic challenge
-    ├── Forbidden                  403 an account key on an operator (admin) route
+    ├── Forbidden                  403 an account key on an operator (admin) route, or an
+    │                                  authentic inbound request from a sender not allowed here
     ├── NotFound                   404 no such resource (or another account's)
     ├── RequestTimeout             408 the body did not arrive within READ_TIMEOUT
     ├── Conflict                   409 the resource's state forbids it now (a limit, a lease)
@@ -15,8 +16,9 @@
     ├── UnsupportedMediaType       415 body is not application/json
     ├── ValidationFailed           422 JSON of the wrong shape or value; names the field
     │   └── InvalidPayload         422 a provider body that is not valid for its format
-    └── StoreUnavailable           503 Redis did not answer
-        └── StoreFull              503 Redis is too full to take more events
+    ├── StoreUnavailable           503 Redis did not answer
+    │   └── StoreFull              503 Redis is too full to take more events
+    └── SigningKeyUnavailable      503 a provider's published signing key could not be fetched
 
 The hierarchy only, with no I/O and no web framework: `service.http.errors` turns these (and
 Starlette's and redis-py's own errors) into the JSON error shape, in that one place.
@@ -66,6 +68,9 @@ class InvalidCredentials(InvalidSignature):
 
 
 class Forbidden(MailhooksError):
+    """An account key on an operator's route; or a request signed by the provider, but by an
+    account of it we do not take events from (an SNS topic that is not in SES_TOPIC_ARNS)."""
+
     status = 403
     code = "forbidden"
 
@@ -125,6 +130,14 @@ class StoreUnavailable(MailhooksError):
 
 class StoreFull(StoreUnavailable):
     code = "store_full"
+
+
+class SigningKeyUnavailable(MailhooksError):
+    """The key a provider publishes by URL (SNS's signing certificate) did not arrive: its host
+    failed or timed out. The provider retries a 503."""
+
+    status = 503
+    code = "signing_key_unavailable"
 
 
 STORE_FULL_MESSAGE = "the event store is full; retry later"

@@ -9,7 +9,7 @@ shared URL, which detects the provider; every other one also has `/api/webhooks/
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -58,15 +58,8 @@ async def receive(
     if provider.is_probe(body, request.headers):
         # The provider checking the URL answers; it carries no event, so nothing to verify.
         return json_response(Received(received=True))
-    secret = state.config.provider_secrets.get(provider.name, "")
     now = state.clock()
-    if secret:
-        url = state.config.provider_urls.get(provider.name, "")
-        provider.verify_request(body, request.headers, secret, now=now.timestamp(), url=url)
-    elif not state.config.allow_unsigned_inbound:
-        raise InvalidSignature(
-            f"{provider.name} events are refused: set {provider.secret_variable} to verify them"
-        )
+    verified = await verify(state, provider, body, request.headers, now=now.timestamp())
     kind = media_type(request)
     if not provider.accepts_media_type(kind):
         shown = kind or "no Content-Type"
@@ -79,7 +72,7 @@ async def receive(
         # 503 within INGEST_TIMEOUT rather than held while the client retries its commands:
         # providers retry, and a retry of an event that did get stored is a duplicate.
         with state.deadlines.limit(state.config.ingest_timeout):
-            result = await store(state, provider, body, events, ignored, verified=bool(secret))
+            result = await store(state, provider, body, events, ignored, verified=verified)
     except TimeoutError:
         raise StoreUnavailable(
             f"the event store did not answer within {state.config.ingest_timeout:g} s; retry"
@@ -93,7 +86,33 @@ async def receive(
         len(result.duplicates),
         len(ignored),
     )
+    for item in ignored:
+        if item.notice:
+            logger.warning("inbound %s: %s", provider.name, item.notice)
     return json_response(Received(received=True))
+
+
+async def verify(
+    state: AppState, provider: Provider, body: bytes, headers: Mapping[str, str], *, now: float
+) -> bool:
+    """Whether the request was verified (False: accepted unverified, as
+    ALLOW_UNSIGNED_INBOUND allows); raises when it is refused. A provider that signs with a key
+    it publishes is verified with that key, fetched from an allowed URL, whatever the config."""
+    secret = state.config.provider_secrets.get(provider.name, "")
+    key_url = provider.signing_key_url(body, headers, secret, now=now)
+    if key_url is not None:
+        key = await state.signing_keys.get(key_url)
+        provider.verify_with_key(body, headers, secret, key, now=now)
+        return True
+    if secret:
+        url = state.config.provider_urls.get(provider.name, "")
+        provider.verify_request(body, headers, secret, now=now, url=url)
+        return True
+    if not state.config.allow_unsigned_inbound:
+        raise InvalidSignature(
+            f"{provider.name} events are refused: set {provider.secret_variable} to verify them"
+        )
+    return False
 
 
 async def store(

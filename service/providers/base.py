@@ -3,8 +3,8 @@
 A provider module keeps its pure functions (`verify`, `normalize`, ...) and exposes one
 `PROVIDER` object implementing `Provider`; `service.providers.registry` lists them. Subclassing
 `Provider` explicitly inherits its defaults: any secret accepted at start-up, the secret read
-from `secret_variable` alone, the shared `TOLERANCE_SECONDS`, no replay token, no signed URL
-and no probe.
+from `secret_variable` alone, the shared `TOLERANCE_SECONDS`, no replay token, no signed URL,
+no probe and no published signing key.
 """
 
 from __future__ import annotations
@@ -94,6 +94,25 @@ class Provider(Protocol):
         not been shown yet): answered 200 before verification, storing nothing. Never raises;
         False by default."""
         return False
+
+    def signing_key_url(
+        self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float
+    ) -> str | None:
+        """None (the default) for a provider verified with its configured secret by `verify`.
+
+        A provider that signs with a key it publishes by URL (Amazon SNS's certificates) returns
+        the URL of the key that signed this request, once the checks that need no key have
+        passed (they raise as `verify` does). The web edge fetches it, only from an allowed URL,
+        and calls `verify_with_key`. Such a provider is verified whether or not its variable is
+        set (`secret` is then ""), whatever ALLOW_UNSIGNED_INBOUND says."""
+        return None
+
+    def verify_with_key(
+        self, body: bytes, headers: Mapping[str, str], secret: str, key: bytes, *, now: float
+    ) -> None:
+        """`verify` for a provider with a `signing_key_url`: `key` is the document fetched from
+        that URL (a PEM certificate)."""
+        raise InvalidSignature(f"{self.name} does not sign with a published key")
 
     def normalize(
         self, body: bytes, headers: Mapping[str, str], *, received_at: str

@@ -15,11 +15,16 @@ def detect(
 
     With the registry's order:
     - Svix headers → resend;
+    - `x-amz-sns-message-type` → ses;
+    - Postal's signature headers → postal;
+    - a JSON array whose first element has `msys` → sparkpost; Mailjet's or Brevo's event
+      shapes → mailjet, brevo;
     - SendGrid's signature header or a JSON array → sendgrid;
     - a hex `Signature` header over a JSON object → mailersend;
     - `X-Mandrill-Signature`, or a form with `mandrill_events` → mandrill;
     - an object with `signature` and `event-data`, or a form with `timestamp`, `token` and
       `signature` → mailgun;
+    - an object with a `RecordType` key → postmark;
     - anything else → generic."""
     for provider in providers:
         if provider.detects(headers, body):

@@ -16,15 +16,20 @@ from service.providers import (
     mailgun,
     mailjet,
     mandrill,
+    postal,
     postmark,
     resend,
     sendgrid,
+    ses,
     sparkpost,
 )
 from service.providers.base import Provider
 
 PROVIDERS: tuple[Provider, ...] = (
     resend.PROVIDER,
+    # Known by their headers.
+    ses.PROVIDER,
+    postal.PROVIDER,
     # Before SendGrid, which takes any other JSON array: known by their arrays' first element.
     sparkpost.PROVIDER,
     mailjet.PROVIDER,

@@ -8,6 +8,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from service.core.accounts import account_tag
 from service.core.models import Event
 from service.providers.registry import BY_NAME
 from tests import FIXTURES
-from tests.signers import mailgun_body, mandrill_request
+from tests.signers import SnsSigner, mailgun_body, mandrill_request, sns_request
 
 ACC = "acc_0kx8q2m4n1a7b3c9d2e5"
 SAMPLES = FIXTURES / "providers"
@@ -98,6 +99,20 @@ def mailersend() -> bytes:
     return json.dumps(body).encode()
 
 
+def ses() -> bytes:
+    message = sample("amazon_ses/open.json")
+    message["mail"]["tags"]["account_id"] = [ACC]  # SES tags are lists
+    notification = SnsSigner().notification(message, datetime.now(UTC))
+    body, _ = sns_request(notification)
+    return body
+
+
+def postal() -> bytes:
+    body = sample("postal/message_loaded.json")
+    body["payload"]["message"]["tag"] = f"account_id:{ACC}"  # Postal has one string tag
+    return json.dumps(body).encode()
+
+
 TAGGED: dict[str, tuple[str, Callable[[], bytes]]] = {
     "generic": ("generic", generic),
     "resend": ("resend", resend),
@@ -111,6 +126,8 @@ TAGGED: dict[str, tuple[str, Callable[[], bytes]]] = {
     "brevo": ("brevo", brevo),
     "mandrill": ("mandrill", mandrill),
     "mailersend": ("mailersend", mailersend),
+    "ses": ("ses", ses),
+    "postal": ("postal", postal),
 }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +21,9 @@ from service.providers.registry import BY_NAME, PROVIDERS
 from tests import FIXTURES
 from tests.signers import (
     FORM,
+    PostalSigner,
     SendgridSigner,
+    SnsSigner,
     basic_auth,
     mailersend_headers,
     mailgun_body,
@@ -27,12 +31,15 @@ from tests.signers import (
     mandrill_request,
     multipart,
     resend_headers,
+    sns_request,
     urlencoded,
 )
 
 SAMPLES_ROOT = FIXTURES / "providers"
 NOW = 1_772_532_000
 MAILGUN = b'{"signature": {"timestamp": "1", "token": "t", "signature": "s"}, "event-data": {}}'
+POSTAL = PostalSigner()
+SNS = SnsSigner()
 
 
 class TestDetect:
@@ -66,6 +73,13 @@ class TestDetect:
             ({"content-type": FORM}, b"timestamp=1&token=t", "generic"),
             ({"content-type": "multipart/form-data; boundary=b"}, b"--b\r\n", "generic"),
             ({"content-type": FORM}, b"\xff", "generic"),
+            ({"x-amz-sns-message-type": "Notification"}, b"{}", "ses"),
+            ({"x-amz-sns-message-type": "Notification"}, b"[]", "ses"),
+            ({"x-amz-sns-message-type": " "}, b"{}", "generic"),
+            ({"x-amz-sns-message-type": "Notification", "svix-id": "msg_1"}, b"{}", "resend"),
+            ({"x-postal-signature": "AAAA"}, b"{}", "postal"),
+            ({"x-postal-signature-256": "AAAA"}, b"[]", "postal"),
+            ({"x-postal-signature-kid": "ab"}, b"{}", "generic"),
         ],
     )
     def test_table(self, headers: dict[str, str], body: bytes, provider: str) -> None:
@@ -79,11 +93,13 @@ class TestDetect:
             ("mailgun", "generic"),
             ("mailersend", "generic"),
             ("mandrill", "generic"),
+            ("amazon_ses", "generic"),
+            ("postal", "generic"),
         ],
     )
     def test_samples_by_body_alone(self, folder: str, provider: str) -> None:
-        # Resend and MailerSend are known by their headers only; Mailgun's samples are bare
-        # `event-data`, Mandrill's the events of a batch, outside their form.
+        # Resend, MailerSend, SNS and Postal are known by their headers only; Mailgun's samples
+        # are bare `event-data`, Mandrill's the events of a batch, outside their form.
         samples = [p for p in (SAMPLES_ROOT / folder).glob("*.json") if "signature" not in p.name]
         assert samples
         assert {detect({}, path.read_bytes()).name for path in samples} == {provider}
@@ -180,9 +196,13 @@ VERIFY_INPUTS: dict[str, tuple[dict[str, str], str]] = {
     "brevo": (basic_auth("user", "wrong"), "user:password"),
     "mailersend": ({"signature": "0" * 64}, "secret"),
     "mandrill": ({"x-mandrill-signature": "AAAA"}, "key"),
+    "ses": ({"x-amz-sns-message-type": "Notification"}, ""),
+    "postal": ({"x-postal-signature-256": "AAAA"}, POSTAL.public_key),
 }
 # Folders of samples from providers that are not registered yet: detected as generic.
-UNREGISTERED = ("amazon_ses",)
+UNREGISTERED: tuple[str, ...] = ()
+# Sample folders named otherwise than their provider.
+FOLDERS = {"ses": "amazon_ses"}
 CANONICAL_TYPES = {QUALIFIED_PREFIX + name for name in EVENT_TYPES}
 RECEIVED_AT = "2026-01-01T00:00:00Z"
 
@@ -194,7 +214,8 @@ def provider_id(provider: Provider) -> str:
 def real_requests() -> list[tuple[str, str, dict[str, str], bytes]]:
     """(folder, sample, headers, body) for every sample under fixtures/providers, sent as its
     provider sends it: Resend with Svix headers, Mailgun's `event-data` inside a signature
-    block, SendGrid's batch signed and unsigned, the others as they are."""
+    block, SendGrid's batch signed and unsigned, SES events inside a signed SNS message (SNS's
+    own samples with their headers), Postal's signed, the others as they are."""
     signer = SendgridSigner()
     found = []
     for folder in sorted(path for path in SAMPLES_ROOT.iterdir() if path.is_dir()):
@@ -215,6 +236,10 @@ def real_requests() -> list[tuple[str, str, dict[str, str], bytes]]:
                 form, headers = mandrill_request([json.loads(body)])
                 found.append((folder.name, path.name, headers, form))
                 found.append((folder.name, path.name + " unsigned", {"content-type": FORM}, form))
+            elif folder.name == "amazon_ses":
+                found.append((folder.name, path.name, *sns_sample(path)))
+            elif folder.name == "postal":
+                found.append((folder.name, path.name, POSTAL.headers(body), body))
             else:
                 found.append((folder.name, path.name, {}, body))
     for path in sorted((SAMPLES_ROOT / "mailgun" / "legacy").glob("*.json")):
@@ -227,19 +252,34 @@ def real_requests() -> list[tuple[str, str, dict[str, str], bytes]]:
     return found
 
 
+def sns_sample(path: Path) -> tuple[dict[str, str], bytes]:
+    """SNS's own samples with the headers they came with; an SES event in a message."""
+    if path.name.startswith("sns_"):
+        lines = path.with_suffix(".http_headers.txt").read_text().splitlines()[1:]
+        headers = dict(line.lower().split(": ", 1) for line in lines if ": " in line)
+        return headers, path.read_bytes()
+    message = SNS.notification(path.read_text(), datetime.fromtimestamp(NOW, UTC))
+    body, headers = sns_request(message)
+    return headers, body
+
+
 REAL_REQUESTS = real_requests()
 REAL_BODIES = list(dict.fromkeys(body for _, _, _, body in REAL_REQUESTS))
 
 
 def owner(folder: str) -> str | None:
     """The provider a sample folder belongs to, or None for one not registered yet."""
-    return None if folder in UNREGISTERED else BY_NAME[folder].name
+    if folder in UNREGISTERED:
+        return None
+    names = {folder: name for name, folder in FOLDERS.items()}
+    return BY_NAME[names.get(folder, folder)].name
 
 
 class TestRealRequests:
     def test_every_folder_is_known(self) -> None:
         folders = {folder for folder, _, _, _ in REAL_REQUESTS}
-        assert folders == {*(p.name for p in PROVIDERS if p.name != "generic"), *UNREGISTERED}
+        registered = {FOLDERS.get(p.name, p.name) for p in PROVIDERS if p.name != "generic"}
+        assert folders == {*registered, *UNREGISTERED}
 
     @pytest.mark.parametrize(
         ("folder", "headers", "body"),
@@ -310,6 +350,16 @@ class TestArbitraryBytes:
         for headers in ({}, {"content-type": FORM}, {"signature": "a" * 64}):
             assert provider.is_probe(body, headers) in (True, False)
             assert provider.detects(headers, body) in (True, False)
+
+    @pytest.mark.parametrize("body", NASTY_BODIES)
+    @pytest.mark.parametrize("provider", PROVIDERS, ids=provider_id)
+    def test_signing_key_url_is_none_or_refuses(self, provider: Provider, body: bytes) -> None:
+        headers, secret = VERIFY_INPUTS[provider.name]
+        try:
+            url = provider.signing_key_url(body, headers, secret, now=NOW)
+        except (InvalidPayload, InvalidSignature):
+            return
+        assert url is None
 
     @pytest.mark.parametrize("body", NASTY_BODIES + REAL_BODIES)
     @pytest.mark.parametrize("provider", PROVIDERS, ids=provider_id)

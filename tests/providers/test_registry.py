@@ -7,7 +7,7 @@ import ast
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from service.app import check_inbound_secrets, create_app
 from service.app import routes as app_routes
 from service.core.errors import InvalidSignature
 from service.core.models import Event
-from service.core.normalized import Normalized
+from service.core.normalized import Ignored, Normalized
 from service.http.inbound import inbound_paths, inbound_routes
 from service.http.openapi import build_spec, operations
 from service.providers.base import Provider, header
@@ -30,6 +30,7 @@ from service.providers.registry import BY_NAME, PROVIDERS, by_name
 from service.storage import keys
 from service.storage.events import seen_digest
 from tests import REPO
+from tests.cert_server import CertServer
 from tests.conftest import API_KEY, FIXED_NOW, serve
 
 
@@ -66,6 +67,16 @@ class Fake:
     def is_probe(self, body: bytes, headers: Mapping[str, str]) -> bool:
         return body == b"ping"
 
+    def signing_key_url(
+        self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float
+    ) -> str | None:
+        return None
+
+    def verify_with_key(
+        self, body: bytes, headers: Mapping[str, str], secret: str, key: bytes, *, now: float
+    ) -> None:
+        raise InvalidSignature("the fake signs with its secret")
+
     def normalize(
         self, body: bytes, headers: Mapping[str, str], *, received_at: str
     ) -> list[Normalized]:
@@ -100,6 +111,8 @@ MALFORMED = {
     "sparkpost": ":no-user",
     "mailjet": "no-colon",
     "brevo": "no-colon",
+    "ses": "arn:aws:sns:us-west-2:123456789012:ok,not-an-arn",
+    "postal": "not-a-key",
     "fake": "wrong",
 }
 
@@ -132,6 +145,8 @@ class TestRegistry:
             "sparkpost": "SPARKPOST_WEBHOOK_BASIC_AUTH",
             "mailjet": "MAILJET_WEBHOOK_BASIC_AUTH",
             "brevo": "BREVO_WEBHOOK_BASIC_AUTH",
+            "ses": "SES_TOPIC_ARNS",
+            "postal": "POSTAL_WEBHOOK_PUBLIC_KEY",
             "generic": "INBOUND_SECRET",
         }
         assert {p.name: p.url_variable for p in PROVIDERS if p.url_variable} == {
@@ -181,7 +196,7 @@ class TestDerived:
         operation = spec["paths"][path_of(provider, providers)]["post"]
         assert provider.summary in operation["summary"]
         assert operation["security"] == []
-        assert set(operation["responses"]) == {"200", "401", "413", "422", "503"}
+        assert set(operation["responses"]) == {"200", "401", "403", "413", "422", "503"}
 
     def test_the_openapi_document_with_a_fake_is_valid(self) -> None:
         validate(build_spec(operations(WITH_FAKE)))  # the real one: tests/test_openapi.py
@@ -330,6 +345,122 @@ class TestFakeEndToEnd:
             "message": "fake events are refused: set FAKE_WEBHOOK_SECRET to verify them",
         }
         assert stored == []
+
+
+@dataclass(frozen=True)
+class Published(Fake):
+    """A fake that signs with a key it publishes, as SNS does: `x-fake-key-url` says where, and
+    the signature must be the document there. Its unsubscribes carry a notice."""
+
+    name: str = "published"
+    secret_variable: str = "PUBLISHED_ALLOWED"
+
+    def signing_key_url(
+        self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float
+    ) -> str | None:
+        url = header(headers, "x-fake-key-url")
+        if url is None:
+            raise InvalidSignature("missing x-fake-key-url")
+        return url
+
+    def verify_with_key(
+        self, body: bytes, headers: Mapping[str, str], secret: str, key: bytes, *, now: float
+    ) -> None:
+        if header(headers, "x-fake-signature") != key.decode():
+            raise InvalidSignature("x-fake-signature is not the published key")
+
+    def normalize(
+        self, body: bytes, headers: Mapping[str, str], *, received_at: str
+    ) -> list[Normalized]:
+        if json.loads(body).get("unsubscribed"):
+            return [Ignored(provider=self.name, provider_type="gone", notice="we were dropped")]
+        return super().normalize(body, headers, received_at=received_at)
+
+
+PUBLISHED = Published()
+
+
+@pytest.mark.anyio
+class TestPublishedKeyEndToEnd:
+    """A provider with a `signing_key_url` is verified with the key the edge fetches, from an
+    allowed URL only, whether its variable is set or not; its notices are logged."""
+
+    @pytest.fixture
+    def server(self) -> Iterator[CertServer]:
+        with CertServer() as server:
+            yield server
+
+    async def post(
+        self, redis: Redis, server: CertServer, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, object], list[dict[str, object]]]:
+        config = Config(api_keys=(API_KEY,), sns_cert_url_pattern=server.pattern)
+        app = create_app(config, redis=redis, clock=lambda: FIXED_NOW)
+        app.router.routes[:0] = inbound_routes((PUBLISHED, PROVIDERS[-1]))
+        async with serve(app, {"Authorization": f"Bearer {API_KEY}"}) as client:
+            response = await client.post(
+                "/api/webhooks/published",
+                content=body,
+                headers={"content-type": "application/json", **headers},
+            )
+            stored = (await client.get("/api/events")).json()["events"]
+        return response.status_code, response.json(), stored
+
+    async def test_verified_with_the_published_key_without_a_secret(
+        self, fake_redis: Redis, server: CertServer
+    ) -> None:
+        url = server.serve("/key.pem", b"published-key")
+        headers = {"x-fake-key-url": url, "x-fake-signature": "published-key"}
+        for event_id in ("e1", "e2"):
+            body = fake_body(event_id, f"t-{event_id}")
+            assert (await self.post(fake_redis, server, body, headers))[0] == 200
+        stored = (await self.post(fake_redis, server, fake_body("e3", "t-e3"), headers))[2]
+        assert [e["provider_event_id"] for e in stored] == ["e3", "e2", "e1"]
+        assert server.requested == ["/key.pem"] * 3  # one fetch per app, each its own cache
+
+    @pytest.mark.parametrize(
+        ("path", "signature", "status", "code"),
+        [
+            ("/key.pem", "forged", 401, "invalid_signature"),
+            ("/missing.pem", "published-key", 401, "invalid_signature"),
+            ("/failing.pem", "published-key", 503, "signing_key_unavailable"),
+            ("/key.txt", "published-key", 401, "invalid_signature"),
+        ],
+    )
+    async def test_refusals(
+        self,
+        fake_redis: Redis,
+        server: CertServer,
+        path: str,
+        signature: str,
+        status: int,
+        code: str,
+    ) -> None:
+        server.serve("/key.pem", b"published-key")
+        server.serve("/key.txt", b"published-key")
+        server.serve("/failing.pem", b"down", status=502)
+        headers = {"x-fake-key-url": server.url(path), "x-fake-signature": signature}
+        answer = await self.post(fake_redis, server, fake_body("e1", "t"), headers)
+        assert (answer[0], answer[1]["error"]["code"]) == (status, code)  # type: ignore[index]
+        assert answer[2] == []
+        if path.endswith(".txt"):
+            assert server.requested == []  # not an allowed URL: never fetched
+
+    async def test_a_notice_is_logged(
+        self, fake_redis: Redis, server: CertServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        headers = {
+            "x-fake-key-url": server.serve("/key.pem", b"published-key"),
+            "x-fake-signature": "published-key",
+        }
+        body = json.dumps({"unsubscribed": True}).encode()
+        status, _, stored = await self.post(fake_redis, server, body, headers)
+        assert (status, stored) == (200, [])
+        warnings = [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelname == "WARNING" and r.name == "mailhooks.inbound"
+        ]
+        assert warnings == ["inbound published: we were dropped"]
 
 
 ALLOWED_IMPORTS = ("service.core", "service.providers", "msgspec", "cryptography")
