@@ -272,6 +272,15 @@ class EventsStatus(Model):
         int,
         Meta(description="Stream entries that were not events, skipped by every reader"),
     ]
+    dead_letters: Annotated[
+        int,
+        Meta(
+            description=(
+                "Events the worker could not process, set aside undelivered (the length of "
+                "the stream mh:events:dead): see /api/dead-letters"
+            )
+        ),
+    ]
 
 
 class MemoryStatus(Model):
