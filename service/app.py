@@ -23,6 +23,7 @@ from service.core.ids import format_timestamp
 from service.deadlines import Deadlines
 from service.http import (
     accounts,
+    dead_letters,
     deliveries,
     emails,
     events,
@@ -40,6 +41,7 @@ from service.providers.registry import PROVIDERS
 from service.storage.accounts import AccountStore
 from service.storage.capacity import Capacity
 from service.storage.connection import connect
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.jobs import job_queue
@@ -55,6 +57,7 @@ routes = [
     *events.routes,
     *emails.routes,
     *accounts.routes,
+    *dead_letters.routes,
     *status.routes,
     *health.routes,
     *openapi.routes,
@@ -131,6 +134,7 @@ def create_app(
                 capacity=Capacity(client, limit=config.ingest_memory_limit, clock=clock),
                 deadlines=Deadlines(),
                 accounts=AccountStore(client),
+                dead_letters=DeadLetterStore(client),
             )
             if config.single_account:
                 await ensure_default_account(state)

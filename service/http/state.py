@@ -12,6 +12,7 @@ from service.core.clock import Clock
 from service.deadlines import Deadlines
 from service.storage.accounts import AccountStore
 from service.storage.capacity import Capacity
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.status import StatusStore
@@ -32,6 +33,7 @@ class AppState:
     # costs a timer handle each; see service/deadlines.py).
     deadlines: Deadlines
     accounts: AccountStore
+    dead_letters: DeadLetterStore
     # Per web process: the minute each account key's last use was last written.
     key_use: dict[str, int] = field(default_factory=dict)
     # Per web process: accounts seen to exist, and until when (monotonic seconds) that is
