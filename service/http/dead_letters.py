@@ -13,7 +13,6 @@ from service.core.errors import Conflict, NotFound, ValidationFailed
 from service.core.ids import dead_letter_entry, epoch_ms, parse_timestamp
 from service.core.models import (
     REDRIVE_REQUEST_DECODER,
-    DeadLetter,
     DeadLetterList,
     Redriven,
     RedriveResult,
@@ -23,29 +22,12 @@ from service.http.requests import media_type, read_body, read_json, require_json
 from service.http.responses import json_response, page_response
 from service.http.state import AppState, app_state
 from service.http.webhooks import query_int
-from service.storage.dead_letters import NothingToRedrive, StoredDeadLetter
+from service.storage.dead_letters import NothingToRedrive
 
 logger = logging.getLogger("mailhooks.dead_letters")
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
-
-
-def public(letter: StoredDeadLetter, *, with_fields: bool = False) -> DeadLetter:
-    event = letter.event()
-    view = DeadLetter(
-        id=letter.id,
-        event_id=letter.event_id,
-        reason=letter.reason,
-        detail=letter.detail,
-        dead_lettered_at=letter.at,
-        deliveries=letter.deliveries,
-        account_id=None if event is None else event.account_id,
-        event=event,
-    )
-    if with_fields:
-        view.fields = letter.text_fields()
-    return view
 
 
 def path_letter(request: Request) -> str:
@@ -60,7 +42,7 @@ async def list_dead_letters(request: Request) -> Response:
     if before is not None and dead_letter_entry(before) is None:
         raise ValidationFailed("before must be a dead letter id (dl_…)", field="before")
     found, next_before = await app_state(request).dead_letters.page(before=before, limit=limit)
-    body = DeadLetterList(dead_letters=[public(letter) for letter in found])
+    body = DeadLetterList(dead_letters=[letter.public() for letter in found])
     return page_response(request, body, cursor="before", after=next_before)
 
 
@@ -69,7 +51,7 @@ async def get_dead_letter(request: Request) -> Response:
     letter = await app_state(request).dead_letters.get(path_letter(request))
     if letter is None:
         raise NotFound(f"dead letter {path_letter(request)} does not exist")
-    return json_response(public(letter, with_fields=True))
+    return json_response(letter.public(with_fields=True))
 
 
 @admin_only

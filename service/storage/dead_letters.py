@@ -18,7 +18,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from service.core.ids import dead_letter_entry, dead_letter_id, event_id
-from service.core.models import Event
+from service.core.models import DeadLetter, Event
 from service.storage import keys, scripts
 from service.storage.events import INDEX_TTL_SECONDS, decode_entry
 from service.storage.trimming import index_keys
@@ -94,6 +94,23 @@ class StoredDeadLetter:
             return decode_entry(self.original, self.fields)
         except (KeyError, UnicodeDecodeError, msgspec.DecodeError):
             return None
+
+    def public(self, *, with_fields: bool = False) -> DeadLetter:
+        """As the API and the CLI show it; the original fields only `with_fields`."""
+        event = self.event()
+        view = DeadLetter(
+            id=self.id,
+            event_id=self.event_id,
+            reason=self.reason,
+            detail=self.detail,
+            dead_lettered_at=self.at,
+            deliveries=self.deliveries,
+            account_id=None if event is None else event.account_id,
+            event=event,
+        )
+        if with_fields:
+            view.fields = self.text_fields()
+        return view
 
     def text_fields(self) -> dict[str, str]:
         """The original fields for people: bytes that are not UTF-8 as \\xNN escapes."""
