@@ -18,7 +18,6 @@ from service.core.models import (
     Account,
     AccountList,
     ApiKey,
-    ApiKeyCreated,
     ApiKeyList,
 )
 from service.http.auth import admin_only
@@ -124,11 +123,8 @@ async def delete_account(request: Request) -> Response:
 async def create_key(request: Request) -> Response:
     state = app_state(request)
     account = await existing_account(request)
-    stored, key = await state.accounts.issue_key(account.id, now=state.clock())
-    logger.info("API key %s created for %s", stored.id, account.id)  # never the key
-    created = ApiKeyCreated(
-        id=stored.id, key=key, prefix=stored.prefix, created_at=stored.created_at
-    )
+    created = await state.accounts.issue_key(account.id, now=state.clock())
+    logger.info("API key %s created for %s", created.id, account.id)  # never the key
     return json_response(created, status=201)
 
 

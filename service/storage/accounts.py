@@ -27,6 +27,7 @@ from service.core.accounts import (
     shown_prefix,
 )
 from service.core.ids import epoch_ms, format_timestamp
+from service.core.models import ApiKeyCreated
 from service.storage import keys, scripts
 
 _CLAIM_EMAIL = scripts.load("claim_email")
@@ -198,7 +199,7 @@ class AccountStore:
             await tx.execute()
         return StoredKey(key_id, account_id, prefix, now)
 
-    async def issue_key(self, account_id: str, *, now: datetime) -> tuple[StoredKey, str]:
+    async def issue_key(self, account_id: str, *, now: datetime) -> ApiKeyCreated:
         """A new API key for the account: stored as its SHA-256 only, so the key returned
         here is the only time anyone sees it."""
         key = new_api_key(secrets.token_bytes(32))
@@ -209,7 +210,9 @@ class AccountStore:
             prefix=shown_prefix(key),
             now=format_timestamp(now),
         )
-        return stored, key
+        return ApiKeyCreated(
+            id=stored.id, key=key, prefix=stored.prefix, created_at=stored.created_at
+        )
 
     async def keys(self, account_id: str) -> builtins.list[StoredKey]:
         """The account's keys, oldest first (key ids sort by creation)."""
