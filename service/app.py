@@ -35,10 +35,12 @@ from service.http import (
 )
 from service.http.errors import exception_handlers
 from service.http.server import install_access_log_redaction
+from service.http.signing_keys import SigningKeys, signing_keys_client
 from service.http.state import STATE_KEY, AppState
 from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
 from service.storage.accounts import AccountStore
+from service.storage.autopipeline import AutoPipeline
 from service.storage.capacity import Capacity
 from service.storage.connection import connect
 from service.storage.dead_letters import DeadLetterStore
@@ -83,6 +85,11 @@ def check_inbound_secrets(config: Config, providers: Sequence[Provider] = PROVID
             provider.check_secret(secret)
         except InvalidSignature as exc:
             raise ConfigError(f"{provider.secret_variable}: {exc}") from None
+        if provider.url_variable and not config.provider_urls.get(provider.name):
+            raise ConfigError(
+                f"{provider.url_variable} is required with {provider.secret_variable}: "
+                f"{provider.name} signs the URL it posts to, exactly as registered with it"
+            )
 
 
 async def ensure_default_account(state: AppState) -> None:
@@ -118,10 +125,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         client = redis if redis is not None else connect(config)
+        keys_client = signing_keys_client()
         logger.info("web starting with %r", config)
         try:
+            # One pipeline for the ingest path: a request's routing lookup and its append
+            # travel with the other requests' commands.
+            pipeline = AutoPipeline(client)
             event_store = EventStore(
-                client, maxlen=config.events_maxlen, dedup_ttl_seconds=config.dedup_ttl_seconds
+                client,
+                maxlen=config.events_maxlen,
+                dedup_ttl_seconds=config.dedup_ttl_seconds,
+                pipeline=pipeline,
             )
             state = AppState(
                 config=config,
@@ -133,7 +147,8 @@ def create_app(
                 clock=clock,
                 capacity=Capacity(client, limit=config.ingest_memory_limit, clock=clock),
                 deadlines=Deadlines(),
-                accounts=AccountStore(client),
+                signing_keys=SigningKeys(config.sns_cert_url_pattern, keys_client),
+                accounts=AccountStore(client, pipeline),
                 dead_letters=DeadLetterStore(client),
             )
             if config.single_account:
@@ -143,6 +158,7 @@ def create_app(
             yield {STATE_KEY: state}
             await event_store.drain()  # a trim under way finishes before the client closes
         finally:
+            await keys_client.aclose()
             if redis is None:
                 await client.aclose()
 

@@ -236,8 +236,8 @@ class Received(Model):
 
 
 class GenericInboundEvent(Model):
-    """The generic inbound format (the API page's example). Resend, SendGrid and Mailgun post
-    their own native formats to the same URL; see docs/inbound.md."""
+    """The generic inbound format (the API page's example). Every provider we know posts its
+    own native format to the same URL; see docs/inbound.md."""
 
     type: Annotated[str, Meta(examples=["email.bounced"])]
     email_id: Annotated[str, Meta(examples=["msg_abc123def456"])]
@@ -249,6 +249,9 @@ class GenericInboundEvent(Model):
     account_id: Annotated[
         str | None, Meta(description="The account that sent the email (acc_…)")
     ] = None
+    user_agent: str | None = None
+    mta_response: str | None = None
+    reason: str | None = None
 
 
 class Health(Model):

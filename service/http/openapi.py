@@ -57,17 +57,23 @@ from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
 
 REF = "#/components/schemas/{name}"
-SIGNATURE_401 = "Missing, malformed, wrong or expired provider signature"
+SIGNATURE_401 = "Missing, malformed, wrong or expired provider signature or credentials"
 ERROR_DESCRIPTIONS = {
     400: "The body is not valid JSON, or an admin key names no account (X-Account-Id)",
     401: "Missing or invalid API key",
-    403: "The key may not use this route (an account key on an admin route)",
+    403: (
+        "The key may not use this route (an account key on an admin route); inbound: a "
+        "provider-signed request from a sender not allowed (SES: a topic not in SES_TOPIC_ARNS)"
+    ),
     404: "No such resource (another account's answers the same)",
     409: "A conflict: the delivery is being attempted already, a limit is reached",
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
-    503: "Redis is unavailable (store_unavailable), or full (store_full; inbound: nearly full)",
+    503: (
+        "Redis is unavailable (store_unavailable), or full (store_full; inbound: nearly full); "
+        "inbound: a provider's signing certificate could not be fetched (signing_key_unavailable)"
+    ),
 }
 
 
@@ -181,7 +187,7 @@ def inbound_operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Opera
             200,
             Received,
             request=GenericInboundEvent if path == SHARED_PATH else None,
-            errors=(401, 413, 422, 503),
+            errors=(401, 403, 413, 422, 503),
             security="none",
         )
         for path, provider in inbound_paths(providers)

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from config import Config
 from service.core.clock import Clock
 from service.deadlines import Deadlines
+from service.http.signing_keys import SigningKeys
 from service.storage.accounts import AccountStore
 from service.storage.capacity import Capacity
 from service.storage.dead_letters import DeadLetterStore
@@ -32,6 +33,8 @@ class AppState:
     # READ_TIMEOUT and INGEST_TIMEOUT, on one coarse timer (asyncio.timeout per request
     # costs a timer handle each; see service/deadlines.py).
     deadlines: Deadlines
+    # The certificates SNS signs with, fetched and cached per URL.
+    signing_keys: SigningKeys
     accounts: AccountStore
     dead_letters: DeadLetterStore
     # Per web process: the minute each account key's last use was last written.

@@ -7,6 +7,7 @@ account, with a time to live. Key names live in `service.storage.keys`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import builtins
 import hashlib
@@ -29,6 +30,7 @@ from service.core.accounts import (
 from service.core.ids import epoch_ms, format_timestamp
 from service.core.models import ApiKeyCreated
 from service.storage import keys, scripts
+from service.storage.autopipeline import AutoPipeline
 
 _CLAIM_EMAIL = scripts.load("claim_email")
 _FORGET_EMAIL = scripts.load("forget_email")
@@ -96,8 +98,10 @@ class StoredKey:
 
 
 class AccountStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
         self._redis = redis
+        # Routing lookups travel with the ingest's appends (service.http.routing).
+        self._pipeline = pipeline or AutoPipeline(redis)
         self._claim_email = redis.register_script(_CLAIM_EMAIL.source)
         self._forget_email = redis.register_script(_FORGET_EMAIL.source)
 
@@ -276,14 +280,16 @@ class AccountStore:
         self, account_ids: Sequence[str], email_ids: Sequence[str]
     ) -> tuple[set[str], builtins.list[str | None]]:
         """Which of `account_ids` exist, and the account each of `email_ids` is registered
-        to: routing a request's events in one round trip."""
+        to: routing a request's events, in the round trip its neighbours' commands take."""
         accounts = list(dict.fromkeys(account_ids))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for account_id in accounts:
-                pipe.hmget(keys.account(account_id), ["id", "deleting"])
-            if email_ids:
-                pipe.mget([keys.email_owner(email_digest(e)) for e in email_ids])
-            rows = await pipe.execute()
+        replies = [
+            self._pipeline.execute("HMGET", keys.account(account_id), "id", "deleting")
+            for account_id in accounts
+        ]
+        if email_ids:
+            owner_keys = [keys.email_owner(email_digest(e)) for e in email_ids]
+            replies.append(self._pipeline.execute("MGET", *owner_keys))
+        rows = await asyncio.gather(*replies)
         found = {
             a for a, (id_, deleting) in zip(accounts, rows, strict=False) if id_ and not deleting
         }
