@@ -81,6 +81,8 @@ class Config:
     disable_after_seconds: int = 5 * 86400
     delivery_retention_count: int = 10_000
     delivery_retention_seconds: int = 30 * 86400
+    # A stream entry whose processing failed this many times is set aside as a dead letter.
+    dead_letter_after: int = 5
 
     @property
     def redis_url_redacted(self) -> str:
@@ -114,7 +116,8 @@ class Config:
             f"delivery_timeout={self.delivery_timeout}, retry_schedule={self.retry_schedule}, "
             f"endpoint_concurrency={self.endpoint_concurrency}, "
             f"delivery_concurrency={self.delivery_concurrency}, "
-            f"disable_after_seconds={self.disable_after_seconds})"
+            f"disable_after_seconds={self.disable_after_seconds}, "
+            f"dead_letter_after={self.dead_letter_after})"
         )
 
     @property
@@ -186,6 +189,7 @@ class Config:
             delivery_retention_seconds=get(
                 "DELIVERY_RETENTION_SECONDS", _int_between(3600, 365 * 86400), 30 * 86400
             ),
+            dead_letter_after=get("DEAD_LETTER_AFTER", _int_between(1, 1000), 5),
         )
 
 

@@ -23,6 +23,7 @@ from service.core.ids import format_timestamp
 from service.deadlines import Deadlines
 from service.http import (
     accounts,
+    dead_letters,
     deliveries,
     emails,
     events,
@@ -42,6 +43,7 @@ from service.storage.accounts import AccountStore
 from service.storage.autopipeline import AutoPipeline
 from service.storage.capacity import Capacity
 from service.storage.connection import connect
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.jobs import job_queue
@@ -57,6 +59,7 @@ routes = [
     *events.routes,
     *emails.routes,
     *accounts.routes,
+    *dead_letters.routes,
     *status.routes,
     *health.routes,
     *openapi.routes,
@@ -146,6 +149,7 @@ def create_app(
                 deadlines=Deadlines(),
                 signing_keys=SigningKeys(config.sns_cert_url_pattern, keys_client),
                 accounts=AccountStore(client, pipeline),
+                dead_letters=DeadLetterStore(client),
             )
             if config.single_account:
                 await ensure_default_account(state)

@@ -17,6 +17,7 @@ class TestFromEnv:
         assert config.log_level == "INFO"
         assert config.redis_ssl_cert_reqs == "none"
         assert config.sns_cert_url_pattern == DEFAULT_SNS_CERT_URL_PATTERN
+        assert config.dead_letter_after == 5
 
     def test_every_variable_is_read(self) -> None:
         config = Config.from_env(
@@ -49,6 +50,7 @@ class TestFromEnv:
                 "MAX_WEBHOOKS_PER_ACCOUNT": "7",
                 "ACCOUNT_METADATA_KEY": "tenant",
                 "EMAIL_OWNER_TTL": "86400",
+                "DEAD_LETTER_AFTER": "3",
             }
         )
         assert config.redis_url == "rediss://:pw@example.com:6380/2"
@@ -81,6 +83,7 @@ class TestFromEnv:
         assert config.max_webhooks_per_account == 7
         assert config.account_metadata_key == "tenant"
         assert config.email_owner_ttl_seconds == 86400
+        assert config.dead_letter_after == 3
         assert "admin-aaaaaaaaaaaaaaaa" not in repr(config)
         assert "generic-secret" not in repr(config)
         assert "mg-key" not in repr(config)
@@ -115,6 +118,7 @@ class TestFromEnv:
             ("EMAIL_OWNER_TTL", "60"),
             ("ACCOUNT_METADATA_KEY", "k" * 101),
             ("SNS_CERT_URL_PATTERN", "https://sns\\.(unclosed"),
+            ("DEAD_LETTER_AFTER", "0"),
         ],
     )
     def test_bad_value_names_the_variable(self, name: str, value: str) -> None:
