@@ -7,6 +7,7 @@ Every variable is documented in the README's Configuration table. A bad value ra
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -24,6 +25,10 @@ SSL_CERT_REQS = ("none", "optional", "required")
 # Seconds before each attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MIN_API_KEY_LENGTH = 16
+# Where Amazon SNS publishes its signing certificates: HTTPS, an `sns.<region>` host of Amazon
+# (`.com.cn` in China), a `.pem` file. Anchored on the `/` after the host, so that
+# `sns.<region>.amazonaws.com.example.net` or `…amazonaws.com@example.net` cannot match.
+DEFAULT_SNS_CERT_URL_PATTERN = r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^?#@\\\s]*\.pem"
 
 
 class ConfigError(ValueError):
@@ -51,9 +56,17 @@ class Config:
     allow_private_urls: bool = False
     log_level: str = "INFO"
     # Inbound provider verification: provider name → the secret read from its
-    # `secret_variable`, set ones only; each must sign that provider's requests.
+    # `secret_variable` (or variables: `Provider.read_secret`), set ones only; each must sign
+    # or authenticate that provider's requests (for Amazon SES, which SNS signs with its own
+    # certificates, the allowed topics instead).
     provider_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Provider name → the URL read from its `url_variable` (set ones only), for a provider that
+    # signs the URL it posts to (Mandrill). Hidden from repr: it may hold credentials.
+    provider_urls: Mapping[str, str] = field(default_factory=dict, repr=False)
     allow_unsigned_inbound: bool = False
+    # The only URLs SNS signing certificates are fetched from (a regular expression that the
+    # whole URL must match).
+    sns_cert_url_pattern: str = DEFAULT_SNS_CERT_URL_PATTERN
     dedup_ttl_seconds: int = 72 * 3600
     events_maxlen: int = 1_000_000
     # Ingest answers 503 from this fraction of Redis's maxmemory, leaving the worker room.
@@ -68,6 +81,8 @@ class Config:
     disable_after_seconds: int = 5 * 86400
     delivery_retention_count: int = 10_000
     delivery_retention_seconds: int = 30 * 86400
+    # A stream entry whose processing failed this many times is set aside as a dead letter.
+    dead_letter_after: int = 5
     # GET /metrics asks for this Bearer token when set (unauthenticated when empty).
     metrics_token: str = field(default="", repr=False)
     # Per-account metric families (one series per account: off by default).
@@ -98,6 +113,7 @@ class Config:
             f"allow_private_urls={self.allow_private_urls}, "
             f"log_level={self.log_level!r}, inbound_secrets=<{self.configured_providers}>, "
             f"allow_unsigned_inbound={self.allow_unsigned_inbound}, "
+            f"sns_cert_url_pattern={self.sns_cert_url_pattern!r}, "
             f"dedup_ttl_seconds={self.dedup_ttl_seconds}, events_maxlen={self.events_maxlen}, "
             f"ingest_memory_limit={self.ingest_memory_limit}, "
             f"ingest_timeout={self.ingest_timeout}, "
@@ -105,6 +121,7 @@ class Config:
             f"endpoint_concurrency={self.endpoint_concurrency}, "
             f"delivery_concurrency={self.delivery_concurrency}, "
             f"disable_after_seconds={self.disable_after_seconds}, "
+            f"dead_letter_after={self.dead_letter_after}, "
             f"metrics_token=<{'set' if self.metrics_token else 'unset'}>, "
             f"metrics_per_account={self.metrics_per_account})"
         )
@@ -134,7 +151,11 @@ class Config:
                 return default
             return parse(name, raw.strip())
 
-        secrets = {p.name: get(p.secret_variable, _secret, "") for p in providers}
+        def variable(name: str) -> str:
+            return get(name, _secret, "")
+
+        secrets = {p.name: p.read_secret(variable) for p in providers}
+        urls = {p.name: get(p.url_variable, _absolute_url, "") for p in providers if p.url_variable}
         return cls(
             redis_url=get("REDIS_URL", _redis_url, DEFAULT_REDIS_URL),
             redis_ssl_cert_reqs=get("REDIS_SSL_CERT_REQS", _choice(SSL_CERT_REQS), "none"),
@@ -154,7 +175,9 @@ class Config:
             provider_secrets=MappingProxyType(
                 {name: secret for name, secret in secrets.items() if secret}
             ),
+            provider_urls=MappingProxyType({name: url for name, url in urls.items() if url}),
             allow_unsigned_inbound=get("ALLOW_UNSIGNED_INBOUND", _bool, False),
+            sns_cert_url_pattern=get("SNS_CERT_URL_PATTERN", _regex, DEFAULT_SNS_CERT_URL_PATTERN),
             dedup_ttl_seconds=get("DEDUP_TTL_SECONDS", _int_between(60, 90 * 86400), 72 * 3600),
             events_maxlen=get("EVENTS_MAXLEN", _int_between(1000, 10**9), 1_000_000),
             ingest_timeout=get("INGEST_TIMEOUT", _float_between(0.1, 60), 1.0),
@@ -172,6 +195,7 @@ class Config:
             delivery_retention_seconds=get(
                 "DELIVERY_RETENTION_SECONDS", _int_between(3600, 365 * 86400), 30 * 86400
             ),
+            dead_letter_after=get("DEAD_LETTER_AFTER", _int_between(1, 1000), 5),
             metrics_token=get("METRICS_TOKEN", _metrics_token, ""),
             metrics_per_account=get("METRICS_PER_ACCOUNT", _bool, False),
         )
@@ -240,6 +264,14 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
     return parse
 
 
+def _regex(name: str, raw: str) -> str:
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ConfigError(f"{name} is not a regular expression: {exc}") from None
+    return raw
+
+
 def _secret(name: str, raw: str) -> str:
     return raw
 
@@ -253,6 +285,14 @@ def _metrics_token(name: str, raw: str) -> str:
 def _metadata_key(name: str, raw: str) -> str:
     if len(raw) > 100:
         raise ConfigError(f"{name} must be at most 100 characters")
+    return raw
+
+
+def _absolute_url(name: str, raw: str) -> str:
+    # Never echo the value: a URL may carry basic-auth credentials.
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an absolute http:// or https:// URL")
     return raw
 
 

@@ -24,6 +24,7 @@ from service.core.metrics import Tally
 from service.deadlines import Deadlines
 from service.http import (
     accounts,
+    dead_letters,
     deliveries,
     emails,
     events,
@@ -36,12 +37,15 @@ from service.http import (
 )
 from service.http.errors import exception_handlers
 from service.http.server import install_access_log_redaction
+from service.http.signing_keys import SigningKeys, signing_keys_client
 from service.http.state import STATE_KEY, AppState
 from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
 from service.storage.accounts import AccountStore
+from service.storage.autopipeline import AutoPipeline
 from service.storage.capacity import Capacity
 from service.storage.connection import connect
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.jobs import job_queue
@@ -58,6 +62,7 @@ routes = [
     *events.routes,
     *emails.routes,
     *accounts.routes,
+    *dead_letters.routes,
     *status.routes,
     *health.routes,
     *metrics.routes,
@@ -84,6 +89,11 @@ def check_inbound_secrets(config: Config, providers: Sequence[Provider] = PROVID
             provider.check_secret(secret)
         except InvalidSignature as exc:
             raise ConfigError(f"{provider.secret_variable}: {exc}") from None
+        if provider.url_variable and not config.provider_urls.get(provider.name):
+            raise ConfigError(
+                f"{provider.url_variable} is required with {provider.secret_variable}: "
+                f"{provider.name} signs the URL it posts to, exactly as registered with it"
+            )
 
 
 async def ensure_default_account(state: AppState) -> None:
@@ -119,10 +129,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         client = redis if redis is not None else connect(config)
+        keys_client = signing_keys_client()
         logger.info("web starting with %r", config)
         try:
+            # One pipeline for the ingest path: a request's routing lookup and its append
+            # travel with the other requests' commands.
+            pipeline = AutoPipeline(client)
             event_store = EventStore(
-                client, maxlen=config.events_maxlen, dedup_ttl_seconds=config.dedup_ttl_seconds
+                client,
+                maxlen=config.events_maxlen,
+                dedup_ttl_seconds=config.dedup_ttl_seconds,
+                pipeline=pipeline,
             )
             state = AppState(
                 config=config,
@@ -134,7 +151,9 @@ def create_app(
                 clock=clock,
                 capacity=Capacity(client, limit=config.ingest_memory_limit, clock=clock),
                 deadlines=Deadlines(),
-                accounts=AccountStore(client),
+                signing_keys=SigningKeys(config.sns_cert_url_pattern, keys_client),
+                accounts=AccountStore(client, pipeline),
+                dead_letters=DeadLetterStore(client),
                 metrics=MetricsRecorder(
                     MetricsStore(client), Tally(per_account=config.metrics_per_account)
                 ),
@@ -150,6 +169,7 @@ def create_app(
             # have closed it already.
             await state.metrics.close(flush=redis is None)
         finally:
+            await keys_client.aclose()
             if redis is None:
                 await client.aclose()
 

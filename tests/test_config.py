@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from config import Config, ConfigError
+from config import DEFAULT_SNS_CERT_URL_PATTERN, Config, ConfigError
 
 
 class TestFromEnv:
@@ -16,6 +16,8 @@ class TestFromEnv:
         assert config.allow_private_urls is False
         assert config.log_level == "INFO"
         assert config.redis_ssl_cert_reqs == "none"
+        assert config.sns_cert_url_pattern == DEFAULT_SNS_CERT_URL_PATTERN
+        assert config.dead_letter_after == 5
 
     def test_every_variable_is_read(self) -> None:
         config = Config.from_env(
@@ -33,6 +35,7 @@ class TestFromEnv:
                 "SENDGRID_WEBHOOK_PUBLIC_KEY": "MFkw",
                 "MAILGUN_WEBHOOK_SIGNING_KEY": "mg-key",
                 "ALLOW_UNSIGNED_INBOUND": "yes",
+                "SNS_CERT_URL_PATTERN": r"http://127\.0\.0\.1:[0-9]+/.*\.pem",
                 "DEDUP_TTL_SECONDS": "3600",
                 "EVENTS_MAXLEN": "5000",
                 "INGEST_MEMORY_LIMIT": "0.75",
@@ -47,6 +50,7 @@ class TestFromEnv:
                 "MAX_WEBHOOKS_PER_ACCOUNT": "7",
                 "ACCOUNT_METADATA_KEY": "tenant",
                 "EMAIL_OWNER_TTL": "86400",
+                "DEAD_LETTER_AFTER": "3",
             }
         )
         assert config.redis_url == "rediss://:pw@example.com:6380/2"
@@ -64,6 +68,7 @@ class TestFromEnv:
             "mailgun": "mg-key",
         }
         assert config.allow_unsigned_inbound is True
+        assert config.sns_cert_url_pattern == r"http://127\.0\.0\.1:[0-9]+/.*\.pem"
         assert config.dedup_ttl_seconds == 3600
         assert config.ingest_memory_limit == 0.75
         assert config.events_maxlen == 5000
@@ -78,6 +83,7 @@ class TestFromEnv:
         assert config.max_webhooks_per_account == 7
         assert config.account_metadata_key == "tenant"
         assert config.email_owner_ttl_seconds == 86400
+        assert config.dead_letter_after == 3
         assert "admin-aaaaaaaaaaaaaaaa" not in repr(config)
         assert "generic-secret" not in repr(config)
         assert "mg-key" not in repr(config)
@@ -111,6 +117,8 @@ class TestFromEnv:
             ("MAX_WEBHOOKS_PER_ACCOUNT", "0"),
             ("EMAIL_OWNER_TTL", "60"),
             ("ACCOUNT_METADATA_KEY", "k" * 101),
+            ("SNS_CERT_URL_PATTERN", "https://sns\\.(unclosed"),
+            ("DEAD_LETTER_AFTER", "0"),
         ],
     )
     def test_bad_value_names_the_variable(self, name: str, value: str) -> None:

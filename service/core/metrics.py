@@ -160,7 +160,7 @@ RETRIES_DUE = Family(
     "Delivery jobs whose time has come, not started yet (the worker is behind on retries)",
 )
 DEAD_LETTERS = Family(
-    "dead_letters", Kind.GAUGE, "Entries in the dead-letter store (mh:events:dead)"
+    "dead_letters", Kind.GAUGE, "Entries in the dead-letter stream (mh:events:dead)"
 )
 WORKER_UP = Family(
     "worker_up", Kind.GAUGE, "1 while some worker's heartbeat is fresh (under a minute old)"
@@ -189,6 +189,7 @@ class RequestOutcome(StrEnum):
     """What became of one inbound request: `accepted` (200), or why not."""
 
     ACCEPTED = "accepted"
+    PROBE = "probe"  # 200: the provider checking that the URL answers (no event)
     INVALID_SIGNATURE = "invalid_signature"  # 401
     INVALID_PAYLOAD = "invalid_payload"  # 400/422: not JSON, not the provider's format
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415

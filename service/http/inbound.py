@@ -9,7 +9,7 @@ shared URL, which detects the provider; every other one also has `/api/webhooks/
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis.exceptions
 from starlette.requests import Request
@@ -55,6 +55,8 @@ async def receive(
 ) -> Response:
     """Handle one provider request; `provider` None means detect it among `providers`.
     Counted by provider (`unknown`: refused before it was detected) and outcome."""
+    if request.method == "HEAD":  # a check that the URL answers
+        return Response(status_code=200)
     state = app_state(request)
     name = UNDETECTED if provider is None else provider.name
     try:
@@ -62,11 +64,18 @@ async def receive(
         if provider is None:
             provider = detect(request.headers, body, providers)
             name = provider.name
-        response = await accept(request, state, provider, body)
+        if provider.is_probe(body, request.headers):
+            # The provider checking the URL answers; it carries no event, so nothing to verify.
+            outcome, response = RequestOutcome.PROBE, json_response(Received(received=True))
+        else:
+            outcome, response = (
+                RequestOutcome.ACCEPTED,
+                await accept(request, state, provider, body),
+            )
     except Exception as exc:  # counted, then answered by the error handlers as ever
         state.metrics.tally.inbound_request(name, refusal(exc))
         raise
-    state.metrics.tally.inbound_request(name, RequestOutcome.ACCEPTED)
+    state.metrics.tally.inbound_request(name, outcome)
     return response
 
 
@@ -83,18 +92,12 @@ def refusal(exc: Exception) -> RequestOutcome:
 
 async def accept(request: Request, state: AppState, provider: Provider, body: bytes) -> Response:
     """Verify, normalise, route and store one request's events."""
-    secret = state.config.provider_secrets.get(provider.name, "")
     now = state.clock()
-    if secret:
-        provider.verify(body, request.headers, secret, now=now.timestamp())
-    elif not state.config.allow_unsigned_inbound:
-        raise InvalidSignature(
-            f"{provider.name} events are refused: set {provider.secret_variable} to verify them"
-        )
+    verified = await verify(state, provider, body, request.headers, now=now.timestamp())
     kind = media_type(request)
     if not provider.accepts_media_type(kind):
         shown = kind or "no Content-Type"
-        raise UnsupportedMediaType(f"{provider.name} events must be JSON, not {shown}")
+        raise UnsupportedMediaType(f"{provider.name} events are not sent as {shown}")
     normalized = provider.normalize(body, request.headers, received_at=format_timestamp(now))
     events = [item for item in normalized if isinstance(item, Event)]
     ignored = [item for item in normalized if isinstance(item, Ignored)]
@@ -103,7 +106,7 @@ async def accept(request: Request, state: AppState, provider: Provider, body: by
         # 503 within INGEST_TIMEOUT rather than held while the client retries its commands:
         # providers retry, and a retry of an event that did get stored is a duplicate.
         with state.deadlines.limit(state.config.ingest_timeout):
-            result = await store(state, provider, body, events, ignored, verified=bool(secret))
+            result = await store(state, provider, body, events, ignored, verified=verified)
     except TimeoutError:
         raise StoreUnavailable(
             f"the event store did not answer within {state.config.ingest_timeout:g} s; retry"
@@ -118,7 +121,33 @@ async def accept(request: Request, state: AppState, provider: Provider, body: by
         len(result.duplicates),
         len(ignored),
     )
+    for item in ignored:
+        if item.notice:
+            logger.warning("inbound %s: %s", provider.name, item.notice)
     return json_response(Received(received=True))
+
+
+async def verify(
+    state: AppState, provider: Provider, body: bytes, headers: Mapping[str, str], *, now: float
+) -> bool:
+    """Whether the request was verified (False: accepted unverified, as
+    ALLOW_UNSIGNED_INBOUND allows); raises when it is refused. A provider that signs with a key
+    it publishes is verified with that key, fetched from an allowed URL, whatever the config."""
+    secret = state.config.provider_secrets.get(provider.name, "")
+    key_url = provider.signing_key_url(body, headers, secret, now=now)
+    if key_url is not None:
+        key = await state.signing_keys.get(key_url)
+        provider.verify_with_key(body, headers, secret, key, now=now)
+        return True
+    if secret:
+        url = state.config.provider_urls.get(provider.name, "")
+        provider.verify_request(body, headers, secret, now=now, url=url)
+        return True
+    if not state.config.allow_unsigned_inbound:
+        raise InvalidSignature(
+            f"{provider.name} events are refused: set {provider.secret_variable} to verify them"
+        )
+    return False
 
 
 async def store(
@@ -156,7 +185,8 @@ async def claim_replay_token(
 
 
 def inbound_routes(providers: Sequence[Provider] = PROVIDERS) -> list[Route]:
-    """`POST` on each of `inbound_paths(providers)`; the shared URL detects the provider."""
+    """`POST` on each of `inbound_paths(providers)`; the shared URL detects the provider.
+    `HEAD` answers 200 with no body: Mandrill checks a URL that way when a webhook is added."""
     shared, *named = inbound_paths(providers)
 
     async def receive_detected(request: Request) -> Response:
@@ -166,10 +196,10 @@ def inbound_routes(providers: Sequence[Provider] = PROVIDERS) -> list[Route]:
         async def endpoint(request: Request) -> Response:
             return await receive(request, provider, providers)
 
-        return Route(path, endpoint, methods=["POST"], name=f"inbound_{provider.name}")
+        return Route(path, endpoint, methods=["POST", "HEAD"], name=f"inbound_{provider.name}")
 
     return [
-        Route(shared[0], receive_detected, methods=["POST"], name="inbound"),
+        Route(shared[0], receive_detected, methods=["POST", "HEAD"], name="inbound"),
         *(provider_route(path, provider) for path, provider in named),
     ]
 

@@ -10,8 +10,10 @@ from starlette.requests import Request
 from config import Config
 from service.core.clock import Clock
 from service.deadlines import Deadlines
+from service.http.signing_keys import SigningKeys
 from service.storage.accounts import AccountStore
 from service.storage.capacity import Capacity
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.metrics import MetricsRecorder
@@ -32,7 +34,10 @@ class AppState:
     # READ_TIMEOUT and INGEST_TIMEOUT, on one coarse timer (asyncio.timeout per request
     # costs a timer handle each; see service/deadlines.py).
     deadlines: Deadlines
+    # The certificates SNS signs with, fetched and cached per URL.
+    signing_keys: SigningKeys
     accounts: AccountStore
+    dead_letters: DeadLetterStore
     # This process's counts, flushed to Redis once a second (GET /metrics reads them there).
     metrics: MetricsRecorder
     # Per web process: the minute each account key's last use was last written.

@@ -25,14 +25,6 @@ from service.storage.status import StatusStore
 logger = logging.getLogger("mailhooks.metrics")
 
 FLUSH_SECONDS = 1.0
-# Whatever type the dead-letter key turns out to hold, its length is the count.
-_LENGTH_COMMANDS = {
-    b"stream": "xlen",
-    b"list": "llen",
-    b"zset": "zcard",
-    b"set": "scard",
-    b"hash": "hlen",
-}
 
 
 class MetricsStore:
@@ -60,19 +52,15 @@ class MetricsStore:
             pipe.hgetall(keys.METRICS)
             pipe.zcount(default_queue_name, f"({now_ms}", "+inf")
             pipe.zcount(default_queue_name, "-inf", now_ms)
-            pipe.type(keys.DEAD_LETTERS)
+            pipe.xlen(keys.DEAD_LETTERS)
             pipe.xrange(keys.EVENTS_STREAM, first_unread, "+", count=1)
-            counts, scheduled, due, dead_type, unread = await pipe.execute()
-        dead_letters = 0
-        command = _LENGTH_COMMANDS.get(dead_type)
-        if command is not None:
-            dead_letters = int(await getattr(self._redis, command)(keys.DEAD_LETTERS))
+            counts, scheduled, due, dead_letters, unread = await pipe.execute()
         return Snapshot(
             counts={name.decode(): value.decode() for name, value in counts.items()},
             readings=readings,
             retries_scheduled=int(scheduled),
             retries_due=int(due),
-            dead_letters=dead_letters,
+            dead_letters=int(dead_letters),
             first_unread=unread[0][0].decode() if unread else None,
         )
 

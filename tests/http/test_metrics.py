@@ -119,6 +119,20 @@ class TestPerAccount:
             assert found == {}
 
 
+class TestProbes:
+    async def test_a_providers_url_check_is_a_probe_and_head_is_not_counted(
+        self, make_client: MakeClient, make_config: Callable[..., Config], real_redis: Redis
+    ) -> None:
+        client = await make_client(make_config(allow_unsigned_inbound=True), redis=real_redis)
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        empty_batch = b"mandrill_events=%5B%5D"  # Mandrill checking that the URL answers
+        response = await client.post("/api/webhooks/mandrill", content=empty_batch, headers=form)
+        assert response.status_code == 200
+        assert (await client.head("/api/webhooks/mandrill")).status_code == 200
+        found = of(await scrape(client), "mailhooks_inbound_requests_total")
+        assert found == {labels(provider="mandrill", outcome="probe"): 1.0}
+
+
 class TestAfterRealTraffic:
     async def test_every_figure_counts_what_happened(
         self,

@@ -118,18 +118,6 @@ class TestSnapshot:
         assert (found.retries_scheduled, found.retries_due) == (1, 2)
         assert found.dead_letters == 3
 
-    @pytest.mark.parametrize("kind", ["list", "zset", "set", "hash"])
-    async def test_dead_letters_of_any_type_are_counted(self, real_redis: Redis, kind: str) -> None:
-        key = keys.DEAD_LETTERS
-        add = {
-            "list": lambda: real_redis.rpush(key, "a", "b"),  # type: ignore[misc]
-            "zset": lambda: real_redis.zadd(key, {"a": 1, "b": 2}),
-            "set": lambda: real_redis.sadd(key, "a", "b"),  # type: ignore[misc]
-            "hash": lambda: real_redis.hset(key, mapping={"a": 1, "b": 2}),  # type: ignore[misc]
-        }
-        await add[kind]()
-        assert (await MetricsStore(real_redis).snapshot(NOW_MS)).dead_letters == 2
-
     async def test_the_first_unread_entry_follows_the_groups_last_read(
         self, real_redis: Redis
     ) -> None:
