@@ -114,6 +114,16 @@ def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def parse_timestamp(text: str) -> datetime | None:
+    """An ISO 8601 time as the API takes it (`since`): UTC when it names no offset; None if
+    it is not one."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def format_timestamp(moment: datetime) -> str:
     """ISO 8601 in UTC to the second with a `Z`, as on the API page: 2026-03-03T10:00:00Z."""
     return _format_second(int(moment.timestamp() // 1))

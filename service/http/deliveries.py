@@ -17,6 +17,7 @@ from service.core.ids import (
     epoch_ms,
     format_timestamp,
     lease_owner,
+    parse_timestamp,
     test_delivery_id,
     test_event_id,
 )
@@ -36,7 +37,7 @@ from service.http.responses import json_response, page_response
 from service.http.state import AppState, app_state
 from service.http.webhooks import path_id, query_int
 from service.storage.deliveries import StoredDelivery, lease_ms
-from service.storage.jobs import enqueue_retry
+from service.storage.jobs import enqueue_retry, recover_failed, requeue_delivery
 from service.storage.webhooks import StoredWebhook
 
 MAX_PAGE = 1000
@@ -87,13 +88,14 @@ def now_ms(state: AppState) -> int:
 
 
 async def requeue(state: AppState, delivery: StoredDelivery, tag: LeaseTag) -> bool:
-    owner = lease_owner(delivery.id, tag, now_ms(state))
-    if not await state.deliveries.requeue(
-        delivery, owner=owner, now_ms=now_ms(state), lease_ms=lease_ms(state.config)
-    ):
-        return False
-    await enqueue_retry(state.jobs, delivery.id, owner, delay=0)
-    return True
+    return await requeue_delivery(
+        state.deliveries,
+        state.jobs,
+        delivery,
+        tag,
+        now_ms=now_ms(state),
+        lease_ms=lease_ms(state.config),
+    )
 
 
 @in_account
@@ -133,16 +135,17 @@ async def recover(request: Request, account: str) -> Response:
     state = app_state(request)
     webhook = await existing_webhook(request, account)
     body = await read_json(request, RECOVER_REQUEST_DECODER, state.config, state.deadlines)
-    try:
-        since = datetime.fromisoformat(body.since.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationFailed("since must be an ISO 8601 time", field="since") from None
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
-    since_ms = epoch_ms(since)
-    requeued = 0
-    for delivery in await state.deliveries.failed_since(webhook.id, since_ms):
-        requeued += await requeue(state, delivery, LeaseTag.RECOVER)
+    since = parse_timestamp(body.since)
+    if since is None:
+        raise ValidationFailed("since must be an ISO 8601 time", field="since")
+    requeued = await recover_failed(
+        state.deliveries,
+        state.jobs,
+        webhook.id,
+        since_ms=epoch_ms(since),
+        now_ms=now_ms(state),
+        lease_ms=lease_ms(state.config),
+    )
     return json_response(RecoverResult(requeued=requeued), status=202)
 
 
