@@ -29,6 +29,7 @@ from service.http import (
     health,
     inbound,
     openapi,
+    portal,
     status,
     webhooks,
 )
@@ -45,6 +46,7 @@ from service.storage.connection import connect
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.jobs import job_queue
+from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
 
@@ -57,6 +59,7 @@ routes = [
     *events.routes,
     *emails.routes,
     *accounts.routes,
+    *portal.routes,  # the API's portal-links operation, and the /portal pages
     *status.routes,
     *health.routes,
     *openapi.routes,
@@ -146,6 +149,7 @@ def create_app(
                 deadlines=Deadlines(),
                 signing_keys=SigningKeys(config.sns_cert_url_pattern, keys_client),
                 accounts=AccountStore(client, pipeline),
+                portal=PortalStore(client),
             )
             if config.single_account:
                 await ensure_default_account(state)
