@@ -60,8 +60,8 @@ async def home(visit: Visit) -> Response:
     state, account = visit.state, visit.account.id
     after = query_int(visit.request, "after", default=0, low=0, high=2**53)
     webhooks, next_after = await state.webhooks.list(account, after=after, limit=WEBHOOKS_PAGE)
-    now_edges = hourly_edges(state.clock(), hours=24)
-    day = [now_edges[0], now_edges[-1]]
+    edges = hourly_edges(state.clock())
+    day = [edges[0], edges[-1]]  # the chart's 24 hours, in one interval
     counts = await state.deliveries.finished_counts([w.id for w in webhooks], day)
     return visit.render(
         "webhooks.html",
