@@ -85,6 +85,8 @@ class Config:
     disable_after_seconds: int = 5 * 86400
     delivery_retention_count: int = 10_000
     delivery_retention_seconds: int = 30 * 86400
+    # A stream entry whose processing failed this many times is set aside as a dead letter.
+    dead_letter_after: int = 5
     # The customer portal (docs/portal.md): off without a secret to sign its links with.
     portal_secret: str = field(default="", repr=False)
     portal_session_seconds: int = 3600
@@ -124,6 +126,7 @@ class Config:
             f"endpoint_concurrency={self.endpoint_concurrency}, "
             f"delivery_concurrency={self.delivery_concurrency}, "
             f"disable_after_seconds={self.disable_after_seconds}, "
+            f"dead_letter_after={self.dead_letter_after}, "
             f"portal={'on' if self.portal_secret else 'off'}, "
             f"portal_session_seconds={self.portal_session_seconds}, "
             f"portal_frame_ancestors={self.portal_frame_ancestors})"
@@ -198,6 +201,7 @@ class Config:
             delivery_retention_seconds=get(
                 "DELIVERY_RETENTION_SECONDS", _int_between(3600, 365 * 86400), 30 * 86400
             ),
+            dead_letter_after=get("DEAD_LETTER_AFTER", _int_between(1, 1000), 5),
             portal_secret=get("PORTAL_SECRET", _portal_secret, ""),
             portal_session_seconds=get(
                 "PORTAL_SESSION_SECONDS", _int_between(60, 30 * 86400), 3600

@@ -23,6 +23,7 @@ from service.core.ids import format_timestamp
 from service.deadlines import Deadlines
 from service.http import (
     accounts,
+    dead_letters,
     deliveries,
     emails,
     events,
@@ -43,6 +44,7 @@ from service.storage.accounts import AccountStore
 from service.storage.autopipeline import AutoPipeline
 from service.storage.capacity import Capacity
 from service.storage.connection import connect
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.jobs import job_queue
@@ -59,6 +61,7 @@ routes = [
     *events.routes,
     *emails.routes,
     *accounts.routes,
+    *dead_letters.routes,
     *portal.routes,  # the API's portal-links operation, and the /portal pages
     *status.routes,
     *health.routes,
@@ -149,6 +152,7 @@ def create_app(
                 deadlines=Deadlines(),
                 signing_keys=SigningKeys(config.sns_cert_url_pattern, keys_client),
                 accounts=AccountStore(client, pipeline),
+                dead_letters=DeadLetterStore(client),
                 portal=PortalStore(client),
             )
             if config.single_account:

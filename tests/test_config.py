@@ -17,6 +17,7 @@ class TestFromEnv:
         assert config.log_level == "INFO"
         assert config.redis_ssl_cert_reqs == "none"
         assert config.sns_cert_url_pattern == DEFAULT_SNS_CERT_URL_PATTERN
+        assert config.dead_letter_after == 5
         assert config.portal_secret == ""  # the portal is off
         assert config.portal_session_seconds == 3600
         assert config.portal_frame_ancestors == ()
@@ -52,6 +53,7 @@ class TestFromEnv:
                 "MAX_WEBHOOKS_PER_ACCOUNT": "7",
                 "ACCOUNT_METADATA_KEY": "tenant",
                 "EMAIL_OWNER_TTL": "86400",
+                "DEAD_LETTER_AFTER": "3",
                 "PORTAL_SECRET": "portal-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
                 "PORTAL_SESSION_SECONDS": "900",
                 "PORTAL_FRAME_ANCESTORS": "'self' https://app.example.com, https://*.example.net:8443",
@@ -87,6 +89,7 @@ class TestFromEnv:
         assert config.max_webhooks_per_account == 7
         assert config.account_metadata_key == "tenant"
         assert config.email_owner_ttl_seconds == 86400
+        assert config.dead_letter_after == 3
         assert "admin-aaaaaaaaaaaaaaaa" not in repr(config)
         assert "generic-secret" not in repr(config)
         assert "mg-key" not in repr(config)
@@ -129,6 +132,7 @@ class TestFromEnv:
             ("EMAIL_OWNER_TTL", "60"),
             ("ACCOUNT_METADATA_KEY", "k" * 101),
             ("SNS_CERT_URL_PATTERN", "https://sns\\.(unclosed"),
+            ("DEAD_LETTER_AFTER", "0"),
             ("PORTAL_SECRET", "too-short"),
             ("PORTAL_SESSION_SECONDS", "10"),
             ("PORTAL_FRAME_ANCESTORS", "*"),

@@ -275,6 +275,15 @@ class EventsStatus(Model):
         int,
         Meta(description="Stream entries that were not events, skipped by every reader"),
     ]
+    dead_letters: Annotated[
+        int,
+        Meta(
+            description=(
+                "Events the worker could not process, set aside undelivered (the length of "
+                "the stream mh:events:dead): see /api/dead-letters"
+            )
+        ),
+    ]
 
 
 class MemoryStatus(Model):
@@ -352,6 +361,64 @@ class EmailRegistrationResult(Model):
     expires_at: Timestamp
 
 
+class DeadLetter(Model):
+    """A stream entry the worker could not process, set aside undelivered."""
+
+    id: Annotated[str, Meta(examples=["dl_1772532000000-0"])]
+    event_id: Annotated[
+        str, Meta(description="The original entry's event id; redriving gives it a new one")
+    ]
+    reason: Annotated[
+        str,
+        Meta(
+            description=(
+                "unreadable: not an event; failed: processing it raised DEAD_LETTER_AFTER "
+                "times; reclaimed: handed out more often than that, never finished"
+            ),
+            examples=["failed"],
+        ),
+    ]
+    detail: Annotated[str, Meta(description="What went wrong: the error, or why it is none")]
+    dead_lettered_at: Timestamp
+    deliveries: Annotated[
+        int, Meta(description="How many times the worker was handed it (Redis's count)")
+    ]
+    account_id: Annotated[
+        str | None, Meta(description="Its event's account; absent when unrouted or unreadable")
+    ] = None
+    event: Annotated[
+        Event | None, Meta(description="The event it holds, decoded; absent if unreadable")
+    ] = None
+    fields: Annotated[
+        dict[str, str] | UnsetType,
+        Meta(
+            description=(
+                "GET one only: the original entry's fields as stored (e: the event, a: its "
+                "account, r: its recipient index), bytes that are not UTF-8 as \\xNN"
+            )
+        ),
+    ] = UNSET
+
+
+class DeadLetterList(Model):
+    dead_letters: list[DeadLetter]
+
+
+class RedriveRequest(Model):
+    since: Annotated[
+        Timestamp | None,
+        Meta(description="Only the dead letters set aside since then (default: all)"),
+    ] = None
+
+
+class Redriven(Model):
+    event_id: Annotated[str, Meta(description="The event's new id: it is a new entry")]
+
+
+class RedriveResult(Model):
+    redriven: int
+
+
 class PortalLink(Model):
     url: Annotated[
         str,
@@ -367,4 +434,5 @@ SYNTHETIC_EVENT_DECODER = msgspec.json.Decoder(SyntheticEventRequest)
 ACCOUNT_CREATE_DECODER = msgspec.json.Decoder(AccountCreate)
 ACCOUNT_UPDATE_DECODER = msgspec.json.Decoder(AccountUpdate)
 EMAIL_REGISTRATION_DECODER = msgspec.json.Decoder(EmailRegistration)
+REDRIVE_REQUEST_DECODER = msgspec.json.Decoder(RedriveRequest)
 ENCODER = msgspec.json.Encoder()

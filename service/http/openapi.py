@@ -27,6 +27,8 @@ from service.core.models import (
     AccountUpdate,
     ApiKeyCreated,
     ApiKeyList,
+    DeadLetter,
+    DeadLetterList,
     Delivery,
     DeliveryList,
     EmailRegistration,
@@ -40,6 +42,9 @@ from service.core.models import (
     Received,
     RecoverRequest,
     RecoverResult,
+    Redriven,
+    RedriveRequest,
+    RedriveResult,
     ServiceStatus,
     SyntheticEventRequest,
     Webhook,
@@ -85,6 +90,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     security: str = "account"  # a key of SECURITY
     parameters: list[dict[str, Any]] = field(default_factory=list)
+    request_required: bool = True
 
 
 def _query(
@@ -129,6 +135,12 @@ ACCOUNT_ID_PARAM = {
     "schema": {"type": "string"},
 }
 KEY_ID_PARAM = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+DEAD_LETTER_ID_PARAM = {
+    "name": "dead_letter_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
 SECURITY_SCHEMES: dict[str, Any] = {
     "accountKey": {
         "type": "http",
@@ -426,6 +438,65 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
 NOT_IN_SPEC = ("/openapi.json", "/docs", "/docs/assets", "/portal")
 
 
+DEAD_LETTERS = "/api/dead-letters"
+DEAD_LETTER = DEAD_LETTERS + "/{dead_letter_id}"
+DEAD_LETTER_OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "get",
+        DEAD_LETTERS,
+        "Events the worker could not process, set aside undelivered: newest first (Link header "
+        "for the next page)",
+        200,
+        DeadLetterList,
+        errors=(401, 403, 422, 503),
+        security="admin",
+        parameters=[
+            _query("limit", "Page size, 1-1000 (default 100)", minimum=1, maximum=1000),
+            _query("before", "The cursor from the previous page's Link header", "string"),
+        ],
+    ),
+    Operation(
+        "get",
+        DEAD_LETTER,
+        "One dead letter: why, and the original entry's fields (decoded where possible)",
+        200,
+        DeadLetter,
+        errors=(401, 403, 404, 503),
+        security="admin",
+    ),
+    Operation(
+        "post",
+        DEAD_LETTER + "/redrive",
+        "Append its event to the events stream again, as a new event (new id), and remove the "
+        "dead letter: delivered at least once more to every subscriber",
+        202,
+        Redriven,
+        errors=(401, 403, 404, 409, 503),
+        security="admin",
+    ),
+    Operation(
+        "post",
+        DEAD_LETTERS + "/redrive",
+        "Redrive every dead letter, or those set aside since a time (no body: all)",
+        202,
+        RedriveResult,
+        request=RedriveRequest,
+        request_required=False,
+        errors=(400, 401, 403, 413, 415, 422, 503),
+        security="admin",
+    ),
+    Operation(
+        "delete",
+        DEAD_LETTER,
+        "Delete a dead letter (its event is not delivered)",
+        204,
+        None,
+        errors=(401, 403, 404, 503),
+        security="admin",
+    ),
+)
+
+
 def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ...]:
     """Every operation, in the document's order; the inbound ones follow from `providers`."""
     return (
@@ -433,6 +504,7 @@ def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ..
         *inbound_operations(providers),
         *READING_OPERATIONS,
         *ACCOUNT_OPERATIONS,
+        *DEAD_LETTER_OPERATIONS,
     )
 
 
@@ -495,10 +567,15 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
             parameters.append(ACCOUNT_ID_PARAM)
         if "{key_id}" in op.path:
             parameters.append(KEY_ID_PARAM)
+        if "{dead_letter_id}" in op.path:
+            parameters.append(DEAD_LETTER_ID_PARAM)
         if parameters:
             entry["parameters"] = parameters
         if op.request is not None:
-            entry["requestBody"] = {"required": True, "content": _content(op.request)}
+            entry["requestBody"] = {
+                "required": op.request_required,
+                "content": _content(op.request),
+            }
         entry["security"] = SECURITY[op.security]
         paths.setdefault(op.path, {})[op.method] = entry
     return {

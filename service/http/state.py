@@ -13,6 +13,7 @@ from service.deadlines import Deadlines
 from service.http.signing_keys import SigningKeys
 from service.storage.accounts import AccountStore
 from service.storage.capacity import Capacity
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.portal import PortalStore
@@ -36,6 +37,7 @@ class AppState:
     # The certificates SNS signs with, fetched and cached per URL.
     signing_keys: SigningKeys
     accounts: AccountStore
+    dead_letters: DeadLetterStore
     # The customer portal's links and sessions (docs/portal.md).
     portal: PortalStore
     # Per web process: the minute each account key's last use was last written.

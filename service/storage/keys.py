@@ -121,6 +121,14 @@ DELIVERY_LEASES = PREFIX + "delivery-leases"
 # worker acknowledges and skips them, the event reads skip them, /api/status shows the count.
 UNREADABLE_EVENTS = PREFIX + "events:unreadable"
 
+# Stream of dead letters: events stream entries the worker could not process (not an event,
+# or failing DEAD_LETTER_AFTER times), each set aside and acknowledged in the delivery group
+# in one script, so that trimming goes on past it. Fields: entry (the original entry id),
+# reason (unreadable, failed, reclaimed), detail, at (ISO 8601), deliveries (how many times
+# the group handed the entry out), consumer, and the original fields each prefixed "f:"
+# (f:e, f:a, f:r). Never trimmed: redrive or delete them. XLEN is their count (/api/status).
+DEAD_LETTERS = PREFIX + "events:dead"
+
 # String with the worker's last heartbeat (ISO 8601), expiring when the worker stops beating.
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
 
