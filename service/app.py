@@ -32,6 +32,7 @@ from service.http import (
     inbound,
     metrics,
     openapi,
+    portal,
     status,
     webhooks,
 )
@@ -50,6 +51,7 @@ from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.jobs import job_queue
 from service.storage.metrics import MetricsRecorder, MetricsStore
+from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
 
@@ -63,6 +65,7 @@ routes = [
     *emails.routes,
     *accounts.routes,
     *dead_letters.routes,
+    *portal.routes,  # the API's portal-links operation, and the /portal pages
     *status.routes,
     *health.routes,
     *metrics.routes,
@@ -157,6 +160,7 @@ def create_app(
                 metrics=MetricsRecorder(
                     MetricsStore(client), Tally(per_account=config.metrics_per_account)
                 ),
+                portal=PortalStore(client),
             )
             state.metrics.start()
             if config.single_account:

@@ -17,6 +17,7 @@ from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.metrics import MetricsRecorder
+from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
 
@@ -40,6 +41,8 @@ class AppState:
     dead_letters: DeadLetterStore
     # This process's counts, flushed to Redis once a second (GET /metrics reads them there).
     metrics: MetricsRecorder
+    # The customer portal's links and sessions (docs/portal.md).
+    portal: PortalStore
     # Per web process: the minute each account key's last use was last written.
     key_use: dict[str, int] = field(default_factory=dict)
     # Per web process: accounts seen to exist, and until when (monotonic seconds) that is
