@@ -151,13 +151,14 @@ EVENTS_STORED = Family("events_stored", Kind.GAUGE, "Entries in the events strea
 RETRIES_SCHEDULED = Family(
     "retries_scheduled",
     Kind.GAUGE,
-    "Delivery jobs waiting for their time: retries on the schedule, hand-offs from "
-    "saturated endpoints, manual retries",
+    "Pending deliveries waiting for a later attempt: retries on the schedule, hand-offs from "
+    "saturated endpoints",
 )
 RETRIES_DUE = Family(
     "retries_due",
     Kind.GAUGE,
-    "Delivery jobs whose time has come, not started yet (the worker is behind on retries)",
+    "Delivery jobs a second or more past their time, not finished: above 0 for long, the "
+    "worker is behind on retries",
 )
 DEAD_LETTERS = Family(
     "dead_letters", Kind.GAUGE, "Entries in the dead-letter stream (mh:events:dead)"

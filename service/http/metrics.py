@@ -28,6 +28,7 @@ from service.core.errors import Unauthorized
 from service.core.ids import epoch_ms
 from service.core.metrics import Kind, Values, gauge_values, read_counts
 from service.http.state import app_state
+from service.storage.deliveries import lease_ms
 
 # The classic text format (0.0.4), which every Prometheus version reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -48,7 +49,7 @@ async def metrics(request: Request) -> Response:
     check_token(request, state.config.metrics_token)
     await state.metrics.flush()  # this process's counts, up to now
     now = state.clock()
-    snapshot = await state.metrics.store.snapshot(epoch_ms(now))
+    snapshot = await state.metrics.store.snapshot(epoch_ms(now), lease_ms=lease_ms(state.config))
     counted = read_counts(snapshot.counts, per_account=state.config.metrics_per_account)
     families = [*counted.values(), *gauge_values(snapshot, now)]
     return Response(render(families), media_type=CONTENT_TYPE)

@@ -25,6 +25,7 @@ from service.storage.status import StatusStore
 logger = logging.getLogger("mailhooks.metrics")
 
 FLUSH_SECONDS = 1.0
+LATE_MS = 1000
 
 
 class MetricsStore:
@@ -41,8 +42,11 @@ class MetricsStore:
                 pipe.hincrbyfloat(keys.METRICS, name, value)
             await pipe.execute()
 
-    async def snapshot(self, now_ms: int) -> Snapshot:
-        """Everything a scrape shows: the counts of every process, and the gauges."""
+    async def snapshot(self, now_ms: int, *, lease_ms: int) -> Snapshot:
+        """Everything a scrape shows: the counts of every process, and the gauges. A pending
+        delivery whose lease ends more than `lease_ms` (one lease) from now waits for a later
+        attempt: an attempt under way holds a lease from its start, a scheduled one from its
+        time (service.storage.deliveries)."""
         readings = await self._status.readings()
         if readings.group_exists and readings.last_delivered is not None:
             first_unread = f"({readings.last_delivered}"
@@ -50,8 +54,9 @@ class MetricsStore:
             first_unread = "-"  # no group yet: it will read from the first entry
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.METRICS)
-            pipe.zcount(default_queue_name, f"({now_ms}", "+inf")
-            pipe.zcount(default_queue_name, "-inf", now_ms)
+            pipe.zcount(keys.DELIVERY_LEASES, f"({now_ms + lease_ms}", "+inf")
+            # Jobs a second late or more: arq enqueues its cron jobs up to a second ahead.
+            pipe.zcount(default_queue_name, "-inf", now_ms - LATE_MS)
             pipe.xlen(keys.DEAD_LETTERS)
             pipe.xrange(keys.EVENTS_STREAM, first_unread, "+", count=1)
             counts, scheduled, due, dead_letters, unread = await pipe.execute()

@@ -20,6 +20,7 @@ from tests.storage.test_events import make_group
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 NOW_MS = 1_772_532_000_000
+LEASE_MS = 31_000
 
 
 def hash_of(raw: dict[bytes, bytes]) -> dict[str, str]:
@@ -100,7 +101,7 @@ class TestRecorder:
 
 class TestSnapshot:
     async def test_an_empty_redis(self, real_redis: Redis) -> None:
-        found = await MetricsStore(real_redis).snapshot(NOW_MS)
+        found = await MetricsStore(real_redis).snapshot(NOW_MS, lease_ms=LEASE_MS)
         assert found.counts == {}
         assert (found.retries_scheduled, found.retries_due, found.dead_letters) == (0, 0, 0)
         assert found.first_unread is None
@@ -108,14 +109,19 @@ class TestSnapshot:
 
     async def test_reads_the_counts_and_the_gauges(self, real_redis: Redis) -> None:
         await real_redis.hset(keys.METRICS, "deliveries|succeeded", 7)
-        await real_redis.zadd(
-            default_queue_name, {"due": NOW_MS - 10, "now": NOW_MS, "later": NOW_MS + 5000}
+        await real_redis.zadd(  # arq's queue: jobs late, due now, and cron jobs queued ahead
+            default_queue_name,
+            {"late": NOW_MS - 5000, "now": NOW_MS, "cron:heartbeat:1": NOW_MS + 500},
+        )
+        await real_redis.zadd(  # leases: under way (from now), waiting for a later attempt
+            keys.DELIVERY_LEASES,
+            {"dlv_1": NOW_MS + LEASE_MS, "dlv_2": NOW_MS + 60_000 + LEASE_MS, "dlv_3": NOW_MS + 2},
         )
         for n in range(3):
             await real_redis.xadd(keys.DEAD_LETTERS, {"n": n})
-        found = await MetricsStore(real_redis).snapshot(NOW_MS)
+        found = await MetricsStore(real_redis).snapshot(NOW_MS, lease_ms=LEASE_MS)
         assert found.counts == {"deliveries|succeeded": "7"}
-        assert (found.retries_scheduled, found.retries_due) == (1, 2)
+        assert (found.retries_scheduled, found.retries_due) == (1, 1)
         assert found.dead_letters == 3
 
     async def test_the_first_unread_entry_follows_the_groups_last_read(
@@ -124,11 +130,13 @@ class TestSnapshot:
         store = MetricsStore(real_redis)
         first = (await real_redis.xadd(keys.EVENTS_STREAM, {"e": "1"})).decode()
         second = (await real_redis.xadd(keys.EVENTS_STREAM, {"e": "2"})).decode()
-        assert (await store.snapshot(NOW_MS)).first_unread == first  # no group: from the start
+        assert (
+            await store.snapshot(NOW_MS, lease_ms=LEASE_MS)
+        ).first_unread == first  # no group: from the start
         await make_group(real_redis)
         await real_redis.xreadgroup(keys.DELIVERY_GROUP, "c", {keys.EVENTS_STREAM: ">"}, count=1)
-        found = await store.snapshot(NOW_MS)
+        found = await store.snapshot(NOW_MS, lease_ms=LEASE_MS)
         assert found.first_unread == second
         assert found.readings.oldest_in_progress == first
         await real_redis.xreadgroup(keys.DELIVERY_GROUP, "c", {keys.EVENTS_STREAM: ">"})
-        assert (await store.snapshot(NOW_MS)).first_unread is None
+        assert (await store.snapshot(NOW_MS, lease_ms=LEASE_MS)).first_unread is None
