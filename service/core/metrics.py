@@ -15,7 +15,6 @@ event types, outcomes, error kinds (and account ids only with METRICS_PER_ACCOUN
 from __future__ import annotations
 
 import bisect
-import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -286,15 +285,19 @@ def field_name(family_key: str, *parts: str) -> str:
     return SEPARATOR.join((family_key, *parts))
 
 
-@functools.lru_cache(maxsize=1024)
 def _histogram_fields(family: Family, labels: tuple[str, ...]) -> tuple[str, ...]:
-    """A histogram's fields for one label set: one per bucket (+Inf last), then the sum's.
-    Cached: built once per label set rather than per observation."""
+    """A histogram's fields for one label set: one per bucket (+Inf last), then the sum's."""
     bounds = [repr(bound) for bound in family.buckets] + ["+Inf"]
     return (
         *(field_name(family.key, *labels, b) for b in bounds),
         field_name(family.key, *labels, SUM),
     )
+
+
+# Built once per label value rather than per observation: the worker observes two
+# histograms per delivery.
+_LATENCY_FIELDS = _histogram_fields(DELIVERY_LATENCY, ())
+_ATTEMPT_FIELDS: dict[str, tuple[str, ...]] = {}
 
 
 _DELIVERY_FIELDS = {outcome: field_name(DELIVERIES.key, outcome) for outcome in DeliveryOutcome}
@@ -313,9 +316,8 @@ class Tally:
         counts = self.counts
         counts[name] = counts.get(name, 0) + amount
 
-    def observe(self, family: Family, labels: tuple[str, ...], value: float) -> None:
-        names = _histogram_fields(family, labels)
-        self.add(names[bisect.bisect_left(family.buckets, value)])
+    def _observe(self, names: tuple[str, ...], buckets: tuple[float, ...], value: float) -> None:
+        self.add(names[bisect.bisect_left(buckets, value)])
         sums, name = self.sums, names[-1]
         sums[name] = sums.get(name, 0.0) + value
 
@@ -369,7 +371,10 @@ class Tally:
             )
 
     def attempt(self, result: str, seconds: float) -> None:
-        self.observe(ATTEMPT_DURATION, (result,), seconds)
+        names = _ATTEMPT_FIELDS.get(result)
+        if names is None:  # results are a few status classes and error kinds
+            names = _ATTEMPT_FIELDS[result] = _histogram_fields(ATTEMPT_DURATION, (result,))
+        self._observe(names, ATTEMPT_BUCKETS, seconds)
 
     def delivery(
         self, outcome: DeliveryOutcome, *, account: str | None, latency: float | None = None
@@ -379,7 +384,7 @@ class Tally:
         if self.per_account and account is not None:
             self.add(field_name(ACCOUNT_DELIVERIES.key, account, outcome))
         if latency is not None:
-            self.observe(DELIVERY_LATENCY, (), max(0.0, latency))
+            self._observe(_LATENCY_FIELDS, LATENCY_BUCKETS, max(0.0, latency))
 
 
 # -- reading back ----------------------------------------------------------------------------
