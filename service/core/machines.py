@@ -10,6 +10,7 @@ within seconds of its delivery. Each heuristic below names what it saw, in the e
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -68,17 +69,28 @@ def machine(
     `issued_at` when the link was made (unix seconds), `now` when it was followed."""
     if method == "HEAD" or any(_PREFETCH.search(value) for value in purposes):
         return PREFETCH
-    agent = (user_agent or "").strip()
-    if kind == OPEN and agent == APPLE_PRIVACY_USER_AGENT:
+    judged = agent_kind(user_agent or "", kind == OPEN)
+    if judged is not None:
+        return judged
+    if networks and address and in_networks(address, networks):
+        return DATA_CENTRE
+    if kind == CLICK and early_click_seconds > 0 and now - issued_at < early_click_seconds:
+        return EARLY_CLICK
+    return None
+
+
+# Recipients' mail clients send few distinct agents, and matching one against _SCANNER costs
+# tens of microseconds: a quarter of a tracking request's CPU before this cache.
+@functools.lru_cache(maxsize=8192)
+def agent_kind(user_agent: str, is_open: bool) -> str | None:
+    """What the user agent alone says (APPLE_PRIVACY, IMAGE_PROXY, SCANNER), or None."""
+    agent = user_agent.strip()
+    if is_open and agent == APPLE_PRIVACY_USER_AGENT:
         return APPLE_PRIVACY
     if _IMAGE_PROXY.search(agent):
         return IMAGE_PROXY
     if not agent or _SCANNER.search(agent):
         return SCANNER
-    if networks and address and in_networks(address, networks):
-        return DATA_CENTRE
-    if kind == CLICK and early_click_seconds > 0 and now - issued_at < early_click_seconds:
-        return EARLY_CLICK
     return None
 
 

@@ -41,6 +41,7 @@ MAX_TOKEN_CHARS = 6000
 # A link made by hand may be invalid; the HTML rewriter leaves such a link as it is.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_URL_SAFE = bytes.maketrans(b"-_", b"+/")
 # RFC 8058: the body of a one-click unsubscription, and the List-Unsubscribe-Post header's value.
 ONE_CLICK_FIELD = "List-Unsubscribe"
 ONE_CLICK_VALUE = "One-Click"
@@ -73,7 +74,7 @@ _DECODER = msgspec.msgpack.Decoder(Claims)
 @dataclass(frozen=True, slots=True)
 class Verified:
     claims: Claims
-    # The token's tag, base64url: the same for every request with this token (de-duplication).
+    # The token's tag, in hex: the same for every request with this token (de-duplication).
     tag: str
 
 
@@ -108,30 +109,28 @@ class Signer:
     def __init__(self, keys: Sequence[str]) -> None:
         if not keys:
             raise ValueError("a tracking signer needs at least one key")
-        self._keys = tuple(key.encode() for key in keys)
-
-    def _tag(self, key: bytes, signed: bytes) -> bytes:
-        return hmac.digest(key, signed, hashlib.sha256)[:TAG_BYTES]
+        self._keys = tuple(_HmacKey(key.encode()) for key in keys)
 
     def sign(self, claims: Claims) -> str:
         signed = VERSION + _ENCODER.encode(claims)
-        token = signed + self._tag(self._keys[0], signed)
+        token = signed + self._keys[0].tag(signed)
         return base64.urlsafe_b64encode(token).rstrip(b"=").decode("ascii")
 
     def verify(self, token: str, kind: str) -> Verified | None:
         """The token's claims if one of the keys signed it and it is of `kind`; else None."""
         if len(token) > MAX_TOKEN_CHARS or not _TOKEN.fullmatch(token):
             return None
+        padded = token.encode("ascii") + b"=" * (-len(token) % 4)
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (binascii.Error, ValueError):
+            raw = binascii.a2b_base64(padded.translate(_URL_SAFE), strict_mode=True)
+        except binascii.Error:
             return None
         if len(raw) <= len(VERSION) + TAG_BYTES or raw[:1] != VERSION:
             return None
         signed, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
         valid = False
         for key in self._keys:
-            valid |= hmac.compare_digest(self._tag(key, signed), tag)
+            valid |= hmac.compare_digest(key.tag(signed), tag)
         if not valid:
             return None
         try:
@@ -140,7 +139,28 @@ class Signer:
             return None  # signed by us, so only a token of a future version gets here
         if claims.kind != kind:
             return None
-        return Verified(claims, base64.urlsafe_b64encode(tag).rstrip(b"=").decode("ascii"))
+        return Verified(claims, tag.hex())
+
+
+class _HmacKey:
+    """HMAC-SHA256 (RFC 2104) with the key's padded hashes computed once: each tag then costs
+    two copies and two updates, half of what `hmac.digest` takes to set the key up again on
+    every call (these tags are computed on every tracking request)."""
+
+    def __init__(self, key: bytes) -> None:
+        block = hashlib.sha256().block_size
+        if len(key) > block:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
+        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
+
+    def tag(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:TAG_BYTES]
 
 
 def tracking_url(public_url: str, kind: str, token: str) -> str:

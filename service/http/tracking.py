@@ -148,16 +148,17 @@ async def record_view(request: Request, state: AppState, found: Verified, kind: 
             purposes.append(value.decode("latin-1"))
     config = state.config
     now = state.clock()
+    timestamp = now.timestamp()
     claims = found.claims
-    client = request.client
-    second = int(now.timestamp())
+    networks = config.tracking_machine_networks
+    client = request.client if networks else None
     event = Event(
         type="email.open" if kind == OPEN else "email.click",
         email_id=claims.email_id,
         occurred_at=format_timestamp(now),
         provider=PROVIDER,
         recipient=claims.recipient,
-        provider_event_id=f"{kind}:{found.tag}:{second}",
+        provider_event_id=f"{kind}:{found.tag}:{int(timestamp)}",
         click=Click(url=claims.url) if kind == CLICK else None,
         user_agent=user_agent,
         machine=machine(
@@ -166,9 +167,9 @@ async def record_view(request: Request, state: AppState, found: Verified, kind: 
             user_agent=user_agent,
             purposes=purposes,
             address=client.host if client is not None else None,
-            networks=config.tracking_machine_networks,
+            networks=networks,
             issued_at=claims.issued_at,
-            now=now.timestamp(),
+            now=timestamp,
             early_click_seconds=config.tracking_early_click_seconds,
         ),
         # The account is the token's: signed by us, so no routing is needed.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import struct
 
 import pytest
@@ -116,6 +118,14 @@ class TestSigner:
         found = signer.verify(signer.sign(made), UNSUBSCRIBE)
         assert found is not None
         assert found.claims == made
+
+    @pytest.mark.parametrize("length", [32, 63, 64, 65, 200])
+    def test_the_tag_is_hmac_sha256(self, length: int) -> None:
+        key = "K" * length
+        token = Signer([key]).sign(claims())
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        expected = hmac.new(key.encode(), raw[:-16], hashlib.sha256).digest()[:16]
+        assert raw[-16:] == expected
 
     def test_needs_a_key(self) -> None:
         with pytest.raises(ValueError, match="at least one key"):
