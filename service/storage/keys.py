@@ -44,11 +44,11 @@ ACCOUNT_EMAILS = PREFIX + "account:{account_id}:emails"
 # (service.storage.suppressions); deleting the account deletes it.
 SUPPRESSIONS = PREFIX + "account:{account_id}:suppressions"
 
-# Sorted sets per account (all scores 0, members the addresses, so lexicographic order pages
-# them by `after`): every suppressed address, and those of one reason (hard_bounce, complaint,
-# unsubscribe, manual), for GET /api/suppressions and its reason filter.
-SUPPRESSED = PREFIX + "account:{account_id}:suppressed"
-SUPPRESSED_BY_REASON = PREFIX + "account:{account_id}:suppressed:{reason}"
+# Sorted set per account and reason (hard_bounce, complaint, unsubscribe, manual), all scores 0,
+# members the addresses, so lexicographic order pages them by `after`: GET /api/suppressions
+# reads one (a reason's) or merges the four (every address), rather than a fifth set of every
+# address costing memory again.
+SUPPRESSED = PREFIX + "account:{account_id}:suppressed:{reason}"
 
 # Sorted set per account (the default account excepted) of its events: members as in
 # EVENTS_BY_EMAIL. GET /api/events reads an account's events here instead of scanning the
@@ -216,7 +216,5 @@ def suppressions(account_id: str) -> str:
     return SUPPRESSIONS.format(account_id=account_id)
 
 
-def suppressed(account_id: str, reason: str | None = None) -> str:
-    if reason is None:
-        return SUPPRESSED.format(account_id=account_id)
-    return SUPPRESSED_BY_REASON.format(account_id=account_id, reason=reason)
+def suppressed(account_id: str, reason: str) -> str:
+    return SUPPRESSED.format(account_id=account_id, reason=reason)

@@ -1,5 +1,5 @@
-"""Each account's suppression list in Redis: a hash of address → entry, and sorted sets of the
-addresses (every one, and per reason) for listing. Key names live in `service.storage.keys`.
+"""Each account's suppression list in Redis: a hash of address → entry, and a sorted set of the
+addresses of each reason, for listing. Key names live in `service.storage.keys`.
 
 Events add to it at ingest: `EventStore.append` queues `suppress_events.lua` right behind its
 own script in the same pipeline (one round trip), for the hard bounces, complaints and
@@ -38,16 +38,16 @@ _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(StoredEntry)
 
 
-EventSuppression = tuple[str, str, str, str, str, str]
+EventSuppression = tuple[str, str, str, str, str]
 
 
 def suppress_events_call(*, addresses: Sequence[EventSuppression]) -> scripts.ScriptArgs:
     """KEYS and ARGV of suppress_events.lua: per address (seen key, suppression hash, set of
-    every address, set of the reason) and (address, reason)."""
+    the reason) and (address, reason)."""
     script_keys: list[str] = []
     args: list[str | int | bytes] = []
-    for seen_key, suppressions, suppressed, suppressed_by_reason, address, reason in addresses:
-        script_keys += [seen_key, suppressions, suppressed, suppressed_by_reason]
+    for seen_key, suppressions, suppressed, address, reason in addresses:
+        script_keys += [seen_key, suppressions, suppressed]
         args += [address, reason]
     return script_keys, args
 
@@ -57,7 +57,6 @@ def event_suppression(seen_key: str, account: str, address: str, reason: str) ->
     return (
         seen_key,
         keys.suppressions(account),
-        keys.suppressed(account),
         keys.suppressed(account, reason),
         address,
         reason,
@@ -65,26 +64,26 @@ def event_suppression(seen_key: str, account: str, address: str, reason: str) ->
 
 
 def suppress_call(
-    *, suppressions: str, suppressed: str, suppressed_by_reason: str, address: str, record: str
+    *, suppressions: str, suppressed: str, address: str, record: str
 ) -> scripts.ScriptArgs:
     """KEYS and ARGV of suppress.lua."""
-    return [suppressions, suppressed, suppressed_by_reason], [address, record]
+    return [suppressions, suppressed], [address, record]
 
 
 def unsuppress_call(
-    *, suppressions: str, suppressed: str, reason_sets: Sequence[str], address: str
+    *, suppressions: str, reason_sets: Sequence[str], address: str
 ) -> scripts.ScriptArgs:
     """KEYS and ARGV of unsuppress.lua."""
-    return [suppressions, suppressed, *reason_sets], [address]
+    return [suppressions, *reason_sets], [address]
+
+
+def reason_sets(account: str) -> list[str]:
+    return [keys.suppressed(account, reason) for reason in REASONS]
 
 
 def account_keys(account: str) -> list[str]:
     """Every key of an account's suppression list (deleting the account deletes them)."""
-    return [
-        keys.suppressions(account),
-        keys.suppressed(account),
-        *(keys.suppressed(account, reason) for reason in REASONS),
-    ]
+    return [keys.suppressions(account), *reason_sets(account)]
 
 
 def to_model(address: str, raw: bytes) -> Suppression:
@@ -118,8 +117,7 @@ class SuppressionStore:
         record = _ENCODER.encode(StoredEntry(reason=reason, at=now)).decode()
         script_keys, args = suppress_call(
             suppressions=keys.suppressions(account),
-            suppressed=keys.suppressed(account),
-            suppressed_by_reason=keys.suppressed(account, reason),
+            suppressed=keys.suppressed(account, reason),
             address=address,
             record=record,
         )
@@ -129,8 +127,7 @@ class SuppressionStore:
     async def remove(self, account: str, address: str) -> bool:
         script_keys, args = unsuppress_call(
             suppressions=keys.suppressions(account),
-            suppressed=keys.suppressed(account),
-            reason_sets=[keys.suppressed(account, reason) for reason in REASONS],
+            reason_sets=reason_sets(account),
             address=address,
         )
         return bool(await self._unsuppress(keys=script_keys, args=args))
@@ -138,12 +135,17 @@ class SuppressionStore:
     async def list(
         self, account: str, *, reason: str | None, after: str | None, limit: int
     ) -> tuple[builtins.list[Suppression], str | None]:
-        """Addresses in order after `after` (of one reason, or all), and the next page's
-        `after`. Two round trips: the page of addresses, then their entries."""
+        """Addresses in order after `after` (of one reason, or of all: the reasons' sets
+        merged), and the next page's `after`. Two round trips: the page of addresses, then
+        their entries."""
         lower = f"({after}" if after else "-"
-        index = keys.suppressed(account, reason)
-        members = await self._redis.zrangebylex(index, lower, "+", start=0, num=limit + 1)
-        page = [member.decode() for member in members[:limit]]
+        indexes = [keys.suppressed(account, reason)] if reason else reason_sets(account)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.zrangebylex(index, lower, "+", start=0, num=limit + 1)
+            pages = await pipe.execute()
+        members = sorted({member.decode() for page in pages for member in page})[: limit + 1]
+        page = members[:limit]
         found: builtins.list[Suppression] = []
         if page:
             rows = await self._redis.hmget(keys.suppressions(account), page)  # type: ignore[misc]

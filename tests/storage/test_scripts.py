@@ -79,19 +79,7 @@ CASES = {
     "claim_email": Case(accounts.claim_email_call),
     "suppress_events": Case(
         suppressions.suppress_events_call,
-        groups={
-            "addresses": [
-                (
-                    "seen_key",
-                    "suppressions",
-                    "suppressed",
-                    "suppressed_by_reason",
-                    "address",
-                    "reason",
-                )
-            ]
-            * 2
-        },
+        groups={"addresses": [("seen_key", "suppressions", "suppressed", "address", "reason")] * 2},
         repeats={"seen_key": 2, "address": 2},
     ),
     "suppress": Case(suppressions.suppress_call),

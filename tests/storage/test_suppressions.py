@@ -109,6 +109,7 @@ class TestAtIngest:
         assert found is not None
         assert found.reason == "hard_bounce"
         assert await real_redis.zcard(keys.suppressed(ACME, "complaint")) == 0
+        assert await real_redis.zcard(keys.suppressed(ACME, "hard_bounce")) == 1
 
     async def test_each_account_its_own_list(self, real_redis: Redis) -> None:
         events, suppressions = stores(real_redis)
