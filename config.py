@@ -29,6 +29,10 @@ DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 360
 MIN_API_KEY_LENGTH = 16
 # A tracking signing key must resist guessing: 32 characters (`openssl rand -hex 32` gives 64).
 MIN_TRACKING_KEY_LENGTH = 32
+MIN_PORTAL_SECRET_LENGTH = 32
+# A CSP source the portal may be framed by: 'self', or a scheme and host (a leading *.
+# allowed, as CSP allows), with an optional port; nothing that could end the header's value.
+FRAME_ANCESTOR = re.compile(r"'self'|https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 # Where Amazon SNS publishes its signing certificates: HTTPS, an `sns.<region>` host of Amazon
 # (`.com.cn` in China), a `.pem` file. Anchored on the `/` after the host, so that
 # `sns.<region>.amazonaws.com.example.net` or `…amazonaws.com@example.net` cannot match.
@@ -93,6 +97,13 @@ class Config:
     tracking_machine_networks: tuple[Network, ...] = ()
     # A click this soon after its link was made is flagged machine "early_click" (0: never).
     tracking_early_click_seconds: float = 5.0
+    # A stream entry whose processing failed this many times is set aside as a dead letter.
+    dead_letter_after: int = 5
+    # The customer portal (docs/portal.md): off without a secret to sign its links with.
+    portal_secret: str = field(default="", repr=False)
+    portal_session_seconds: int = 3600
+    # CSP frame-ancestors sources allowed to embed the portal; none: 'none'.
+    portal_frame_ancestors: tuple[str, ...] = ()
 
     @property
     def redis_url_redacted(self) -> str:
@@ -130,7 +141,11 @@ class Config:
             f"public_url={self.public_url!r}, "
             f"tracking_signing_keys=<{len(self.tracking_signing_keys)} hidden>, "
             f"tracking_machine_networks=<{len(self.tracking_machine_networks)}>, "
-            f"tracking_early_click_seconds={self.tracking_early_click_seconds})"
+            f"tracking_early_click_seconds={self.tracking_early_click_seconds}, "
+            f"dead_letter_after={self.dead_letter_after}, "
+            f"portal={'on' if self.portal_secret else 'off'}, "
+            f"portal_session_seconds={self.portal_session_seconds}, "
+            f"portal_frame_ancestors={self.portal_frame_ancestors})"
         )
 
     @property
@@ -219,6 +234,12 @@ class Config:
             tracking_early_click_seconds=get(
                 "TRACKING_EARLY_CLICK_SECONDS", _float_between(0, 3600), 5.0
             ),
+            dead_letter_after=get("DEAD_LETTER_AFTER", _int_between(1, 1000), 5),
+            portal_secret=get("PORTAL_SECRET", _portal_secret, ""),
+            portal_session_seconds=get(
+                "PORTAL_SESSION_SECONDS", _int_between(60, 30 * 86400), 3600
+            ),
+            portal_frame_ancestors=get("PORTAL_FRAME_ANCESTORS", _frame_ancestors, ()),
         )
 
 
@@ -362,3 +383,19 @@ def _networks(name: str, raw: str) -> tuple[Network, ...]:
         except ValueError:
             raise ConfigError(f"{name}: {part.strip()!r} is not a network (CIDR)") from None
     return tuple(networks)
+
+
+def _portal_secret(name: str, raw: str) -> str:
+    if len(raw) < MIN_PORTAL_SECRET_LENGTH:
+        raise ConfigError(f"{name} must be at least {MIN_PORTAL_SECRET_LENGTH} characters")
+    return raw
+
+
+def _frame_ancestors(name: str, raw: str) -> tuple[str, ...]:
+    sources = tuple(part for part in re.split(r"[\s,]+", raw) if part)
+    for source in sources:
+        if not FRAME_ANCESTOR.fullmatch(source):
+            raise ConfigError(
+                f"{name}: {source!r} is not 'self' or an origin such as https://app.example.com"
+            )
+    return sources

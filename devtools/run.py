@@ -64,6 +64,8 @@ def main() -> int:
             overrides["API_KEYS"] = dev_api_key()
         if not os.environ.get("ADMIN_API_KEYS"):
             overrides["ADMIN_API_KEYS"] = dev_api_key("dev-admin-key", "dev_admin_")
+        if not os.environ.get("PORTAL_SECRET"):
+            overrides["PORTAL_SECRET"] = dev_api_key("dev-portal-secret", "dev_portal_")
         overrides.setdefault("PORT", os.environ.get("PORT", "8000"))
         # Tracking links that work on this machine (docs/tracking.md), unless configured.
         if not os.environ.get("PUBLIC_URL") and not os.environ.get("TRACKING_SIGNING_KEY"):
@@ -80,6 +82,7 @@ def main() -> int:
                 f"mailhooks: http://127.0.0.1:{overrides['PORT']}  (API docs at /docs)",
                 f"API key:   {api_key}  (the default account's)",
                 f"Admin key: {admin_key.split(',')[0]}  (accounts: /api/accounts)",
+                "Portal:    POST /api/accounts/acc_default/portal-links (docs/portal.md)",
                 *notes,
                 "Ctrl-C stops everything.",
             ]

@@ -24,12 +24,14 @@ from service.core.tracking import Signer
 from service.deadlines import Deadlines
 from service.http import (
     accounts,
+    dead_letters,
     deliveries,
     emails,
     events,
     health,
     inbound,
     openapi,
+    portal,
     status,
     suppressions,
     tracking,
@@ -46,9 +48,11 @@ from service.storage.accounts import AccountStore
 from service.storage.autopipeline import AutoPipeline
 from service.storage.capacity import Capacity
 from service.storage.connection import connect
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.jobs import job_queue
+from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
 from service.storage.suppressions import SuppressionStore
 from service.storage.webhooks import WebhookStore
@@ -67,6 +71,8 @@ routes = [
     *tracking_links.routes,
     *suppressions.routes,
     *accounts.routes,
+    *dead_letters.routes,
+    *portal.routes,  # the API's portal-links operation, and the /portal pages
     *status.routes,
     *health.routes,
     *openapi.routes,
@@ -158,6 +164,8 @@ def create_app(
                 accounts=AccountStore(client, pipeline),
                 suppressions=SuppressionStore(client, pipeline),
                 signer=Signer(config.tracking_signing_keys) if config.tracking_enabled else None,
+                dead_letters=DeadLetterStore(client),
+                portal=PortalStore(client),
             )
             if config.single_account:
                 await ensure_default_account(state)

@@ -121,7 +121,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["deliverer"] = deliverer
     await stores.stream.ensure_group()
     consumer = Consumer(
-        stores.stream, deliverer, name=consumer_name(), reclaim_idle_ms=2 * deliverer.lease_ms
+        stores.stream,
+        deliverer,
+        name=consumer_name(),
+        reclaim_idle_ms=2 * deliverer.lease_ms,
+        dead_letter_after=config.dead_letter_after,
     )
     ctx["consumer"] = consumer
     ctx["consumer_task"] = asyncio.create_task(consumer.run(), name="consumer")

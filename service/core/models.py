@@ -286,6 +286,15 @@ class EventsStatus(Model):
         int,
         Meta(description="Stream entries that were not events, skipped by every reader"),
     ]
+    dead_letters: Annotated[
+        int,
+        Meta(
+            description=(
+                "Events the worker could not process, set aside undelivered (the length of "
+                "the stream mh:events:dead): see /api/dead-letters"
+            )
+        ),
+    ]
 
 
 class MemoryStatus(Model):
@@ -461,6 +470,72 @@ class SuppressionCreate(Model):
     ] = "manual"
 
 
+class DeadLetter(Model):
+    """A stream entry the worker could not process, set aside undelivered."""
+
+    id: Annotated[str, Meta(examples=["dl_1772532000000-0"])]
+    event_id: Annotated[
+        str, Meta(description="The original entry's event id; redriving gives it a new one")
+    ]
+    reason: Annotated[
+        str,
+        Meta(
+            description=(
+                "unreadable: not an event; failed: processing it raised DEAD_LETTER_AFTER "
+                "times; reclaimed: handed out more often than that, never finished"
+            ),
+            examples=["failed"],
+        ),
+    ]
+    detail: Annotated[str, Meta(description="What went wrong: the error, or why it is none")]
+    dead_lettered_at: Timestamp
+    deliveries: Annotated[
+        int, Meta(description="How many times the worker was handed it (Redis's count)")
+    ]
+    account_id: Annotated[
+        str | None, Meta(description="Its event's account; absent when unrouted or unreadable")
+    ] = None
+    event: Annotated[
+        Event | None, Meta(description="The event it holds, decoded; absent if unreadable")
+    ] = None
+    fields: Annotated[
+        dict[str, str] | UnsetType,
+        Meta(
+            description=(
+                "GET one only: the original entry's fields as stored (e: the event, a: its "
+                "account, r: its recipient index), bytes that are not UTF-8 as \\xNN"
+            )
+        ),
+    ] = UNSET
+
+
+class DeadLetterList(Model):
+    dead_letters: list[DeadLetter]
+
+
+class RedriveRequest(Model):
+    since: Annotated[
+        Timestamp | None,
+        Meta(description="Only the dead letters set aside since then (default: all)"),
+    ] = None
+
+
+class Redriven(Model):
+    event_id: Annotated[str, Meta(description="The event's new id: it is a new entry")]
+
+
+class RedriveResult(Model):
+    redriven: int
+
+
+class PortalLink(Model):
+    url: Annotated[
+        str,
+        Meta(description="Opens the account's portal once: hand it to the browser right away"),
+    ]
+    expires_at: Annotated[Timestamp, Meta(description="Unused after this, the link is refused")]
+
+
 WEBHOOK_CREATE_DECODER = msgspec.json.Decoder(WebhookCreate)
 WEBHOOK_UPDATE_DECODER = msgspec.json.Decoder(WebhookUpdate)
 RECOVER_REQUEST_DECODER = msgspec.json.Decoder(RecoverRequest)
@@ -471,4 +546,5 @@ EMAIL_REGISTRATION_DECODER = msgspec.json.Decoder(EmailRegistration)
 TRACKING_REQUEST_DECODER = msgspec.json.Decoder(TrackingRequest)
 TRACKED_HTML_REQUEST_DECODER = msgspec.json.Decoder(TrackedHtmlRequest)
 SUPPRESSION_CREATE_DECODER = msgspec.json.Decoder(SuppressionCreate)
+REDRIVE_REQUEST_DECODER = msgspec.json.Decoder(RedriveRequest)
 ENCODER = msgspec.json.Encoder()

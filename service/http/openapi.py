@@ -27,6 +27,8 @@ from service.core.models import (
     AccountUpdate,
     ApiKeyCreated,
     ApiKeyList,
+    DeadLetter,
+    DeadLetterList,
     Delivery,
     DeliveryList,
     EmailRegistration,
@@ -36,9 +38,13 @@ from service.core.models import (
     EventList,
     GenericInboundEvent,
     Health,
+    PortalLink,
     Received,
     RecoverRequest,
     RecoverResult,
+    Redriven,
+    RedriveRequest,
+    RedriveResult,
     ServiceStatus,
     Suppression,
     SuppressionCreate,
@@ -75,6 +81,7 @@ ERROR_DESCRIPTIONS = {
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
+    501: "This deployment has not enabled the feature (the portal: PORTAL_SECRET is unset)",
     503: (
         "Redis is unavailable (store_unavailable), or full (store_full; inbound: nearly full); "
         "inbound: a provider's signing certificate could not be fetched (signing_key_unavailable)"
@@ -97,6 +104,7 @@ class Operation:
     ok_media: str | None = None
     ok_description: str = "Success"
     ok_headers: dict[str, Any] | None = None
+    request_required: bool = True
 
 
 def _query(
@@ -141,6 +149,12 @@ ACCOUNT_ID_PARAM = {
     "schema": {"type": "string"},
 }
 KEY_ID_PARAM = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+DEAD_LETTER_ID_PARAM = {
+    "name": "dead_letter_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
 SECURITY_SCHEMES: dict[str, Any] = {
     "accountKey": {
         "type": "http",
@@ -169,6 +183,8 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "any": [{"accountKey": []}, {"adminKey": []}],
     "operator": [{"adminKey": []}, {"accountKey": []}],  # API_KEYS only, of the account keys
     "admin": [{"adminKey": []}],
+    # An admin key for any account; an account's own key for its own id only.
+    "admin_or_own": [{"adminKey": []}, {"accountKey": []}],
     "none": [],
 }
 EVENT_ID_PARAM = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -434,6 +450,78 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
         errors=(401, 403, 404, 503),
         security="admin",
     ),
+    Operation(
+        "post",
+        ACCOUNT + "/portal-links",
+        "A link to the account's customer portal, usable once within 10 minutes (admin key, "
+        "or the account's own key); see docs/portal.md",
+        201,
+        PortalLink,
+        errors=(401, 404, 501, 503),
+        security="admin_or_own",
+    ),
+)
+# Served, but no API operation: the spec and its page, and the customer portal's HTML pages
+# and assets (docs/portal.md). A test holds every other route to an operation above.
+NOT_IN_SPEC = ("/openapi.json", "/docs", "/docs/assets", "/portal")
+
+
+DEAD_LETTERS = "/api/dead-letters"
+DEAD_LETTER = DEAD_LETTERS + "/{dead_letter_id}"
+DEAD_LETTER_OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "get",
+        DEAD_LETTERS,
+        "Events the worker could not process, set aside undelivered: newest first (Link header "
+        "for the next page)",
+        200,
+        DeadLetterList,
+        errors=(401, 403, 422, 503),
+        security="admin",
+        parameters=[
+            _query("limit", "Page size, 1-1000 (default 100)", minimum=1, maximum=1000),
+            _query("before", "The cursor from the previous page's Link header", "string"),
+        ],
+    ),
+    Operation(
+        "get",
+        DEAD_LETTER,
+        "One dead letter: why, and the original entry's fields (decoded where possible)",
+        200,
+        DeadLetter,
+        errors=(401, 403, 404, 503),
+        security="admin",
+    ),
+    Operation(
+        "post",
+        DEAD_LETTER + "/redrive",
+        "Append its event to the events stream again, as a new event (new id), and remove the "
+        "dead letter: delivered at least once more to every subscriber",
+        202,
+        Redriven,
+        errors=(401, 403, 404, 409, 503),
+        security="admin",
+    ),
+    Operation(
+        "post",
+        DEAD_LETTERS + "/redrive",
+        "Redrive every dead letter, or those set aside since a time (no body: all)",
+        202,
+        RedriveResult,
+        request=RedriveRequest,
+        request_required=False,
+        errors=(400, 401, 403, 413, 415, 422, 503),
+        security="admin",
+    ),
+    Operation(
+        "delete",
+        DEAD_LETTER,
+        "Delete a dead letter (its event is not delivered)",
+        204,
+        None,
+        errors=(401, 403, 404, 503),
+        security="admin",
+    ),
 )
 
 
@@ -564,6 +652,7 @@ def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ..
         *ACCOUNT_OPERATIONS,
         *TRACKING_OPERATIONS,
         *SUPPRESSION_OPERATIONS,
+        *DEAD_LETTER_OPERATIONS,
     )
 
 
@@ -636,10 +725,15 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
             parameters.append(TOKEN_PARAM)
         if "{email}" in op.path:
             parameters.append(EMAIL_PARAM)
+        if "{dead_letter_id}" in op.path:
+            parameters.append(DEAD_LETTER_ID_PARAM)
         if parameters:
             entry["parameters"] = parameters
         if op.request is not None:
-            entry["requestBody"] = {"required": True, "content": _content(op.request)}
+            entry["requestBody"] = {
+                "required": op.request_required,
+                "content": _content(op.request),
+            }
         entry["security"] = SECURITY[op.security]
         paths.setdefault(op.path, {})[op.method] = entry
     return {

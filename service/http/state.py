@@ -14,8 +14,10 @@ from service.deadlines import Deadlines
 from service.http.signing_keys import SigningKeys
 from service.storage.accounts import AccountStore
 from service.storage.capacity import Capacity
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
 from service.storage.suppressions import SuppressionStore
 from service.storage.webhooks import WebhookStore
@@ -37,6 +39,9 @@ class AppState:
     # The certificates SNS signs with, fetched and cached per URL.
     signing_keys: SigningKeys
     accounts: AccountStore
+    dead_letters: DeadLetterStore
+    # The customer portal's links and sessions (docs/portal.md).
+    portal: PortalStore
     suppressions: SuppressionStore
     # Signs and verifies tracking tokens; None when tracking is not configured.
     signer: Signer | None = None

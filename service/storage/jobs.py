@@ -1,5 +1,5 @@
-"""The arq jobs the web and worker processes enqueue, and how their arguments are encoded
-(msgpack via msgspec: never pickle from Redis into a process)."""
+"""The arq jobs the web and worker processes (and the CLI) enqueue, and how their arguments
+are encoded (msgpack via msgspec: never pickle from Redis into a process)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from datetime import timedelta
 import msgspec
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
+
+from service.core.ids import LeaseTag, lease_owner
+from service.storage.deliveries import DeliveryStore, StoredDelivery
 
 RETRY_DELIVERY = "retry_delivery"
 serialize = msgspec.msgpack.encode
@@ -35,3 +38,39 @@ async def enqueue_retry(jobs: ArqRedis, delivery_id: str, owner: str, *, delay: 
         # Expiry counts from the scheduled time: a day of slack covers a worker outage.
         _expires=timedelta(days=1),
     )
+
+
+async def requeue_delivery(
+    deliveries: DeliveryStore,
+    jobs: ArqRedis,
+    delivery: StoredDelivery,
+    tag: LeaseTag,
+    *,
+    now_ms: int,
+    lease_ms: int,
+) -> bool:
+    """Make `delivery` pending again under a new lease and have it attempted now (a manual
+    retry, a recover); False if an attempt holds it already."""
+    owner = lease_owner(delivery.id, tag, now_ms)
+    if not await deliveries.requeue(delivery, owner=owner, now_ms=now_ms, lease_ms=lease_ms):
+        return False
+    await enqueue_retry(jobs, delivery.id, owner, delay=0)
+    return True
+
+
+async def recover_failed(
+    deliveries: DeliveryStore,
+    jobs: ArqRedis,
+    webhook_id: int,
+    *,
+    since_ms: int,
+    now_ms: int,
+    lease_ms: int,
+) -> int:
+    """Re-queue every failed delivery of the webhook created since `since_ms`: how many."""
+    requeued = 0
+    for delivery in await deliveries.failed_since(webhook_id, since_ms):
+        requeued += await requeue_delivery(
+            deliveries, jobs, delivery, LeaseTag.RECOVER, now_ms=now_ms, lease_ms=lease_ms
+        )
+    return requeued

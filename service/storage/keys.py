@@ -133,8 +133,25 @@ DELIVERY_LEASES = PREFIX + "delivery-leases"
 # worker acknowledges and skips them, the event reads skip them, /api/status shows the count.
 UNREADABLE_EVENTS = PREFIX + "events:unreadable"
 
+# Stream of dead letters: events stream entries the worker could not process (not an event,
+# or failing DEAD_LETTER_AFTER times), each set aside and acknowledged in the delivery group
+# in one script, so that trimming goes on past it. Fields: entry (the original entry id),
+# reason (unreadable, failed, reclaimed), detail, at (ISO 8601), deliveries (how many times
+# the group handed the entry out), consumer, and the original fields each prefixed "f:"
+# (f:e, f:a, f:r). Never trimmed: redrive or delete them. XLEN is their count (/api/status).
+DEAD_LETTERS = PREFIX + "events:dead"
+
 # String with the worker's last heartbeat (ISO 8601), expiring when the worker stops beating.
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
+
+# String per portal link opened (docs/portal.md), set with NX: a link id seen here is refused.
+# Expires when the link would have expired anyway.
+PORTAL_LINK = PREFIX + "portal:link:{link_id}"
+
+# Hash per portal session: account, csrf (the forms' synchronizer token), created_at,
+# expires_at. {digest} is the SHA-256 of the cookie's value, which is never stored. Expires
+# with the session (PORTAL_SESSION_SECONDS); signing out deletes it.
+PORTAL_SESSION = PREFIX + "portal:session:{digest}"
 
 
 # Per-webhook names are built for every delivery (the outcome script alone names six):
@@ -218,3 +235,11 @@ def suppressions(account_id: str) -> str:
 
 def suppressed(account_id: str, reason: str) -> str:
     return SUPPRESSED.format(account_id=account_id, reason=reason)
+
+
+def portal_link(link_id: str) -> str:
+    return PORTAL_LINK.format(link_id=link_id)
+
+
+def portal_session(digest: str) -> str:
+    return PORTAL_SESSION.format(digest=digest)

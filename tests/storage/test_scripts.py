@@ -16,6 +16,7 @@ import pytest
 
 from service.storage import (
     accounts,
+    dead_letters,
     deliveries,
     events,
     retention,
@@ -46,6 +47,12 @@ CASES = {
         repeats={"delivery": 2, "member": 2},
     ),
     "forget_dead_consumers": Case(stream.forget_dead_consumers_call),
+    "dead_letter": Case(stream.dead_letter_call),
+    "redrive_dead_letter": Case(
+        dead_letters.redrive_call,
+        groups={"index_keys": ["index_key"] * 3},
+        repeats={"index_key": 3},
+    ),
     "append": Case(
         events.append_call,
         groups={
