@@ -74,14 +74,14 @@ ERROR_DESCRIPTIONS = {
         "provider-signed request from a sender not allowed (SES: a topic not in SES_TOPIC_ARNS)"
     ),
     404: "No such resource (another account's answers the same)",
-    409: (
-        "A conflict: the delivery is being attempted already, a limit is reached; tracking: "
-        "PUBLIC_URL and TRACKING_SIGNING_KEY are not set"
-    ),
+    409: "A conflict: the delivery is being attempted already, a limit is reached",
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
-    501: "This deployment has not enabled the feature (the portal: PORTAL_SECRET is unset)",
+    501: (
+        "This deployment has not enabled the feature (the portal: PORTAL_SECRET is unset; "
+        "tracking: PUBLIC_URL and TRACKING_SIGNING_KEY are unset)"
+    ),
     503: (
         "Redis is unavailable (store_unavailable), or full (store_full; inbound: nearly full); "
         "inbound: a provider's signing certificate could not be fetched (signing_key_unavailable)"
@@ -535,7 +535,7 @@ TRACKING_OPERATIONS: tuple[Operation, ...] = (
         200,
         TrackingUrls,
         request=TrackingRequest,
-        errors=(400, 401, 409, 413, 415, 422, 503),
+        errors=(400, 401, 413, 415, 422, 501, 503),
     ),
     Operation(
         "post",
@@ -545,7 +545,7 @@ TRACKING_OPERATIONS: tuple[Operation, ...] = (
         200,
         TrackedHtml,
         request=TrackedHtmlRequest,
-        errors=(400, 401, 409, 413, 415, 422, 503),
+        errors=(400, 401, 413, 415, 422, 501, 503),
     ),
     Operation(
         "get",

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.core.errors import Conflict, ValidationFailed
+from service.core.errors import NotEnabled, ValidationFailed
 from service.core.models import (
     TRACKED_HTML_REQUEST_DECODER,
     TRACKING_REQUEST_DECODER,
@@ -39,7 +39,7 @@ NOT_CONFIGURED = "tracking is not configured here: set PUBLIC_URL and TRACKING_S
 
 def link_maker(state: AppState, account: str, email_id: str, recipient: str) -> LinkMaker:
     if state.signer is None:
-        raise Conflict(NOT_CONFIGURED)
+        raise NotEnabled(NOT_CONFIGURED)
     recipient = recipient.strip()
     problem = address_problem(normalize_address(recipient))
     if problem:
@@ -66,7 +66,7 @@ def headers_model(unsubscribe_url: str) -> TrackingHeaders:
 async def make_urls(request: Request, account: str) -> Response:
     state = app_state(request)
     if state.signer is None:
-        raise Conflict(NOT_CONFIGURED)
+        raise NotEnabled(NOT_CONFIGURED)
     body = await read_json(request, TRACKING_REQUEST_DECODER, state.config, state.deadlines)
     maker = link_maker(state, account, body.email_id, body.recipient)
     links: dict[str, str] = {}
@@ -90,7 +90,7 @@ async def make_urls(request: Request, account: str) -> Response:
 async def track_html(request: Request, account: str) -> Response:
     state = app_state(request)
     if state.signer is None:
-        raise Conflict(NOT_CONFIGURED)
+        raise NotEnabled(NOT_CONFIGURED)
     body = await read_json(request, TRACKED_HTML_REQUEST_DECODER, state.config, state.deadlines)
     maker = link_maker(state, account, body.email_id, body.recipient)
     public_url = state.config.public_url

@@ -150,7 +150,8 @@ class TestMakingUrls:
         response = await api.post(
             "/api/tracking", json={"email_id": "m", "recipient": "a@example.com"}
         )
-        assert response.status_code == 409
+        assert response.status_code == 501
+        assert response.json()["error"]["code"] == "not_enabled"
         assert "PUBLIC_URL" in response.json()["error"]["message"]
         assert (await api.get("/t/o/AQ")).status_code == 404
 
