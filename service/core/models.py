@@ -51,6 +51,19 @@ Secret = Annotated[
         examples=["whsec_your_secret_key_here"],
     ),
 ]
+MAX_RATE_LIMIT = 10_000
+RateLimit = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=MAX_RATE_LIMIT,
+        description=(
+            "Deliveries per second at most, first attempts and retries alike, across every "
+            "worker process; null (or absent): unlimited"
+        ),
+        examples=[10],
+    ),
+]
 Timestamp = Annotated[
     str,
     Meta(
@@ -66,6 +79,7 @@ class WebhookCreate(Model):
     events: EventTypes
     secret: Secret | None = None
     active: bool = True
+    rate_limit: RateLimit | None = None
 
 
 class WebhookUpdate(Model):
@@ -73,6 +87,7 @@ class WebhookUpdate(Model):
     events: EventTypes | UnsetType = UNSET
     secret: Secret | UnsetType = UNSET
     active: bool | UnsetType = UNSET
+    rate_limit: RateLimit | UnsetType | None = UNSET  # null: unlimited again
 
 
 class Webhook(Model):
@@ -86,6 +101,9 @@ class Webhook(Model):
     disabled_reason: Annotated[
         str | None,
         Meta(description="Why delivery disabled it: gone (the endpoint answered 410) or failing"),
+    ] = None
+    rate_limit: Annotated[
+        int | None, Meta(description="Deliveries per second at most; absent: unlimited")
     ] = None
 
 

@@ -36,6 +36,7 @@ def public(webhook: StoredWebhook) -> Webhook:
         active=webhook.active,
         created_at=webhook.created_at,
         disabled_reason=webhook.disabled_reason if not webhook.active else None,
+        rate_limit=webhook.rate_limit,
     )
 
 
@@ -96,6 +97,7 @@ async def create_webhook(request: Request, account: str) -> Response:
             active=body.active,
             now=format_timestamp(state.clock()),
             limit=limit,
+            rate_limit=body.rate_limit,
         )
     except WebhookLimitReached:
         raise Conflict(
@@ -130,6 +132,7 @@ async def update_webhook(request: Request, account: str) -> Response:
         events=None if body.events is UNSET else checked_events(body.events),
         secret=None if body.secret is UNSET else body.secret,
         active=None if body.active is UNSET else body.active,
+        rate_limit=body.rate_limit,
     )
     webhook = await state.webhooks.update(
         path_id(request), account, changes, now=format_timestamp(state.clock())
