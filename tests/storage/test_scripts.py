@@ -19,6 +19,7 @@ from service.storage import (
     dead_letters,
     deliveries,
     events,
+    rate_limits,
     retention,
     scripts,
     stream,
@@ -83,6 +84,7 @@ CASES = {
         repeats={"subscriber_set": 2, "field": 3},
     ),
     "claim_email": Case(accounts.claim_email_call),
+    "rate_slot": Case(rate_limits.rate_slot_call),
     "forget_email": Case(accounts.forget_email_call),
     "delete_webhook": Case(
         webhooks.delete_call,
