@@ -120,6 +120,7 @@ class LeaseTag(Enum):
     MANUAL_RETRY = "m"  # POST …/deliveries/{id}/retry: {id}:m{ms}
     RECOVER = "r"  # POST …/recover: {id}:r{ms}
     TEST = "t"  # POST …/test: {id}:t
+    RATE_WAIT = "w"  # a first attempt handed to arq to wait for its rate-limit slot: {id}:w{ms}
 
 
 def lease_owner(delivery_id: str, tag: LeaseTag, detail: int | str = "") -> str:
