@@ -3,7 +3,9 @@
 First attempts come straight from the stream consumer, many in flight at once; later ones
 (retries, manual retries, hand-offs from a saturated endpoint, deliveries waiting for their
 webhook's rate-limit slot) arrive as arq jobs. Either way the delivery's lease
-(service.storage.deliveries) lets only one attempt run at a time.
+(service.storage.deliveries) lets only one attempt run at a time. Outcomes that the account
+should hear of (a webhook disabled, a delivery's schedule spent) are stored as operational
+events (service.core.operational).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from dataclasses import replace
 from typing import Any
 
 import msgspec
+import redis.exceptions
 from arq.connections import ArqRedis
 
 from config import Config
+from service.core import operational
 from service.core.clock import Clock, system_clock
 from service.core.event_types import QUALIFIED_PREFIX
 from service.core.ids import (
@@ -32,7 +36,7 @@ from service.core.ids import (
     lease_owner,
 )
 from service.core.ids import event_id as event_id_of
-from service.core.models import Attempt, Event
+from service.core.models import Attempt, DisabledReason, Event
 from service.core.outcome import ErrorKind, Verdict, judge
 from service.core.payload import build_payload, encode
 from service.core.signing import delivery_headers
@@ -128,6 +132,9 @@ class Deliverer:
         to arq (then the stream entry may be acknowledged). Built here, run by the caller's
         task: for one webhook it is that delivery's own coroutine, with no wrapper frame
         for each of its awaits to pass through."""
+        if event.exclude_webhook is not None:
+            # An operational event is never sent to the webhook it is about.
+            webhooks = [w for w in webhooks if w.id != event.exclude_webhook]
         if not webhooks:
             return _nothing()
         event_id = event_id_of(entry_id)
@@ -407,6 +414,7 @@ class Deliverer:
             response=result.response,
         )
         next_owner = lease_owner(delivery.id, LeaseTag.ATTEMPT, number + 1)
+        error = result.error or (None if verdict is Verdict.SUCCEEDED else ErrorKind.HTTP_STATUS)
         now_ms = self._now_ms()
         status = await self._deliveries.record(
             delivery,
@@ -420,18 +428,76 @@ class Deliverer:
             lease_ms=self.lease_ms,
             payload=body,
             status_code=result.status_code,
-            error=result.error or (None if verdict is Verdict.SUCCEEDED else ErrorKind.HTTP_STATUS),
+            error=error,
             disable_after_ms=self.config.disable_after_seconds * 1000,
             retention_count=self.config.delivery_retention_count,
             retention_seconds=self.config.delivery_retention_seconds,
         )
         if status == "pending" and delay is not None:
             await self.enqueue(delivery.id, next_owner, delay=delay)
-        elif status == "disabled":
+        elif status in ("failed", "disabled"):
+            await self._failed(
+                delivery, webhook, verdict, number, status, result.status_code, error
+            )
+
+    async def _failed(
+        self,
+        delivery: StoredDelivery,
+        webhook: StoredWebhook,
+        verdict: Verdict,
+        number: int,
+        status: str,
+        status_code: int | None,
+        error: str | None,
+    ) -> None:
+        """After attempt `number` failed the delivery: announce the webhook disabled by it
+        (the record script says when it was this attempt that disabled it), and a delivery
+        whose schedule is spent (service.core.operational)."""
+        if status == "disabled":
             self._disabled_at[webhook.id] = time.monotonic()
-            logger.warning("webhook %d disabled after failing too long", webhook.id)
-        elif verdict is Verdict.GONE:
-            logger.warning("webhook %d disabled: its endpoint answered 410 Gone", webhook.id)
+            why: DisabledReason = "gone" if verdict is Verdict.GONE else "failing"
+            if why == "gone":
+                logger.warning("webhook %d disabled: its endpoint answered 410 Gone", webhook.id)
+            else:
+                logger.warning("webhook %d disabled after failing too long", webhook.id)
+            await self._announce(
+                operational.webhook_disabled(
+                    account=webhook.account,
+                    webhook_id=webhook.id,
+                    url=webhook.url,
+                    reason=why,
+                    delivery_id=delivery.id,
+                    attempt=number,
+                    status_code=status_code,
+                    error=error,
+                    now=self._clock(),
+                )
+            )
+        if verdict is Verdict.FAILED and operational.announces_exhaustion(delivery.type):
+            await self._announce(
+                operational.delivery_exhausted(
+                    account=webhook.account,
+                    webhook_id=webhook.id,
+                    delivery_id=delivery.id,
+                    event_id=delivery.event_id,
+                    event_type=delivery.type,
+                    attempts=number,
+                    status_code=status_code,
+                    error=error,
+                    now=self._clock(),
+                )
+            )
+
+    async def _announce(self, event: Event) -> None:
+        """Store an operational event under its account: delivered like any event. The
+        outcome it tells is recorded already; if Redis fails this append, the event is
+        lost (logged), not the outcome."""
+        try:
+            await self._events.append(operational.PROVIDER, [event])
+        except redis.exceptions.RedisError as exc:
+            logger.error(
+                "storing %s for webhook %s failed: %r", event.type, event.exclude_webhook, exc
+            )
 
     async def _abandon(
         self, delivery: StoredDelivery, owner: str, reason: ErrorKind, body: bytes = b""

@@ -17,13 +17,13 @@ from msgspec import UNSET, UnsetType
 from redis.asyncio import Redis
 
 from service.core.accounts import DEFAULT_ACCOUNT
-from service.core.event_types import EVENT_TYPES, WILDCARD, format_event_types
+from service.core.event_types import SUBSCRIBABLE_TYPES, WILDCARD, format_event_types
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
 
 # Every subscriber set of an account, in a fixed order: scripts get them all as KEYS (so they
 # declare every key they touch) and are told by position which ones a webhook belongs in.
-SUBSCRIBER_TYPES: tuple[str, ...] = (*EVENT_TYPES, WILDCARD)
+SUBSCRIBER_TYPES: tuple[str, ...] = (*SUBSCRIBABLE_TYPES, WILDCARD)
 
 _CREATE = scripts.load("create_webhook")
 _UPDATE = scripts.load("update_webhook")

@@ -57,7 +57,8 @@ CASES = {
         events.append_call,
         groups={
             "event_keys": [("seen_key", "email_index", "recipient_index", "account_index")] * 2,
-            "event_args": [("payload", "recipient_flag", "account", "account_flag")] * 2,
+            "event_args": [("payload", "recipient_flag", "account", "account_flag", "email_flag")]
+            * 2,
             "ignored_types": ["ignored_type"] * 3,
         },
         repeats={"seen_key": 2, "payload": 2, "ignored_type": 3},
