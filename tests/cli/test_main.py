@@ -104,6 +104,7 @@ async def test_an_account_and_key_made_with_the_cli_work_over_http(
                 "active": True,
                 "disabled_reason": None,
                 "created_at": response.json()["created_at"],
+                "rate_limit": None,
             }
         ]
     }
