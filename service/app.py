@@ -30,6 +30,7 @@ from service.http import (
     health,
     inbound,
     openapi,
+    portal,
     status,
     webhooks,
 )
@@ -47,6 +48,7 @@ from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.jobs import job_queue
+from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
 
@@ -60,6 +62,7 @@ routes = [
     *emails.routes,
     *accounts.routes,
     *dead_letters.routes,
+    *portal.routes,  # the API's portal-links operation, and the /portal pages
     *status.routes,
     *health.routes,
     *openapi.routes,
@@ -150,6 +153,7 @@ def create_app(
                 signing_keys=SigningKeys(config.sns_cert_url_pattern, keys_client),
                 accounts=AccountStore(client, pipeline),
                 dead_letters=DeadLetterStore(client),
+                portal=PortalStore(client),
             )
             if config.single_account:
                 await ensure_default_account(state)

@@ -18,6 +18,9 @@ class TestFromEnv:
         assert config.redis_ssl_cert_reqs == "none"
         assert config.sns_cert_url_pattern == DEFAULT_SNS_CERT_URL_PATTERN
         assert config.dead_letter_after == 5
+        assert config.portal_secret == ""  # the portal is off
+        assert config.portal_session_seconds == 3600
+        assert config.portal_frame_ancestors == ()
 
     def test_every_variable_is_read(self) -> None:
         config = Config.from_env(
@@ -51,6 +54,9 @@ class TestFromEnv:
                 "ACCOUNT_METADATA_KEY": "tenant",
                 "EMAIL_OWNER_TTL": "86400",
                 "DEAD_LETTER_AFTER": "3",
+                "PORTAL_SECRET": "portal-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                "PORTAL_SESSION_SECONDS": "900",
+                "PORTAL_FRAME_ANCESTORS": "'self' https://app.example.com, https://*.example.net:8443",
             }
         )
         assert config.redis_url == "rediss://:pw@example.com:6380/2"
@@ -87,6 +93,14 @@ class TestFromEnv:
         assert "admin-aaaaaaaaaaaaaaaa" not in repr(config)
         assert "generic-secret" not in repr(config)
         assert "mg-key" not in repr(config)
+        assert config.portal_secret == "portal-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        assert "portal-secret" not in repr(config)
+        assert config.portal_session_seconds == 900
+        assert config.portal_frame_ancestors == (
+            "'self'",
+            "https://app.example.com",
+            "https://*.example.net:8443",
+        )
 
     def test_blank_means_default(self) -> None:
         assert Config.from_env({"PORT": "  "}).port == 8000
@@ -119,6 +133,11 @@ class TestFromEnv:
             ("ACCOUNT_METADATA_KEY", "k" * 101),
             ("SNS_CERT_URL_PATTERN", "https://sns\\.(unclosed"),
             ("DEAD_LETTER_AFTER", "0"),
+            ("PORTAL_SECRET", "too-short"),
+            ("PORTAL_SESSION_SECONDS", "10"),
+            ("PORTAL_FRAME_ANCESTORS", "*"),
+            ("PORTAL_FRAME_ANCESTORS", "https://ok.example; script-src *"),
+            ("PORTAL_FRAME_ANCESTORS", "'unsafe-inline'"),
         ],
     )
     def test_bad_value_names_the_variable(self, name: str, value: str) -> None:

@@ -517,6 +517,14 @@ class RedriveResult(Model):
     redriven: int
 
 
+class PortalLink(Model):
+    url: Annotated[
+        str,
+        Meta(description="Opens the account's portal once: hand it to the browser right away"),
+    ]
+    expires_at: Annotated[Timestamp, Meta(description="Unused after this, the link is refused")]
+
+
 WEBHOOK_CREATE_DECODER = msgspec.json.Decoder(WebhookCreate)
 WEBHOOK_UPDATE_DECODER = msgspec.json.Decoder(WebhookUpdate)
 RECOVER_REQUEST_DECODER = msgspec.json.Decoder(RecoverRequest)

@@ -39,6 +39,7 @@ from service.core.models import (
     EventList,
     GenericInboundEvent,
     Health,
+    PortalLink,
     Received,
     RecoverRequest,
     RecoverResult,
@@ -72,6 +73,7 @@ ERROR_DESCRIPTIONS = {
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
+    501: "This deployment has not enabled the feature (the portal: PORTAL_SECRET is unset)",
     503: (
         "Redis is unavailable (store_unavailable), or full (store_full; inbound: nearly full); "
         "inbound: a provider's signing certificate could not be fetched (signing_key_unavailable)"
@@ -169,6 +171,8 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "any": [{"accountKey": []}, {"adminKey": []}],
     "operator": [{"adminKey": []}, {"accountKey": []}],  # API_KEYS only, of the account keys
     "admin": [{"adminKey": []}],
+    # An admin key for any account; an account's own key for its own id only.
+    "admin_or_own": [{"adminKey": []}, {"accountKey": []}],
     "none": [],
 }
 EVENT_ID_PARAM = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -420,7 +424,20 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
         errors=(401, 403, 404, 503),
         security="admin",
     ),
+    Operation(
+        "post",
+        ACCOUNT + "/portal-links",
+        "A link to the account's customer portal, usable once within 10 minutes (admin key, "
+        "or the account's own key); see docs/portal.md",
+        201,
+        PortalLink,
+        errors=(401, 404, 501, 503),
+        security="admin_or_own",
+    ),
 )
+# Served, but no API operation: the spec and its page, and the customer portal's HTML pages
+# and assets (docs/portal.md). A test holds every other route to an operation above.
+NOT_IN_SPEC = ("/openapi.json", "/docs", "/docs/assets", "/portal")
 
 
 DEAD_LETTERS = "/api/dead-letters"

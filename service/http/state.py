@@ -16,6 +16,7 @@ from service.storage.capacity import Capacity
 from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
 
@@ -37,6 +38,8 @@ class AppState:
     signing_keys: SigningKeys
     accounts: AccountStore
     dead_letters: DeadLetterStore
+    # The customer portal's links and sessions (docs/portal.md).
+    portal: PortalStore
     # Per web process: the minute each account key's last use was last written.
     key_use: dict[str, int] = field(default_factory=dict)
     # Per web process: accounts seen to exist, and until when (monotonic seconds) that is

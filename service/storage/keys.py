@@ -138,6 +138,15 @@ DEAD_LETTERS = PREFIX + "events:dead"
 # String with the worker's last heartbeat (ISO 8601), expiring when the worker stops beating.
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
 
+# String per portal link opened (docs/portal.md), set with NX: a link id seen here is refused.
+# Expires when the link would have expired anyway.
+PORTAL_LINK = PREFIX + "portal:link:{link_id}"
+
+# Hash per portal session: account, csrf (the forms' synchronizer token), created_at,
+# expires_at. {digest} is the SHA-256 of the cookie's value, which is never stored. Expires
+# with the session (PORTAL_SESSION_SECONDS); signing out deletes it.
+PORTAL_SESSION = PREFIX + "portal:session:{digest}"
+
 
 # Per-webhook names are built for every delivery (the outcome script alone names six):
 # cached, as there are few webhooks and many deliveries.
@@ -217,3 +226,11 @@ def events_by_email(email_id: str) -> str:
 
 def events_by_recipient(recipient: str) -> str:
     return EVENTS_BY_RECIPIENT.format(recipient=recipient.lower())
+
+
+def portal_link(link_id: str) -> str:
+    return PORTAL_LINK.format(link_id=link_id)
+
+
+def portal_session(digest: str) -> str:
+    return PORTAL_SESSION.format(digest=digest)
