@@ -228,7 +228,8 @@ class TestOnRealRedis:
         store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
         used = int((await real_redis.info("memory"))["used_memory"])
         await real_redis.config_set("maxmemory-policy", "noeviction")
-        await real_redis.config_set("maxmemory", used - 1024)
+        # Well below what is used: freed client buffers must not bring it back under.
+        await real_redis.config_set("maxmemory", used - 256 * 1024)
         try:
             result = await store.append("sendgrid", [event(5000)])
             length = await real_redis.xlen(keys.EVENTS_STREAM)
@@ -249,7 +250,8 @@ class TestOnRealRedis:
         await store.drain()
         used = int((await real_redis.info("memory"))["used_memory"])
         await real_redis.config_set("maxmemory-policy", "noeviction")
-        await real_redis.config_set("maxmemory", used - 1024)
+        # Well below what is used: freed client buffers must not bring it back under.
+        await real_redis.config_set("maxmemory", used - 256 * 1024)
         try:
             with pytest.raises(OutOfMemoryError):
                 await store.append("sendgrid", [event(3000)])
