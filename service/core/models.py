@@ -8,7 +8,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from service.core.event_types import EVENT_TYPES, QUALIFIED_PREFIX
+from service.core.event_types import (
+    DELIVERY_EXHAUSTED,
+    EVENT_TYPES,
+    QUALIFIED_PREFIX,
+    WEBHOOK_DISABLED,
+)
 from service.core.urls import MAX_URL_LENGTH
 
 
@@ -37,7 +42,8 @@ EventTypes = Annotated[
     Meta(
         description=(
             "Comma-separated event types: open, click, bounce, unsubscribe, delivered, "
-            "complaint, deferred, rejected (email.open style accepted), or * for all"
+            "complaint, deferred, rejected (email.open style accepted), the operational "
+            "webhook.disabled and delivery.exhausted, or * for all (operational included)"
         ),
         examples=["open,click,bounce,unsubscribe"],
     ),
@@ -49,6 +55,19 @@ Secret = Annotated[
         max_length=256,
         description="Secret key for HMAC signature verification (8-256 characters)",
         examples=["whsec_your_secret_key_here"],
+    ),
+]
+MAX_RATE_LIMIT = 10_000
+RateLimit = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=MAX_RATE_LIMIT,
+        description=(
+            "Deliveries per second at most, first attempts and retries alike, across every "
+            "worker process; null (or absent): unlimited"
+        ),
+        examples=[10],
     ),
 ]
 Timestamp = Annotated[
@@ -66,6 +85,7 @@ class WebhookCreate(Model):
     events: EventTypes
     secret: Secret | None = None
     active: bool = True
+    rate_limit: RateLimit | None = None
 
 
 class WebhookUpdate(Model):
@@ -73,6 +93,7 @@ class WebhookUpdate(Model):
     events: EventTypes | UnsetType = UNSET
     secret: Secret | UnsetType = UNSET
     active: bool | UnsetType = UNSET
+    rate_limit: RateLimit | UnsetType | None = UNSET  # null: unlimited again
 
 
 class Webhook(Model):
@@ -86,6 +107,9 @@ class Webhook(Model):
     disabled_reason: Annotated[
         str | None,
         Meta(description="Why delivery disabled it: gone (the endpoint answered 410) or failing"),
+    ] = None
+    rate_limit: Annotated[
+        int | None, Meta(description="Deliveries per second at most; absent: unlimited")
     ] = None
 
 
@@ -119,6 +143,45 @@ class Bounce(Model):
 
 class Click(Model):
     url: str
+
+
+DisabledReason = Literal["gone", "failing"]
+
+
+class WebhookDisabledData(Model):
+    """`data` of a webhook.disabled event: delivery disabled one of the account's webhooks
+    (PATCH {"active": true} re-enables it)."""
+
+    webhook_id: int
+    url: str
+    reason: Annotated[
+        DisabledReason,
+        Meta(
+            description=(
+                "gone: its endpoint answered 410; failing: nothing but failures for DISABLE_AFTER"
+            )
+        ),
+    ]
+    disabled_at: Timestamp
+    delivery_id: Annotated[str, Meta(description="The delivery whose attempt disabled it")]
+    last_status_code: int | None  # always present: null when the attempt got no answer
+    last_error: str | None
+
+
+class DeliveryExhaustedData(Model):
+    """`data` of a delivery.exhausted event: a delivery's last attempt failed; it is failed
+    and stays retryable by hand (…/retry, …/recover)."""
+
+    delivery_id: str
+    webhook_id: int
+    event_id: str
+    event_type: Annotated[str, Meta(examples=["email.bounce"])]
+    attempts: int
+    last_status_code: int | None  # always present: null when the attempt got no answer
+    last_error: Annotated[
+        str | None, Meta(description="timeout, connect_error, blocked_address, http_status, …")
+    ]
+    failed_at: Timestamp
 
 
 class Event(Model):
@@ -157,6 +220,14 @@ class Event(Model):
         str | None,
         Meta(description="The account the event was routed to; absent when unrouted"),
     ] = None
+    # Operational events (provider "mailhooks", email_id ""): what happened, in the one field
+    # of their type; the webhook it happened to is never sent the event.
+    webhook_disabled: WebhookDisabledData | None = None
+    delivery_exhausted: DeliveryExhaustedData | None = None
+    exclude_webhook: Annotated[
+        int | None,
+        Meta(description="Operational events: the webhook they are about, not sent them"),
+    ] = None
     id: str | UnsetType = UNSET
 
 
@@ -181,6 +252,33 @@ class WebhookPayload(Model):
     type: Annotated[str, Meta(examples=["email.bounce"])]
     created_at: Annotated[str, Meta(description="When we stored the event (ISO 8601 UTC)")]
     data: PayloadData
+
+
+class WebhookDisabledPayload(Model):
+    """The body of a webhook.disabled delivery (the WebhookPayload envelope)."""
+
+    id: str
+    type: Literal["webhook.disabled"]
+    created_at: str
+    data: WebhookDisabledData
+
+
+class DeliveryExhaustedPayload(Model):
+    """The body of a delivery.exhausted delivery (the WebhookPayload envelope)."""
+
+    id: str
+    type: Literal["delivery.exhausted"]
+    created_at: str
+    data: DeliveryExhaustedData
+
+
+AnyPayload = WebhookPayload | WebhookDisabledPayload | DeliveryExhaustedPayload
+
+# Each operational event type's `data`, for catalogues of the types.
+OPERATIONAL_DATA: dict[str, type[Model]] = {
+    WEBHOOK_DISABLED: WebhookDisabledData,
+    DELIVERY_EXHAUSTED: DeliveryExhaustedData,
+}
 
 
 class Attempt(Model):

@@ -30,6 +30,7 @@ from service.core.models import (
     DeadLetter,
     DeadLetterList,
     Delivery,
+    DeliveryExhaustedPayload,
     DeliveryList,
     EmailRegistration,
     EmailRegistrationResult,
@@ -56,6 +57,7 @@ from service.core.models import (
     TrackingUrls,
     Webhook,
     WebhookCreate,
+    WebhookDisabledPayload,
     WebhookList,
     WebhookPayload,
     WebhookUpdate,
@@ -659,6 +661,10 @@ def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ..
 OPERATIONS = operations()
 
 
+def _content(model: type) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(name=model.__name__)}}}
+
+
 DELIVERY_DOC: dict[str, Any] = {
     "summary": "What your endpoint receives for each matching event",
     "description": (
@@ -680,12 +686,42 @@ DELIVERY_DOC: dict[str, Any] = {
 }
 
 
-def _content(model: type) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": REF.format(name=model.__name__)}}}
+def _operational_doc(payload: type, summary: str) -> dict[str, Any]:
+    """An operational event's delivery: signed and answered as every delivery is."""
+    return {
+        "summary": summary,
+        "description": (
+            "Sent to the account's webhooks subscribed to its type (or to *), never to the "
+            "webhook it is about; headers, signatures and answers as for emailEvent."
+        ),
+        "requestBody": {"required": True, "content": _content(payload)},
+        "responses": {"2XX": {"description": "Acknowledged"}},
+    }
+
+
+# What endpoints receive: email events, and the operational events about the account's own
+# webhooks and deliveries (docs/delivery.md#operational-events).
+DELIVERIES: dict[str, tuple[type, dict[str, Any]]] = {
+    "emailEvent": (WebhookPayload, DELIVERY_DOC),
+    "webhookDisabled": (
+        WebhookDisabledPayload,
+        _operational_doc(
+            WebhookDisabledPayload,
+            "webhook.disabled: delivery disabled one of the account's webhooks (410, or failing)",
+        ),
+    ),
+    "deliveryExhausted": (
+        DeliveryExhaustedPayload,
+        _operational_doc(
+            DeliveryExhaustedPayload,
+            "delivery.exhausted: a delivery's last attempt failed; it is failed, retryable",
+        ),
+    ),
+}
 
 
 def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
-    models: set[type] = {ErrorBody, WebhookPayload}
+    models: set[type] = {ErrorBody, *(model for model, _ in DELIVERIES.values())}
     for op in operations:
         models.update(t for t in (op.ok_type, op.request) if t is not None)
     _, schemas = msgspec.json.schema_components(
@@ -747,7 +783,7 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
             ),
         },
         "paths": paths,
-        "webhooks": {"emailEvent": {"post": DELIVERY_DOC}},
+        "webhooks": {name: {"post": doc} for name, (_, doc) in DELIVERIES.items()},
         "components": {
             "schemas": schemas,
             "securitySchemes": SECURITY_SCHEMES,

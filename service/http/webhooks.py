@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -36,6 +36,7 @@ def public(webhook: StoredWebhook) -> Webhook:
         active=webhook.active,
         created_at=webhook.created_at,
         disabled_reason=webhook.disabled_reason if not webhook.active else None,
+        rate_limit=webhook.rate_limit,
     )
 
 
@@ -70,7 +71,14 @@ def path_id(request: Request) -> int:
 
 
 async def create_in_account(
-    state: AppState, account: str, *, url: str, events: str, secret: str, active: bool
+    state: AppState,
+    account: str,
+    *,
+    url: str,
+    events: str,
+    secret: str,
+    active: bool,
+    rate_limit: int | None = None,
 ) -> StoredWebhook:
     """Check `url` and `events` (ValidationFailed naming the field) and create the webhook;
     Conflict when the account has MAX_WEBHOOKS_PER_ACCOUNT already."""
@@ -84,6 +92,7 @@ async def create_in_account(
             active=active,
             now=format_timestamp(state.clock()),
             limit=limit,
+            rate_limit=rate_limit,
         )
     except WebhookLimitReached:
         raise Conflict(
@@ -101,6 +110,7 @@ async def update_in_account(
     events: str | None = None,
     secret: str | None = None,
     active: bool | None = None,
+    rate_limit: int | UnsetType | None = UNSET,  # None: unlimited again
 ) -> StoredWebhook:
     """Change what is given (checked as on create); NotFound for another account's."""
     changes = WebhookChanges(
@@ -108,6 +118,7 @@ async def update_in_account(
         events=None if events is None else checked_events(events),
         secret=secret,
         active=active,
+        rate_limit=rate_limit,
     )
     webhook = await state.webhooks.update(
         webhook_id, account, changes, now=format_timestamp(state.clock())
@@ -133,7 +144,13 @@ async def create_webhook(request: Request, account: str) -> Response:
     body = await read_json(request, WEBHOOK_CREATE_DECODER, state.config, state.deadlines)
     secret = body.secret if body.secret is not None else generate_secret()
     webhook = await create_in_account(
-        state, account, url=body.url, events=body.events, secret=secret, active=body.active
+        state,
+        account,
+        url=body.url,
+        events=body.events,
+        secret=secret,
+        active=body.active,
+        rate_limit=body.rate_limit,
     )
     logger.info(
         "webhook %d created in %s, events=%s",
@@ -169,6 +186,7 @@ async def update_webhook(request: Request, account: str) -> Response:
         events=None if body.events is UNSET else body.events,
         secret=None if body.secret is UNSET else body.secret,
         active=None if body.active is UNSET else body.active,
+        rate_limit=body.rate_limit,
     )
     logger.info("webhook %d updated", webhook.id)
     return json_response(public(webhook))

@@ -60,11 +60,11 @@ def append_call(
     index_ttl: int,
     provider: str,
     event_keys: Sequence[tuple[str, str, str, str]],
-    event_args: Sequence[tuple[str, str, str, str]],
+    event_args: Sequence[tuple[str, str, str, str, str]],
     ignored_types: Sequence[str],
 ) -> scripts.ScriptArgs:
     """KEYS and ARGV of append.lua: per event (seen key, email index, recipient index,
-    account index) and (payload, recipient flag, account, account flag)."""
+    account index) and (payload, recipient flag, account, account flag, email flag)."""
     script_keys = [stream, counts]
     for event_key_group in event_keys:
         script_keys += event_key_group
@@ -164,7 +164,7 @@ class EventStore:
         if not events and not ignored:
             return AppendResult([], [])
         event_keys: list[tuple[str, str, str, str]] = []
-        event_args: list[tuple[str, str, str, str]] = []
+        event_args: list[tuple[str, str, str, str, str]] = []
         suppressing: list[EventSuppression] = []
         for event in events:
             account = event.account_id
@@ -192,6 +192,7 @@ class EventStore:
                     _recipient_flag(event.recipient),
                     account or "",
                     "1" if indexed_account(account) else "0",
+                    "1" if event.email_id else "0",  # operational events are about none
                 )
             )
         script_keys, args = append_call(

@@ -61,9 +61,15 @@ EVENTS_BY_ACCOUNT = PREFIX + "events:account:{account_id}"
 WEBHOOK_ID_SEQUENCE = PREFIX + "webhook:seq"
 
 # Hash per webhook: id, account, url, events (comma-separated short names), secret, active
-# ("1"/"0"), created_at, updated_at. The secret lives only here. No account field: the default
-# account's (created before accounts existed).
+# ("1"/"0"), created_at, updated_at, rate_limit (deliveries per second; absent or "":
+# unlimited). The secret lives only here. No account field: the default account's (created
+# before accounts existed).
 WEBHOOK = PREFIX + "webhook:{id}"
+
+# String per rate-limited webhook: its limiter's state, the theoretical arrival time of its
+# next delivery (GCRA, µs since the epoch), shared by every worker process; expires when that
+# time has passed (rate_slot.lua).
+WEBHOOK_RATE = PREFIX + "webhook:{id}:rate"
 
 # The default account's ACCOUNT_WEBHOOKS: the name every webhook id was indexed under before
 # accounts existed, so that an upgrade needs no migration.
@@ -159,6 +165,11 @@ PORTAL_SESSION = PREFIX + "portal:session:{digest}"
 @functools.lru_cache(maxsize=4096)
 def webhook(webhook_id: int) -> str:
     return WEBHOOK.format(id=webhook_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def webhook_rate(webhook_id: int) -> str:
+    return WEBHOOK_RATE.format(id=webhook_id)
 
 
 @functools.lru_cache(maxsize=16384)

@@ -13,16 +13,17 @@ import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from msgspec import UNSET, UnsetType
 from redis.asyncio import Redis
 
 from service.core.accounts import DEFAULT_ACCOUNT
-from service.core.event_types import EVENT_TYPES, WILDCARD, format_event_types
+from service.core.event_types import SUBSCRIBABLE_TYPES, WILDCARD, format_event_types
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
 
 # Every subscriber set of an account, in a fixed order: scripts get them all as KEYS (so they
 # declare every key they touch) and are told by position which ones a webhook belongs in.
-SUBSCRIBER_TYPES: tuple[str, ...] = (*EVENT_TYPES, WILDCARD)
+SUBSCRIBER_TYPES: tuple[str, ...] = (*SUBSCRIBABLE_TYPES, WILDCARD)
 
 _CREATE = scripts.load("create_webhook")
 _UPDATE = scripts.load("update_webhook")
@@ -94,6 +95,7 @@ class StoredWebhook:
     updated_at: str
     disabled_reason: str | None = None
     account: str = DEFAULT_ACCOUNT
+    rate_limit: int | None = None  # deliveries per second; None: unlimited
 
     @classmethod
     def from_hash(cls, fields: dict[bytes, bytes]) -> StoredWebhook:
@@ -108,6 +110,7 @@ class StoredWebhook:
             updated_at=text.get("updated_at", text["created_at"]),
             disabled_reason=text.get("disabled_reason"),
             account=text.get("account", DEFAULT_ACCOUNT),
+            rate_limit=int(text["rate_limit"]) if text.get("rate_limit") else None,
         )
 
 
@@ -117,6 +120,12 @@ class WebhookChanges:
     events: tuple[str, ...] | None = None
     secret: str | None = None
     active: bool | None = None
+    rate_limit: int | UnsetType | None = UNSET  # None: unlimited again
+
+
+def rate_limit_field(rate_limit: int | None) -> str:
+    """The hash's rate_limit: "" for unlimited (an update clears it by setting it so)."""
+    return "" if rate_limit is None else str(rate_limit)
 
 
 class WebhookStore:
@@ -138,6 +147,7 @@ class WebhookStore:
         active: bool,
         now: str,
         limit: int,
+        rate_limit: int | None = None,
     ) -> StoredWebhook:
         """The new webhook, or WebhookLimitReached when `account` has `limit` already."""
         # An id burnt by a crash or by the limit is harmless: ids need only be unique.
@@ -151,23 +161,27 @@ class WebhookStore:
             created_at=now,
             updated_at=now,
             account=account,
+            rate_limit=rate_limit,
         )
+        fields = [
+            ("id", str(webhook_id)),
+            ("account", account),
+            ("url", url),
+            ("events", format_event_types(events)),
+            ("secret", secret),
+            ("active", "1" if active else "0"),
+            ("created_at", now),
+            ("updated_at", now),
+        ]
+        if rate_limit is not None:
+            fields.append(("rate_limit", rate_limit_field(rate_limit)))
         script_keys, args = create_call(
             webhook=keys.webhook(webhook_id),
             account_index=keys.account_webhooks(account),
             subscriber_sets=[keys.subscribers(account, t) for t in events],
             webhook_id=webhook_id,
             limit=limit,
-            fields=[
-                ("id", str(webhook_id)),
-                ("account", account),
-                ("url", url),
-                ("events", format_event_types(events)),
-                ("secret", secret),
-                ("active", "1" if active else "0"),
-                ("created_at", now),
-                ("updated_at", now),
-            ],
+            fields=fields,
         )
         if not await self._create(keys=script_keys, args=args):
             raise WebhookLimitReached(f"account {account} has {limit} webhooks already")
@@ -215,6 +229,8 @@ class WebhookStore:
             fields["secret"] = changes.secret
         if changes.active is not None:
             fields["active"] = "1" if changes.active else "0"
+        if changes.rate_limit is not UNSET:
+            fields["rate_limit"] = rate_limit_field(changes.rate_limit)
         script_keys, args = update_call(
             webhook=keys.webhook(webhook_id),
             subscriber_sets=subscriber_keys(account),

@@ -80,6 +80,25 @@ class TestSpec:
         assert "Location" in paths["/t/c/{token}"]["get"]["responses"]["302"]["headers"]
         assert list(paths["/t/u/{token}"]["get"]["responses"]["200"]["content"]) == ["text/html"]
 
+    def test_the_rate_limit_and_the_operational_events(self) -> None:
+        spec = build_spec()
+        schemas = spec["components"]["schemas"]
+        for model in ("WebhookCreate", "WebhookUpdate"):
+            [limit, _] = schemas[model]["properties"]["rate_limit"]["anyOf"]
+            assert (limit["minimum"], limit["maximum"]) == (1, 10_000)
+        assert "rate_limit" in schemas["Webhook"]["properties"]
+        assert set(spec["webhooks"]) == {"emailEvent", "webhookDisabled", "deliveryExhausted"}
+        for name, payload, data in (
+            ("webhookDisabled", "WebhookDisabledPayload", "WebhookDisabledData"),
+            ("deliveryExhausted", "DeliveryExhaustedPayload", "DeliveryExhaustedData"),
+        ):
+            body = spec["webhooks"][name]["post"]["requestBody"]["content"]["application/json"]
+            assert body["schema"]["$ref"] == f"#/components/schemas/{payload}"
+            assert schemas[payload]["required"] == ["id", "type", "created_at", "data"]
+            assert schemas[payload]["properties"]["data"]["$ref"].endswith(f"/{data}")
+        reasons = schemas["WebhookDisabledData"]["properties"]["reason"]["enum"]
+        assert sorted(reasons) == ["failing", "gone"]
+
     def test_each_route_names_the_keys_it_takes(self) -> None:
         spec = build_spec()
         paths = spec["paths"]

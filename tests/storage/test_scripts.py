@@ -19,6 +19,7 @@ from service.storage import (
     dead_letters,
     deliveries,
     events,
+    rate_limits,
     retention,
     scripts,
     stream,
@@ -57,7 +58,8 @@ CASES = {
         events.append_call,
         groups={
             "event_keys": [("seen_key", "email_index", "recipient_index", "account_index")] * 2,
-            "event_args": [("payload", "recipient_flag", "account", "account_flag")] * 2,
+            "event_args": [("payload", "recipient_flag", "account", "account_flag", "email_flag")]
+            * 2,
             "ignored_types": ["ignored_type"] * 3,
         },
         repeats={"seen_key": 2, "payload": 2, "ignored_type": 3},
@@ -95,6 +97,7 @@ CASES = {
         groups={"reason_sets": ["reason_set"] * 4},
         repeats={"reason_set": 4},
     ),
+    "rate_slot": Case(rate_limits.rate_slot_call),
     "forget_email": Case(accounts.forget_email_call),
     "delete_webhook": Case(
         webhooks.delete_call,

@@ -120,6 +120,24 @@ class TestWebhooks:
         await browser.post(f"/portal/webhooks/{webhook_id}/active", {"active": "true"})
         assert (await webhooks_of(portal, account))[0]["active"] is True
 
+    async def test_the_form_offers_operational_events_and_keeps_them(self, portal: Portal) -> None:
+        account = await portal.account()
+        webhook_id = await portal.webhook(account)
+        headers = {**admin(), "X-Account-Id": account}
+        path = f"/api/webhooks/manage/{webhook_id}"
+        await portal.api.patch(path, json={"events": "open,webhook.disabled"}, headers=headers)
+        browser = await portal.visitor(account)
+        form = (await browser.get(f"/portal/webhooks/{webhook_id}/edit")).text
+        assert 'value="webhook.disabled" checked' in form
+        assert 'value="delivery.exhausted">' in form
+        saved = await browser.post(
+            f"/portal/webhooks/{webhook_id}",
+            {"url": "https://hooks.example.com/in", "events": ["open", "webhook.disabled"]},
+        )
+        assert saved.status_code == 303
+        [webhook] = await webhooks_of(portal, account)
+        assert webhook["events"] == "open,webhook.disabled"
+
     async def test_list_shows_each_webhooks_state_and_last_day(self, portal: Portal) -> None:
         account = await portal.account()
         webhook_id = await portal.webhook(account)
