@@ -31,7 +31,7 @@ from service.core.errors import (
     StoreUnavailable,
     ValidationFailed,
 )
-from service.core.ids import format_timestamp
+from service.core.ids import format_timestamp, tracking_event_key
 from service.core.machines import PURPOSE_HEADERS, machine
 from service.core.models import Click, Event
 from service.core.tracking import (
@@ -158,7 +158,7 @@ async def record_view(request: Request, state: AppState, found: Verified, kind: 
         occurred_at=format_timestamp(now),
         provider=PROVIDER,
         recipient=claims.recipient,
-        provider_event_id=f"{kind}:{found.tag}:{int(timestamp)}",
+        provider_event_id=tracking_event_key(kind, found.tag, int(timestamp)),
         click=Click(url=claims.url) if kind == CLICK else None,
         user_agent=user_agent,
         machine=machine(
@@ -218,7 +218,7 @@ async def unsubscribe(request: Request) -> Response:
             provider=PROVIDER,
             recipient=claims.recipient,
             # One per link, however often it is posted (clients retry, people click twice).
-            provider_event_id=f"{UNSUBSCRIBE}:{found.tag}",
+            provider_event_id=tracking_event_key(UNSUBSCRIBE, found.tag),
             user_agent=request.headers.get("user-agent", "")[:MAX_USER_AGENT] or None,
             account_id=claims.account,
         )
