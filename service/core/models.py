@@ -9,6 +9,8 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from service.core.event_types import EVENT_TYPES, QUALIFIED_PREFIX
+from service.core.headers import MAX_HEADERS
+from service.core.rotation import DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS
 from service.core.urls import MAX_URL_LENGTH
 
 
@@ -51,6 +53,19 @@ Secret = Annotated[
         examples=["whsec_your_secret_key_here"],
     ),
 ]
+CustomHeaders = Annotated[
+    dict[str, str],
+    Meta(
+        max_length=MAX_HEADERS,
+        description=(
+            "Headers sent with every delivery to this endpoint (at most 20, 8 KiB in all): "
+            "names are HTTP tokens, values visible ASCII; the headers every delivery sets "
+            "(Content-Type, User-Agent, X-Webhook-Signature, webhook-*, …) and hop-by-hop "
+            "ones (Connection, Proxy-*, …) are refused"
+        ),
+        examples=[{"Authorization": "Bearer your-endpoint-token"}],
+    ),
+]
 Timestamp = Annotated[
     str,
     Meta(
@@ -66,13 +81,32 @@ class WebhookCreate(Model):
     events: EventTypes
     secret: Secret | None = None
     active: bool = True
+    headers: CustomHeaders | None = None
 
 
 class WebhookUpdate(Model):
     url: Url | UnsetType = UNSET
     events: EventTypes | UnsetType = UNSET
-    secret: Secret | UnsetType = UNSET
+    secret: (
+        Annotated[
+            Secret,
+            Meta(
+                description=(
+                    "Replaces the secret at once, with no overlap (previous secrets of a rotation "
+                    "are dropped too); see /secret/rotate for a switch with overlap"
+                )
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
     active: bool | UnsetType = UNSET
+    headers: (
+        Annotated[
+            CustomHeaders | None,
+            Meta(description="Replaces the whole set; {} or null removes every custom header"),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class Webhook(Model):
@@ -87,6 +121,45 @@ class Webhook(Model):
         str | None,
         Meta(description="Why delivery disabled it: gone (the endpoint answered 410) or failing"),
     ] = None
+    headers: Annotated[
+        dict[str, str] | UnsetType,
+        Meta(description="The custom headers sent with every delivery, when there are any"),
+    ] = UNSET
+
+
+class SecretRotate(Model):
+    secret: Annotated[
+        Secret | None,
+        Meta(description="The new secret; when missing (or null) one is generated and returned"),
+    ] = None
+    grace_period_seconds: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=MAX_GRACE_SECONDS,
+            description=(
+                "How long the replaced secret (and any earlier one still live) keeps signing "
+                "webhook-signature beside the new one, 0 to 604800 (a week); 0 retires them now"
+            ),
+        ),
+    ] = DEFAULT_GRACE_SECONDS
+
+
+class SecretRotation(Model):
+    webhook_id: int
+    previous_secrets_expire_at: Annotated[
+        Timestamp | None,
+        Meta(
+            description=(
+                "Until when the replaced secrets still sign webhook-signature; null when none "
+                "does (a grace period of 0)"
+            )
+        ),
+    ]
+    secret: Annotated[
+        str | UnsetType,
+        Meta(description="The generated secret: present only when the request gave none"),
+    ] = UNSET
 
 
 class WebhookList(Model):
@@ -170,6 +243,62 @@ class WebhookPayload(Model):
     type: Annotated[str, Meta(examples=["email.bounce"])]
     created_at: Annotated[str, Meta(description="When we stored the event (ISO 8601 UTC)")]
     data: PayloadData
+
+
+class WebhookDisabledData(Model):
+    webhook_id: int
+    url: str
+    reason: Annotated[
+        Literal["gone", "failing"],
+        Meta(description="gone: the endpoint answered 410; failing: it failed for DISABLE_AFTER"),
+    ]
+    disabled_at: Timestamp
+    failing_since: Annotated[
+        Timestamp | None, Meta(description="When its run of failures began (failing only)")
+    ] = None
+
+
+class WebhookDisabledPayload(Model):
+    """An operational event: delivery disabled one of the account's webhooks."""
+
+    id: str
+    type: Literal["webhook.disabled"]
+    created_at: Timestamp
+    data: WebhookDisabledData
+
+
+class DeliveryExhaustedData(Model):
+    webhook_id: int
+    delivery_id: str
+    event_id: str
+    event_type: Annotated[str, Meta(examples=["email.bounce"])]
+    attempts: int
+    failed_at: Timestamp
+    last_status_code: int | None = None
+    last_error: str | None = None
+
+
+class DeliveryExhaustedPayload(Model):
+    """An operational event: a delivery failed its last scheduled attempt (RETRY_SCHEDULE
+    spent); it stays retryable by hand."""
+
+    id: str
+    type: Literal["delivery.exhausted"]
+    created_at: Timestamp
+    data: DeliveryExhaustedData
+
+
+class EventTypeInfo(Model):
+    type: Annotated[str, Meta(examples=["email.open"])]
+    description: str
+    schema: Annotated[
+        dict[str, Any],
+        Meta(description="JSON Schema (2020-12) of the body a delivery of this type carries"),
+    ]
+
+
+class EventTypeList(Model):
+    event_types: list[EventTypeInfo]
 
 
 class Attempt(Model):
@@ -354,6 +483,7 @@ class EmailRegistrationResult(Model):
 
 WEBHOOK_CREATE_DECODER = msgspec.json.Decoder(WebhookCreate)
 WEBHOOK_UPDATE_DECODER = msgspec.json.Decoder(WebhookUpdate)
+SECRET_ROTATE_DECODER = msgspec.json.Decoder(SecretRotate)
 RECOVER_REQUEST_DECODER = msgspec.json.Decoder(RecoverRequest)
 SYNTHETIC_EVENT_DECODER = msgspec.json.Decoder(SyntheticEventRequest)
 ACCOUNT_CREATE_DECODER = msgspec.json.Decoder(AccountCreate)
