@@ -50,7 +50,10 @@ WEBHOOK_ID_SEQUENCE = PREFIX + "webhook:seq"
 
 # Hash per webhook: id, account, url, events (comma-separated short names), secret, active
 # ("1"/"0"), created_at, updated_at. The secret lives only here. No account field: the default
-# account's (created before accounts existed).
+# account's (created before accounts existed). Optional: previous_secrets (those a rotation
+# replaced, still signing until their expiry: JSON [[secret, expires ms], …], newest first;
+# service.core.rotation), headers (the endpoint's custom headers: JSON [[name, value], …];
+# service.core.headers); "" or no field when there are none.
 WEBHOOK = PREFIX + "webhook:{id}"
 
 # The default account's ACCOUNT_WEBHOOKS: the name every webhook id was indexed under before
@@ -120,6 +123,13 @@ DELIVERY_LEASES = PREFIX + "delivery-leases"
 # String counter of stream entries that were no event (written there by something else): the
 # worker acknowledges and skips them, the event reads skip them, /api/status shows the count.
 UNREADABLE_EVENTS = PREFIX + "events:unreadable"
+
+# String per Idempotency-Key in use, expiring: while its first request runs, a marker
+# ("p:" + the request's token + the body's fingerprint) for PENDING_TTL_SECONDS (60 s); then
+# that request's response ("s:" + AES-GCM sealed) for RESULT_TTL_SECONDS (24 h). {digest}
+# derives from the caller's credential, account, method, path and key
+# (service.core.idempotency), so neither the name nor the value reveals any of them.
+IDEMPOTENCY = PREFIX + "idempotency:{digest}"
 
 # String with the worker's last heartbeat (ISO 8601), expiring when the worker stops beating.
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
@@ -198,3 +208,7 @@ def events_by_email(email_id: str) -> str:
 
 def events_by_recipient(recipient: str) -> str:
     return EVENTS_BY_RECIPIENT.format(recipient=recipient.lower())
+
+
+def idempotency(digest: str) -> str:
+    return IDEMPOTENCY.format(digest=digest)

@@ -18,6 +18,7 @@ from service.storage import (
     accounts,
     deliveries,
     events,
+    idempotency,
     retention,
     scripts,
     stream,
@@ -77,6 +78,8 @@ CASES = {
     ),
     "claim_email": Case(accounts.claim_email_call),
     "forget_email": Case(accounts.forget_email_call),
+    "rotate_secret": Case(webhooks.rotate_call),
+    "settle_idempotency": Case(idempotency.settle_call),
     "delete_webhook": Case(
         webhooks.delete_call,
         groups={"subscriber_sets": ["subscriber_set"] * 2},
