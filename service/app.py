@@ -25,6 +25,7 @@ from service.http import (
     accounts,
     deliveries,
     emails,
+    event_types,
     events,
     health,
     inbound,
@@ -44,6 +45,7 @@ from service.storage.capacity import Capacity
 from service.storage.connection import connect
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.idempotency import IdempotencyStore
 from service.storage.jobs import job_queue
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
@@ -55,6 +57,7 @@ routes = [
     *webhooks.routes,
     *deliveries.routes,
     *events.routes,
+    *event_types.routes,
     *emails.routes,
     *accounts.routes,
     *status.routes,
@@ -146,6 +149,7 @@ def create_app(
                 deadlines=Deadlines(),
                 signing_keys=SigningKeys(config.sns_cert_url_pattern, keys_client),
                 accounts=AccountStore(client, pipeline),
+                idempotency=IdempotencyStore(client),
             )
             if config.single_account:
                 await ensure_default_account(state)

@@ -32,6 +32,7 @@ from service.core.models import (
     ApiKeyList,
 )
 from service.http.auth import admin_only
+from service.http.idempotency import idempotent
 from service.http.requests import read_json
 from service.http.responses import json_response, page_response
 from service.http.state import app_state
@@ -69,6 +70,7 @@ async def existing_account(request: Request) -> StoredAccount:
 
 
 @admin_only
+@idempotent
 async def create_account(request: Request) -> Response:
     state = app_state(request)
     body = await read_json(request, ACCOUNT_CREATE_DECODER, state.config, state.deadlines)
@@ -133,6 +135,7 @@ async def delete_account(request: Request) -> Response:
 
 
 @admin_only
+@idempotent
 async def create_key(request: Request) -> Response:
     state = app_state(request)
     account = await existing_account(request)

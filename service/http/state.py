@@ -15,6 +15,7 @@ from service.storage.accounts import AccountStore
 from service.storage.capacity import Capacity
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.idempotency import IdempotencyStore
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
 
@@ -35,6 +36,8 @@ class AppState:
     # The certificates SNS signs with, fetched and cached per URL.
     signing_keys: SigningKeys
     accounts: AccountStore
+    # Idempotency-Key records (service/http/idempotency.py).
+    idempotency: IdempotencyStore
     # Per web process: the minute each account key's last use was last written.
     key_use: dict[str, int] = field(default_factory=dict)
     # Per web process: accounts seen to exist, and until when (monotonic seconds) that is

@@ -1,8 +1,10 @@
-"""The management API: /api/webhooks/manage (list, create, get, update, delete)."""
+"""The management API: /api/webhooks/manage (list, create, get, update, delete, rotate the
+secret)."""
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from msgspec import UNSET
 from starlette.requests import Request
@@ -12,15 +14,29 @@ from starlette.routing import Route
 from config import Config
 from service.core.errors import Conflict, NotFound, ValidationFailed
 from service.core.event_types import InvalidEventTypes, format_event_types, parse_event_types
-from service.core.ids import format_timestamp
-from service.core.models import WEBHOOK_CREATE_DECODER, WEBHOOK_UPDATE_DECODER, Webhook, WebhookList
+from service.core.headers import CustomHeaders, InvalidHeader, check_headers
+from service.core.ids import epoch_ms, format_timestamp
+from service.core.models import (
+    SECRET_ROTATE_DECODER,
+    WEBHOOK_CREATE_DECODER,
+    WEBHOOK_UPDATE_DECODER,
+    SecretRotation,
+    Webhook,
+    WebhookList,
+)
 from service.core.signing import generate_secret
 from service.core.urls import UnsafeUrl, check_endpoint_url
 from service.http.auth import in_account
+from service.http.idempotency import idempotent
 from service.http.requests import read_json
 from service.http.responses import json_response, page_response
 from service.http.state import app_state
-from service.storage.webhooks import StoredWebhook, WebhookChanges, WebhookLimitReached
+from service.storage.webhooks import (
+    SecretsChanged,
+    StoredWebhook,
+    WebhookChanges,
+    WebhookLimitReached,
+)
 
 logger = logging.getLogger("mailhooks.webhooks")
 
@@ -28,7 +44,9 @@ MAX_PAGE = 1000
 
 
 def public(webhook: StoredWebhook) -> Webhook:
-    """The API view of a webhook: everything but the secret."""
+    """The API view of a webhook: everything but its secrets. Custom headers are shown, names
+    and values, as Svix shows them: whoever holds the key could read them anyway by pointing
+    the URL at a server of theirs (docs/api.md). They are never logged."""
     return Webhook(
         id=webhook.id,
         url=webhook.url,
@@ -36,6 +54,7 @@ def public(webhook: StoredWebhook) -> Webhook:
         active=webhook.active,
         created_at=webhook.created_at,
         disabled_reason=webhook.disabled_reason if not webhook.active else None,
+        headers=dict(webhook.headers) if webhook.headers else UNSET,
     )
 
 
@@ -53,6 +72,13 @@ def checked_events(events: str) -> tuple[str, ...]:
         return parse_event_types(events)
     except InvalidEventTypes as exc:
         raise ValidationFailed(str(exc), field="events") from exc
+
+
+def checked_headers(headers: dict[str, str] | None) -> CustomHeaders:
+    try:
+        return check_headers(headers or {})
+    except InvalidHeader as exc:
+        raise ValidationFailed(str(exc), field=exc.field) from exc
 
 
 def query_int(request: Request, name: str, *, default: int, low: int, high: int) -> int:
@@ -80,11 +106,13 @@ async def list_webhooks(request: Request, account: str) -> Response:
 
 
 @in_account
+@idempotent
 async def create_webhook(request: Request, account: str) -> Response:
     state = app_state(request)
     body = await read_json(request, WEBHOOK_CREATE_DECODER, state.config, state.deadlines)
     url = checked_url(body.url, state.config)
     events = checked_events(body.events)
+    headers = checked_headers(body.headers)
     secret = body.secret if body.secret is not None else generate_secret()
     limit = state.config.max_webhooks_per_account
     try:
@@ -96,6 +124,7 @@ async def create_webhook(request: Request, account: str) -> Response:
             active=body.active,
             now=format_timestamp(state.clock()),
             limit=limit,
+            headers=headers,
         )
     except WebhookLimitReached:
         raise Conflict(
@@ -130,6 +159,7 @@ async def update_webhook(request: Request, account: str) -> Response:
         events=None if body.events is UNSET else checked_events(body.events),
         secret=None if body.secret is UNSET else body.secret,
         active=None if body.active is UNSET else body.active,
+        headers=None if body.headers is UNSET else checked_headers(body.headers),
     )
     webhook = await state.webhooks.update(
         path_id(request), account, changes, now=format_timestamp(state.clock())
@@ -138,6 +168,47 @@ async def update_webhook(request: Request, account: str) -> Response:
         raise NotFound(f"webhook {path_id(request)} does not exist")
     logger.info("webhook %d updated", webhook.id)
     return json_response(public(webhook))
+
+
+@in_account
+@idempotent
+async def rotate_secret(request: Request, account: str) -> Response:
+    """A new secret; the replaced one keeps signing webhook-signature beside it for the grace
+    period (service.core.rotation)."""
+    state = app_state(request)
+    body = await read_json(request, SECRET_ROTATE_DECODER, state.config, state.deadlines)
+    secret = body.secret if body.secret is not None else generate_secret()
+    now = state.clock()
+    try:
+        webhook = await state.webhooks.rotate_secret(
+            path_id(request),
+            account,
+            secret=secret,
+            grace_seconds=body.grace_period_seconds,
+            now_ms=epoch_ms(now),
+            now=format_timestamp(now),
+        )
+    except SecretsChanged:
+        raise Conflict("the secret is being rotated by another request: try again") from None
+    if webhook is None:
+        raise NotFound(f"webhook {path_id(request)} does not exist")
+    logger.info(
+        "webhook %d secret rotated, previous secrets live for %d s",
+        webhook.id,
+        body.grace_period_seconds,
+    )
+    expires = max((expiry for _, expiry in webhook.previous_secrets), default=None)
+    result = SecretRotation(
+        webhook_id=webhook.id,
+        previous_secrets_expire_at=None if expires is None else format_ms(expires),
+    )
+    if body.secret is None:
+        result.secret = secret  # the one time a generated secret is shown, as on create
+    return json_response(result)
+
+
+def format_ms(ms: int) -> str:
+    return format_timestamp(datetime.fromtimestamp(ms / 1000, UTC))
 
 
 @in_account
@@ -154,4 +225,5 @@ routes = [
     Route("/api/webhooks/manage/{webhook_id:int}", get_webhook, methods=["GET"], name="webhook"),
     Route("/api/webhooks/manage/{webhook_id:int}", update_webhook, methods=["PATCH"]),
     Route("/api/webhooks/manage/{webhook_id:int}", delete_webhook, methods=["DELETE"]),
+    Route("/api/webhooks/manage/{webhook_id:int}/secret/rotate", rotate_secret, methods=["POST"]),
 ]
