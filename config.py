@@ -81,6 +81,14 @@ class Config:
     disable_after_seconds: int = 5 * 86400
     delivery_retention_count: int = 10_000
     delivery_retention_seconds: int = 30 * 86400
+    # An HTTP proxy every delivery goes through (http:// or https://, credentials allowed),
+    # "" for none. Hidden from repr but for its redacted form: it may hold credentials.
+    delivery_proxy_url: str = field(default="", repr=False)
+
+    @property
+    def delivery_proxy_url_redacted(self) -> str:
+        """DELIVERY_PROXY_URL with any credentials replaced, for logs ("" when unset)."""
+        return _redacted(self.delivery_proxy_url) if self.delivery_proxy_url else ""
 
     @property
     def redis_url_redacted(self) -> str:
@@ -114,7 +122,8 @@ class Config:
             f"delivery_timeout={self.delivery_timeout}, retry_schedule={self.retry_schedule}, "
             f"endpoint_concurrency={self.endpoint_concurrency}, "
             f"delivery_concurrency={self.delivery_concurrency}, "
-            f"disable_after_seconds={self.disable_after_seconds})"
+            f"disable_after_seconds={self.disable_after_seconds}, "
+            f"delivery_proxy_url={self.delivery_proxy_url_redacted!r})"
         )
 
     @property
@@ -186,6 +195,7 @@ class Config:
             delivery_retention_seconds=get(
                 "DELIVERY_RETENTION_SECONDS", _int_between(3600, 365 * 86400), 30 * 86400
             ),
+            delivery_proxy_url=get("DELIVERY_PROXY_URL", _proxy_url, ""),
         )
 
 
@@ -276,6 +286,32 @@ def _absolute_url(name: str, raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{name} must be an absolute http:// or https:// URL")
     return raw
+
+
+def _proxy_url(name: str, raw: str) -> str:
+    # Never echo the value: it may carry the proxy's credentials.
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http:// or https:// proxy URL with a host")
+    if port == 0 or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(
+            f"{name} must be a proxy's scheme, host and port (credentials allowed), "
+            "with no path, query or fragment"
+        )
+    return raw
+
+
+def _redacted(url: str) -> str:
+    """`url` with its credentials, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def _api_keys(name: str, raw: str) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
 """Endpoint features end to end (issue #19): secret rotation with overlap, custom headers, the
-event-type catalogue against real deliveries. Real
+event-type catalogue against real deliveries, and deliveries through an egress proxy. Real
 Redis, the real worker, real receivers, as in test_deliverer.py."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import jsonschema
 import pytest
@@ -18,9 +19,10 @@ from multidict import CIMultiDict
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from service.core.signing import standard_webhooks_key
+from tests.proxy import Proxy
 from tests.receiver import Received, Receiver
 from tests.worker import test_deliverer
-from tests.worker.test_deliverer import SECRET, StartEnv, verify_with_node
+from tests.worker.test_deliverer import SECRET, StartEnv, eventually, verify_with_node
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -143,3 +145,66 @@ class TestCatalogue:
             for other in others:
                 with pytest.raises(jsonschema.ValidationError):
                     jsonschema.validate(payload, schemas[other])
+
+
+class TestEgressProxy:
+    async def test_deliveries_go_through_the_proxy_with_its_credentials(
+        self,
+        start_env: StartEnv,
+        receivers: Receivers,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        proxy = await Proxy.start()
+        try:
+            proxy_url = proxy.url.replace("http://", "http://egress:pr0xy-pass@")
+            env = await start_env(delivery_proxy_url=proxy_url)
+            receiver = await receivers()
+            webhook_id = await env.webhook(receiver.url, headers={"X-Tenant": "acme"})
+            await env.ingest(email_id="msg_1")
+            await env.api.post(f"/api/webhooks/manage/{webhook_id}/test", json={"type": "open"})
+            arrived = await receiver.wait_for(2)
+            assert len(proxy.forwarded) == 2
+            expected = "Basic " + base64.b64encode(b"egress:pr0xy-pass").decode()
+            for forwarded, received in zip(proxy.forwarded, arrived, strict=True):
+                assert forwarded.target == receiver.url  # absolute form
+                assert forwarded.headers["Proxy-Authorization"] == expected
+                assert forwarded.body == received.body
+                assert "Proxy-Authorization" not in CIMultiDict(received.headers)
+                assert CIMultiDict(received.headers)["X-Tenant"] == "acme"
+                assert verifies(received, SECRET)
+            assert "pr0xy-pass" not in caplog.text
+        finally:
+            await proxy.stop()
+
+    async def test_the_blocked_address_verdict_holds_through_the_proxy(
+        self, start_env: StartEnv, receivers: Receivers
+    ) -> None:
+        proxy = await Proxy.start()
+        try:
+            env = await start_env(delivery_proxy_url=proxy.url, allow_private_urls=False)
+            receiver = await receivers()
+            # Registered while its name was public, say; now it resolves to loopback.
+            from service.core.accounts import DEFAULT_ACCOUNT
+            from service.storage.webhooks import WebhookStore
+
+            webhook = await WebhookStore(env.redis).create(
+                account=DEFAULT_ACCOUNT,
+                url=receiver.url.replace("127.0.0.1", "localhost"),
+                events=("*",),
+                secret=SECRET,
+                active=True,
+                now="t",
+                limit=10,
+            )
+            await env.ingest()
+
+            async def failed() -> list[dict[str, Any]]:
+                return await env.deliveries(webhook.id, status="failed")
+
+            [delivery] = await eventually(failed)
+            assert delivery["last_error"] == "blocked_address"
+            assert proxy.forwarded == []
+            assert receiver.received == []
+        finally:
+            await proxy.stop()
