@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench soak clean
+.PHONY: run test lint typecheck unit browser screenshots bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m devtools.run
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -28,6 +28,15 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not redis'
+
+# The portal's browser tests drive the system Chromium: installed here when missing and this
+# user can (root, apt-get), else those tests skip (and fail under CI=true).
+browser: $(STAMP)
+	$(BIN)/python -m devtools.browser
+
+# Runs the browser tests and keeps their screenshots in docs/portal/ (docs/portal.md).
+screenshots: $(STAMP) browser
+	PORTAL_SCREENSHOTS=docs/portal $(BIN)/python -m pytest -q tests/test_portal_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -25,6 +25,10 @@ SSL_CERT_REQS = ("none", "optional", "required")
 # Seconds before each attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MIN_API_KEY_LENGTH = 16
+MIN_PORTAL_SECRET_LENGTH = 32
+# A CSP source the portal may be framed by: 'self', or a scheme and host (a leading *.
+# allowed, as CSP allows), with an optional port; nothing that could end the header's value.
+FRAME_ANCESTOR = re.compile(r"'self'|https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 # Where Amazon SNS publishes its signing certificates: HTTPS, an `sns.<region>` host of Amazon
 # (`.com.cn` in China), a `.pem` file. Anchored on the `/` after the host, so that
 # `sns.<region>.amazonaws.com.example.net` or `…amazonaws.com@example.net` cannot match.
@@ -84,6 +88,13 @@ class Config:
     # An HTTP proxy every delivery goes through (http:// or https://, credentials allowed),
     # "" for none. Hidden from repr but for its redacted form: it may hold credentials.
     delivery_proxy_url: str = field(default="", repr=False)
+    # A stream entry whose processing failed this many times is set aside as a dead letter.
+    dead_letter_after: int = 5
+    # The customer portal (docs/portal.md): off without a secret to sign its links with.
+    portal_secret: str = field(default="", repr=False)
+    portal_session_seconds: int = 3600
+    # CSP frame-ancestors sources allowed to embed the portal; none: 'none'.
+    portal_frame_ancestors: tuple[str, ...] = ()
 
     @property
     def delivery_proxy_url_redacted(self) -> str:
@@ -123,6 +134,10 @@ class Config:
             f"endpoint_concurrency={self.endpoint_concurrency}, "
             f"delivery_concurrency={self.delivery_concurrency}, "
             f"disable_after_seconds={self.disable_after_seconds}, "
+            f"dead_letter_after={self.dead_letter_after}, "
+            f"portal={'on' if self.portal_secret else 'off'}, "
+            f"portal_session_seconds={self.portal_session_seconds}, "
+            f"portal_frame_ancestors={self.portal_frame_ancestors}, "
             f"delivery_proxy_url={self.delivery_proxy_url_redacted!r})"
         )
 
@@ -195,6 +210,12 @@ class Config:
             delivery_retention_seconds=get(
                 "DELIVERY_RETENTION_SECONDS", _int_between(3600, 365 * 86400), 30 * 86400
             ),
+            dead_letter_after=get("DEAD_LETTER_AFTER", _int_between(1, 1000), 5),
+            portal_secret=get("PORTAL_SECRET", _portal_secret, ""),
+            portal_session_seconds=get(
+                "PORTAL_SESSION_SECONDS", _int_between(60, 30 * 86400), 3600
+            ),
+            portal_frame_ancestors=get("PORTAL_FRAME_ANCESTORS", _frame_ancestors, ()),
             delivery_proxy_url=get("DELIVERY_PROXY_URL", _proxy_url, ""),
         )
 
@@ -323,3 +344,19 @@ def _api_keys(name: str, raw: str) -> tuple[str, ...]:
                 f"{name}: key #{position} is shorter than {MIN_API_KEY_LENGTH} characters"
             )
     return keys
+
+
+def _portal_secret(name: str, raw: str) -> str:
+    if len(raw) < MIN_PORTAL_SECRET_LENGTH:
+        raise ConfigError(f"{name} must be at least {MIN_PORTAL_SECRET_LENGTH} characters")
+    return raw
+
+
+def _frame_ancestors(name: str, raw: str) -> tuple[str, ...]:
+    sources = tuple(part for part in re.split(r"[\s,]+", raw) if part)
+    for source in sources:
+        if not FRAME_ANCESTOR.fullmatch(source):
+            raise ConfigError(
+                f"{name}: {source!r} is not 'self' or an origin such as https://app.example.com"
+            )
+    return sources

@@ -23,6 +23,7 @@ from service.core.ids import format_timestamp
 from service.deadlines import Deadlines
 from service.http import (
     accounts,
+    dead_letters,
     deliveries,
     emails,
     event_types,
@@ -30,6 +31,7 @@ from service.http import (
     health,
     inbound,
     openapi,
+    portal,
     status,
     webhooks,
 )
@@ -43,10 +45,12 @@ from service.storage.accounts import AccountStore
 from service.storage.autopipeline import AutoPipeline
 from service.storage.capacity import Capacity
 from service.storage.connection import connect
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.idempotency import IdempotencyStore
 from service.storage.jobs import job_queue
+from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
 
@@ -60,6 +64,8 @@ routes = [
     *event_types.routes,
     *emails.routes,
     *accounts.routes,
+    *dead_letters.routes,
+    *portal.routes,  # the API's portal-links operation, and the /portal pages
     *status.routes,
     *health.routes,
     *openapi.routes,
@@ -150,6 +156,8 @@ def create_app(
                 signing_keys=SigningKeys(config.sns_cert_url_pattern, keys_client),
                 accounts=AccountStore(client, pipeline),
                 idempotency=IdempotencyStore(client),
+                dead_letters=DeadLetterStore(client),
+                portal=PortalStore(client),
             )
             if config.single_account:
                 await ensure_default_account(state)

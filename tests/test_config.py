@@ -17,6 +17,10 @@ class TestFromEnv:
         assert config.log_level == "INFO"
         assert config.redis_ssl_cert_reqs == "none"
         assert config.sns_cert_url_pattern == DEFAULT_SNS_CERT_URL_PATTERN
+        assert config.dead_letter_after == 5
+        assert config.portal_secret == ""  # the portal is off
+        assert config.portal_session_seconds == 3600
+        assert config.portal_frame_ancestors == ()
 
     def test_every_variable_is_read(self) -> None:
         config = Config.from_env(
@@ -50,6 +54,10 @@ class TestFromEnv:
                 "ACCOUNT_METADATA_KEY": "tenant",
                 "EMAIL_OWNER_TTL": "86400",
                 "DELIVERY_PROXY_URL": "http://egress:pr0xy-pass@proxy.internal:3128",
+                "DEAD_LETTER_AFTER": "3",
+                "PORTAL_SECRET": "portal-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                "PORTAL_SESSION_SECONDS": "900",
+                "PORTAL_FRAME_ANCESTORS": "'self' https://app.example.com, https://*.example.net:8443",
             }
         )
         assert config.redis_url == "rediss://:pw@example.com:6380/2"
@@ -82,12 +90,21 @@ class TestFromEnv:
         assert config.max_webhooks_per_account == 7
         assert config.account_metadata_key == "tenant"
         assert config.email_owner_ttl_seconds == 86400
+        assert config.dead_letter_after == 3
         assert "admin-aaaaaaaaaaaaaaaa" not in repr(config)
         assert "generic-secret" not in repr(config)
         assert "mg-key" not in repr(config)
         assert config.delivery_proxy_url == "http://egress:pr0xy-pass@proxy.internal:3128"
         assert "pr0xy-pass" not in repr(config)
         assert "http://***@proxy.internal:3128" in repr(config)
+        assert config.portal_secret == "portal-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        assert "portal-secret" not in repr(config)
+        assert config.portal_session_seconds == 900
+        assert config.portal_frame_ancestors == (
+            "'self'",
+            "https://app.example.com",
+            "https://*.example.net:8443",
+        )
 
     def test_blank_means_default(self) -> None:
         assert Config.from_env({"PORT": "  "}).port == 8000
@@ -124,6 +141,12 @@ class TestFromEnv:
             ("DELIVERY_PROXY_URL", "http://"),
             ("DELIVERY_PROXY_URL", "http://proxy:99999"),
             ("DELIVERY_PROXY_URL", "http://proxy:3128/some/path"),
+            ("DEAD_LETTER_AFTER", "0"),
+            ("PORTAL_SECRET", "too-short"),
+            ("PORTAL_SESSION_SECONDS", "10"),
+            ("PORTAL_FRAME_ANCESTORS", "*"),
+            ("PORTAL_FRAME_ANCESTORS", "https://ok.example; script-src *"),
+            ("PORTAL_FRAME_ANCESTORS", "'unsafe-inline'"),
         ],
     )
     def test_bad_value_names_the_variable(self, name: str, value: str) -> None:

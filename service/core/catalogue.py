@@ -3,7 +3,8 @@ means, and the JSON Schema of its deliveries' body, generated from the very Stru
 encodes them (pure).
 
 Adding a type is one `EventType` entry below (its payload Struct in service.core.models);
-tests/core/test_catalogue.py checks the email ones against service.core.event_types.
+tests/core/test_catalogue.py checks that they are exactly the subscribable types of
+service.core.event_types.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from service.core.event_types import QUALIFIED_PREFIX
+from service.core.event_types import DELIVERY_EXHAUSTED, QUALIFIED_PREFIX, WEBHOOK_DISABLED
 from service.core.models import (
     DeliveryExhaustedPayload,
     EventTypeInfo,
@@ -58,15 +59,16 @@ CATALOGUE: tuple[EventType, ...] = (
         "says why.",
     ),
     EventType(
-        "webhook.disabled",
+        WEBHOOK_DISABLED,
         "Delivery disabled one of the account's webhooks: its endpoint answered 410, or "
-        "failed for DISABLE_AFTER. PATCH it with active: true to re-enable it.",
+        "failed for DISABLE_AFTER. PATCH it with active: true to re-enable it. Never sent "
+        "to the webhook it is about.",
         WebhookDisabledPayload,
     ),
     EventType(
-        "delivery.exhausted",
+        DELIVERY_EXHAUSTED,
         "A delivery failed its last scheduled attempt (RETRY_SCHEDULE spent). It stays "
-        "retryable by hand (…/retry, …/recover).",
+        "retryable by hand (…/retry, …/recover). Never sent to the webhook it is about.",
         DeliveryExhaustedPayload,
     ),
 )

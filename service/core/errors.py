@@ -18,6 +18,8 @@
     ├── UnsupportedMediaType       415 body is not application/json
     ├── ValidationFailed           422 JSON of the wrong shape or value; names the field
     │   └── InvalidPayload         422 a provider body that is not valid for its format
+    ├── NotEnabled                 501 a feature this deployment has not configured (the
+    │                                  portal without PORTAL_SECRET)
     ├── StoreUnavailable           503 Redis did not answer
     │   └── StoreFull              503 Redis is too full to take more events
     └── SigningKeyUnavailable      503 a provider's published signing key could not be fetched
@@ -131,6 +133,11 @@ class ValidationFailed(MailhooksError):
 
 class InvalidPayload(ValidationFailed):
     code = "invalid_payload"
+
+
+class NotEnabled(MailhooksError):
+    status = 501
+    code = "not_enabled"
 
 
 class StoreUnavailable(MailhooksError):

@@ -8,7 +8,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from service.core.event_types import EVENT_TYPES, QUALIFIED_PREFIX
+from service.core.event_types import (
+    DELIVERY_EXHAUSTED,
+    EVENT_TYPES,
+    QUALIFIED_PREFIX,
+    WEBHOOK_DISABLED,
+)
 from service.core.headers import MAX_HEADERS
 from service.core.rotation import DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS
 from service.core.urls import MAX_URL_LENGTH
@@ -39,7 +44,8 @@ EventTypes = Annotated[
     Meta(
         description=(
             "Comma-separated event types: open, click, bounce, unsubscribe, delivered, "
-            "complaint, deferred, rejected (email.open style accepted), or * for all"
+            "complaint, deferred, rejected (email.open style accepted), the operational "
+            "webhook.disabled and delivery.exhausted, or * for all (operational included)"
         ),
         examples=["open,click,bounce,unsubscribe"],
     ),
@@ -66,6 +72,19 @@ CustomHeaders = Annotated[
         examples=[{"Authorization": "Bearer your-endpoint-token"}],
     ),
 ]
+MAX_RATE_LIMIT = 10_000
+RateLimit = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=MAX_RATE_LIMIT,
+        description=(
+            "Deliveries per second at most, first attempts and retries alike, across every "
+            "worker process; null (or absent): unlimited"
+        ),
+        examples=[10],
+    ),
+]
 Timestamp = Annotated[
     str,
     Meta(
@@ -81,6 +100,7 @@ class WebhookCreate(Model):
     events: EventTypes
     secret: Secret | None = None
     active: bool = True
+    rate_limit: RateLimit | None = None
     headers: CustomHeaders | None = None
 
 
@@ -100,6 +120,7 @@ class WebhookUpdate(Model):
         | UnsetType
     ) = UNSET
     active: bool | UnsetType = UNSET
+    rate_limit: RateLimit | UnsetType | None = UNSET  # null: unlimited again
     headers: (
         Annotated[
             CustomHeaders | None,
@@ -120,6 +141,9 @@ class Webhook(Model):
     disabled_reason: Annotated[
         str | None,
         Meta(description="Why delivery disabled it: gone (the endpoint answered 410) or failing"),
+    ] = None
+    rate_limit: Annotated[
+        int | None, Meta(description="Deliveries per second at most; absent: unlimited")
     ] = None
     headers: Annotated[
         dict[str, str] | UnsetType,
@@ -194,6 +218,45 @@ class Click(Model):
     url: str
 
 
+DisabledReason = Literal["gone", "failing"]
+
+
+class WebhookDisabledData(Model):
+    """`data` of a webhook.disabled event: delivery disabled one of the account's webhooks
+    (PATCH {"active": true} re-enables it)."""
+
+    webhook_id: int
+    url: str
+    reason: Annotated[
+        DisabledReason,
+        Meta(
+            description=(
+                "gone: its endpoint answered 410; failing: nothing but failures for DISABLE_AFTER"
+            )
+        ),
+    ]
+    disabled_at: Timestamp
+    delivery_id: Annotated[str, Meta(description="The delivery whose attempt disabled it")]
+    last_status_code: int | None  # always present: null when the attempt got no answer
+    last_error: str | None
+
+
+class DeliveryExhaustedData(Model):
+    """`data` of a delivery.exhausted event: a delivery's last attempt failed; it is failed
+    and stays retryable by hand (…/retry, …/recover)."""
+
+    delivery_id: str
+    webhook_id: int
+    event_id: str
+    event_type: Annotated[str, Meta(examples=["email.bounce"])]
+    attempts: int
+    last_status_code: int | None  # always present: null when the attempt got no answer
+    last_error: Annotated[
+        str | None, Meta(description="timeout, connect_error, blocked_address, http_status, …")
+    ]
+    failed_at: Timestamp
+
+
 class Event(Model):
     """A provider event in canonical form: what is stored, listed and delivered.
 
@@ -220,6 +283,14 @@ class Event(Model):
         str | None,
         Meta(description="The account the event was routed to; absent when unrouted"),
     ] = None
+    # Operational events (provider "mailhooks", email_id ""): what happened, in the one field
+    # of their type; the webhook it happened to is never sent the event.
+    webhook_disabled: WebhookDisabledData | None = None
+    delivery_exhausted: DeliveryExhaustedData | None = None
+    exclude_webhook: Annotated[
+        int | None,
+        Meta(description="Operational events: the webhook they are about, not sent them"),
+    ] = None
     id: str | UnsetType = UNSET
 
 
@@ -245,47 +316,31 @@ class WebhookPayload(Model):
     data: PayloadData
 
 
-class WebhookDisabledData(Model):
-    webhook_id: int
-    url: str
-    reason: Annotated[
-        Literal["gone", "failing"],
-        Meta(description="gone: the endpoint answered 410; failing: it failed for DISABLE_AFTER"),
-    ]
-    disabled_at: Timestamp
-    failing_since: Annotated[
-        Timestamp | None, Meta(description="When its run of failures began (failing only)")
-    ] = None
-
-
 class WebhookDisabledPayload(Model):
-    """An operational event: delivery disabled one of the account's webhooks."""
+    """The body of a webhook.disabled delivery (the WebhookPayload envelope)."""
 
     id: str
     type: Literal["webhook.disabled"]
-    created_at: Timestamp
+    created_at: str
     data: WebhookDisabledData
 
 
-class DeliveryExhaustedData(Model):
-    webhook_id: int
-    delivery_id: str
-    event_id: str
-    event_type: Annotated[str, Meta(examples=["email.bounce"])]
-    attempts: int
-    failed_at: Timestamp
-    last_status_code: int | None = None
-    last_error: str | None = None
-
-
 class DeliveryExhaustedPayload(Model):
-    """An operational event: a delivery failed its last scheduled attempt (RETRY_SCHEDULE
-    spent); it stays retryable by hand."""
+    """The body of a delivery.exhausted delivery (the WebhookPayload envelope)."""
 
     id: str
     type: Literal["delivery.exhausted"]
-    created_at: Timestamp
+    created_at: str
     data: DeliveryExhaustedData
+
+
+AnyPayload = WebhookPayload | WebhookDisabledPayload | DeliveryExhaustedPayload
+
+# Each operational event type's `data`, for catalogues of the types.
+OPERATIONAL_DATA: dict[str, type[Model]] = {
+    WEBHOOK_DISABLED: WebhookDisabledData,
+    DELIVERY_EXHAUSTED: DeliveryExhaustedData,
+}
 
 
 class EventTypeInfo(Model):
@@ -404,6 +459,15 @@ class EventsStatus(Model):
         int,
         Meta(description="Stream entries that were not events, skipped by every reader"),
     ]
+    dead_letters: Annotated[
+        int,
+        Meta(
+            description=(
+                "Events the worker could not process, set aside undelivered (the length of "
+                "the stream mh:events:dead): see /api/dead-letters"
+            )
+        ),
+    ]
 
 
 class MemoryStatus(Model):
@@ -481,6 +545,72 @@ class EmailRegistrationResult(Model):
     expires_at: Timestamp
 
 
+class DeadLetter(Model):
+    """A stream entry the worker could not process, set aside undelivered."""
+
+    id: Annotated[str, Meta(examples=["dl_1772532000000-0"])]
+    event_id: Annotated[
+        str, Meta(description="The original entry's event id; redriving gives it a new one")
+    ]
+    reason: Annotated[
+        str,
+        Meta(
+            description=(
+                "unreadable: not an event; failed: processing it raised DEAD_LETTER_AFTER "
+                "times; reclaimed: handed out more often than that, never finished"
+            ),
+            examples=["failed"],
+        ),
+    ]
+    detail: Annotated[str, Meta(description="What went wrong: the error, or why it is none")]
+    dead_lettered_at: Timestamp
+    deliveries: Annotated[
+        int, Meta(description="How many times the worker was handed it (Redis's count)")
+    ]
+    account_id: Annotated[
+        str | None, Meta(description="Its event's account; absent when unrouted or unreadable")
+    ] = None
+    event: Annotated[
+        Event | None, Meta(description="The event it holds, decoded; absent if unreadable")
+    ] = None
+    fields: Annotated[
+        dict[str, str] | UnsetType,
+        Meta(
+            description=(
+                "GET one only: the original entry's fields as stored (e: the event, a: its "
+                "account, r: its recipient index), bytes that are not UTF-8 as \\xNN"
+            )
+        ),
+    ] = UNSET
+
+
+class DeadLetterList(Model):
+    dead_letters: list[DeadLetter]
+
+
+class RedriveRequest(Model):
+    since: Annotated[
+        Timestamp | None,
+        Meta(description="Only the dead letters set aside since then (default: all)"),
+    ] = None
+
+
+class Redriven(Model):
+    event_id: Annotated[str, Meta(description="The event's new id: it is a new entry")]
+
+
+class RedriveResult(Model):
+    redriven: int
+
+
+class PortalLink(Model):
+    url: Annotated[
+        str,
+        Meta(description="Opens the account's portal once: hand it to the browser right away"),
+    ]
+    expires_at: Annotated[Timestamp, Meta(description="Unused after this, the link is refused")]
+
+
 WEBHOOK_CREATE_DECODER = msgspec.json.Decoder(WebhookCreate)
 WEBHOOK_UPDATE_DECODER = msgspec.json.Decoder(WebhookUpdate)
 SECRET_ROTATE_DECODER = msgspec.json.Decoder(SecretRotate)
@@ -489,4 +619,5 @@ SYNTHETIC_EVENT_DECODER = msgspec.json.Decoder(SyntheticEventRequest)
 ACCOUNT_CREATE_DECODER = msgspec.json.Decoder(AccountCreate)
 ACCOUNT_UPDATE_DECODER = msgspec.json.Decoder(AccountUpdate)
 EMAIL_REGISTRATION_DECODER = msgspec.json.Decoder(EmailRegistration)
+REDRIVE_REQUEST_DECODER = msgspec.json.Decoder(RedriveRequest)
 ENCODER = msgspec.json.Encoder()

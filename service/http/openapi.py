@@ -27,7 +27,10 @@ from service.core.models import (
     AccountUpdate,
     ApiKeyCreated,
     ApiKeyList,
+    DeadLetter,
+    DeadLetterList,
     Delivery,
+    DeliveryExhaustedPayload,
     DeliveryList,
     EmailRegistration,
     EmailRegistrationResult,
@@ -37,15 +40,20 @@ from service.core.models import (
     EventTypeList,
     GenericInboundEvent,
     Health,
+    PortalLink,
     Received,
     RecoverRequest,
     RecoverResult,
+    Redriven,
+    RedriveRequest,
+    RedriveResult,
     SecretRotate,
     SecretRotation,
     ServiceStatus,
     SyntheticEventRequest,
     Webhook,
     WebhookCreate,
+    WebhookDisabledPayload,
     WebhookList,
     WebhookPayload,
     WebhookUpdate,
@@ -72,6 +80,7 @@ ERROR_DESCRIPTIONS = {
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
+    501: "This deployment has not enabled the feature (the portal: PORTAL_SECRET is unset)",
     503: (
         "Redis is unavailable (store_unavailable), or full (store_full; inbound: nearly full); "
         "inbound: a provider's signing certificate could not be fetched (signing_key_unavailable)"
@@ -90,6 +99,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     security: str = "account"  # a key of SECURITY
     parameters: list[dict[str, Any]] = field(default_factory=list)
+    request_required: bool = True
 
 
 def _query(
@@ -146,6 +156,12 @@ IDEMPOTENCY_PARAM: dict[str, Any] = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 KEY_ID_PARAM = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+DEAD_LETTER_ID_PARAM = {
+    "name": "dead_letter_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
 SECURITY_SCHEMES: dict[str, Any] = {
     "accountKey": {
         "type": "http",
@@ -174,6 +190,8 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "any": [{"accountKey": []}, {"adminKey": []}],
     "operator": [{"adminKey": []}, {"accountKey": []}],  # API_KEYS only, of the account keys
     "admin": [{"adminKey": []}],
+    # An admin key for any account; an account's own key for its own id only.
+    "admin_or_own": [{"adminKey": []}, {"accountKey": []}],
     "none": [],
 }
 EVENT_ID_PARAM = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -451,6 +469,78 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
         errors=(401, 403, 404, 503),
         security="admin",
     ),
+    Operation(
+        "post",
+        ACCOUNT + "/portal-links",
+        "A link to the account's customer portal, usable once within 10 minutes (admin key, "
+        "or the account's own key); see docs/portal.md",
+        201,
+        PortalLink,
+        errors=(401, 404, 501, 503),
+        security="admin_or_own",
+    ),
+)
+# Served, but no API operation: the spec and its page, and the customer portal's HTML pages
+# and assets (docs/portal.md). A test holds every other route to an operation above.
+NOT_IN_SPEC = ("/openapi.json", "/docs", "/docs/assets", "/portal")
+
+
+DEAD_LETTERS = "/api/dead-letters"
+DEAD_LETTER = DEAD_LETTERS + "/{dead_letter_id}"
+DEAD_LETTER_OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "get",
+        DEAD_LETTERS,
+        "Events the worker could not process, set aside undelivered: newest first (Link header "
+        "for the next page)",
+        200,
+        DeadLetterList,
+        errors=(401, 403, 422, 503),
+        security="admin",
+        parameters=[
+            _query("limit", "Page size, 1-1000 (default 100)", minimum=1, maximum=1000),
+            _query("before", "The cursor from the previous page's Link header", "string"),
+        ],
+    ),
+    Operation(
+        "get",
+        DEAD_LETTER,
+        "One dead letter: why, and the original entry's fields (decoded where possible)",
+        200,
+        DeadLetter,
+        errors=(401, 403, 404, 503),
+        security="admin",
+    ),
+    Operation(
+        "post",
+        DEAD_LETTER + "/redrive",
+        "Append its event to the events stream again, as a new event (new id), and remove the "
+        "dead letter: delivered at least once more to every subscriber",
+        202,
+        Redriven,
+        errors=(401, 403, 404, 409, 503),
+        security="admin",
+    ),
+    Operation(
+        "post",
+        DEAD_LETTERS + "/redrive",
+        "Redrive every dead letter, or those set aside since a time (no body: all)",
+        202,
+        RedriveResult,
+        request=RedriveRequest,
+        request_required=False,
+        errors=(400, 401, 403, 413, 415, 422, 503),
+        security="admin",
+    ),
+    Operation(
+        "delete",
+        DEAD_LETTER,
+        "Delete a dead letter (its event is not delivered)",
+        204,
+        None,
+        errors=(401, 403, 404, 503),
+        security="admin",
+    ),
 )
 
 
@@ -461,10 +551,15 @@ def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ..
         *inbound_operations(providers),
         *READING_OPERATIONS,
         *ACCOUNT_OPERATIONS,
+        *DEAD_LETTER_OPERATIONS,
     )
 
 
 OPERATIONS = operations()
+
+
+def _content(model: type) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(name=model.__name__)}}}
 
 
 DELIVERY_DOC: dict[str, Any] = {
@@ -491,12 +586,42 @@ DELIVERY_DOC: dict[str, Any] = {
 }
 
 
-def _content(model: type) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": REF.format(name=model.__name__)}}}
+def _operational_doc(payload: type, summary: str) -> dict[str, Any]:
+    """An operational event's delivery: signed and answered as every delivery is."""
+    return {
+        "summary": summary,
+        "description": (
+            "Sent to the account's webhooks subscribed to its type (or to *), never to the "
+            "webhook it is about; headers, signatures and answers as for emailEvent."
+        ),
+        "requestBody": {"required": True, "content": _content(payload)},
+        "responses": {"2XX": {"description": "Acknowledged"}},
+    }
+
+
+# What endpoints receive: email events, and the operational events about the account's own
+# webhooks and deliveries (docs/delivery.md#operational-events).
+DELIVERIES: dict[str, tuple[type, dict[str, Any]]] = {
+    "emailEvent": (WebhookPayload, DELIVERY_DOC),
+    "webhookDisabled": (
+        WebhookDisabledPayload,
+        _operational_doc(
+            WebhookDisabledPayload,
+            "webhook.disabled: delivery disabled one of the account's webhooks (410, or failing)",
+        ),
+    ),
+    "deliveryExhausted": (
+        DeliveryExhaustedPayload,
+        _operational_doc(
+            DeliveryExhaustedPayload,
+            "delivery.exhausted: a delivery's last attempt failed; it is failed, retryable",
+        ),
+    ),
+}
 
 
 def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
-    models: set[type] = {ErrorBody, WebhookPayload}
+    models: set[type] = {ErrorBody, *(model for model, _ in DELIVERIES.values())}
     for op in operations:
         models.update(t for t in (op.ok_type, op.request) if t is not None)
     _, schemas = msgspec.json.schema_components(
@@ -526,10 +651,15 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
             parameters.append(ACCOUNT_ID_PARAM)
         if "{key_id}" in op.path:
             parameters.append(KEY_ID_PARAM)
+        if "{dead_letter_id}" in op.path:
+            parameters.append(DEAD_LETTER_ID_PARAM)
         if parameters:
             entry["parameters"] = parameters
         if op.request is not None:
-            entry["requestBody"] = {"required": True, "content": _content(op.request)}
+            entry["requestBody"] = {
+                "required": op.request_required,
+                "content": _content(op.request),
+            }
         entry["security"] = SECURITY[op.security]
         paths.setdefault(op.path, {})[op.method] = entry
     return {
@@ -540,7 +670,7 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
             "description": "Email event webhooks: register endpoints, receive provider events.",
         },
         "paths": paths,
-        "webhooks": {"emailEvent": {"post": DELIVERY_DOC}},
+        "webhooks": {name: {"post": doc} for name, (_, doc) in DELIVERIES.items()},
         "components": {
             "schemas": schemas,
             "securitySchemes": SECURITY_SCHEMES,

@@ -13,9 +13,11 @@ from service.deadlines import Deadlines
 from service.http.signing_keys import SigningKeys
 from service.storage.accounts import AccountStore
 from service.storage.capacity import Capacity
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.idempotency import IdempotencyStore
+from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
 
@@ -38,6 +40,9 @@ class AppState:
     accounts: AccountStore
     # Idempotency-Key records (service/http/idempotency.py).
     idempotency: IdempotencyStore
+    dead_letters: DeadLetterStore
+    # The customer portal's links and sessions (docs/portal.md).
+    portal: PortalStore
     # Per web process: the minute each account key's last use was last written.
     key_use: dict[str, int] = field(default_factory=dict)
     # Per web process: accounts seen to exist, and until when (monotonic seconds) that is

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -30,7 +30,7 @@ from service.http.auth import in_account
 from service.http.idempotency import idempotent
 from service.http.requests import read_json
 from service.http.responses import json_response, page_response
-from service.http.state import app_state
+from service.http.state import AppState, app_state
 from service.storage.webhooks import (
     SecretsChanged,
     StoredWebhook,
@@ -54,6 +54,7 @@ def public(webhook: StoredWebhook) -> Webhook:
         active=webhook.active,
         created_at=webhook.created_at,
         disabled_reason=webhook.disabled_reason if not webhook.active else None,
+        rate_limit=webhook.rate_limit,
         headers=dict(webhook.headers) if webhook.headers else UNSET,
     )
 
@@ -95,6 +96,71 @@ def path_id(request: Request) -> int:
     return webhook_id
 
 
+async def create_in_account(
+    state: AppState,
+    account: str,
+    *,
+    url: str,
+    events: str,
+    secret: str,
+    active: bool,
+    rate_limit: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> StoredWebhook:
+    """Check `url`, `events` and `headers` (ValidationFailed naming the field) and create the
+    webhook; Conflict when the account has MAX_WEBHOOKS_PER_ACCOUNT already."""
+    limit = state.config.max_webhooks_per_account
+    url = checked_url(url, state.config)
+    checked = checked_events(events)
+    custom = checked_headers(headers)
+    try:
+        return await state.webhooks.create(
+            account=account,
+            url=url,
+            events=checked,
+            secret=secret,
+            active=active,
+            now=format_timestamp(state.clock()),
+            limit=limit,
+            rate_limit=rate_limit,
+            headers=custom,
+        )
+    except WebhookLimitReached:
+        raise Conflict(
+            f"this account has {limit} webhooks, the most it may have "
+            "(MAX_WEBHOOKS_PER_ACCOUNT): delete one first"
+        ) from None
+
+
+async def update_in_account(
+    state: AppState,
+    account: str,
+    webhook_id: int,
+    *,
+    url: str | None = None,
+    events: str | None = None,
+    secret: str | None = None,
+    active: bool | None = None,
+    rate_limit: int | UnsetType | None = UNSET,  # None: unlimited again
+    headers: dict[str, str] | UnsetType | None = UNSET,  # None or {}: none any more
+) -> StoredWebhook:
+    """Change what is given (checked as on create); NotFound for another account's."""
+    changes = WebhookChanges(
+        url=None if url is None else checked_url(url, state.config),
+        events=None if events is None else checked_events(events),
+        secret=secret,
+        active=active,
+        rate_limit=rate_limit,
+        headers=None if headers is UNSET else checked_headers(headers),
+    )
+    webhook = await state.webhooks.update(
+        webhook_id, account, changes, now=format_timestamp(state.clock())
+    )
+    if webhook is None:
+        raise NotFound(f"webhook {webhook_id} does not exist")
+    return webhook
+
+
 @in_account
 async def list_webhooks(request: Request, account: str) -> Response:
     state = app_state(request)
@@ -110,29 +176,22 @@ async def list_webhooks(request: Request, account: str) -> Response:
 async def create_webhook(request: Request, account: str) -> Response:
     state = app_state(request)
     body = await read_json(request, WEBHOOK_CREATE_DECODER, state.config, state.deadlines)
-    url = checked_url(body.url, state.config)
-    events = checked_events(body.events)
-    headers = checked_headers(body.headers)
     secret = body.secret if body.secret is not None else generate_secret()
-    limit = state.config.max_webhooks_per_account
-    try:
-        webhook = await state.webhooks.create(
-            account=account,
-            url=url,
-            events=events,
-            secret=secret,
-            active=body.active,
-            now=format_timestamp(state.clock()),
-            limit=limit,
-            headers=headers,
-        )
-    except WebhookLimitReached:
-        raise Conflict(
-            f"this account has {limit} webhooks, the most it may have "
-            "(MAX_WEBHOOKS_PER_ACCOUNT): delete one first"
-        ) from None
+    webhook = await create_in_account(
+        state,
+        account,
+        url=body.url,
+        events=body.events,
+        secret=secret,
+        active=body.active,
+        rate_limit=body.rate_limit,
+        headers=body.headers,
+    )
     logger.info(
-        "webhook %d created in %s, events=%s", webhook.id, account, format_event_types(events)
+        "webhook %d created in %s, events=%s",
+        webhook.id,
+        account,
+        format_event_types(webhook.events),
     )
     response = public(webhook)
     if body.secret is None:
@@ -154,18 +213,17 @@ async def get_webhook(request: Request, account: str) -> Response:
 async def update_webhook(request: Request, account: str) -> Response:
     state = app_state(request)
     body = await read_json(request, WEBHOOK_UPDATE_DECODER, state.config, state.deadlines)
-    changes = WebhookChanges(
-        url=None if body.url is UNSET else checked_url(body.url, state.config),
-        events=None if body.events is UNSET else checked_events(body.events),
+    webhook = await update_in_account(
+        state,
+        account,
+        path_id(request),
+        url=None if body.url is UNSET else body.url,
+        events=None if body.events is UNSET else body.events,
         secret=None if body.secret is UNSET else body.secret,
         active=None if body.active is UNSET else body.active,
-        headers=None if body.headers is UNSET else checked_headers(body.headers),
+        rate_limit=body.rate_limit,
+        headers=body.headers,
     )
-    webhook = await state.webhooks.update(
-        path_id(request), account, changes, now=format_timestamp(state.clock())
-    )
-    if webhook is None:
-        raise NotFound(f"webhook {path_id(request)} does not exist")
     logger.info("webhook %d updated", webhook.id)
     return json_response(public(webhook))
 

@@ -11,12 +11,24 @@ import asyncio
 import base64
 import builtins
 import hashlib
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from redis.asyncio import Redis
 
-from service.core.accounts import DEFAULT_ACCOUNT, DEFAULT_ACCOUNT_NAME
+from service.core.accounts import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_ACCOUNT_NAME,
+    api_key_digest,
+    new_account_id,
+    new_api_key,
+    new_key_id,
+    shown_prefix,
+)
+from service.core.ids import epoch_ms, format_timestamp
+from service.core.models import ApiKeyCreated
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
 
@@ -103,6 +115,11 @@ class AccountStore:
             await tx.execute()
         return StoredAccount(account_id, name, now, now)
 
+    async def create_new(self, name: str, *, now: datetime) -> StoredAccount:
+        """A new account under a new id (the accounts API and the CLI)."""
+        account_id = new_account_id(epoch_ms(now), secrets.token_bytes(7))
+        return await self.create(account_id, name, now=format_timestamp(now))
+
     async def ensure_default(self, *, now: str) -> None:
         """Create the built-in default account unless it exists (single-account mode; every
         web process does it at start, so each field is set only if missing)."""
@@ -185,6 +202,21 @@ class AccountStore:
             tx.hset(keys.account_keys(account_id), key_id, digest)
             await tx.execute()
         return StoredKey(key_id, account_id, prefix, now)
+
+    async def issue_key(self, account_id: str, *, now: datetime) -> ApiKeyCreated:
+        """A new API key for the account: stored as its SHA-256 only, so the key returned
+        here is the only time anyone sees it."""
+        key = new_api_key(secrets.token_bytes(32))
+        stored = await self.add_key(
+            account_id,
+            key_id=new_key_id(epoch_ms(now), secrets.token_bytes(7)),
+            digest=api_key_digest(key),
+            prefix=shown_prefix(key),
+            now=format_timestamp(now),
+        )
+        return ApiKeyCreated(
+            id=stored.id, key=key, prefix=stored.prefix, created_at=stored.created_at
+        )
 
     async def keys(self, account_id: str) -> builtins.list[StoredKey]:
         """The account's keys, oldest first (key ids sort by creation)."""

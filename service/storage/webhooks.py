@@ -14,10 +14,11 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from msgspec import UNSET, UnsetType
 from redis.asyncio import Redis
 
 from service.core.accounts import DEFAULT_ACCOUNT
-from service.core.event_types import EVENT_TYPES, WILDCARD, format_event_types
+from service.core.event_types import SUBSCRIBABLE_TYPES, WILDCARD, format_event_types
 from service.core.headers import CustomHeaders, decode_headers, encode_headers
 from service.core.rotation import (
     PreviousSecrets,
@@ -30,7 +31,7 @@ from service.storage.autopipeline import AutoPipeline
 
 # Every subscriber set of an account, in a fixed order: scripts get them all as KEYS (so they
 # declare every key they touch) and are told by position which ones a webhook belongs in.
-SUBSCRIBER_TYPES: tuple[str, ...] = (*EVENT_TYPES, WILDCARD)
+SUBSCRIBER_TYPES: tuple[str, ...] = (*SUBSCRIBABLE_TYPES, WILDCARD)
 
 _CREATE = scripts.load("create_webhook")
 _UPDATE = scripts.load("update_webhook")
@@ -123,6 +124,7 @@ class StoredWebhook:
     updated_at: str
     disabled_reason: str | None = None
     account: str = DEFAULT_ACCOUNT
+    rate_limit: int | None = None  # deliveries per second; None: unlimited
     # Secrets a rotation replaced, with their expiry (ms), newest first; some may be expired.
     previous_secrets: PreviousSecrets = ()
     # The endpoint's custom headers, as sent with every delivery.
@@ -141,6 +143,7 @@ class StoredWebhook:
             updated_at=text.get("updated_at", text["created_at"]),
             disabled_reason=text.get("disabled_reason"),
             account=text.get("account", DEFAULT_ACCOUNT),
+            rate_limit=int(text["rate_limit"]) if text.get("rate_limit") else None,
             previous_secrets=_previous(text.get("previous_secrets", "")),
             headers=_headers(text.get("headers", "")),
         )
@@ -153,11 +156,17 @@ class WebhookChanges:
     # Replaces the secret at once: the previous secrets of a rotation go with it.
     secret: str | None = None
     active: bool | None = None
+    rate_limit: int | UnsetType | None = UNSET  # None: unlimited again
     headers: CustomHeaders | None = None  # () removes them all
 
 
 class SecretsChanged(Exception):
     """A rotation kept losing races with other rotations of the same webhook."""
+
+
+def rate_limit_field(rate_limit: int | None) -> str:
+    """The hash's rate_limit: "" for unlimited (an update clears it by setting it so)."""
+    return "" if rate_limit is None else str(rate_limit)
 
 
 class WebhookStore:
@@ -180,6 +189,7 @@ class WebhookStore:
         active: bool,
         now: str,
         limit: int,
+        rate_limit: int | None = None,
         headers: CustomHeaders = (),
     ) -> StoredWebhook:
         """The new webhook, or WebhookLimitReached when `account` has `limit` already."""
@@ -194,6 +204,7 @@ class WebhookStore:
             created_at=now,
             updated_at=now,
             account=account,
+            rate_limit=rate_limit,
             headers=headers,
         )
         fields = [
@@ -206,6 +217,8 @@ class WebhookStore:
             ("created_at", now),
             ("updated_at", now),
         ]
+        if rate_limit is not None:
+            fields.append(("rate_limit", rate_limit_field(rate_limit)))
         if headers:
             fields.append(("headers", encode_headers(headers)))
         script_keys, args = create_call(
@@ -263,6 +276,8 @@ class WebhookStore:
             fields["previous_secrets"] = ""
         if changes.active is not None:
             fields["active"] = "1" if changes.active else "0"
+        if changes.rate_limit is not UNSET:
+            fields["rate_limit"] = rate_limit_field(changes.rate_limit)
         if changes.headers is not None:
             fields["headers"] = encode_headers(changes.headers)
         script_keys, args = update_call(

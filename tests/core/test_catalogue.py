@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from service.core.catalogue import CATALOGUE, catalogue_infos, payload_schema
-from service.core.event_types import EVENT_TYPES, QUALIFIED_PREFIX
+from service.core.event_types import EVENT_TYPES, OPERATIONAL_EVENT_TYPES, QUALIFIED_PREFIX
 from service.core.models import (
     Bounce,
     DeliveryExhaustedData,
@@ -34,8 +34,9 @@ class TestCatalogue:
         emails = [t.removeprefix(QUALIFIED_PREFIX) for t in types if t.startswith("email.")]
         assert emails == list(EVENT_TYPES)
 
-    def test_lists_the_operational_types(self) -> None:
-        assert {"webhook.disabled", "delivery.exhausted"} <= {e.type for e in CATALOGUE}
+    def test_lists_exactly_the_subscribable_types(self) -> None:
+        qualified = [QUALIFIED_PREFIX + t for t in EVENT_TYPES]
+        assert [e.type for e in CATALOGUE] == [*qualified, *OPERATIONAL_EVENT_TYPES]
 
     def test_every_entry_is_described(self) -> None:
         for info in catalogue_infos():
@@ -75,6 +76,9 @@ class TestCatalogue:
                 url="https://example.com/h",
                 reason="gone",
                 disabled_at="2026-03-03T10:00:00Z",
+                delivery_id="dlv_1-0_3",
+                last_status_code=410,
+                last_error=None,
             ),
         )
         exhausted = DeliveryExhaustedPayload(
@@ -88,7 +92,8 @@ class TestCatalogue:
                 event_type="email.open",
                 attempts=8,
                 failed_at="2026-03-03T10:00:00Z",
-                last_status_code=500,
+                last_status_code=None,
+                last_error="timeout",
             ),
         )
         for payload in (disabled, exhausted):

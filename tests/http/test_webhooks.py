@@ -166,6 +166,45 @@ class TestCreate:
         assert {w["url"] for w in listed} == {f"https://h{n}.example/x" for n in range(100)}
 
 
+class TestRateLimit:
+    async def test_absent_is_unlimited_and_not_shown(self, client: httpx.AsyncClient) -> None:
+        created = await create(client)
+        assert "rate_limit" not in created
+        assert (await client.get(f"{MANAGE}/1")).json() == {
+            k: v for k, v in created.items() if k != "secret"
+        }
+
+    async def test_set_on_create_shown_everywhere(self, client: httpx.AsyncClient) -> None:
+        assert (await create(client, rate_limit=25))["rate_limit"] == 25
+        assert (await client.get(f"{MANAGE}/1")).json()["rate_limit"] == 25
+        assert (await client.get(MANAGE)).json()["webhooks"][0]["rate_limit"] == 25
+        assert (await create(client, rate_limit=None)).get("rate_limit") is None
+
+    async def test_patch_changes_or_clears_it(self, client: httpx.AsyncClient) -> None:
+        await create(client, rate_limit=5)
+        changed = await client.patch(f"{MANAGE}/1", json={"rate_limit": 1})
+        assert changed.json()["rate_limit"] == 1
+        untouched = await client.patch(f"{MANAGE}/1", json={"active": False})
+        assert untouched.json()["rate_limit"] == 1
+        cleared = await client.patch(f"{MANAGE}/1", json={"rate_limit": None})
+        assert cleared.status_code == 200
+        assert "rate_limit" not in cleared.json()
+        assert "rate_limit" not in (await client.get(f"{MANAGE}/1")).json()
+
+    async def test_stored_in_the_webhook_hash(
+        self, make_client: MakeClient, fake_redis: Redis
+    ) -> None:
+        client = await make_client(redis=fake_redis)
+        await create(client, rate_limit=7)
+        stored = await WebhookStore(fake_redis).get(1)
+        assert stored is not None
+        assert stored.rate_limit == 7
+        await client.patch(f"{MANAGE}/1", json={"rate_limit": None})
+        stored = await WebhookStore(fake_redis).get(1)
+        assert stored is not None
+        assert stored.rate_limit is None
+
+
 class TestValidation:
     @pytest.mark.parametrize(
         ("body", "field"),
@@ -190,6 +229,11 @@ class TestValidation:
             ({"url": "https://a.example/x", "events": ""}, "events"),
             ({"url": "https://a.example/x", "events": " , "}, "events"),
             ({"url": "https://a.example/x", "events": "open,sent"}, "events"),
+            ({"url": "https://a.example/x", "events": "open", "rate_limit": 0}, "rate_limit"),
+            ({"url": "https://a.example/x", "events": "open", "rate_limit": -1}, "rate_limit"),
+            ({"url": "https://a.example/x", "events": "open", "rate_limit": 2.5}, "rate_limit"),
+            ({"url": "https://a.example/x", "events": "open", "rate_limit": "5"}, "rate_limit"),
+            ({"url": "https://a.example/x", "events": "open", "rate_limit": 10_001}, "rate_limit"),
         ],
     )
     async def test_bad_create_is_a_422_naming_the_field(
@@ -369,6 +413,8 @@ class TestGetUpdateDelete:
             ({"secret": "short"}, "secret"),
             ({"secret": None}, "secret"),
             ({"active": 1}, "active"),
+            ({"rate_limit": 0}, "rate_limit"),
+            ({"rate_limit": True}, "rate_limit"),
             ({"id": 7}, "id"),
             ({"created_at": "2020-01-01T00:00:00Z"}, "created_at"),
         ],

@@ -20,7 +20,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from service.core.signing import standard_webhooks_key
 from tests.proxy import Proxy
-from tests.receiver import Received, Receiver
+from tests.receiver import Received, Receiver, Reply
 from tests.worker import test_deliverer
 from tests.worker.test_deliverer import SECRET, StartEnv, eventually, verify_with_node
 
@@ -145,6 +145,28 @@ class TestCatalogue:
             for other in others:
                 with pytest.raises(jsonschema.ValidationError):
                     jsonschema.validate(payload, schemas[other])
+
+    async def test_its_schemas_validate_real_operational_deliveries(
+        self, start_env: StartEnv, receivers: Receivers
+    ) -> None:
+        env = await start_env(retry_schedule=(0.0, 0.1))
+        gone, failing = await receivers(Reply(410)), await receivers(Reply(500))
+        watcher = await receivers()
+        await env.webhook(gone.url, events="open")
+        await env.webhook(failing.url, events="click")
+        await env.webhook(watcher.url, events="webhook.disabled,delivery.exhausted")
+        schemas = {
+            t["type"]: t["schema"]
+            for t in (await env.api.get("/api/event-types")).json()["event_types"]
+        }
+        await env.ingest("email.opened", "msg_gone")
+        await env.ingest("email.clicked", "msg_failing")
+        delivered = [json.loads(r.body) for r in await watcher.wait_for(2)]
+        assert {p["type"] for p in delivered} == {"webhook.disabled", "delivery.exhausted"}
+        for payload in delivered:
+            jsonschema.validate(payload, schemas[payload["type"]])
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate(payload, schemas["email.open"])
 
 
 class TestEgressProxy:
