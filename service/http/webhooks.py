@@ -235,34 +235,43 @@ async def rotate_secret(request: Request, account: str) -> Response:
     period (service.core.rotation)."""
     state = app_state(request)
     body = await read_json(request, SECRET_ROTATE_DECODER, state.config, state.deadlines)
-    secret = body.secret if body.secret is not None else generate_secret()
+    result = await rotate_in_account(
+        state, account, path_id(request), body.secret, body.grace_period_seconds
+    )
+    return json_response(result)
+
+
+async def rotate_in_account(
+    state: AppState, account: str, webhook_id: int, secret: str | None, grace_seconds: int
+) -> SecretRotation:
+    """Rotate the webhook's secret (generated when `secret` is None, and then shown in the
+    result, once): the API's route and the portal's form."""
+    new_secret = secret if secret is not None else generate_secret()
     now = state.clock()
     try:
         webhook = await state.webhooks.rotate_secret(
-            path_id(request),
+            webhook_id,
             account,
-            secret=secret,
-            grace_seconds=body.grace_period_seconds,
+            secret=new_secret,
+            grace_seconds=grace_seconds,
             now_ms=epoch_ms(now),
             now=format_timestamp(now),
         )
     except SecretsChanged:
         raise Conflict("the secret is being rotated by another request: try again") from None
     if webhook is None:
-        raise NotFound(f"webhook {path_id(request)} does not exist")
+        raise NotFound(f"webhook {webhook_id} does not exist")
     logger.info(
-        "webhook %d secret rotated, previous secrets live for %d s",
-        webhook.id,
-        body.grace_period_seconds,
+        "webhook %d secret rotated, previous secrets live for %d s", webhook.id, grace_seconds
     )
     expires = max((expiry for _, expiry in webhook.previous_secrets), default=None)
     result = SecretRotation(
         webhook_id=webhook.id,
         previous_secrets_expire_at=None if expires is None else format_ms(expires),
     )
-    if body.secret is None:
-        result.secret = secret  # the one time a generated secret is shown, as on create
-    return json_response(result)
+    if secret is None:
+        result.secret = new_secret  # the one time a generated secret is shown, as on create
+    return result
 
 
 def format_ms(ms: int) -> str:
