@@ -97,6 +97,9 @@ class Config:
     tracking_machine_networks: tuple[Network, ...] = ()
     # A click this soon after its link was made is flagged machine "early_click" (0: never).
     tracking_early_click_seconds: float = 5.0
+    # An HTTP proxy every delivery goes through (http:// or https://, credentials allowed),
+    # "" for none. Hidden from repr but for its redacted form: it may hold credentials.
+    delivery_proxy_url: str = field(default="", repr=False)
     # A stream entry whose processing failed this many times is set aside as a dead letter.
     dead_letter_after: int = 5
     # The customer portal (docs/portal.md): off without a secret to sign its links with.
@@ -104,6 +107,11 @@ class Config:
     portal_session_seconds: int = 3600
     # CSP frame-ancestors sources allowed to embed the portal; none: 'none'.
     portal_frame_ancestors: tuple[str, ...] = ()
+
+    @property
+    def delivery_proxy_url_redacted(self) -> str:
+        """DELIVERY_PROXY_URL with any credentials replaced, for logs ("" when unset)."""
+        return _redacted(self.delivery_proxy_url) if self.delivery_proxy_url else ""
 
     @property
     def redis_url_redacted(self) -> str:
@@ -145,7 +153,8 @@ class Config:
             f"dead_letter_after={self.dead_letter_after}, "
             f"portal={'on' if self.portal_secret else 'off'}, "
             f"portal_session_seconds={self.portal_session_seconds}, "
-            f"portal_frame_ancestors={self.portal_frame_ancestors})"
+            f"portal_frame_ancestors={self.portal_frame_ancestors}, "
+            f"delivery_proxy_url={self.delivery_proxy_url_redacted!r})"
         )
 
     @property
@@ -240,6 +249,7 @@ class Config:
                 "PORTAL_SESSION_SECONDS", _int_between(60, 30 * 86400), 3600
             ),
             portal_frame_ancestors=get("PORTAL_FRAME_ANCESTORS", _frame_ancestors, ()),
+            delivery_proxy_url=get("DELIVERY_PROXY_URL", _proxy_url, ""),
         )
 
 
@@ -330,6 +340,32 @@ def _absolute_url(name: str, raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{name} must be an absolute http:// or https:// URL")
     return raw
+
+
+def _proxy_url(name: str, raw: str) -> str:
+    # Never echo the value: it may carry the proxy's credentials.
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http:// or https:// proxy URL with a host")
+    if port == 0 or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(
+            f"{name} must be a proxy's scheme, host and port (credentials allowed), "
+            "with no path, query or fragment"
+        )
+    return raw
+
+
+def _redacted(url: str) -> str:
+    """`url` with its credentials, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def _api_keys(name: str, raw: str) -> tuple[str, ...]:

@@ -27,6 +27,7 @@ from service.http import (
     dead_letters,
     deliveries,
     emails,
+    event_types,
     events,
     health,
     inbound,
@@ -51,6 +52,7 @@ from service.storage.connection import connect
 from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.idempotency import IdempotencyStore
 from service.storage.jobs import job_queue
 from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
@@ -67,6 +69,7 @@ routes = [
     *webhooks.routes,
     *deliveries.routes,
     *events.routes,
+    *event_types.routes,
     *emails.routes,
     *tracking_links.routes,
     *suppressions.routes,
@@ -164,6 +167,7 @@ def create_app(
                 accounts=AccountStore(client, pipeline),
                 suppressions=SuppressionStore(client, pipeline),
                 signer=Signer(config.tracking_signing_keys) if config.tracking_enabled else None,
+                idempotency=IdempotencyStore(client),
                 dead_letters=DeadLetterStore(client),
                 portal=PortalStore(client),
             )

@@ -39,6 +39,7 @@ from service.core.ids import event_id as event_id_of
 from service.core.models import Attempt, DisabledReason, Event
 from service.core.outcome import ErrorKind, Verdict, judge
 from service.core.payload import build_payload, encode
+from service.core.rotation import live_previous
 from service.core.signing import delivery_headers
 from service.storage.deliveries import (
     Claim,
@@ -388,6 +389,13 @@ class Deliverer:
             timestamp=int(now.timestamp()),
             body=body,
             user_agent=USER_AGENT,
+            # A rotation's overlap: the secrets it replaced sign too until they expire.
+            previous_secrets=(
+                live_previous(webhook.previous_secrets, epoch_ms(now))
+                if webhook.previous_secrets
+                else ()
+            ),
+            custom=webhook.headers,
         )
         result = await self._sender.send(webhook.url, headers, body)
         number = delivery.attempts + 1

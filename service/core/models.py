@@ -14,6 +14,8 @@ from service.core.event_types import (
     QUALIFIED_PREFIX,
     WEBHOOK_DISABLED,
 )
+from service.core.headers import MAX_HEADERS
+from service.core.rotation import DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS
 from service.core.urls import MAX_URL_LENGTH
 
 
@@ -57,6 +59,19 @@ Secret = Annotated[
         examples=["whsec_your_secret_key_here"],
     ),
 ]
+CustomHeaders = Annotated[
+    dict[str, str],
+    Meta(
+        max_length=MAX_HEADERS,
+        description=(
+            "Headers sent with every delivery to this endpoint (at most 20, 8 KiB in all): "
+            "names are HTTP tokens, values visible ASCII; the headers every delivery sets "
+            "(Content-Type, User-Agent, X-Webhook-Signature, webhook-*, …) and hop-by-hop "
+            "ones (Connection, Proxy-*, …) are refused"
+        ),
+        examples=[{"Authorization": "Bearer your-endpoint-token"}],
+    ),
+]
 MAX_RATE_LIMIT = 10_000
 RateLimit = Annotated[
     int,
@@ -86,14 +101,33 @@ class WebhookCreate(Model):
     secret: Secret | None = None
     active: bool = True
     rate_limit: RateLimit | None = None
+    headers: CustomHeaders | None = None
 
 
 class WebhookUpdate(Model):
     url: Url | UnsetType = UNSET
     events: EventTypes | UnsetType = UNSET
-    secret: Secret | UnsetType = UNSET
+    secret: (
+        Annotated[
+            Secret,
+            Meta(
+                description=(
+                    "Replaces the secret at once, with no overlap (previous secrets of a rotation "
+                    "are dropped too); see /secret/rotate for a switch with overlap"
+                )
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
     active: bool | UnsetType = UNSET
     rate_limit: RateLimit | UnsetType | None = UNSET  # null: unlimited again
+    headers: (
+        Annotated[
+            CustomHeaders | None,
+            Meta(description="Replaces the whole set; {} or null removes every custom header"),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class Webhook(Model):
@@ -111,6 +145,45 @@ class Webhook(Model):
     rate_limit: Annotated[
         int | None, Meta(description="Deliveries per second at most; absent: unlimited")
     ] = None
+    headers: Annotated[
+        dict[str, str] | UnsetType,
+        Meta(description="The custom headers sent with every delivery, when there are any"),
+    ] = UNSET
+
+
+class SecretRotate(Model):
+    secret: Annotated[
+        Secret | None,
+        Meta(description="The new secret; when missing (or null) one is generated and returned"),
+    ] = None
+    grace_period_seconds: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=MAX_GRACE_SECONDS,
+            description=(
+                "How long the replaced secret (and any earlier one still live) keeps signing "
+                "webhook-signature beside the new one, 0 to 604800 (a week); 0 retires them now"
+            ),
+        ),
+    ] = DEFAULT_GRACE_SECONDS
+
+
+class SecretRotation(Model):
+    webhook_id: int
+    previous_secrets_expire_at: Annotated[
+        Timestamp | None,
+        Meta(
+            description=(
+                "Until when the replaced secrets still sign webhook-signature; null when none "
+                "does (a grace period of 0)"
+            )
+        ),
+    ]
+    secret: Annotated[
+        str | UnsetType,
+        Meta(description="The generated secret: present only when the request gave none"),
+    ] = UNSET
 
 
 class WebhookList(Model):
@@ -279,6 +352,19 @@ OPERATIONAL_DATA: dict[str, type[Model]] = {
     WEBHOOK_DISABLED: WebhookDisabledData,
     DELIVERY_EXHAUSTED: DeliveryExhaustedData,
 }
+
+
+class EventTypeInfo(Model):
+    type: Annotated[str, Meta(examples=["email.open"])]
+    description: str
+    schema: Annotated[
+        dict[str, Any],
+        Meta(description="JSON Schema (2020-12) of the body a delivery of this type carries"),
+    ]
+
+
+class EventTypeList(Model):
+    event_types: list[EventTypeInfo]
 
 
 class Attempt(Model):
@@ -636,6 +722,7 @@ class PortalLink(Model):
 
 WEBHOOK_CREATE_DECODER = msgspec.json.Decoder(WebhookCreate)
 WEBHOOK_UPDATE_DECODER = msgspec.json.Decoder(WebhookUpdate)
+SECRET_ROTATE_DECODER = msgspec.json.Decoder(SecretRotate)
 RECOVER_REQUEST_DECODER = msgspec.json.Decoder(RecoverRequest)
 SYNTHETIC_EVENT_DECODER = msgspec.json.Decoder(SyntheticEventRequest)
 ACCOUNT_CREATE_DECODER = msgspec.json.Decoder(AccountCreate)

@@ -37,6 +37,7 @@ from service.core.models import (
     ErrorBody,
     Event,
     EventList,
+    EventTypeList,
     GenericInboundEvent,
     Health,
     PortalLink,
@@ -46,6 +47,8 @@ from service.core.models import (
     Redriven,
     RedriveRequest,
     RedriveResult,
+    SecretRotate,
+    SecretRotation,
     ServiceStatus,
     Suppression,
     SuppressionCreate,
@@ -76,7 +79,11 @@ ERROR_DESCRIPTIONS = {
         "provider-signed request from a sender not allowed (SES: a topic not in SES_TOPIC_ARNS)"
     ),
     404: "No such resource (another account's answers the same)",
-    409: "A conflict: the delivery is being attempted already, a limit is reached",
+    409: (
+        "A conflict: the delivery is being attempted already, a limit is reached; an "
+        "Idempotency-Key used with another body (idempotency_key_reused) or whose first "
+        "request is still running (idempotency_in_progress)"
+    ),
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
@@ -149,6 +156,18 @@ ACCOUNT_ID_PARAM = {
     "in": "path",
     "required": True,
     "schema": {"type": "string"},
+}
+IDEMPOTENCY_PARAM: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Up to 255 visible ASCII characters (a UUID). The same key from the same caller on the "
+        "same path within 24 hours returns the first 2xx response again (with "
+        "Idempotent-Replayed: true) instead of running again; with another body, a 409. See "
+        "docs/api.md"
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 KEY_ID_PARAM = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
 DEAD_LETTER_ID_PARAM = {
@@ -253,7 +272,8 @@ MANAGEMENT_OPERATIONS: tuple[Operation, ...] = (
         201,
         Webhook,
         request=WebhookCreate,
-        errors=(400, 401, 413, 415, 422, 503),
+        errors=(400, 401, 409, 413, 415, 422, 503),
+        parameters=[IDEMPOTENCY_PARAM],
     ),
     Operation("get", ONE, "Get one webhook", 200, Webhook, errors=(401, 404, 503)),
     Operation(
@@ -266,6 +286,17 @@ MANAGEMENT_OPERATIONS: tuple[Operation, ...] = (
         errors=(400, 401, 404, 413, 415, 422, 503),
     ),
     Operation("delete", ONE, "Delete a webhook", 204, None, errors=(401, 404, 503)),
+    Operation(
+        "post",
+        ONE + "/secret/rotate",
+        "Rotate the secret: the replaced one keeps signing webhook-signature beside the new "
+        "one for the grace period (a generated secret is returned once)",
+        200,
+        SecretRotation,
+        request=SecretRotate,
+        errors=(400, 401, 404, 409, 413, 415, 422, 503),
+        parameters=[IDEMPOTENCY_PARAM],
+    ),
     Operation(
         "get",
         ONE + "/deliveries",
@@ -316,7 +347,8 @@ MANAGEMENT_OPERATIONS: tuple[Operation, ...] = (
         202,
         Delivery,
         request=SyntheticEventRequest,
-        errors=(400, 401, 404, 413, 415, 422, 503),
+        errors=(400, 401, 404, 409, 413, 415, 422, 503),
+        parameters=[IDEMPOTENCY_PARAM],
     ),
 )
 READING_OPERATIONS: tuple[Operation, ...] = (
@@ -359,6 +391,15 @@ READING_OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get",
+        "/api/event-types",
+        "Every event type an endpoint can receive, with the JSON Schema of its body",
+        200,
+        EventTypeList,
+        errors=(401, 404, 503),
+        security="any",
+    ),
+    Operation(
+        "get",
         "/api/status",
         "Worker liveness, delivery backlog and Redis memory, with any problems named",
         200,
@@ -378,7 +419,8 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
         200,
         EmailRegistrationResult,
         request=EmailRegistration,
-        errors=(400, 401, 413, 415, 422, 503),
+        errors=(400, 401, 409, 413, 415, 422, 503),
+        parameters=[IDEMPOTENCY_PARAM],
     ),
     Operation(
         "get",
@@ -400,8 +442,9 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
         201,
         Account,
         request=AccountCreate,
-        errors=(400, 401, 403, 413, 415, 422, 503),
+        errors=(400, 401, 403, 409, 413, 415, 422, 503),
         security="admin",
+        parameters=[IDEMPOTENCY_PARAM],
     ),
     Operation(
         "get", ACCOUNT, "One account", 200, Account, errors=(401, 403, 404, 503), security="admin"
@@ -437,11 +480,13 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post",
         ACCOUNT + "/keys",
-        "Create an API key for an account: the key is in this response only",
+        "Create an API key for an account: the key is in this response only (and in "
+        "replays of it to the same caller with the same Idempotency-Key)",
         201,
         ApiKeyCreated,
-        errors=(401, 403, 404, 503),
+        errors=(401, 403, 404, 409, 422, 503),
         security="admin",
+        parameters=[IDEMPOTENCY_PARAM],
     ),
     Operation(
         "delete",
@@ -669,10 +714,13 @@ DELIVERY_DOC: dict[str, Any] = {
     "summary": "What your endpoint receives for each matching event",
     "description": (
         "Headers: Content-Type: application/json; X-Webhook-Signature: hex HMAC-SHA256 of "
-        "the raw body keyed with your secret (UTF-8); Standard Webhooks' webhook-id (the "
-        "same on every retry of a delivery), webhook-timestamp and webhook-signature "
-        "(v1,<base64 HMAC-SHA256 of id.timestamp.body>, keyed with the base64-decoded part "
-        "after whsec_, else the secret's bytes); User-Agent: mailhooks/<version>. Answer "
+        "the raw body keyed with your secret (UTF-8; after a rotation, the new secret's); "
+        "Standard Webhooks' webhook-id (the same on every retry of a delivery), "
+        "webhook-timestamp and webhook-signature (v1,<base64 HMAC-SHA256 of "
+        "id.timestamp.body>, keyed with the base64-decoded part after whsec_, else the "
+        "secret's bytes; during a rotation's grace period one v1,… per live secret, "
+        "space-separated, newest first); User-Agent: mailhooks/<version>; and the "
+        "endpoint's custom headers. Answer "
         "2xx to acknowledge; 410 disables the webhook; 429/503 may send Retry-After; "
         "anything else is retried on the schedule. Redirects are not followed."
     ),

@@ -17,6 +17,7 @@ from service.storage.capacity import Capacity
 from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.idempotency import IdempotencyStore
 from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
 from service.storage.suppressions import SuppressionStore
@@ -39,6 +40,8 @@ class AppState:
     # The certificates SNS signs with, fetched and cached per URL.
     signing_keys: SigningKeys
     accounts: AccountStore
+    # Idempotency-Key records (service/http/idempotency.py).
+    idempotency: IdempotencyStore
     dead_letters: DeadLetterStore
     # The customer portal's links and sessions (docs/portal.md).
     portal: PortalStore

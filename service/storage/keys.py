@@ -63,7 +63,10 @@ WEBHOOK_ID_SEQUENCE = PREFIX + "webhook:seq"
 # Hash per webhook: id, account, url, events (comma-separated short names), secret, active
 # ("1"/"0"), created_at, updated_at, rate_limit (deliveries per second; absent or "":
 # unlimited). The secret lives only here. No account field: the default account's (created
-# before accounts existed).
+# before accounts existed). Optional: previous_secrets (those a rotation replaced, still
+# signing until their expiry: JSON [[secret, expires ms], …], newest first;
+# service.core.rotation), headers (the endpoint's custom headers: JSON [[name, value], …];
+# service.core.headers); "" or no field when there are none.
 WEBHOOK = PREFIX + "webhook:{id}"
 
 # String per rate-limited webhook: its limiter's state, the theoretical arrival time of its
@@ -146,6 +149,13 @@ UNREADABLE_EVENTS = PREFIX + "events:unreadable"
 # the group handed the entry out), consumer, and the original fields each prefixed "f:"
 # (f:e, f:a, f:r). Never trimmed: redrive or delete them. XLEN is their count (/api/status).
 DEAD_LETTERS = PREFIX + "events:dead"
+
+# String per Idempotency-Key in use, expiring: while its first request runs, a marker
+# ("p:" + the request's token + the body's fingerprint) for PENDING_TTL_SECONDS (60 s); then
+# that request's response ("s:" + AES-GCM sealed) for RESULT_TTL_SECONDS (24 h). {digest}
+# derives from the caller's credential, account, method, path and key
+# (service.core.idempotency), so neither the name nor the value reveals any of them.
+IDEMPOTENCY = PREFIX + "idempotency:{digest}"
 
 # String with the worker's last heartbeat (ISO 8601), expiring when the worker stops beating.
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
@@ -254,3 +264,7 @@ def portal_link(link_id: str) -> str:
 
 def portal_session(digest: str) -> str:
     return PORTAL_SESSION.format(digest=digest)
+
+
+def idempotency(digest: str) -> str:
+    return IDEMPOTENCY.format(digest=digest)

@@ -19,6 +19,7 @@ from service.storage import (
     dead_letters,
     deliveries,
     events,
+    idempotency,
     rate_limits,
     retention,
     scripts,
@@ -99,6 +100,8 @@ CASES = {
     ),
     "rate_slot": Case(rate_limits.rate_slot_call),
     "forget_email": Case(accounts.forget_email_call),
+    "rotate_secret": Case(webhooks.rotate_call),
+    "settle_idempotency": Case(idempotency.settle_call),
     "delete_webhook": Case(
         webhooks.delete_call,
         groups={"subscriber_sets": ["subscriber_set"] * 2},
