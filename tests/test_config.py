@@ -53,6 +53,7 @@ class TestFromEnv:
                 "MAX_WEBHOOKS_PER_ACCOUNT": "7",
                 "ACCOUNT_METADATA_KEY": "tenant",
                 "EMAIL_OWNER_TTL": "86400",
+                "DELIVERY_PROXY_URL": "http://egress:pr0xy-pass@proxy.internal:3128",
                 "DEAD_LETTER_AFTER": "3",
                 "PORTAL_SECRET": "portal-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
                 "PORTAL_SESSION_SECONDS": "900",
@@ -93,6 +94,9 @@ class TestFromEnv:
         assert "admin-aaaaaaaaaaaaaaaa" not in repr(config)
         assert "generic-secret" not in repr(config)
         assert "mg-key" not in repr(config)
+        assert config.delivery_proxy_url == "http://egress:pr0xy-pass@proxy.internal:3128"
+        assert "pr0xy-pass" not in repr(config)
+        assert "http://***@proxy.internal:3128" in repr(config)
         assert config.portal_secret == "portal-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
         assert "portal-secret" not in repr(config)
         assert config.portal_session_seconds == 900
@@ -132,6 +136,11 @@ class TestFromEnv:
             ("EMAIL_OWNER_TTL", "60"),
             ("ACCOUNT_METADATA_KEY", "k" * 101),
             ("SNS_CERT_URL_PATTERN", "https://sns\\.(unclosed"),
+            ("DELIVERY_PROXY_URL", "socks5://proxy:1080"),
+            ("DELIVERY_PROXY_URL", "proxy.internal:3128"),
+            ("DELIVERY_PROXY_URL", "http://"),
+            ("DELIVERY_PROXY_URL", "http://proxy:99999"),
+            ("DELIVERY_PROXY_URL", "http://proxy:3128/some/path"),
             ("DEAD_LETTER_AFTER", "0"),
             ("PORTAL_SECRET", "too-short"),
             ("PORTAL_SESSION_SECONDS", "10"),
@@ -143,6 +152,18 @@ class TestFromEnv:
     def test_bad_value_names_the_variable(self, name: str, value: str) -> None:
         with pytest.raises(ConfigError, match=name):
             Config.from_env({name: value})
+
+    def test_a_bad_proxy_url_is_refused_without_echoing_it(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            Config.from_env({"DELIVERY_PROXY_URL": "ftp://user:pr0xy-pass@proxy:21"})
+        assert "DELIVERY_PROXY_URL" in str(info.value)
+        assert "pr0xy-pass" not in str(info.value)
+
+    def test_proxy_url_defaults_to_none_and_https_is_accepted(self) -> None:
+        assert Config.from_env({}).delivery_proxy_url == ""
+        assert "delivery_proxy_url=''" in repr(Config.from_env({}))
+        https = Config.from_env({"DELIVERY_PROXY_URL": "https://proxy.internal:8443/"})
+        assert https.delivery_proxy_url_redacted == "https://proxy.internal:8443/"
 
     def test_short_api_key_is_refused_without_echoing_it(self) -> None:
         with pytest.raises(ConfigError) as info:
@@ -186,3 +207,60 @@ class TestMetricsSettings:
         with pytest.raises(ConfigError, match=name) as info:
             Config.from_env({name: value})
         assert "short" not in str(info.value).replace("shorter", "")
+
+
+class TestTracking:
+    KEY = "t" * 32
+
+    def test_off_by_default(self) -> None:
+        config = Config.from_env({})
+        assert config.public_url == ""
+        assert config.tracking_signing_keys == ()
+        assert not config.tracking_enabled
+        assert config.tracking_machine_networks == ()
+        assert config.tracking_early_click_seconds == 5.0
+
+    def test_read(self) -> None:
+        config = Config.from_env(
+            {
+                "PUBLIC_URL": "https://t.example.com/",
+                "TRACKING_SIGNING_KEY": f" {self.KEY} , {'u' * 40},",
+                "TRACKING_MACHINE_NETWORKS": "40.94.0.0/16, 2603:10a6::/32 ,10.1.2.3",
+                "TRACKING_EARLY_CLICK_SECONDS": "0",
+            }
+        )
+        assert config.public_url == "https://t.example.com"
+        assert config.tracking_signing_keys == (self.KEY, "u" * 40)
+        assert config.tracking_enabled
+        assert [str(n) for n in config.tracking_machine_networks] == [
+            "40.94.0.0/16",
+            "2603:10a6::/32",
+            "10.1.2.3/32",
+        ]
+        assert config.tracking_early_click_seconds == 0
+        assert self.KEY not in repr(config)
+
+    @pytest.mark.parametrize(
+        ("env", "message"),
+        [
+            ({"PUBLIC_URL": "https://t.example.com"}, "TRACKING_SIGNING_KEY is required"),
+            ({"TRACKING_SIGNING_KEY": KEY}, "PUBLIC_URL is required"),
+            ({"PUBLIC_URL": "https://t.example.com/track", "TRACKING_SIGNING_KEY": KEY}, "PUBLIC"),
+            ({"PUBLIC_URL": "ftp://t.example.com", "TRACKING_SIGNING_KEY": KEY}, "PUBLIC_URL"),
+            ({"PUBLIC_URL": "t.example.com", "TRACKING_SIGNING_KEY": KEY}, "PUBLIC_URL"),
+            ({"PUBLIC_URL": "https://t.example.com/?a=1", "TRACKING_SIGNING_KEY": KEY}, "PUBLIC"),
+            ({"PUBLIC_URL": "https://t.example.com", "TRACKING_SIGNING_KEY": "short"}, "#1"),
+            ({"TRACKING_MACHINE_NETWORKS": "40.94.0.0/33"}, "TRACKING_MACHINE_NETWORKS"),
+            ({"TRACKING_EARLY_CLICK_SECONDS": "-1"}, "TRACKING_EARLY_CLICK_SECONDS"),
+        ],
+    )
+    def test_refused(self, env: dict[str, str], message: str) -> None:
+        with pytest.raises(ConfigError, match=message):
+            Config.from_env(env)
+
+    def test_credentials_in_the_public_url_are_refused_unechoed(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            Config.from_env(
+                {"PUBLIC_URL": "https://u:hunter2@t.example.com", "TRACKING_SIGNING_KEY": self.KEY}
+            )
+        assert "hunter2" not in str(info.value)

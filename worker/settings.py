@@ -24,6 +24,7 @@ from service.storage.connection import RETRY_ON, connect, retry_policy
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.metrics import MetricsRecorder, MetricsStore
+from service.storage.rate_limits import RateLimits
 from service.storage.status import StatusStore
 from service.storage.stream import EventStream
 from service.storage.webhooks import WebhookStore
@@ -67,6 +68,7 @@ class Stores:
     events: EventStore
     stream: EventStream
     status: StatusStore
+    rates: RateLimits
 
     @classmethod
     def create(cls, redis: Redis, config: Config) -> Stores:
@@ -83,6 +85,7 @@ class Stores:
             ),
             stream=EventStream(redis, pipeline),
             status=StatusStore(redis),
+            rates=RateLimits(redis, pipeline),
         )
 
 
@@ -103,6 +106,7 @@ def build_deliverer(
         webhooks=stores.webhooks,
         deliveries=stores.deliveries,
         events=stores.events,
+        rates=stores.rates,
         jobs=jobs,
         sender=sender,
         config=config,

@@ -182,6 +182,7 @@ def _webhook(webhook: StoredWebhook) -> dict[str, Any]:
         "active": webhook.active,
         "disabled_reason": None if webhook.active else webhook.disabled_reason,
         "created_at": webhook.created_at,
+        "rate_limit": webhook.rate_limit,
     }
 
 

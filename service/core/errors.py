@@ -12,12 +12,15 @@
     ├── NotFound                   404 no such resource (or another account's)
     ├── RequestTimeout             408 the body did not arrive within READ_TIMEOUT
     ├── Conflict                   409 the resource's state forbids it now (a limit, a lease)
+    │   ├── IdempotencyKeyReused   409 an Idempotency-Key already used with another body
+    │   └── IdempotencyInProgress  409 the first request with this Idempotency-Key is running
     ├── PayloadTooLarge            413 body over MAX_BODY_BYTES
     ├── UnsupportedMediaType       415 body is not application/json
     ├── ValidationFailed           422 JSON of the wrong shape or value; names the field
     │   └── InvalidPayload         422 a provider body that is not valid for its format
     ├── NotEnabled                 501 a feature this deployment has not configured (the
-    │                                  portal without PORTAL_SECRET)
+    │                                  portal without PORTAL_SECRET, tracking without
+    │                                  PUBLIC_URL and TRACKING_SIGNING_KEY)
     ├── StoreUnavailable           503 Redis did not answer
     │   └── StoreFull              503 Redis is too full to take more events
     └── SigningKeyUnavailable      503 a provider's published signing key could not be fetched
@@ -90,6 +93,14 @@ class RequestTimeout(MailhooksError):
 class Conflict(MailhooksError):
     status = 409
     code = "conflict"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInProgress(Conflict):
+    code = "idempotency_in_progress"
 
 
 class PayloadTooLarge(MailhooksError):

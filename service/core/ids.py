@@ -5,6 +5,8 @@ test event id   evt_test_{token}               (never stored in the stream)
 delivery id     dlv_{entry id}_{webhook id}    deterministic: a re-read finds it again
 dead letter id  dl_{dead-letter entry id}      dl_1772532000000-0 (an entry of mh:events:dead)
 lease owner     {delivery id}:{tag}{detail}    who may attempt a delivery now (LeaseTag)
+operational     {type}:{delivery id}:{attempt} provider_event_id of a webhook.disabled or
+                                               delivery.exhausted event (de-duplication)
 timestamps      2026-03-03T10:00:00Z           ISO 8601, UTC, to the second (the API page)
 """
 
@@ -127,10 +129,23 @@ class LeaseTag(Enum):
     MANUAL_RETRY = "m"  # POST …/deliveries/{id}/retry: {id}:m{ms}
     RECOVER = "r"  # POST …/recover: {id}:r{ms}
     TEST = "t"  # POST …/test: {id}:t
+    RATE_WAIT = "w"  # a first attempt handed to arq to wait for its rate-limit slot: {id}:w{ms}
 
 
 def lease_owner(delivery_id: str, tag: LeaseTag, detail: int | str = "") -> str:
     return f"{delivery_id}:{tag.value}{detail}"
+
+
+def operational_event_key(event_type: str, delivery_id: str, attempt: int) -> str:
+    """The provider_event_id of an operational event: the attempt whose outcome it tells,
+    so that appending it again (a repeated outcome) stores it once."""
+    return f"{event_type}:{delivery_id}:{attempt}"
+
+
+def tracking_event_key(kind: str, tag: str, second: int | None = None) -> str:
+    """The provider_event_id of a first-party event: an open or click of one tracking link
+    within one second (`kind` o or c), or an unsubscribe by one link (u, no second)."""
+    return f"{kind}:{tag}" if second is None else f"{kind}:{tag}:{second}"
 
 
 def epoch_ms(moment: datetime) -> int:

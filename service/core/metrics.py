@@ -255,7 +255,7 @@ def delivery_outcome(verdict: Verdict, status: str) -> DeliveryOutcome:
     """The outcome of recording `verdict`, given the status the record script answered."""
     if status == "lost":
         return DeliveryOutcome.LOST
-    if status == "disabled":
+    if status == "disabled" and verdict is not Verdict.GONE:  # a 410 that disabled is gone
         return DeliveryOutcome.DISABLED
     return _BY_VERDICT[verdict]
 

@@ -8,7 +8,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from service.core.event_types import EVENT_TYPES, QUALIFIED_PREFIX
+from service.core.event_types import (
+    DELIVERY_EXHAUSTED,
+    EVENT_TYPES,
+    QUALIFIED_PREFIX,
+    WEBHOOK_DISABLED,
+)
+from service.core.headers import MAX_HEADERS
+from service.core.rotation import DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS
 from service.core.urls import MAX_URL_LENGTH
 
 
@@ -37,7 +44,8 @@ EventTypes = Annotated[
     Meta(
         description=(
             "Comma-separated event types: open, click, bounce, unsubscribe, delivered, "
-            "complaint, deferred, rejected (email.open style accepted), or * for all"
+            "complaint, deferred, rejected (email.open style accepted), the operational "
+            "webhook.disabled and delivery.exhausted, or * for all (operational included)"
         ),
         examples=["open,click,bounce,unsubscribe"],
     ),
@@ -49,6 +57,32 @@ Secret = Annotated[
         max_length=256,
         description="Secret key for HMAC signature verification (8-256 characters)",
         examples=["whsec_your_secret_key_here"],
+    ),
+]
+CustomHeaders = Annotated[
+    dict[str, str],
+    Meta(
+        max_length=MAX_HEADERS,
+        description=(
+            "Headers sent with every delivery to this endpoint (at most 20, 8 KiB in all): "
+            "names are HTTP tokens, values visible ASCII; the headers every delivery sets "
+            "(Content-Type, User-Agent, X-Webhook-Signature, webhook-*, …) and hop-by-hop "
+            "ones (Connection, Proxy-*, …) are refused"
+        ),
+        examples=[{"Authorization": "Bearer your-endpoint-token"}],
+    ),
+]
+MAX_RATE_LIMIT = 10_000
+RateLimit = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=MAX_RATE_LIMIT,
+        description=(
+            "Deliveries per second at most, first attempts and retries alike, across every "
+            "worker process; null (or absent): unlimited"
+        ),
+        examples=[10],
     ),
 ]
 Timestamp = Annotated[
@@ -66,13 +100,34 @@ class WebhookCreate(Model):
     events: EventTypes
     secret: Secret | None = None
     active: bool = True
+    rate_limit: RateLimit | None = None
+    headers: CustomHeaders | None = None
 
 
 class WebhookUpdate(Model):
     url: Url | UnsetType = UNSET
     events: EventTypes | UnsetType = UNSET
-    secret: Secret | UnsetType = UNSET
+    secret: (
+        Annotated[
+            Secret,
+            Meta(
+                description=(
+                    "Replaces the secret at once, with no overlap (previous secrets of a rotation "
+                    "are dropped too); see /secret/rotate for a switch with overlap"
+                )
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
     active: bool | UnsetType = UNSET
+    rate_limit: RateLimit | UnsetType | None = UNSET  # null: unlimited again
+    headers: (
+        Annotated[
+            CustomHeaders | None,
+            Meta(description="Replaces the whole set; {} or null removes every custom header"),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class Webhook(Model):
@@ -87,6 +142,48 @@ class Webhook(Model):
         str | None,
         Meta(description="Why delivery disabled it: gone (the endpoint answered 410) or failing"),
     ] = None
+    rate_limit: Annotated[
+        int | None, Meta(description="Deliveries per second at most; absent: unlimited")
+    ] = None
+    headers: Annotated[
+        dict[str, str] | UnsetType,
+        Meta(description="The custom headers sent with every delivery, when there are any"),
+    ] = UNSET
+
+
+class SecretRotate(Model):
+    secret: Annotated[
+        Secret | None,
+        Meta(description="The new secret; when missing (or null) one is generated and returned"),
+    ] = None
+    grace_period_seconds: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=MAX_GRACE_SECONDS,
+            description=(
+                "How long the replaced secret (and any earlier one still live) keeps signing "
+                "webhook-signature beside the new one, 0 to 604800 (a week); 0 retires them now"
+            ),
+        ),
+    ] = DEFAULT_GRACE_SECONDS
+
+
+class SecretRotation(Model):
+    webhook_id: int
+    previous_secrets_expire_at: Annotated[
+        Timestamp | None,
+        Meta(
+            description=(
+                "Until when the replaced secrets still sign webhook-signature; null when none "
+                "does (a grace period of 0)"
+            )
+        ),
+    ]
+    secret: Annotated[
+        str | UnsetType,
+        Meta(description="The generated secret: present only when the request gave none"),
+    ] = UNSET
 
 
 class WebhookList(Model):
@@ -121,6 +218,45 @@ class Click(Model):
     url: str
 
 
+DisabledReason = Literal["gone", "failing"]
+
+
+class WebhookDisabledData(Model):
+    """`data` of a webhook.disabled event: delivery disabled one of the account's webhooks
+    (PATCH {"active": true} re-enables it)."""
+
+    webhook_id: int
+    url: str
+    reason: Annotated[
+        DisabledReason,
+        Meta(
+            description=(
+                "gone: its endpoint answered 410; failing: nothing but failures for DISABLE_AFTER"
+            )
+        ),
+    ]
+    disabled_at: Timestamp
+    delivery_id: Annotated[str, Meta(description="The delivery whose attempt disabled it")]
+    last_status_code: int | None  # always present: null when the attempt got no answer
+    last_error: str | None
+
+
+class DeliveryExhaustedData(Model):
+    """`data` of a delivery.exhausted event: a delivery's last attempt failed; it is failed
+    and stays retryable by hand (…/retry, …/recover)."""
+
+    delivery_id: str
+    webhook_id: int
+    event_id: str
+    event_type: Annotated[str, Meta(examples=["email.bounce"])]
+    attempts: int
+    last_status_code: int | None  # always present: null when the attempt got no answer
+    last_error: Annotated[
+        str | None, Meta(description="timeout, connect_error, blocked_address, http_status, …")
+    ]
+    failed_at: Timestamp
+
+
 class Event(Model):
     """A provider event in canonical form: what is stored, listed and delivered.
 
@@ -143,9 +279,27 @@ class Event(Model):
     reason: Annotated[
         str | None, Meta(description="Why the provider deferred or refused to send")
     ] = None
+    machine: Annotated[
+        str | None,
+        Meta(
+            description=(
+                "First-party opens and clicks: set when a machine probably made it, naming the "
+                "heuristic (prefetch, apple_privacy, image_proxy, scanner, data_centre, "
+                "early_click; docs/tracking.md). Flagged, still delivered"
+            )
+        ),
+    ] = None
     account_id: Annotated[
         str | None,
         Meta(description="The account the event was routed to; absent when unrouted"),
+    ] = None
+    # Operational events (provider "mailhooks", email_id ""): what happened, in the one field
+    # of their type; the webhook it happened to is never sent the event.
+    webhook_disabled: WebhookDisabledData | None = None
+    delivery_exhausted: DeliveryExhaustedData | None = None
+    exclude_webhook: Annotated[
+        int | None,
+        Meta(description="Operational events: the webhook they are about, not sent them"),
     ] = None
     id: str | UnsetType = UNSET
 
@@ -161,6 +315,7 @@ class PayloadData(Model):
     user_agent: str | None = None
     mta_response: str | None = None
     reason: str | None = None
+    machine: str | None = None
 
 
 class WebhookPayload(Model):
@@ -170,6 +325,46 @@ class WebhookPayload(Model):
     type: Annotated[str, Meta(examples=["email.bounce"])]
     created_at: Annotated[str, Meta(description="When we stored the event (ISO 8601 UTC)")]
     data: PayloadData
+
+
+class WebhookDisabledPayload(Model):
+    """The body of a webhook.disabled delivery (the WebhookPayload envelope)."""
+
+    id: str
+    type: Literal["webhook.disabled"]
+    created_at: str
+    data: WebhookDisabledData
+
+
+class DeliveryExhaustedPayload(Model):
+    """The body of a delivery.exhausted delivery (the WebhookPayload envelope)."""
+
+    id: str
+    type: Literal["delivery.exhausted"]
+    created_at: str
+    data: DeliveryExhaustedData
+
+
+AnyPayload = WebhookPayload | WebhookDisabledPayload | DeliveryExhaustedPayload
+
+# Each operational event type's `data`, for catalogues of the types.
+OPERATIONAL_DATA: dict[str, type[Model]] = {
+    WEBHOOK_DISABLED: WebhookDisabledData,
+    DELIVERY_EXHAUSTED: DeliveryExhaustedData,
+}
+
+
+class EventTypeInfo(Model):
+    type: Annotated[str, Meta(examples=["email.open"])]
+    description: str
+    schema: Annotated[
+        dict[str, Any],
+        Meta(description="JSON Schema (2020-12) of the body a delivery of this type carries"),
+    ]
+
+
+class EventTypeList(Model):
+    event_types: list[EventTypeInfo]
 
 
 class Attempt(Model):
@@ -361,6 +556,104 @@ class EmailRegistrationResult(Model):
     expires_at: Timestamp
 
 
+TrackedEmailId = Annotated[
+    str, Meta(min_length=1, max_length=998, description="The email's id, as events name it")
+]
+Recipient = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=320,
+        description="The one recipient these URLs are for",
+        examples=["alex@example.com"],
+    ),
+]
+TrackedLink = Annotated[str, Meta(min_length=1, max_length=MAX_URL_LENGTH)]
+
+
+class TrackingRequest(Model):
+    email_id: TrackedEmailId
+    recipient: Recipient
+    links: Annotated[
+        list[TrackedLink],
+        Meta(
+            max_length=1000,
+            description="Absolute http(s) URLs to track (at most 1,000)",
+            examples=[["https://shop.example.com/spring?utm_source=email"]],
+        ),
+    ] = []
+
+
+class TrackingHeaders(Model):
+    """The message headers of RFC 8058 one-click unsubscription: add both to the email."""
+
+    list_unsubscribe: Annotated[str, Meta(examples=["<https://t.example.com/t/u/AQ…>"])] = (
+        msgspec.field(name="List-Unsubscribe")
+    )
+    list_unsubscribe_post: Annotated[str, Meta(examples=["List-Unsubscribe=One-Click"])] = (
+        msgspec.field(name="List-Unsubscribe-Post")
+    )
+
+
+class TrackingUrls(Model):
+    open_url: Annotated[str, Meta(description="The pixel: an <img> of 1x1 pixel")]
+    links: Annotated[
+        dict[str, str], Meta(description="Each link sent, to the tracked URL that replaces it")
+    ]
+    unsubscribe_url: Annotated[str, Meta(description="The opt-out link (GET: a confirmation)")]
+    headers: TrackingHeaders
+
+
+class TrackedHtmlRequest(Model):
+    email_id: TrackedEmailId
+    recipient: Recipient
+    html: Annotated[str, Meta(description="The message's HTML, for this one recipient")]
+    track_opens: Annotated[bool, Meta(description="Add the pixel before </body>")] = True
+    track_clicks: Annotated[
+        bool, Meta(description="Replace each absolute http(s) link with its tracked URL")
+    ] = True
+
+
+class TrackedHtml(Model):
+    html: Annotated[
+        str,
+        Meta(
+            description=(
+                "The HTML with its links tracked, {{unsubscribe_url}} in an href replaced, and "
+                "the pixel added; otherwise unchanged, byte for byte"
+            )
+        ),
+    ]
+    open_url: str
+    links: dict[str, str]
+    unsubscribe_url: str
+    headers: TrackingHeaders
+
+
+SuppressionReason = Literal["hard_bounce", "complaint", "unsubscribe", "manual"]
+
+
+class Suppression(Model):
+    email: Annotated[str, Meta(description="In lower case", examples=["alex@example.com"])]
+    reason: SuppressionReason
+    created_at: Timestamp
+    event_id: Annotated[
+        str | None, Meta(description="The event that suppressed it; null when added by hand")
+    ]
+
+
+class SuppressionList(Model):
+    suppressions: list[Suppression]
+
+
+class SuppressionCreate(Model):
+    email: Annotated[str, Meta(min_length=1, max_length=320, examples=["alex@example.com"])]
+    reason: Annotated[
+        SuppressionReason,
+        Meta(description="manual unless you import a list kept elsewhere"),
+    ] = "manual"
+
+
 class DeadLetter(Model):
     """A stream entry the worker could not process, set aside undelivered."""
 
@@ -429,10 +722,14 @@ class PortalLink(Model):
 
 WEBHOOK_CREATE_DECODER = msgspec.json.Decoder(WebhookCreate)
 WEBHOOK_UPDATE_DECODER = msgspec.json.Decoder(WebhookUpdate)
+SECRET_ROTATE_DECODER = msgspec.json.Decoder(SecretRotate)
 RECOVER_REQUEST_DECODER = msgspec.json.Decoder(RecoverRequest)
 SYNTHETIC_EVENT_DECODER = msgspec.json.Decoder(SyntheticEventRequest)
 ACCOUNT_CREATE_DECODER = msgspec.json.Decoder(AccountCreate)
 ACCOUNT_UPDATE_DECODER = msgspec.json.Decoder(AccountUpdate)
 EMAIL_REGISTRATION_DECODER = msgspec.json.Decoder(EmailRegistration)
+TRACKING_REQUEST_DECODER = msgspec.json.Decoder(TrackingRequest)
+TRACKED_HTML_REQUEST_DECODER = msgspec.json.Decoder(TrackedHtmlRequest)
+SUPPRESSION_CREATE_DECODER = msgspec.json.Decoder(SuppressionCreate)
 REDRIVE_REQUEST_DECODER = msgspec.json.Decoder(RedriveRequest)
 ENCODER = msgspec.json.Encoder()

@@ -21,6 +21,7 @@ from service.core.models import (
     ApiKeyList,
 )
 from service.http.auth import admin_only
+from service.http.idempotency import idempotent
 from service.http.requests import read_json
 from service.http.responses import json_response, page_response
 from service.http.state import app_state
@@ -58,6 +59,7 @@ async def existing_account(request: Request) -> StoredAccount:
 
 
 @admin_only
+@idempotent
 async def create_account(request: Request) -> Response:
     state = app_state(request)
     body = await read_json(request, ACCOUNT_CREATE_DECODER, state.config, state.deadlines)
@@ -120,6 +122,7 @@ async def delete_account(request: Request) -> Response:
 
 
 @admin_only
+@idempotent
 async def create_key(request: Request) -> Response:
     state = app_state(request)
     account = await existing_account(request)

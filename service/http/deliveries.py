@@ -32,6 +32,7 @@ from service.core.models import (
 )
 from service.core.payload import build_payload, encode
 from service.http.auth import in_account
+from service.http.idempotency import idempotent
 from service.http.requests import read_json
 from service.http.responses import json_response, page_response
 from service.http.state import AppState, app_state
@@ -205,6 +206,7 @@ async def recover(request: Request, account: str) -> Response:
 
 
 @in_account
+@idempotent
 async def send_test(request: Request, account: str) -> Response:
     state = app_state(request)
     webhook = await existing_webhook(request, account)

@@ -30,12 +30,14 @@ from service.core.models import (
     DeadLetter,
     DeadLetterList,
     Delivery,
+    DeliveryExhaustedPayload,
     DeliveryList,
     EmailRegistration,
     EmailRegistrationResult,
     ErrorBody,
     Event,
     EventList,
+    EventTypeList,
     GenericInboundEvent,
     Health,
     PortalLink,
@@ -45,10 +47,20 @@ from service.core.models import (
     Redriven,
     RedriveRequest,
     RedriveResult,
+    SecretRotate,
+    SecretRotation,
     ServiceStatus,
+    Suppression,
+    SuppressionCreate,
+    SuppressionList,
     SyntheticEventRequest,
+    TrackedHtml,
+    TrackedHtmlRequest,
+    TrackingRequest,
+    TrackingUrls,
     Webhook,
     WebhookCreate,
+    WebhookDisabledPayload,
     WebhookList,
     WebhookPayload,
     WebhookUpdate,
@@ -69,11 +81,18 @@ ERROR_DESCRIPTIONS = {
         "provider-signed request from a sender not allowed (SES: a topic not in SES_TOPIC_ARNS)"
     ),
     404: "No such resource (another account's answers the same)",
-    409: "A conflict: the delivery is being attempted already, a limit is reached",
+    409: (
+        "A conflict: the delivery is being attempted already, a limit is reached; an "
+        "Idempotency-Key used with another body (idempotency_key_reused) or whose first "
+        "request is still running (idempotency_in_progress)"
+    ),
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
-    501: "This deployment has not enabled the feature (the portal: PORTAL_SECRET is unset)",
+    501: (
+        "This deployment has not enabled the feature (the portal: PORTAL_SECRET is unset; "
+        "tracking: PUBLIC_URL and TRACKING_SIGNING_KEY are unset)"
+    ),
     503: (
         "Redis is unavailable (store_unavailable), or full (store_full; inbound: nearly full); "
         "inbound: a provider's signing certificate could not be fetched (signing_key_unavailable)"
@@ -92,8 +111,11 @@ class Operation:
     errors: tuple[int, ...] = ()
     security: str = "account"  # a key of SECURITY
     parameters: list[dict[str, Any]] = field(default_factory=list)
+    # A success that is not JSON (the pixel, a redirect, a page): its media type and headers.
+    ok_media: str | None = None
+    ok_description: str = "Success"
+    ok_headers: dict[str, Any] | None = None
     request_required: bool = True
-    ok_text: str | None = None  # a text response's media type (ok_type None)
 
 
 def _query(
@@ -136,6 +158,18 @@ ACCOUNT_ID_PARAM = {
     "in": "path",
     "required": True,
     "schema": {"type": "string"},
+}
+IDEMPOTENCY_PARAM: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Up to 255 visible ASCII characters (a UUID). The same key from the same caller on the "
+        "same path within 24 hours returns the first 2xx response again (with "
+        "Idempotent-Replayed: true) instead of running again; with another body, a 409. See "
+        "docs/api.md"
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 KEY_ID_PARAM = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
 DEAD_LETTER_ID_PARAM = {
@@ -183,6 +217,20 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "metrics": [{"metricsToken": []}, {}],  # none without METRICS_TOKEN
 }
 EVENT_ID_PARAM = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
+TOKEN_PARAM = {
+    "name": "token",
+    "in": "path",
+    "required": True,
+    "description": "A signed tracking token, as POST /api/tracking made it",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+}
+EMAIL_PARAM = {
+    "name": "email",
+    "in": "path",
+    "required": True,
+    "description": "The address (any case)",
+    "schema": {"type": "string"},
+}
 INBOUND_SUMMARY = (
     'Receive {what}; answers {{"received": true}} once stored (retries de-duplicated). '
     "See docs/inbound.md for formats and signatures"
@@ -232,7 +280,8 @@ MANAGEMENT_OPERATIONS: tuple[Operation, ...] = (
         201,
         Webhook,
         request=WebhookCreate,
-        errors=(400, 401, 413, 415, 422, 503),
+        errors=(400, 401, 409, 413, 415, 422, 503),
+        parameters=[IDEMPOTENCY_PARAM],
     ),
     Operation("get", ONE, "Get one webhook", 200, Webhook, errors=(401, 404, 503)),
     Operation(
@@ -245,6 +294,17 @@ MANAGEMENT_OPERATIONS: tuple[Operation, ...] = (
         errors=(400, 401, 404, 413, 415, 422, 503),
     ),
     Operation("delete", ONE, "Delete a webhook", 204, None, errors=(401, 404, 503)),
+    Operation(
+        "post",
+        ONE + "/secret/rotate",
+        "Rotate the secret: the replaced one keeps signing webhook-signature beside the new "
+        "one for the grace period (a generated secret is returned once)",
+        200,
+        SecretRotation,
+        request=SecretRotate,
+        errors=(400, 401, 404, 409, 413, 415, 422, 503),
+        parameters=[IDEMPOTENCY_PARAM],
+    ),
     Operation(
         "get",
         ONE + "/deliveries",
@@ -295,7 +355,8 @@ MANAGEMENT_OPERATIONS: tuple[Operation, ...] = (
         202,
         Delivery,
         request=SyntheticEventRequest,
-        errors=(400, 401, 404, 413, 415, 422, 503),
+        errors=(400, 401, 404, 409, 413, 415, 422, 503),
+        parameters=[IDEMPOTENCY_PARAM],
     ),
 )
 READING_OPERATIONS: tuple[Operation, ...] = (
@@ -338,6 +399,15 @@ READING_OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get",
+        "/api/event-types",
+        "Every event type an endpoint can receive, with the JSON Schema of its body",
+        200,
+        EventTypeList,
+        errors=(401, 404, 503),
+        security="any",
+    ),
+    Operation(
+        "get",
         "/api/status",
         "Worker liveness, delivery backlog and Redis memory, with any problems named",
         200,
@@ -356,7 +426,7 @@ READING_OPERATIONS: tuple[Operation, ...] = (
         None,
         errors=(401, 503),
         security="metrics",
-        ok_text="text/plain; version=0.0.4",
+        ok_media="text/plain; version=0.0.4",
     ),
 )
 ACCOUNT = "/api/accounts/{account_id}"
@@ -368,7 +438,8 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
         200,
         EmailRegistrationResult,
         request=EmailRegistration,
-        errors=(400, 401, 413, 415, 422, 503),
+        errors=(400, 401, 409, 413, 415, 422, 503),
+        parameters=[IDEMPOTENCY_PARAM],
     ),
     Operation(
         "get",
@@ -390,8 +461,9 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
         201,
         Account,
         request=AccountCreate,
-        errors=(400, 401, 403, 413, 415, 422, 503),
+        errors=(400, 401, 403, 409, 413, 415, 422, 503),
         security="admin",
+        parameters=[IDEMPOTENCY_PARAM],
     ),
     Operation(
         "get", ACCOUNT, "One account", 200, Account, errors=(401, 403, 404, 503), security="admin"
@@ -427,11 +499,13 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post",
         ACCOUNT + "/keys",
-        "Create an API key for an account: the key is in this response only",
+        "Create an API key for an account: the key is in this response only (and in "
+        "replays of it to the same caller with the same Idempotency-Key)",
         201,
         ApiKeyCreated,
-        errors=(401, 403, 404, 503),
+        errors=(401, 403, 404, 409, 422, 503),
         security="admin",
+        parameters=[IDEMPOTENCY_PARAM],
     ),
     Operation(
         "delete",
@@ -517,6 +591,124 @@ DEAD_LETTER_OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+NO_STORE = {"Cache-Control": {"schema": {"type": "string"}, "description": "never cached"}}
+TRACKING_OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "post",
+        "/api/tracking",
+        "Make an email's tracking URLs for one recipient: the pixel, each link, the opt-out "
+        "link and its List-Unsubscribe headers (docs/tracking.md)",
+        200,
+        TrackingUrls,
+        request=TrackingRequest,
+        errors=(400, 401, 413, 415, 422, 501, 503),
+    ),
+    Operation(
+        "post",
+        "/api/tracking/html",
+        "Track a message's HTML for one recipient: links replaced, the pixel added, "
+        "{{unsubscribe_url}} filled in",
+        200,
+        TrackedHtml,
+        request=TrackedHtmlRequest,
+        errors=(400, 401, 413, 415, 422, 501, 503),
+    ),
+    Operation(
+        "get",
+        "/t/o/{token}",
+        "The open pixel: a 1x1 transparent GIF; records email.open",
+        200,
+        None,
+        errors=(404,),
+        security="none",
+        ok_media="image/gif",
+        ok_description="The pixel, not cacheable",
+        ok_headers=NO_STORE,
+    ),
+    Operation(
+        "get",
+        "/t/c/{token}",
+        "A tracked link: redirects to its target; records email.click",
+        302,
+        None,
+        errors=(404,),
+        security="none",
+        ok_description="To the link's target, as signed in the token",
+        ok_headers={
+            "Location": {"schema": {"type": "string"}, "description": "The target"},
+            **NO_STORE,
+        },
+    ),
+    Operation(
+        "get",
+        "/t/u/{token}",
+        "The opt-out link, followed: a page with an Unsubscribe button; changes nothing",
+        200,
+        None,
+        errors=(404,),
+        security="none",
+        ok_media="text/html",
+    ),
+    Operation(
+        "post",
+        "/t/u/{token}",
+        "One-click unsubscribe (RFC 8058, body List-Unsubscribe=One-Click): records "
+        "email.unsubscribe and suppresses the recipient",
+        200,
+        None,
+        errors=(404, 413, 422, 503),
+        security="none",
+        ok_media="text/html",
+        ok_description="Unsubscribed (a page saying so)",
+    ),
+)
+SUPPRESSION_OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "get",
+        "/api/suppressions",
+        "The account's suppressed addresses, by address (Link header for the next page)",
+        200,
+        SuppressionList,
+        errors=(400, 401, 422, 503),
+        parameters=[
+            _query(
+                "reason",
+                "Only those suppressed for this reason",
+                "string",
+                enum=["hard_bounce", "complaint", "unsubscribe", "manual"],
+            ),
+            _query("limit", "Page size, 1-1000 (default 100)", minimum=1, maximum=1000),
+            _query("after", "Only addresses after this one (from the Link header)", "string"),
+        ],
+    ),
+    Operation(
+        "post",
+        "/api/suppressions",
+        "Suppress an address by hand (201; 200 with the entry it has if listed already)",
+        201,
+        Suppression,
+        request=SuppressionCreate,
+        errors=(400, 401, 413, 415, 422, 503),
+    ),
+    Operation(
+        "get",
+        "/api/suppressions/{email}",
+        "Whether an address is suppressed: its entry, or 404 (the check before sending)",
+        200,
+        Suppression,
+        errors=(400, 401, 404, 422, 503),
+    ),
+    Operation(
+        "delete",
+        "/api/suppressions/{email}",
+        "Lift an address's suppression",
+        204,
+        None,
+        errors=(400, 401, 404, 422, 503),
+    ),
+)
+
+
 def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ...]:
     """Every operation, in the document's order; the inbound ones follow from `providers`."""
     return (
@@ -524,6 +716,8 @@ def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ..
         *inbound_operations(providers),
         *READING_OPERATIONS,
         *ACCOUNT_OPERATIONS,
+        *TRACKING_OPERATIONS,
+        *SUPPRESSION_OPERATIONS,
         *DEAD_LETTER_OPERATIONS,
     )
 
@@ -531,14 +725,21 @@ def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ..
 OPERATIONS = operations()
 
 
+def _content(model: type) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(name=model.__name__)}}}
+
+
 DELIVERY_DOC: dict[str, Any] = {
     "summary": "What your endpoint receives for each matching event",
     "description": (
         "Headers: Content-Type: application/json; X-Webhook-Signature: hex HMAC-SHA256 of "
-        "the raw body keyed with your secret (UTF-8); Standard Webhooks' webhook-id (the "
-        "same on every retry of a delivery), webhook-timestamp and webhook-signature "
-        "(v1,<base64 HMAC-SHA256 of id.timestamp.body>, keyed with the base64-decoded part "
-        "after whsec_, else the secret's bytes); User-Agent: mailhooks/<version>. Answer "
+        "the raw body keyed with your secret (UTF-8; after a rotation, the new secret's); "
+        "Standard Webhooks' webhook-id (the same on every retry of a delivery), "
+        "webhook-timestamp and webhook-signature (v1,<base64 HMAC-SHA256 of "
+        "id.timestamp.body>, keyed with the base64-decoded part after whsec_, else the "
+        "secret's bytes; during a rotation's grace period one v1,… per live secret, "
+        "space-separated, newest first); User-Agent: mailhooks/<version>; and the "
+        "endpoint's custom headers. Answer "
         "2xx to acknowledge; 410 disables the webhook; 429/503 may send Retry-After; "
         "anything else is retried on the schedule. Redirects are not followed."
     ),
@@ -552,12 +753,42 @@ DELIVERY_DOC: dict[str, Any] = {
 }
 
 
-def _content(model: type) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": REF.format(name=model.__name__)}}}
+def _operational_doc(payload: type, summary: str) -> dict[str, Any]:
+    """An operational event's delivery: signed and answered as every delivery is."""
+    return {
+        "summary": summary,
+        "description": (
+            "Sent to the account's webhooks subscribed to its type (or to *), never to the "
+            "webhook it is about; headers, signatures and answers as for emailEvent."
+        ),
+        "requestBody": {"required": True, "content": _content(payload)},
+        "responses": {"2XX": {"description": "Acknowledged"}},
+    }
+
+
+# What endpoints receive: email events, and the operational events about the account's own
+# webhooks and deliveries (docs/delivery.md#operational-events).
+DELIVERIES: dict[str, tuple[type, dict[str, Any]]] = {
+    "emailEvent": (WebhookPayload, DELIVERY_DOC),
+    "webhookDisabled": (
+        WebhookDisabledPayload,
+        _operational_doc(
+            WebhookDisabledPayload,
+            "webhook.disabled: delivery disabled one of the account's webhooks (410, or failing)",
+        ),
+    ),
+    "deliveryExhausted": (
+        DeliveryExhaustedPayload,
+        _operational_doc(
+            DeliveryExhaustedPayload,
+            "delivery.exhausted: a delivery's last attempt failed; it is failed, retryable",
+        ),
+    ),
+}
 
 
 def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
-    models: set[type] = {ErrorBody, WebhookPayload}
+    models: set[type] = {ErrorBody, *(model for model, _ in DELIVERIES.values())}
     for op in operations:
         models.update(t for t in (op.ok_type, op.request) if t is not None)
     _, schemas = msgspec.json.schema_components(
@@ -565,11 +796,15 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
     )
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        ok: dict[str, Any] = {"description": "Success"}
+        ok: dict[str, Any] = {"description": op.ok_description}
         if op.ok_type is not None:
             ok["content"] = _content(op.ok_type)
-        if op.ok_text is not None:
-            ok["content"] = {op.ok_text: {"schema": {"type": "string"}}}
+        elif op.ok_media is not None:
+            binary = {"type": "string", "format": "binary"}
+            schema = binary if op.ok_media.startswith("image/") else {"type": "string"}
+            ok["content"] = {op.ok_media: {"schema": schema}}
+        if op.ok_headers:
+            ok["headers"] = op.ok_headers
         responses: dict[str, Any] = {str(op.ok_status): ok}
         for status in op.errors:
             description = ERROR_DESCRIPTIONS[status]
@@ -591,6 +826,10 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
             parameters.append(ACCOUNT_ID_PARAM)
         if "{key_id}" in op.path:
             parameters.append(KEY_ID_PARAM)
+        if "{token}" in op.path:
+            parameters.append(TOKEN_PARAM)
+        if "{email}" in op.path:
+            parameters.append(EMAIL_PARAM)
         if "{dead_letter_id}" in op.path:
             parameters.append(DEAD_LETTER_ID_PARAM)
         if parameters:
@@ -607,10 +846,13 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
         "info": {
             "title": "mailhooks",
             "version": __version__,
-            "description": "Email event webhooks: register endpoints, receive provider events.",
+            "description": (
+                "Email event webhooks: register endpoints, receive provider events, track "
+                "opens, clicks and unsubscribes, keep suppression lists."
+            ),
         },
         "paths": paths,
-        "webhooks": {"emailEvent": {"post": DELIVERY_DOC}},
+        "webhooks": {name: {"post": doc} for name, (_, doc) in DELIVERIES.items()},
         "components": {
             "schemas": schemas,
             "securitySchemes": SECURITY_SCHEMES,

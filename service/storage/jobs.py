@@ -13,6 +13,7 @@ from service.core.ids import LeaseTag, lease_owner
 from service.storage.deliveries import DeliveryStore, StoredDelivery
 
 RETRY_DELIVERY = "retry_delivery"
+RATE_WAIT_SUFFIX = ":rate"
 serialize = msgspec.msgpack.encode
 deserialize = msgspec.msgpack.decode
 
@@ -26,14 +27,21 @@ def job_queue(redis: Redis) -> ArqRedis:
     )
 
 
-async def enqueue_retry(jobs: ArqRedis, delivery_id: str, owner: str, *, delay: float) -> None:
+async def enqueue_retry(
+    jobs: ArqRedis, delivery_id: str, owner: str, *, delay: float, rate_slot_taken: bool = False
+) -> None:
     """Attempt `delivery_id` after `delay` seconds as lease `owner`. The job id is the owner,
-    so enqueuing the same attempt twice is a no-op."""
+    so enqueuing the same attempt twice is a no-op. `rate_slot_taken`: the delay is the wait
+    for the webhook's rate-limit slot, taken already (the job must not take another); its
+    job id is the owner's with RATE_WAIT_SUFFIX, as the owner's own job may be the one
+    enqueuing it."""
+    args: tuple[str | bool, ...] = (delivery_id, owner)
+    if rate_slot_taken:
+        args += (True,)
     await jobs.enqueue_job(
         RETRY_DELIVERY,
-        delivery_id,
-        owner,
-        _job_id=owner,
+        *args,
+        _job_id=owner + RATE_WAIT_SUFFIX if rate_slot_taken else owner,
         _defer_by=timedelta(seconds=delay),
         # Expiry counts from the scheduled time: a day of slack covers a worker outage.
         _expires=timedelta(days=1),

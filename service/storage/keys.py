@@ -38,6 +38,18 @@ EMAIL_OWNER = PREFIX + "email-owner:{digest}"
 # account forgets them; each registration drops the expired.
 ACCOUNT_EMAILS = PREFIX + "account:{account_id}:emails"
 
+# Hash per account of its suppressed addresses (lower case) → JSON {"reason", and "entry": the
+# stream entry id of the event that suppressed it, or "at": when it was added by hand}. The
+# sending path's check is one HGET. Written at ingest, in the append's pipeline
+# (service.storage.suppressions); deleting the account deletes it.
+SUPPRESSIONS = PREFIX + "account:{account_id}:suppressions"
+
+# Sorted set per account and reason (hard_bounce, complaint, unsubscribe, manual), all scores 0,
+# members the addresses, so lexicographic order pages them by `after`: GET /api/suppressions
+# reads one (a reason's) or merges the four (every address), rather than a fifth set of every
+# address costing memory again.
+SUPPRESSED = PREFIX + "account:{account_id}:suppressed:{reason}"
+
 # Sorted set per account (the default account excepted) of its events: members as in
 # EVENTS_BY_EMAIL. GET /api/events reads an account's events here instead of scanning the
 # stream; the default account, whose events are most of the stream in single-account mode
@@ -49,9 +61,18 @@ EVENTS_BY_ACCOUNT = PREFIX + "events:account:{account_id}"
 WEBHOOK_ID_SEQUENCE = PREFIX + "webhook:seq"
 
 # Hash per webhook: id, account, url, events (comma-separated short names), secret, active
-# ("1"/"0"), created_at, updated_at. The secret lives only here. No account field: the default
-# account's (created before accounts existed).
+# ("1"/"0"), created_at, updated_at, rate_limit (deliveries per second; absent or "":
+# unlimited). The secret lives only here. No account field: the default account's (created
+# before accounts existed). Optional: previous_secrets (those a rotation replaced, still
+# signing until their expiry: JSON [[secret, expires ms], …], newest first;
+# service.core.rotation), headers (the endpoint's custom headers: JSON [[name, value], …];
+# service.core.headers); "" or no field when there are none.
 WEBHOOK = PREFIX + "webhook:{id}"
+
+# String per rate-limited webhook: its limiter's state, the theoretical arrival time of its
+# next delivery (GCRA, µs since the epoch), shared by every worker process; expires when that
+# time has passed (rate_slot.lua).
+WEBHOOK_RATE = PREFIX + "webhook:{id}:rate"
 
 # The default account's ACCOUNT_WEBHOOKS: the name every webhook id was indexed under before
 # accounts existed, so that an upgrade needs no migration.
@@ -129,6 +150,13 @@ UNREADABLE_EVENTS = PREFIX + "events:unreadable"
 # (f:e, f:a, f:r). Never trimmed: redrive or delete them. XLEN is their count (/api/status).
 DEAD_LETTERS = PREFIX + "events:dead"
 
+# String per Idempotency-Key in use, expiring: while its first request runs, a marker
+# ("p:" + the request's token + the body's fingerprint) for PENDING_TTL_SECONDS (60 s); then
+# that request's response ("s:" + AES-GCM sealed) for RESULT_TTL_SECONDS (24 h). {digest}
+# derives from the caller's credential, account, method, path and key
+# (service.core.idempotency), so neither the name nor the value reveals any of them.
+IDEMPOTENCY = PREFIX + "idempotency:{digest}"
+
 # String with the worker's last heartbeat (ISO 8601), expiring when the worker stops beating.
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
 
@@ -153,6 +181,11 @@ PORTAL_SESSION = PREFIX + "portal:session:{digest}"
 @functools.lru_cache(maxsize=4096)
 def webhook(webhook_id: int) -> str:
     return WEBHOOK.format(id=webhook_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def webhook_rate(webhook_id: int) -> str:
+    return WEBHOOK_RATE.format(id=webhook_id)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -223,9 +256,21 @@ def events_by_recipient(recipient: str) -> str:
     return EVENTS_BY_RECIPIENT.format(recipient=recipient.lower())
 
 
+def suppressions(account_id: str) -> str:
+    return SUPPRESSIONS.format(account_id=account_id)
+
+
+def suppressed(account_id: str, reason: str) -> str:
+    return SUPPRESSED.format(account_id=account_id, reason=reason)
+
+
 def portal_link(link_id: str) -> str:
     return PORTAL_LINK.format(link_id=link_id)
 
 
 def portal_session(digest: str) -> str:
     return PORTAL_SESSION.format(digest=digest)
+
+
+def idempotency(digest: str) -> str:
+    return IDEMPOTENCY.format(digest=digest)

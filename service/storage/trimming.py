@@ -83,7 +83,8 @@ def index_keys(fields: dict[bytes, bytes]) -> list[str]:
         event = _INDEXED.decode(fields[b"e"])
     except (KeyError, msgspec.DecodeError):
         return []
-    found = [keys.events_by_email(event.email_id)]
+    # Operational events (webhook.disabled, …) are about no email: no email index.
+    found = [keys.events_by_email(event.email_id)] if event.email_id else []
     if event.recipient:
         # The append's index key: named in field r when ASCII lowering would miss it.
         named = fields.get(b"r")

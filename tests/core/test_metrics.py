@@ -188,6 +188,7 @@ class TestOutcomes:
             (Verdict.RETRY, "disabled", "disabled"),
             (Verdict.FAILED, "failed", "failed"),
             (Verdict.GONE, "failed", "gone"),
+            (Verdict.GONE, "disabled", "gone"),  # the 410 that disabled the webhook
             (Verdict.ABANDONED, "failed", "abandoned"),
             (Verdict.SUCCEEDED, "lost", "lost"),
         ],

@@ -19,9 +19,12 @@ from service.storage import (
     dead_letters,
     deliveries,
     events,
+    idempotency,
+    rate_limits,
     retention,
     scripts,
     stream,
+    suppressions,
     trimming,
     webhooks,
 )
@@ -56,7 +59,8 @@ CASES = {
         events.append_call,
         groups={
             "event_keys": [("seen_key", "email_index", "recipient_index", "account_index")] * 2,
-            "event_args": [("payload", "recipient_flag", "account", "account_flag")] * 2,
+            "event_args": [("payload", "recipient_flag", "account", "account_flag", "email_flag")]
+            * 2,
             "ignored_types": ["ignored_type"] * 3,
         },
         repeats={"seen_key": 2, "payload": 2, "ignored_type": 3},
@@ -83,7 +87,21 @@ CASES = {
         repeats={"subscriber_set": 2, "field": 3},
     ),
     "claim_email": Case(accounts.claim_email_call),
+    "suppress_events": Case(
+        suppressions.suppress_events_call,
+        groups={"addresses": [("seen_key", "suppressions", "suppressed", "address", "reason")] * 2},
+        repeats={"seen_key": 2, "address": 2},
+    ),
+    "suppress": Case(suppressions.suppress_call),
+    "unsuppress": Case(
+        suppressions.unsuppress_call,
+        groups={"reason_sets": ["reason_set"] * 4},
+        repeats={"reason_set": 4},
+    ),
+    "rate_slot": Case(rate_limits.rate_slot_call),
     "forget_email": Case(accounts.forget_email_call),
+    "rotate_secret": Case(webhooks.rotate_call),
+    "settle_idempotency": Case(idempotency.settle_call),
     "delete_webhook": Case(
         webhooks.delete_call,
         groups={"subscriber_sets": ["subscriber_set"] * 2},

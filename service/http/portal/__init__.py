@@ -46,6 +46,12 @@ mount = Mount(
         Route(ONE + "/active", webhook_pages.set_active, methods=["POST"], name="set_active"),
         Route(ONE + "/test", webhook_pages.send_test, methods=["POST"], name="send_test"),
         Route(ONE + "/recover", webhook_pages.recover, methods=["POST"], name="recover"),
+        Route(
+            ONE + "/secret/rotate",
+            webhook_pages.rotate_secret,
+            methods=["POST"],
+            name="rotate_secret",
+        ),
         Route(DELIVERY, delivery_pages.delivery_page, methods=["GET"], name="delivery"),
         Route(DELIVERY + "/retry", delivery_pages.retry, methods=["POST"], name="retry"),
         Route("/events", delivery_pages.events_page, methods=["GET"], name="events"),

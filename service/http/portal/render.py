@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Config
 from service import __version__
-from service.core.event_types import EVENT_TYPES
+from service.core.event_types import EVENT_TYPES, SUBSCRIBABLE_TYPES
 from service.http.state import STATE_KEY, AppState
 
 TEMPLATES = Environment(
@@ -24,7 +24,11 @@ TEMPLATES = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-TEMPLATES.globals.update(event_types=EVENT_TYPES, version=__version__)
+# event_types: email events (a test event's choices); subscribable_types: those and the
+# operational events, which a webhook's form must offer, or saving it would drop them.
+TEMPLATES.globals.update(
+    event_types=EVENT_TYPES, subscribable_types=SUBSCRIBABLE_TYPES, version=__version__
+)
 
 
 Query = Mapping[str, object] | None

@@ -24,7 +24,12 @@ from service.http.deliveries import (
 )
 from service.http.portal.chart import hourly_chart, hourly_edges
 from service.http.portal.session import Visit, portal_page
-from service.http.webhooks import create_in_account, query_int, update_in_account
+from service.http.webhooks import (
+    create_in_account,
+    query_int,
+    rotate_in_account,
+    update_in_account,
+)
 from service.storage.webhooks import StoredWebhook
 
 logger = logging.getLogger("mailhooks.portal")
@@ -155,6 +160,29 @@ async def send_test(visit: Visit) -> Response:
     delivery = await send_test_event(visit.state, webhook, visit.value("type"))
     return visit.redirect(
         "portal:delivery", {"done": "test"}, webhook_id=webhook.id, delivery_id=delivery.id
+    )
+
+
+# The grace periods the form offers (seconds): the API takes any from 0 to 7 days.
+GRACE_CHOICES = {"0": 0, "3600": 3600, "86400": 86400, "604800": 604800}
+
+
+@portal_page
+async def rotate_secret(visit: Visit) -> Response:
+    """A generated secret, shown once on the page this answers with (not a redirect: the
+    secret must not travel in a URL)."""
+    webhook = await existing_webhook(visit.request, visit.account.id)
+    grace = GRACE_CHOICES.get(visit.value("grace"))
+    if grace is None:
+        raise ValidationFailed("choose how long the old secret keeps signing", field="grace")
+    result = await rotate_in_account(visit.state, visit.account.id, webhook.id, None, grace)
+    logger.info("portal: webhook %d secret rotated", webhook.id)
+    return visit.render(
+        "webhook_rotated.html",
+        section="webhooks",
+        webhook=webhook,
+        secret=result.secret,
+        previous_expire_at=result.previous_secrets_expire_at,
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 from service.core.ids import delivery_id, entry_id, epoch_ms
 from service.core.outcome import Verdict
 from service.storage.deliveries import DeliveryStore
+from service.storage.webhooks import WebhookStore
 from tests.conftest import FIXED_NOW
 from tests.http.portal.conftest import Portal, admin
 
@@ -120,6 +121,24 @@ class TestWebhooks:
         await browser.post(f"/portal/webhooks/{webhook_id}/active", {"active": "true"})
         assert (await webhooks_of(portal, account))[0]["active"] is True
 
+    async def test_the_form_offers_operational_events_and_keeps_them(self, portal: Portal) -> None:
+        account = await portal.account()
+        webhook_id = await portal.webhook(account)
+        headers = {**admin(), "X-Account-Id": account}
+        path = f"/api/webhooks/manage/{webhook_id}"
+        await portal.api.patch(path, json={"events": "open,webhook.disabled"}, headers=headers)
+        browser = await portal.visitor(account)
+        form = (await browser.get(f"/portal/webhooks/{webhook_id}/edit")).text
+        assert 'value="webhook.disabled" checked' in form
+        assert 'value="delivery.exhausted">' in form
+        saved = await browser.post(
+            f"/portal/webhooks/{webhook_id}",
+            {"url": "https://hooks.example.com/in", "events": ["open", "webhook.disabled"]},
+        )
+        assert saved.status_code == 303
+        [webhook] = await webhooks_of(portal, account)
+        assert webhook["events"] == "open,webhook.disabled"
+
     async def test_list_shows_each_webhooks_state_and_last_day(self, portal: Portal) -> None:
         account = await portal.account()
         webhook_id = await portal.webhook(account)
@@ -195,6 +214,34 @@ class TestWebhooks:
 
 
 class TestDeliveries:
+    async def test_rotate_the_secret_shown_once(self, portal: Portal) -> None:
+        account = await portal.account()
+        webhook_id = await portal.webhook(account)
+        before = await WebhookStore(portal.redis).get(webhook_id)
+        browser = await portal.visitor(account)
+        page = await browser.get(f"/portal/webhooks/{webhook_id}")
+        assert f"/portal/webhooks/{webhook_id}/secret/rotate" in page.text
+        rotated = await browser.post(
+            f"/portal/webhooks/{webhook_id}/secret/rotate", {"grace": "86400"}
+        )
+        assert rotated.status_code == 200
+        after = await WebhookStore(portal.redis).get(webhook_id)
+        assert before is not None
+        assert after is not None
+        assert after.secret != before.secret
+        assert after.secret in rotated.text  # shown this once
+        assert [old for old, _ in after.previous_secrets] == [before.secret]
+        assert "also signs" in rotated.text
+        assert after.secret not in (await browser.get(f"/portal/webhooks/{webhook_id}")).text
+        refused = await browser.post(
+            f"/portal/webhooks/{webhook_id}/secret/rotate", {"grace": "12"}
+        )
+        assert refused.status_code == 422
+        no_token = await browser.post(
+            f"/portal/webhooks/{webhook_id}/secret/rotate", {"grace": "0", "csrf": None}
+        )
+        assert no_token.status_code == 403
+
     async def test_attempts_and_retry(self, portal: Portal) -> None:
         account = await portal.account()
         webhook_id = await portal.webhook(account)
