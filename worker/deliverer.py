@@ -47,6 +47,7 @@ from service.storage.jobs import enqueue_retry
 from service.storage.webhooks import StoredWebhook, WebhookStore
 from worker.http import USER_AGENT
 from worker.limiter import EndpointLimiter, Slot
+from worker.outcomes import OutcomeLog
 from worker.sender import Sender
 
 # Who an event is for: its account (None when unrouted) and its type.
@@ -89,6 +90,7 @@ class Deliverer:
         # request and leaves at least half a timeout to record it. Not on every short wait:
         # a backlog makes most deliveries wait a little, and renewals cost round trips.
         self._renew_after_seconds = config.delivery_timeout / 2
+        self.outcomes = OutcomeLog()
 
     def _now_ms(self) -> int:
         return epoch_ms(self._clock())
@@ -359,6 +361,7 @@ class Deliverer:
             retention_count=self.config.delivery_retention_count,
             retention_seconds=self.config.delivery_retention_seconds,
         )
+        self.outcomes.attempt(delivery, webhook, number, result, verdict, status, delay)
         if status == "pending" and delay is not None:
             await self.enqueue(delivery.id, next_owner, delay=delay)
         elif status == "disabled":
@@ -371,6 +374,7 @@ class Deliverer:
         self, delivery: StoredDelivery, owner: str, reason: ErrorKind, body: bytes = b""
     ) -> None:
         """No attempt: the delivery fails as it is, and stays retryable by hand (recover)."""
+        self.outcomes.abandoned(delivery, reason)
         await self._deliveries.record(
             delivery,
             owner=owner,

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service import logs
 from service.core.accounts import (
     DEFAULT_ACCOUNT,
     api_key_digest,
@@ -75,7 +76,9 @@ async def create_account(request: Request) -> Response:
     now = state.clock()
     account_id = new_account_id(epoch_ms(now), secrets.token_bytes(7))
     account = await state.accounts.create(account_id, body.name, now=format_timestamp(now))
-    logger.info("account %s created", account_id)
+    logger.info(
+        "account %s created", account_id, extra=logs.ids(request.headers, account_id=account_id)
+    )
     location = {"Location": str(request.url_for("account", account_id=account_id).path)}
     return json_response(public(account), status=201, headers=location)
 
@@ -128,7 +131,9 @@ async def delete_account(request: Request) -> Response:
         await state.webhooks.delete(webhook_id, account_id)
         await state.deliveries.forget_webhook(webhook_id)
     await state.accounts.finish_delete(account_id)
-    logger.info("account %s deleted", account_id)
+    logger.info(
+        "account %s deleted", account_id, extra=logs.ids(request.headers, account_id=account_id)
+    )
     return Response(status_code=204)
 
 
@@ -145,7 +150,12 @@ async def create_key(request: Request) -> Response:
         prefix=shown_prefix(key),
         now=format_timestamp(now),
     )
-    logger.info("API key %s created for %s", stored.id, account.id)  # never the key
+    logger.info(  # never the key
+        "API key %s created for %s",
+        stored.id,
+        account.id,
+        extra=logs.ids(request.headers, account_id=account.id),
+    )
     created = ApiKeyCreated(
         id=stored.id, key=key, prefix=stored.prefix, created_at=stored.created_at
     )
@@ -171,7 +181,12 @@ async def delete_key(request: Request) -> Response:
     key_id: str = request.path_params["key_id"]
     if not is_key_id(key_id) or not await app_state(request).accounts.revoke(account.id, key_id):
         raise NotFound(f"key {key_id} does not exist for account {account.id}")
-    logger.info("API key %s of %s revoked", key_id, account.id)
+    logger.info(
+        "API key %s of %s revoked",
+        key_id,
+        account.id,
+        extra=logs.ids(request.headers, account_id=account.id),
+    )
     return Response(status_code=204)
 
 

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from config import Config
+from service import logs
 from service.core.errors import Conflict, NotFound, ValidationFailed
 from service.core.event_types import InvalidEventTypes, format_event_types, parse_event_types
 from service.core.ids import format_timestamp
@@ -103,7 +104,11 @@ async def create_webhook(request: Request, account: str) -> Response:
             "(MAX_WEBHOOKS_PER_ACCOUNT): delete one first"
         ) from None
     logger.info(
-        "webhook %d created in %s, events=%s", webhook.id, account, format_event_types(events)
+        "webhook %d created in %s, events=%s",
+        webhook.id,
+        account,
+        format_event_types(events),
+        extra=logs.ids(request.headers, webhook_id=webhook.id, account_id=account),
     )
     response = public(webhook)
     if body.secret is None:
@@ -136,7 +141,11 @@ async def update_webhook(request: Request, account: str) -> Response:
     )
     if webhook is None:
         raise NotFound(f"webhook {path_id(request)} does not exist")
-    logger.info("webhook %d updated", webhook.id)
+    logger.info(
+        "webhook %d updated",
+        webhook.id,
+        extra=logs.ids(request.headers, webhook_id=webhook.id, account_id=account),
+    )
     return json_response(public(webhook))
 
 
@@ -144,7 +153,11 @@ async def update_webhook(request: Request, account: str) -> Response:
 async def delete_webhook(request: Request, account: str) -> Response:
     if not await app_state(request).webhooks.delete(path_id(request), account):
         raise NotFound(f"webhook {path_id(request)} does not exist")
-    logger.info("webhook %d deleted", path_id(request))
+    logger.info(
+        "webhook %d deleted",
+        path_id(request),
+        extra=logs.ids(request.headers, webhook_id=path_id(request), account_id=account),
+    )
     return Response(status_code=204)
 
 
