@@ -287,8 +287,7 @@ class TestOutcomeLog:
         (summary,) = caplog.records
         assert summary.levelno == logging.INFO
         assert summary.getMessage() == (
-            "delivery attempts in the last 61 s: 1 failed, will retry, 25 succeeded "
-            "(5 not logged one by one)"
+            "delivery attempts in the last 61 s: 25 succeeded, 1 to retry (5 not logged one by one)"
         )
         caplog.clear()
         clock.now += outcomes.SUMMARY_SECONDS

@@ -37,6 +37,16 @@ OUTCOME_TEXT = {
     "abandoned": "abandoned",
     "lost": "not recorded: its lease was taken over",
 }
+# The same in the summary line, in this order.
+SUMMARY_TEXT = {
+    "succeeded": "succeeded",
+    "pending": "to retry",
+    "failed": "failed for good",
+    "gone": "answered 410",
+    "disabled": "disabled their webhook",
+    "abandoned": "abandoned",
+    "lost": "lost their lease",
+}
 
 
 class OutcomeLog:
@@ -132,9 +142,10 @@ class OutcomeLog:
         if now - self._since < SUMMARY_SECONDS:
             return
         if self._counts:
+            order = {outcome: place for place, outcome in enumerate(SUMMARY_TEXT)}
+            counted = sorted(self._counts.items(), key=lambda item: order.get(item[0], 99))
             counts = ", ".join(
-                f"{count:,} {OUTCOME_TEXT.get(outcome, outcome)}"
-                for outcome, count in sorted(self._counts.items())
+                f"{count:,} {SUMMARY_TEXT.get(outcome, outcome)}" for outcome, count in counted
             )
             logger.info(
                 "delivery attempts in the last %.0f s: %s (%s not logged one by one)",
