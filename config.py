@@ -54,7 +54,7 @@ class Config:
     # "text" for people, "json" for a log drain: one object per line (service/logs.py).
     log_format: str = "text"
     # uvicorn's line per request: off, as Heroku's router logs every request already, and it
-    # cost a third of ingest throughput (docs/performance.md).
+    # costs 11-17 % of ingest throughput (docs/performance.md).
     access_log: bool = False
     # Inbound provider verification: provider name → the secret read from its
     # `secret_variable`, set ones only; each must sign that provider's requests.
