@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # What deployments install (Heroku's buildpack, the Dockerfile): `make lock` writes it.
 LOCK := requirements.txt
 
-.PHONY: run test lint typecheck unit bench soak lock clean
+.PHONY: run test lint typecheck unit browser screenshots bench soak lock clean
 
 # The locked runtime set first, hash-checked, so that the tests run what ships; then the
 # project (editable) and its dev tools. A dependency added to pyproject but not yet locked
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml $(LOCK)
 run: $(STAMP)
 	$(BIN)/python -m devtools.run
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -34,6 +34,15 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not redis'
+
+# The portal's browser tests drive the system Chromium: installed here when missing and this
+# user can (root, apt-get), else those tests skip (and fail under CI=true).
+browser: $(STAMP)
+	$(BIN)/python -m devtools.browser
+
+# Runs the browser tests and keeps their screenshots in docs/portal/ (docs/portal.md).
+screenshots: $(STAMP) browser
+	PORTAL_SCREENSHOTS=docs/portal $(BIN)/python -m pytest -q tests/test_portal_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

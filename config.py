@@ -7,6 +7,7 @@ Every variable is documented in the README's Configuration table. A bad value ra
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -25,6 +26,14 @@ SSL_CERT_REQS = ("none", "optional", "required")
 # Seconds before each attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MIN_API_KEY_LENGTH = 16
+MIN_PORTAL_SECRET_LENGTH = 32
+# A CSP source the portal may be framed by: 'self', or a scheme and host (a leading *.
+# allowed, as CSP allows), with an optional port; nothing that could end the header's value.
+FRAME_ANCESTOR = re.compile(r"'self'|https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+# Where Amazon SNS publishes its signing certificates: HTTPS, an `sns.<region>` host of Amazon
+# (`.com.cn` in China), a `.pem` file. Anchored on the `/` after the host, so that
+# `sns.<region>.amazonaws.com.example.net` or `…amazonaws.com@example.net` cannot match.
+DEFAULT_SNS_CERT_URL_PATTERN = r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^?#@\\\s]*\.pem"
 
 
 class ConfigError(ValueError):
@@ -57,9 +66,17 @@ class Config:
     # costs 11-17 % of ingest throughput (docs/performance.md).
     access_log: bool = False
     # Inbound provider verification: provider name → the secret read from its
-    # `secret_variable`, set ones only; each must sign that provider's requests.
+    # `secret_variable` (or variables: `Provider.read_secret`), set ones only; each must sign
+    # or authenticate that provider's requests (for Amazon SES, which SNS signs with its own
+    # certificates, the allowed topics instead).
     provider_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Provider name → the URL read from its `url_variable` (set ones only), for a provider that
+    # signs the URL it posts to (Mandrill). Hidden from repr: it may hold credentials.
+    provider_urls: Mapping[str, str] = field(default_factory=dict, repr=False)
     allow_unsigned_inbound: bool = False
+    # The only URLs SNS signing certificates are fetched from (a regular expression that the
+    # whole URL must match).
+    sns_cert_url_pattern: str = DEFAULT_SNS_CERT_URL_PATTERN
     dedup_ttl_seconds: int = 72 * 3600
     events_maxlen: int = 1_000_000
     # Ingest answers 503 from this fraction of Redis's maxmemory, leaving the worker room.
@@ -74,6 +91,21 @@ class Config:
     disable_after_seconds: int = 5 * 86400
     delivery_retention_count: int = 10_000
     delivery_retention_seconds: int = 30 * 86400
+    # An HTTP proxy every delivery goes through (http:// or https://, credentials allowed),
+    # "" for none. Hidden from repr but for its redacted form: it may hold credentials.
+    delivery_proxy_url: str = field(default="", repr=False)
+    # A stream entry whose processing failed this many times is set aside as a dead letter.
+    dead_letter_after: int = 5
+    # The customer portal (docs/portal.md): off without a secret to sign its links with.
+    portal_secret: str = field(default="", repr=False)
+    portal_session_seconds: int = 3600
+    # CSP frame-ancestors sources allowed to embed the portal; none: 'none'.
+    portal_frame_ancestors: tuple[str, ...] = ()
+
+    @property
+    def delivery_proxy_url_redacted(self) -> str:
+        """DELIVERY_PROXY_URL with any credentials replaced, for logs ("" when unset)."""
+        return _redacted(self.delivery_proxy_url) if self.delivery_proxy_url else ""
 
     @property
     def redis_url_redacted(self) -> str:
@@ -101,13 +133,19 @@ class Config:
             f"log_level={self.log_level!r}, log_format={self.log_format!r}, "
             f"access_log={self.access_log}, inbound_secrets=<{self.configured_providers}>, "
             f"allow_unsigned_inbound={self.allow_unsigned_inbound}, "
+            f"sns_cert_url_pattern={self.sns_cert_url_pattern!r}, "
             f"dedup_ttl_seconds={self.dedup_ttl_seconds}, events_maxlen={self.events_maxlen}, "
             f"ingest_memory_limit={self.ingest_memory_limit}, "
             f"ingest_timeout={self.ingest_timeout}, "
             f"delivery_timeout={self.delivery_timeout}, retry_schedule={self.retry_schedule}, "
             f"endpoint_concurrency={self.endpoint_concurrency}, "
             f"delivery_concurrency={self.delivery_concurrency}, "
-            f"disable_after_seconds={self.disable_after_seconds})"
+            f"disable_after_seconds={self.disable_after_seconds}, "
+            f"dead_letter_after={self.dead_letter_after}, "
+            f"portal={'on' if self.portal_secret else 'off'}, "
+            f"portal_session_seconds={self.portal_session_seconds}, "
+            f"portal_frame_ancestors={self.portal_frame_ancestors}, "
+            f"delivery_proxy_url={self.delivery_proxy_url_redacted!r})"
         )
 
     @property
@@ -135,7 +173,11 @@ class Config:
                 return default
             return parse(name, raw.strip())
 
-        secrets = {p.name: get(p.secret_variable, _secret, "") for p in providers}
+        def variable(name: str) -> str:
+            return get(name, _secret, "")
+
+        secrets = {p.name: p.read_secret(variable) for p in providers}
+        urls = {p.name: get(p.url_variable, _absolute_url, "") for p in providers if p.url_variable}
         return cls(
             redis_url=get("REDIS_URL", _redis_url, DEFAULT_REDIS_URL),
             redis_ssl_cert_reqs=get("REDIS_SSL_CERT_REQS", _choice(SSL_CERT_REQS), "none"),
@@ -157,7 +199,9 @@ class Config:
             provider_secrets=MappingProxyType(
                 {name: secret for name, secret in secrets.items() if secret}
             ),
+            provider_urls=MappingProxyType({name: url for name, url in urls.items() if url}),
             allow_unsigned_inbound=get("ALLOW_UNSIGNED_INBOUND", _bool, False),
+            sns_cert_url_pattern=get("SNS_CERT_URL_PATTERN", _regex, DEFAULT_SNS_CERT_URL_PATTERN),
             dedup_ttl_seconds=get("DEDUP_TTL_SECONDS", _int_between(60, 90 * 86400), 72 * 3600),
             events_maxlen=get("EVENTS_MAXLEN", _int_between(1000, 10**9), 1_000_000),
             ingest_timeout=get("INGEST_TIMEOUT", _float_between(0.1, 60), 1.0),
@@ -175,6 +219,13 @@ class Config:
             delivery_retention_seconds=get(
                 "DELIVERY_RETENTION_SECONDS", _int_between(3600, 365 * 86400), 30 * 86400
             ),
+            dead_letter_after=get("DEAD_LETTER_AFTER", _int_between(1, 1000), 5),
+            portal_secret=get("PORTAL_SECRET", _portal_secret, ""),
+            portal_session_seconds=get(
+                "PORTAL_SESSION_SECONDS", _int_between(60, 30 * 86400), 3600
+            ),
+            portal_frame_ancestors=get("PORTAL_FRAME_ANCESTORS", _frame_ancestors, ()),
+            delivery_proxy_url=get("DELIVERY_PROXY_URL", _proxy_url, ""),
         )
 
 
@@ -241,6 +292,14 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
     return parse
 
 
+def _regex(name: str, raw: str) -> str:
+    try:
+        re.compile(raw)
+    except re.error as exc:
+        raise ConfigError(f"{name} is not a regular expression: {exc}") from None
+    return raw
+
+
 def _secret(name: str, raw: str) -> str:
     return raw
 
@@ -249,6 +308,40 @@ def _metadata_key(name: str, raw: str) -> str:
     if len(raw) > 100:
         raise ConfigError(f"{name} must be at most 100 characters")
     return raw
+
+
+def _absolute_url(name: str, raw: str) -> str:
+    # Never echo the value: a URL may carry basic-auth credentials.
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an absolute http:// or https:// URL")
+    return raw
+
+
+def _proxy_url(name: str, raw: str) -> str:
+    # Never echo the value: it may carry the proxy's credentials.
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http:// or https:// proxy URL with a host")
+    if port == 0 or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(
+            f"{name} must be a proxy's scheme, host and port (credentials allowed), "
+            "with no path, query or fragment"
+        )
+    return raw
+
+
+def _redacted(url: str) -> str:
+    """`url` with its credentials, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 def _api_keys(name: str, raw: str) -> tuple[str, ...]:
@@ -260,3 +353,19 @@ def _api_keys(name: str, raw: str) -> tuple[str, ...]:
                 f"{name}: key #{position} is shorter than {MIN_API_KEY_LENGTH} characters"
             )
     return keys
+
+
+def _portal_secret(name: str, raw: str) -> str:
+    if len(raw) < MIN_PORTAL_SECRET_LENGTH:
+        raise ConfigError(f"{name} must be at least {MIN_PORTAL_SECRET_LENGTH} characters")
+    return raw
+
+
+def _frame_ancestors(name: str, raw: str) -> tuple[str, ...]:
+    sources = tuple(part for part in re.split(r"[\s,]+", raw) if part)
+    for source in sources:
+        if not FRAME_ANCESTOR.fullmatch(source):
+            raise ConfigError(
+                f"{name}: {source!r} is not 'self' or an origin such as https://app.example.com"
+            )
+    return sources

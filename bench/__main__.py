@@ -21,7 +21,17 @@ from bench.transport import machine
 from devtools.redis_server import PrivateRedis
 
 RESULTS = Path(__file__).with_name("results.json")
-ORDER = ("transport", "ingest", "delivery", "latency", "fanout", "isolation", "memory", "scaleout")
+ORDER = (
+    "transport",
+    "ingest",
+    "providers",
+    "delivery",
+    "latency",
+    "fanout",
+    "isolation",
+    "memory",
+    "scaleout",
+)
 
 
 def main() -> None:

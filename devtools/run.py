@@ -64,6 +64,8 @@ def main() -> int:
             overrides["API_KEYS"] = dev_api_key()
         if not os.environ.get("ADMIN_API_KEYS"):
             overrides["ADMIN_API_KEYS"] = dev_api_key("dev-admin-key", "dev_admin_")
+        if not os.environ.get("PORTAL_SECRET"):
+            overrides["PORTAL_SECRET"] = dev_api_key("dev-portal-secret", "dev_portal_")
         overrides.setdefault("PORT", os.environ.get("PORT", "8000"))
         # Development only: providers without a configured secret are accepted unsigned.
         overrides.setdefault(
@@ -76,6 +78,7 @@ def main() -> int:
                 f"mailhooks: http://127.0.0.1:{overrides['PORT']}  (API docs at /docs)",
                 f"API key:   {api_key}  (the default account's)",
                 f"Admin key: {admin_key.split(',')[0]}  (accounts: /api/accounts)",
+                "Portal:    POST /api/accounts/acc_default/portal-links (docs/portal.md)",
                 *notes,
                 "Ctrl-C stops everything.",
             ]

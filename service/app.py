@@ -23,26 +23,34 @@ from service.core.ids import format_timestamp
 from service.deadlines import Deadlines
 from service.http import (
     accounts,
+    dead_letters,
     deliveries,
     emails,
+    event_types,
     events,
     health,
     inbound,
     openapi,
+    portal,
     status,
     webhooks,
 )
 from service.http.errors import exception_handlers
 from service.http.server import install_access_log_redaction
+from service.http.signing_keys import SigningKeys, signing_keys_client
 from service.http.state import STATE_KEY, AppState
 from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
 from service.storage.accounts import AccountStore
+from service.storage.autopipeline import AutoPipeline
 from service.storage.capacity import Capacity
 from service.storage.connection import connect
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.idempotency import IdempotencyStore
 from service.storage.jobs import job_queue
+from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
 
@@ -53,8 +61,11 @@ routes = [
     *webhooks.routes,
     *deliveries.routes,
     *events.routes,
+    *event_types.routes,
     *emails.routes,
     *accounts.routes,
+    *dead_letters.routes,
+    *portal.routes,  # the API's portal-links operation, and the /portal pages
     *status.routes,
     *health.routes,
     *openapi.routes,
@@ -80,6 +91,11 @@ def check_inbound_secrets(config: Config, providers: Sequence[Provider] = PROVID
             provider.check_secret(secret)
         except InvalidSignature as exc:
             raise ConfigError(f"{provider.secret_variable}: {exc}") from None
+        if provider.url_variable and not config.provider_urls.get(provider.name):
+            raise ConfigError(
+                f"{provider.url_variable} is required with {provider.secret_variable}: "
+                f"{provider.name} signs the URL it posts to, exactly as registered with it"
+            )
 
 
 async def ensure_default_account(state: AppState) -> None:
@@ -115,10 +131,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         client = redis if redis is not None else connect(config)
+        keys_client = signing_keys_client()
         logger.info("web starting with %r", config)
         try:
+            # One pipeline for the ingest path: a request's routing lookup and its append
+            # travel with the other requests' commands.
+            pipeline = AutoPipeline(client)
             event_store = EventStore(
-                client, maxlen=config.events_maxlen, dedup_ttl_seconds=config.dedup_ttl_seconds
+                client,
+                maxlen=config.events_maxlen,
+                dedup_ttl_seconds=config.dedup_ttl_seconds,
+                pipeline=pipeline,
             )
             state = AppState(
                 config=config,
@@ -130,7 +153,11 @@ def create_app(
                 clock=clock,
                 capacity=Capacity(client, limit=config.ingest_memory_limit, clock=clock),
                 deadlines=Deadlines(),
-                accounts=AccountStore(client),
+                signing_keys=SigningKeys(config.sns_cert_url_pattern, keys_client),
+                accounts=AccountStore(client, pipeline),
+                idempotency=IdempotencyStore(client),
+                dead_letters=DeadLetterStore(client),
+                portal=PortalStore(client),
             )
             if config.single_account:
                 await ensure_default_account(state)
@@ -140,6 +167,7 @@ def create_app(
             yield {STATE_KEY: state}
             await event_store.drain()  # a trim under way finishes before the client closes
         finally:
+            await keys_client.aclose()
             if redis is None:
                 await client.aclose()
 

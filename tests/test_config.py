@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from config import Config, ConfigError
+from config import DEFAULT_SNS_CERT_URL_PATTERN, Config, ConfigError
 
 
 class TestFromEnv:
@@ -18,6 +18,11 @@ class TestFromEnv:
         assert config.redis_ssl_cert_reqs == "none"
         assert config.log_format == "text"
         assert config.access_log is False
+        assert config.sns_cert_url_pattern == DEFAULT_SNS_CERT_URL_PATTERN
+        assert config.dead_letter_after == 5
+        assert config.portal_secret == ""  # the portal is off
+        assert config.portal_session_seconds == 3600
+        assert config.portal_frame_ancestors == ()
 
     def test_every_variable_is_read(self) -> None:
         config = Config.from_env(
@@ -37,6 +42,7 @@ class TestFromEnv:
                 "SENDGRID_WEBHOOK_PUBLIC_KEY": "MFkw",
                 "MAILGUN_WEBHOOK_SIGNING_KEY": "mg-key",
                 "ALLOW_UNSIGNED_INBOUND": "yes",
+                "SNS_CERT_URL_PATTERN": r"http://127\.0\.0\.1:[0-9]+/.*\.pem",
                 "DEDUP_TTL_SECONDS": "3600",
                 "EVENTS_MAXLEN": "5000",
                 "INGEST_MEMORY_LIMIT": "0.75",
@@ -51,6 +57,11 @@ class TestFromEnv:
                 "MAX_WEBHOOKS_PER_ACCOUNT": "7",
                 "ACCOUNT_METADATA_KEY": "tenant",
                 "EMAIL_OWNER_TTL": "86400",
+                "DELIVERY_PROXY_URL": "http://egress:pr0xy-pass@proxy.internal:3128",
+                "DEAD_LETTER_AFTER": "3",
+                "PORTAL_SECRET": "portal-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                "PORTAL_SESSION_SECONDS": "900",
+                "PORTAL_FRAME_ANCESTORS": "'self' https://app.example.com, https://*.example.net:8443",
             }
         )
         assert config.redis_url == "rediss://:pw@example.com:6380/2"
@@ -70,6 +81,7 @@ class TestFromEnv:
             "mailgun": "mg-key",
         }
         assert config.allow_unsigned_inbound is True
+        assert config.sns_cert_url_pattern == r"http://127\.0\.0\.1:[0-9]+/.*\.pem"
         assert config.dedup_ttl_seconds == 3600
         assert config.ingest_memory_limit == 0.75
         assert config.events_maxlen == 5000
@@ -84,9 +96,21 @@ class TestFromEnv:
         assert config.max_webhooks_per_account == 7
         assert config.account_metadata_key == "tenant"
         assert config.email_owner_ttl_seconds == 86400
+        assert config.dead_letter_after == 3
         assert "admin-aaaaaaaaaaaaaaaa" not in repr(config)
         assert "generic-secret" not in repr(config)
         assert "mg-key" not in repr(config)
+        assert config.delivery_proxy_url == "http://egress:pr0xy-pass@proxy.internal:3128"
+        assert "pr0xy-pass" not in repr(config)
+        assert "http://***@proxy.internal:3128" in repr(config)
+        assert config.portal_secret == "portal-secret-aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        assert "portal-secret" not in repr(config)
+        assert config.portal_session_seconds == 900
+        assert config.portal_frame_ancestors == (
+            "'self'",
+            "https://app.example.com",
+            "https://*.example.net:8443",
+        )
 
     def test_blank_means_default(self) -> None:
         assert Config.from_env({"PORT": "  "}).port == 8000
@@ -119,11 +143,35 @@ class TestFromEnv:
             ("MAX_WEBHOOKS_PER_ACCOUNT", "0"),
             ("EMAIL_OWNER_TTL", "60"),
             ("ACCOUNT_METADATA_KEY", "k" * 101),
+            ("SNS_CERT_URL_PATTERN", "https://sns\\.(unclosed"),
+            ("DELIVERY_PROXY_URL", "socks5://proxy:1080"),
+            ("DELIVERY_PROXY_URL", "proxy.internal:3128"),
+            ("DELIVERY_PROXY_URL", "http://"),
+            ("DELIVERY_PROXY_URL", "http://proxy:99999"),
+            ("DELIVERY_PROXY_URL", "http://proxy:3128/some/path"),
+            ("DEAD_LETTER_AFTER", "0"),
+            ("PORTAL_SECRET", "too-short"),
+            ("PORTAL_SESSION_SECONDS", "10"),
+            ("PORTAL_FRAME_ANCESTORS", "*"),
+            ("PORTAL_FRAME_ANCESTORS", "https://ok.example; script-src *"),
+            ("PORTAL_FRAME_ANCESTORS", "'unsafe-inline'"),
         ],
     )
     def test_bad_value_names_the_variable(self, name: str, value: str) -> None:
         with pytest.raises(ConfigError, match=name):
             Config.from_env({name: value})
+
+    def test_a_bad_proxy_url_is_refused_without_echoing_it(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            Config.from_env({"DELIVERY_PROXY_URL": "ftp://user:pr0xy-pass@proxy:21"})
+        assert "DELIVERY_PROXY_URL" in str(info.value)
+        assert "pr0xy-pass" not in str(info.value)
+
+    def test_proxy_url_defaults_to_none_and_https_is_accepted(self) -> None:
+        assert Config.from_env({}).delivery_proxy_url == ""
+        assert "delivery_proxy_url=''" in repr(Config.from_env({}))
+        https = Config.from_env({"DELIVERY_PROXY_URL": "https://proxy.internal:8443/"})
+        assert https.delivery_proxy_url_redacted == "https://proxy.internal:8443/"
 
     def test_short_api_key_is_refused_without_echoing_it(self) -> None:
         with pytest.raises(ConfigError) as info:

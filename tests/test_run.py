@@ -68,7 +68,7 @@ def launch(tmp_path: Path) -> Iterator[type[Launcher]]:
     launched: list[Launcher] = []
 
     def start(**env: str) -> Launcher:
-        unset = ("REDIS_URL", "API_KEYS", "ADMIN_API_KEYS")
+        unset = ("REDIS_URL", "API_KEYS", "ADMIN_API_KEYS", "PORTAL_SECRET")
         base = {k: v for k, v in os.environ.items() if k not in unset}
         base.update(MAILHOOKS_DATA_DIR=str(tmp_path), PORT=str(free_port()), **env)
         launcher = Launcher(base)
@@ -100,6 +100,9 @@ def exercise(launcher: Launcher) -> None:
         admin = {"Authorization": f"Bearer {admin_key}"}
         account = client.post("/api/accounts", json={"name": "Acme"}, headers=admin)
         assert account.status_code == 201
+        link = client.post("/api/accounts/acc_default/portal-links")  # a dev PORTAL_SECRET
+        assert link.status_code == 201
+        assert client.get(link.json()["url"]).status_code == 303
     launcher.process.send_signal(signal.SIGINT)
     assert launcher.process.wait(timeout=30) in (0, 128 + signal.SIGINT)
     with pytest.raises(httpx.ConnectError):

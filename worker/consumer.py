@@ -4,6 +4,12 @@ An entry is acknowledged only once all its deliveries are done or handed to arq.
 dead consumer left pending are reclaimed (XAUTOCLAIM) once idle longer than the longest
 delivery could take; a missing group or stream (Redis restarted or flushed) is recreated on
 the spot, without restarting the worker.
+
+An entry that cannot be processed is set aside as a dead letter (copied to the dead-letter
+stream and acknowledged in one step), so that it no longer holds trimming back: at once when
+it is not an event; when its processing failed and the group had handed it out
+`dead_letter_after` times; when a reclaim finds it handed out more often than that (the
+consumers holding it died or were cut off each time).
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ import uuid
 
 import redis.exceptions
 
+from service.core.clock import Clock, system_clock
+from service.core.ids import format_timestamp
+from service.core.models import Event
 from service.storage.stream import EventStream, StreamRead
 from worker.deliverer import Deliverer
 
@@ -28,6 +37,8 @@ logger = logging.getLogger("mailhooks.consumer")
 READ_COUNT = 100
 BLOCK_MS = 1000
 RECLAIM_EVERY_SECONDS = 5.0
+# A dead letter's detail (an exception's text) is cut to this many characters.
+DETAIL_CHARS = 1024
 
 
 def consumer_name() -> str:
@@ -81,6 +92,8 @@ class Consumer:
         name: str,
         reclaim_idle_ms: int,
         max_entries_in_flight: int = 1000,
+        dead_letter_after: int = 5,
+        clock: Clock = system_clock,
     ) -> None:
         self._stream = stream
         self._acks = Acknowledgements(stream)
@@ -91,6 +104,9 @@ class Consumer:
         self._passes = itertools.count()
         self._reclaim_idle_ms = reclaim_idle_ms
         self._max_in_flight = max_entries_in_flight
+        self._dead_letter_after = dead_letter_after
+        self._clock = clock
+        self._setting_aside: set[asyncio.Task[None]] = set()
         # Once full, read again only when a whole read's worth has finished: reading as
         # soon as one entry finishes made reads of a few entries each (430 reads and
         # subscriber lookups for 10,000 entries), each paying its round trips and parsing.
@@ -152,13 +168,15 @@ class Consumer:
             # rather than start work that shutdown would cut off before it is recorded.
             return
         if read.not_events:
-            logger.error("stream entries %s are not events; acknowledging them", read.not_events)
+            logger.error("stream entries %s are not events; setting them aside", read.not_events)
             self._stream.count_unreadable(len(read.not_events))  # replied to in passing
             for entry_id in read.not_events:
-                self._acks.add(entry_id)
+                self._set_aside(entry_id, "unreadable", read.why_not.get(entry_id, ""))
         running = self._running
         # Not those reclaimed from ourselves while still at work on them.
         batch = [entry for entry in read.events if entry[0] not in running]
+        if read.deliveries:
+            batch = self._without_exhausted(batch, read.deliveries)
         if not batch:
             return
         # One subscriber lookup per account and event type in the read, made after the read:
@@ -178,10 +196,11 @@ class Consumer:
                 deliver = self._deliverer.deliver_event(
                     entry_id, event, subscribers[event.account_id, event.type], owner=owner
                 )
-            except Exception:
+            except Exception as exc:
                 # A bug, not an outage: the others in this read go on; this one stays
-                # pending and is tried again when reclaimed.
+                # pending and is tried again when reclaimed, or set aside if it was its last.
                 logger.exception("preparing entry %s for delivery failed", entry_id)
+                self._failed(entry_id, exc)
                 continue
             task = asyncio.create_task(deliver)
             self._running.add(entry_id)
@@ -202,6 +221,74 @@ class Consumer:
             logger.info("reclaimed %d entries left pending by another consumer", reclaimed)
         return read
 
+    def _without_exhausted(
+        self, batch: list[tuple[str, Event]], deliveries: dict[str, int]
+    ) -> list[tuple[str, Event]]:
+        """Sets aside the reclaimed entries handed out more than `dead_letter_after` times
+        (each time a consumer died or was cut off holding it: a failure it saw would have set
+        it aside at the last); the others, to process."""
+        limit = self._dead_letter_after
+        kept = []
+        for entry in batch:
+            times = deliveries.get(entry[0], 1)
+            if times <= limit:
+                kept.append(entry)
+                continue
+            detail = (
+                f"handed out {times - 1} times without being finished: the worker holding it "
+                "stopped, crashed or lost Redis each time (see the worker logs)"
+            )
+            self._set_aside(entry[0], "reclaimed", detail, min_deliveries=limit + 1)
+        return kept
+
+    def _failed(self, entry_id: str, exc: BaseException) -> None:
+        """Processing raised (a bug, not an outage): set the entry aside if the group has
+        handed it out `dead_letter_after` times, else leave it to be tried again."""
+        detail = f"{type(exc).__name__}: {exc}"[:DETAIL_CHARS]
+        self._set_aside(entry_id, "failed", detail, min_deliveries=self._dead_letter_after)
+
+    def _set_aside(self, entry_id: str, reason: str, detail: str, min_deliveries: int = 0) -> None:
+        """Make the entry a dead letter, in the background (the read loop does not wait)."""
+        task = asyncio.create_task(self._dead_letter(entry_id, reason, detail, min_deliveries))
+        self._setting_aside.add(task)
+        task.add_done_callback(self._setting_aside.discard)
+
+    async def _dead_letter(
+        self, entry_id: str, reason: str, detail: str, min_deliveries: int
+    ) -> None:
+        try:
+            letter = await self._stream.dead_letter(
+                entry_id,
+                consumer=self.name,
+                reason=reason,
+                detail=detail,
+                at=format_timestamp(self._clock()),
+                min_deliveries=min_deliveries,
+            )
+        except redis.exceptions.RedisError as exc:
+            logger.warning(
+                "setting entry %s aside failed (%r): it stays pending and is looked at again "
+                "when reclaimed",
+                entry_id,
+                exc,
+            )
+            return
+        if letter is not None:
+            logger.error(
+                "entry %s set aside as dead letter %s (%s: %s); see GET /api/dead-letters",
+                entry_id,
+                letter,
+                reason,
+                detail,
+            )
+        elif min_deliveries:
+            logger.warning(
+                "entry %s stays pending: it is tried again when reclaimed, and set aside "
+                "once the group has handed it out %d times (DEAD_LETTER_AFTER)",
+                entry_id,
+                min_deliveries,
+            )
+
     def _done(self, task: asyncio.Task[None], entry_id: str) -> None:
         self._tasks.discard(task)
         self._running.discard(entry_id)
@@ -218,8 +305,10 @@ class Consumer:
         elif isinstance(exc, redis.exceptions.ResponseError):
             logger.warning("entry %s interrupted: %s", entry_id, exc)
         else:
-            # A bug, not an outage: say so loudly; the entry is reclaimed and tried again.
+            # A bug, not an outage: say so loudly; the entry is reclaimed and tried again,
+            # or set aside if this was its last try.
             logger.error("delivering entry %s failed", entry_id, exc_info=exc)
+            self._failed(entry_id, exc)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -235,4 +324,6 @@ class Consumer:
                 task.cancel()
             if unfinished:
                 logger.warning("%d entries left for another consumer", len(unfinished))
+        while self._setting_aside:
+            await asyncio.gather(*self._setting_aside, return_exceptions=True)
         await self._acks.drain()

@@ -1,8 +1,11 @@
 """Attempting deliveries: claim → sign → POST → record the outcome → schedule the next try.
 
 First attempts come straight from the stream consumer, many in flight at once; later ones
-(retries, manual retries, hand-offs from a saturated endpoint) arrive as arq jobs. Either way
-the delivery's lease (service.storage.deliveries) lets only one attempt run at a time.
+(retries, manual retries, hand-offs from a saturated endpoint, deliveries waiting for their
+webhook's rate-limit slot) arrive as arq jobs. Either way the delivery's lease
+(service.storage.deliveries) lets only one attempt run at a time. Outcomes that the account
+should hear of (a webhook disabled, a delivery's schedule spent) are stored as operational
+events (service.core.operational).
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from dataclasses import replace
 from typing import Any
 
 import msgspec
+import redis.exceptions
 from arq.connections import ArqRedis
 
 from config import Config
+from service.core import operational
 from service.core.clock import Clock, system_clock
 from service.core.event_types import QUALIFIED_PREFIX
 from service.core.ids import (
@@ -31,9 +36,10 @@ from service.core.ids import (
     lease_owner,
 )
 from service.core.ids import event_id as event_id_of
-from service.core.models import Attempt, Event
+from service.core.models import Attempt, DisabledReason, Event
 from service.core.outcome import ErrorKind, Verdict, judge
 from service.core.payload import build_payload, encode
+from service.core.rotation import live_previous
 from service.core.signing import delivery_headers
 from service.storage.deliveries import (
     Claim,
@@ -44,9 +50,10 @@ from service.storage.deliveries import (
 )
 from service.storage.events import EventStore
 from service.storage.jobs import enqueue_retry
+from service.storage.rate_limits import RateLimits
 from service.storage.webhooks import StoredWebhook, WebhookStore
 from worker.http import USER_AGENT
-from worker.limiter import EndpointLimiter, Slot
+from worker.limiter import EndpointLimiter, Slot, rate_burst
 from worker.outcomes import OutcomeLog
 from worker.sender import Sender
 
@@ -65,6 +72,7 @@ class Deliverer:
         webhooks: WebhookStore,
         deliveries: DeliveryStore,
         events: EventStore,
+        rates: RateLimits,
         jobs: ArqRedis,
         sender: Sender,
         config: Config,
@@ -75,6 +83,7 @@ class Deliverer:
         self._webhooks = webhooks
         self._deliveries = deliveries
         self._events = events
+        self._rates = rates
         self._jobs = jobs
         self._sender = sender
         self._clock = clock
@@ -126,6 +135,9 @@ class Deliverer:
         to arq (then the stream entry may be acknowledged). Built here, run by the caller's
         task: for one webhook it is that delivery's own coroutine, with no wrapper frame
         for each of its awaits to pass through."""
+        if event.exclude_webhook is not None:
+            # An operational event is never sent to the webhook it is about.
+            webhooks = [w for w in webhooks if w.id != event.exclude_webhook]
         if not webhooks:
             return _nothing()
         event_id = event_id_of(entry_id)
@@ -155,6 +167,14 @@ class Deliverer:
             # payload and let arq attempt it when the endpoint has room.
             await self._hand_off(id_, webhook.id, event_id, event_type, body)
             return
+        if webhook.rate_limit is not None and webhook.active:
+            wait = await self._take_rate_slot(webhook.id, webhook.rate_limit)
+            if wait > 0:
+                # Over its rate: the delivery waits for its slot in arq, not here, so that
+                # the stream goes on for every other endpoint.
+                owner = lease_owner(id_, LeaseTag.RATE_WAIT, self._now_ms())
+                await self._wait_for_slot(id_, webhook.id, event_id, event_type, body, owner, wait)
+                return
         # Counted against the endpoint from now, so that the deliveries of one read see
         # each other when deciding whether it is saturated.
         slot = self._endpoints.slot(webhook.id)
@@ -243,6 +263,37 @@ class Deliverer:
         if claim.claim is not Claim.SKIP:
             await self.enqueue(id_, owner, delay=self.saturated_backoff())
 
+    def _take_rate_slot(self, webhook_id: int, per_second: int) -> Coroutine[Any, Any, float]:
+        return self._rates.take_slot(
+            webhook_id, per_second=per_second, burst=rate_burst(per_second)
+        )
+
+    async def _wait_for_slot(
+        self,
+        id_: str,
+        webhook_id: int,
+        event_id: str,
+        event_type: str,
+        body: bytes,
+        owner: str,
+        wait: float,
+    ) -> None:
+        """Hand the delivery to arq until its rate-limit slot, `wait` seconds from now, with
+        its payload and a lease that lasts until then (and a request's time after). The job
+        then attempts it without taking another slot. No attempt is made or counted, so
+        waiting never fails a delivery nor brings its webhook nearer to being disabled."""
+        claim = await self._claim(
+            id_,
+            webhook_id,
+            event_id,
+            event_type,
+            owner,
+            lease_ms=int(wait * 1000) + self.lease_ms,
+            payload=body,
+        )
+        if claim.claim is not Claim.SKIP:
+            await self.enqueue(id_, owner, delay=wait, rate_slot_taken=True)
+
     def saturated_backoff(self) -> float:
         """When to look again at a delivery whose endpoint is saturated. A slow endpoint frees
         a slot at most every request timeout, so polling it faster only burns CPU that the
@@ -251,16 +302,34 @@ class Deliverer:
 
     # -- later attempts, as arq jobs ------------------------------------------------------
 
-    async def retry(self, id_: str, owner: str) -> bool:
+    async def retry(self, id_: str, owner: str, *, rate_slot_taken: bool = False) -> bool:
         """Attempt a pending delivery whose lease `owner` holds (or nobody holds any more).
         False when its endpoint is saturated: the caller should try again later rather than
-        wait here (an arq job slot must not idle behind one slow endpoint)."""
+        wait here (an arq job slot must not idle behind one slow endpoint). A webhook with a
+        rate limit is asked for a slot first, unless this job waited for one already
+        (`rate_slot_taken`); over its rate, the attempt waits for its slot in another job."""
         delivery = await self._deliveries.get(id_)
         if delivery is None or delivery.status != "pending":
             return True
         if self._endpoints.saturated(delivery.webhook_id):
             return False
         body = delivery.payload or await self._payload_from_stream(delivery)
+        # Read before the claim (which says whether it is still active, below): its rate
+        # limit decides whether to claim now or wait.
+        webhook = await self._webhooks.get(delivery.webhook_id)
+        if (
+            webhook is not None
+            and webhook.rate_limit is not None
+            and webhook.active
+            and body is not None
+            and not rate_slot_taken
+        ):
+            wait = await self._take_rate_slot(webhook.id, webhook.rate_limit)
+            if wait > 0:
+                await self._wait_for_slot(
+                    id_, delivery.webhook_id, delivery.event_id, delivery.type, body, owner, wait
+                )
+                return True
         async with self._endpoints.slot(delivery.webhook_id) as slot, self._in_flight:
             claim = await self._deliveries.claim(
                 delivery_id=id_,
@@ -274,15 +343,20 @@ class Deliverer:
             )
             if claim.claim is Claim.SKIP:
                 return True
-            webhook = await self._webhooks.get(delivery.webhook_id)
+            if claim.webhook_active is None:
+                webhook = None  # deleted since it was read
+            elif webhook is not None and webhook.active != claim.webhook_active:
+                webhook = replace(webhook, active=claim.webhook_active)
             if body is None:
                 await self._abandon(delivery, owner, ErrorKind.EVENT_EXPIRED)
                 return True
             await self._attempt(delivery, webhook, body, owner, slot)
         return True
 
-    async def enqueue(self, id_: str, owner: str, *, delay: float) -> None:
-        await enqueue_retry(self._jobs, id_, owner, delay=delay)
+    async def enqueue(
+        self, id_: str, owner: str, *, delay: float, rate_slot_taken: bool = False
+    ) -> None:
+        await enqueue_retry(self._jobs, id_, owner, delay=delay, rate_slot_taken=rate_slot_taken)
 
     async def _payload_from_stream(self, delivery: StoredDelivery) -> bytes | None:
         entry = entry_id(delivery.event_id)
@@ -317,6 +391,13 @@ class Deliverer:
             timestamp=int(now.timestamp()),
             body=body,
             user_agent=USER_AGENT,
+            # A rotation's overlap: the secrets it replaced sign too until they expire.
+            previous_secrets=(
+                live_previous(webhook.previous_secrets, epoch_ms(now))
+                if webhook.previous_secrets
+                else ()
+            ),
+            custom=webhook.headers,
         )
         result = await self._sender.send(webhook.url, headers, body)
         number = delivery.attempts + 1
@@ -343,6 +424,7 @@ class Deliverer:
             response=result.response,
         )
         next_owner = lease_owner(delivery.id, LeaseTag.ATTEMPT, number + 1)
+        error = result.error or (None if verdict is Verdict.SUCCEEDED else ErrorKind.HTTP_STATUS)
         now_ms = self._now_ms()
         status = await self._deliveries.record(
             delivery,
@@ -356,7 +438,7 @@ class Deliverer:
             lease_ms=self.lease_ms,
             payload=body,
             status_code=result.status_code,
-            error=result.error or (None if verdict is Verdict.SUCCEEDED else ErrorKind.HTTP_STATUS),
+            error=error,
             disable_after_ms=self.config.disable_after_seconds * 1000,
             retention_count=self.config.delivery_retention_count,
             retention_seconds=self.config.delivery_retention_seconds,
@@ -364,11 +446,69 @@ class Deliverer:
         self.outcomes.attempt(delivery, webhook, number, result, verdict, status, delay)
         if status == "pending" and delay is not None:
             await self.enqueue(delivery.id, next_owner, delay=delay)
-        elif status == "disabled":
+        elif status in ("failed", "disabled"):
+            await self._failed(
+                delivery, webhook, verdict, number, status, result.status_code, error
+            )
+
+    async def _failed(
+        self,
+        delivery: StoredDelivery,
+        webhook: StoredWebhook,
+        verdict: Verdict,
+        number: int,
+        status: str,
+        status_code: int | None,
+        error: str | None,
+    ) -> None:
+        """After attempt `number` failed the delivery: announce the webhook disabled by it
+        (the record script says when it was this attempt that disabled it), and a delivery
+        whose schedule is spent (service.core.operational)."""
+        if status == "disabled":
             self._disabled_at[webhook.id] = time.monotonic()
-            logger.warning("webhook %d disabled after failing too long", webhook.id)
-        elif verdict is Verdict.GONE:
-            logger.warning("webhook %d disabled: its endpoint answered 410 Gone", webhook.id)
+            why: DisabledReason = "gone" if verdict is Verdict.GONE else "failing"
+            if why == "gone":
+                logger.warning("webhook %d disabled: its endpoint answered 410 Gone", webhook.id)
+            else:
+                logger.warning("webhook %d disabled after failing too long", webhook.id)
+            await self._announce(
+                operational.webhook_disabled(
+                    account=webhook.account,
+                    webhook_id=webhook.id,
+                    url=webhook.url,
+                    reason=why,
+                    delivery_id=delivery.id,
+                    attempt=number,
+                    status_code=status_code,
+                    error=error,
+                    now=self._clock(),
+                )
+            )
+        if verdict is Verdict.FAILED and operational.announces_exhaustion(delivery.type):
+            await self._announce(
+                operational.delivery_exhausted(
+                    account=webhook.account,
+                    webhook_id=webhook.id,
+                    delivery_id=delivery.id,
+                    event_id=delivery.event_id,
+                    event_type=delivery.type,
+                    attempts=number,
+                    status_code=status_code,
+                    error=error,
+                    now=self._clock(),
+                )
+            )
+
+    async def _announce(self, event: Event) -> None:
+        """Store an operational event under its account: delivered like any event. The
+        outcome it tells is recorded already; if Redis fails this append, the event is
+        lost (logged), not the outcome."""
+        try:
+            await self._events.append(operational.PROVIDER, [event])
+        except redis.exceptions.RedisError as exc:
+            logger.error(
+                "storing %s for webhook %s failed: %r", event.type, event.exclude_webhook, exc
+            )
 
     async def _abandon(
         self, delivery: StoredDelivery, owner: str, reason: ErrorKind, body: bytes = b""

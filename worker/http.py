@@ -1,7 +1,13 @@
 """The one HTTP client deliveries go out through: httpx's requests, responses and exceptions
 over aiohttp's transport (several times plain httpx's throughput here: docs/performance.md),
 with a resolver that refuses private addresses, so the address checked is the address
-connected to."""
+connected to.
+
+With DELIVERY_PROXY_URL, aiohttp's transport sends every request through that proxy (absolute
+form for http://, CONNECT for https://). The proxy resolves destinations then, and connects to
+them: the connector resolves only the proxy's own name (private, often), and each
+destination's name is resolved and checked here before its request (`DestinationCheck`), with
+the same verdict as without a proxy."""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import functools
 import ipaddress
 import socket
 import ssl
+import time
 from typing import Any
 
 import aiohttp
@@ -19,7 +26,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from config import Config
 from service import __version__
-from service.core.urls import non_public_reason
+from service.core.urls import ip_literal, non_public_reason
 
 USER_AGENT = f"mailhooks/{__version__}"
 
@@ -60,14 +67,20 @@ def aiohttp_session(config: Config, dns: AbstractResolver | None = None) -> aioh
     """Create inside the running event loop (the session binds to it). `dns` replaces the
     system's resolver (tests); the public-only check applies to it all the same."""
     inner = dns or ThreadedResolver()
-    resolver = inner if config.allow_private_urls else PublicOnlyResolver(inner)
+    # Through a proxy, the connector resolves the proxy's name alone: DestinationCheck
+    # checks the destinations.
+    public_only = not (config.allow_private_urls or config.delivery_proxy_url)
+    resolver = PublicOnlyResolver(inner) if public_only else inner
     connector = aiohttp.TCPConnector(
         resolver=resolver,
         limit=config.delivery_concurrency,
         ttl_dns_cache=10,
         ssl=ssl.create_default_context(),
     )
-    return aiohttp.ClientSession(connector=connector)
+    # The session's proxy, not the transport's: aiohttp takes credentials from the proxy URL
+    # itself (Proxy-Authorization on each request, or on CONNECT), where the transport would
+    # pass them as aiohttp's deprecated BasicAuth.
+    return aiohttp.ClientSession(connector=connector, proxy=config.delivery_proxy_url or None)
 
 
 class WebhookClient:
@@ -84,7 +97,15 @@ class WebhookClient:
         *,
         dns: AbstractResolver | None = None,
     ) -> None:
-        self._transport = transport or AiohttpTransport(client=lambda: aiohttp_session(config, dns))
+        self._transport: httpx.AsyncBaseTransport
+        if transport is not None:
+            self._transport = transport
+        else:
+            self._transport = AiohttpTransport(client=lambda: aiohttp_session(config, dns))
+            if config.delivery_proxy_url and not config.allow_private_urls:
+                self._transport = DestinationCheck(
+                    self._transport, PublicOnlyResolver(dns or ThreadedResolver())
+                )
         self._timeout = httpx.Timeout(config.delivery_timeout).as_dict()
 
     def post(self, url: str, headers: dict[str, str], body: bytes) -> Exchange:
@@ -101,6 +122,51 @@ class WebhookClient:
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+class DestinationCheck(httpx.AsyncBaseTransport):
+    """Before each request through a proxy, resolves the destination's name and refuses it
+    (BlockedAddress, as a ConnectError) unless every address is public: the proxy resolves
+    it again to connect, so this is the verdict without a proxy, not a pin of the address.
+    Verdicts are kept for `ttl` seconds per name, as the connector caches DNS without a
+    proxy. IP literals are left to the sender, which checks them before any request."""
+
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, resolver: AbstractResolver, *, ttl: float = 10.0
+    ) -> None:
+        self._inner = inner
+        self._resolver = resolver
+        self._ttl = ttl
+        self._verdicts: dict[str, tuple[float, str | None]] = {}  # name → (until, refusal)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        if ip_literal(host) is None:
+            refusal = await self._verdict(host)
+            if refusal is not None:
+                raise httpx.ConnectError(refusal) from BlockedAddress(refusal)
+        return await self._inner.handle_async_request(request)
+
+    async def _verdict(self, host: str) -> str | None:
+        now = time.monotonic()
+        cached = self._verdicts.get(host)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            await self._resolver.resolve(host, 0, socket.AF_UNSPEC)
+            refusal = None
+        except BlockedAddress as exc:
+            refusal = str(exc)
+        except OSError as exc:  # no such name, or the resolver failed: not cached
+            raise httpx.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        if len(self._verdicts) > 10_000:  # a bound, not a cache policy
+            self._verdicts.clear()
+        self._verdicts[host] = (now + self._ttl, refusal)
+        return refusal
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+        await self._resolver.close()
 
 
 class Exchange:

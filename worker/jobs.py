@@ -20,9 +20,11 @@ HEARTBEAT_SECONDS = 15
 LEASE_GRACE_MS = 5_000
 
 
-async def retry_delivery(ctx: dict[str, Any], delivery_id: str, owner: str) -> None:
+async def retry_delivery(
+    ctx: dict[str, Any], delivery_id: str, owner: str, rate_slot_taken: bool = False
+) -> None:
     deliverer: Deliverer = ctx["deliverer"]
-    if not await deliverer.retry(delivery_id, owner):
+    if not await deliverer.retry(delivery_id, owner, rate_slot_taken=rate_slot_taken):
         # Its endpoint is saturated: come back later instead of holding a job slot.
         raise Retry(defer=deliverer.saturated_backoff())
 

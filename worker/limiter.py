@@ -1,10 +1,23 @@
 """At most ENDPOINT_CONCURRENCY attempts in flight per endpoint, in this worker process, and
-the saturation test that hands a slow endpoint's next deliveries to arq instead."""
+the saturation test that hands a slow endpoint's next deliveries to arq instead; and the
+burst a webhook's rate limit allows (the rate itself is kept in Redis, shared by every
+worker process: service.storage.rate_limits)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+
+# After a quiet moment a rate-limited webhook may take this fraction of its rate at once
+# (at least one): no one-second window holds more than rate_limit x 1.1 deliveries (less a
+# slot), and a small batch of events need not wait for slots one by one.
+RATE_BURST_FRACTION = 0.1
+
+
+def rate_burst(per_second: int) -> int:
+    """How many deliveries a webhook limited to `per_second` may receive at once."""
+    return max(1, math.floor(per_second * RATE_BURST_FRACTION))
 
 
 class EndpointLimiter:

@@ -68,7 +68,10 @@ class OutcomeLog:
         status: str,
         delay: float | None,
     ) -> None:
-        outcome = "gone" if verdict is Verdict.GONE and status == "failed" else status
+        # A 410 disables the webhook: record.lua answers "disabled" (or "failed", when it
+        # was disabled already); "gone" says why.
+        gone = verdict is Verdict.GONE and status in ("failed", "disabled")
+        outcome = "gone" if gone else status
         level = self._count(outcome)
         if not logger.isEnabledFor(level):
             return

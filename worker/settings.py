@@ -22,6 +22,7 @@ from service.storage.autopipeline import AutoPipeline
 from service.storage.connection import RETRY_ON, connect, retry_policy
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.rate_limits import RateLimits
 from service.storage.status import StatusStore
 from service.storage.stream import EventStream
 from service.storage.webhooks import WebhookStore
@@ -95,6 +96,7 @@ class Stores:
     events: EventStore
     stream: EventStream
     status: StatusStore
+    rates: RateLimits
 
     @classmethod
     def create(cls, redis: Redis, config: Config) -> Stores:
@@ -111,6 +113,7 @@ class Stores:
             ),
             stream=EventStream(redis, pipeline),
             status=StatusStore(redis),
+            rates=RateLimits(redis, pipeline),
         )
 
 
@@ -130,6 +133,7 @@ def build_deliverer(
         webhooks=stores.webhooks,
         deliveries=stores.deliveries,
         events=stores.events,
+        rates=stores.rates,
         jobs=jobs,
         sender=sender,
         config=config,
@@ -151,7 +155,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["deliverer"] = deliverer
     await stores.stream.ensure_group()
     consumer = Consumer(
-        stores.stream, deliverer, name=consumer_name(), reclaim_idle_ms=2 * deliverer.lease_ms
+        stores.stream,
+        deliverer,
+        name=consumer_name(),
+        reclaim_idle_ms=2 * deliverer.lease_ms,
+        dead_letter_after=config.dead_letter_after,
     )
     ctx["consumer"] = consumer
     ctx["consumer_task"] = asyncio.create_task(consumer.run(), name="consumer")

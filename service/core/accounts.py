@@ -103,22 +103,36 @@ def looks_like_account_key(token: str) -> bool:
 def account_tag(event: Event, metadata_key: str) -> str | None:
     """The account an event names: the generic format's top-level `account_id`, else the
     provider metadata's `metadata_key` (a string, or a list of one string: SES tags are
-    lists). None when it names none; a value that names one badly is returned as it is,
-    so that it routes nowhere rather than to the default account."""
+    lists), else a string tag `account_id:acc_…`. None when it names none; a value that names
+    one badly is returned as it is, so that it routes nowhere rather than to the default
+    account."""
     if event.account_id is not None:
         return event.account_id
     return _metadata_value(event.metadata, metadata_key)
 
 
 def _metadata_value(metadata: Mapping[str, Any] | None, key: str) -> str | None:
-    if not metadata or key not in metadata:
+    if not metadata:
         return None
+    if key not in metadata:
+        return _tagged(metadata.get("tags"), key)
     value = metadata[key]
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     if isinstance(value, str):
         return value.strip() or None
     return repr(value)  # named, but not an account id: routes nowhere
+
+
+def _tagged(tags: object, key: str) -> str | None:
+    """For providers whose only metadata is a list of string tags (MailerSend; any other's
+    tags too): a tag `account_id:acc_…` (or `account_id=acc_…`) names the account."""
+    if not isinstance(tags, list):
+        return None
+    for tag in tags:
+        if isinstance(tag, str) and tag[: len(key)] == key and tag[len(key) : len(key) + 1] in ":=":
+            return tag[len(key) + 1 :].strip() or None
+    return None
 
 
 def route(

@@ -5,16 +5,24 @@
     ├── AccountRequired            400 an admin key acting on an account's routes names none
     ├── Unauthorized               401 missing or wrong API key
     │   └── InvalidSignature       401 an inbound request's signature is missing or wrong
-    ├── Forbidden                  403 an account key on an operator (admin) route
+    │       └── InvalidCredentials 401 an inbound request's basic auth (or bearer token) is
+    │                                  missing or wrong: answered with a Basic challenge
+    ├── Forbidden                  403 an account key on an operator (admin) route, or an
+    │                                  authentic inbound request from a sender not allowed here
     ├── NotFound                   404 no such resource (or another account's)
     ├── RequestTimeout             408 the body did not arrive within READ_TIMEOUT
     ├── Conflict                   409 the resource's state forbids it now (a limit, a lease)
+    │   ├── IdempotencyKeyReused   409 an Idempotency-Key already used with another body
+    │   └── IdempotencyInProgress  409 the first request with this Idempotency-Key is running
     ├── PayloadTooLarge            413 body over MAX_BODY_BYTES
     ├── UnsupportedMediaType       415 body is not application/json
     ├── ValidationFailed           422 JSON of the wrong shape or value; names the field
     │   └── InvalidPayload         422 a provider body that is not valid for its format
-    └── StoreUnavailable           503 Redis did not answer
-        └── StoreFull              503 Redis is too full to take more events
+    ├── NotEnabled                 501 a feature this deployment has not configured (the
+    │                                  portal without PORTAL_SECRET)
+    ├── StoreUnavailable           503 Redis did not answer
+    │   └── StoreFull              503 Redis is too full to take more events
+    └── SigningKeyUnavailable      503 a provider's published signing key could not be fetched
 
 The hierarchy only, with no I/O and no web framework: `service.http.errors` turns these (and
 Starlette's and redis-py's own errors) into the JSON error shape, in that one place.
@@ -57,7 +65,16 @@ class InvalidSignature(Unauthorized):
     code = "invalid_signature"
 
 
+class InvalidCredentials(InvalidSignature):
+    """A provider that signs nothing sent missing or wrong credentials (`Authorization`)."""
+
+    code = "invalid_credentials"
+
+
 class Forbidden(MailhooksError):
+    """An account key on an operator's route; or a request signed by the provider, but by an
+    account of it we do not take events from (an SNS topic that is not in SES_TOPIC_ARNS)."""
+
     status = 403
     code = "forbidden"
 
@@ -75,6 +92,14 @@ class RequestTimeout(MailhooksError):
 class Conflict(MailhooksError):
     status = 409
     code = "conflict"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInProgress(Conflict):
+    code = "idempotency_in_progress"
 
 
 class PayloadTooLarge(MailhooksError):
@@ -110,6 +135,11 @@ class InvalidPayload(ValidationFailed):
     code = "invalid_payload"
 
 
+class NotEnabled(MailhooksError):
+    status = 501
+    code = "not_enabled"
+
+
 class StoreUnavailable(MailhooksError):
     status = 503
     code = "store_unavailable"
@@ -117,6 +147,14 @@ class StoreUnavailable(MailhooksError):
 
 class StoreFull(StoreUnavailable):
     code = "store_full"
+
+
+class SigningKeyUnavailable(MailhooksError):
+    """The key a provider publishes by URL (SNS's signing certificate) did not arrive: its host
+    failed or timed out. The provider retries a 503."""
+
+    status = 503
+    code = "signing_key_unavailable"
 
 
 STORE_FULL_MESSAGE = "the event store is full; retry later"

@@ -14,6 +14,14 @@ EVENT_TYPES: tuple[str, ...] = (
     "deferred",
     "rejected",
 )
+# Operational events: about the account's webhooks and deliveries, not about an email. Named
+# in full everywhere (subscriptions, payloads), never with the "email." prefix; the worker
+# emits them (docs/delivery.md#operational-events). `*` includes them, as Svix's does.
+WEBHOOK_DISABLED = "webhook.disabled"
+DELIVERY_EXHAUSTED = "delivery.exhausted"
+OPERATIONAL_EVENT_TYPES: tuple[str, ...] = (WEBHOOK_DISABLED, DELIVERY_EXHAUSTED)
+# Everything a webhook can subscribe to by name, as subscriptions store it.
+SUBSCRIBABLE_TYPES: tuple[str, ...] = (*EVENT_TYPES, *OPERATIONAL_EVENT_TYPES)
 WILDCARD = "*"
 # Names as they appear in payloads ("email.open"); subscriptions store the short form.
 QUALIFIED_PREFIX = "email."
@@ -34,10 +42,10 @@ def parse_event_types(raw: str) -> tuple[str, ...]:
         name = part.strip().lower()
         if not name:
             continue
-        if name.startswith(QUALIFIED_PREFIX):
-            name = name[len(QUALIFIED_PREFIX) :]
-        if name != WILDCARD and name not in EVENT_TYPES:
-            allowed = ", ".join(EVENT_TYPES)
+        if name.removeprefix(QUALIFIED_PREFIX) in EVENT_TYPES:  # not email.webhook.disabled
+            name = name.removeprefix(QUALIFIED_PREFIX)
+        if name != WILDCARD and name not in SUBSCRIBABLE_TYPES:
+            allowed = ", ".join(SUBSCRIBABLE_TYPES)
             raise InvalidEventTypes(
                 f"unknown event type {part.strip()!r}; expected some of {allowed}, or *",
                 part.strip(),
@@ -49,6 +57,11 @@ def parse_event_types(raw: str) -> tuple[str, ...]:
     if WILDCARD in chosen:
         return (WILDCARD,)
     return tuple(chosen)
+
+
+def is_operational(event_type: str) -> bool:
+    """Whether `event_type` is one of the worker's own events (webhook.disabled, …)."""
+    return event_type in OPERATIONAL_EVENT_TYPES
 
 
 def format_event_types(types: tuple[str, ...]) -> str:

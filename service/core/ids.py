@@ -3,7 +3,10 @@
 event id        evt_{stream entry id}          evt_1772532000000-0
 test event id   evt_test_{token}               (never stored in the stream)
 delivery id     dlv_{entry id}_{webhook id}    deterministic: a re-read finds it again
+dead letter id  dl_{dead-letter entry id}      dl_1772532000000-0 (an entry of mh:events:dead)
 lease owner     {delivery id}:{tag}{detail}    who may attempt a delivery now (LeaseTag)
+operational     {type}:{delivery id}:{attempt} provider_event_id of a webhook.disabled or
+                                               delivery.exhausted event (de-duplication)
 timestamps      2026-03-03T10:00:00Z           ISO 8601, UTC, to the second (the API page)
 """
 
@@ -16,7 +19,9 @@ from enum import Enum
 
 EVENT_ID_PREFIX = "evt_"
 DELIVERY_ID_PREFIX = "dlv_"
+DEAD_LETTER_ID_PREFIX = "dl_"
 _EVENT_ID = re.compile(r"^evt_(\d{1,20})-(\d{1,20})$")
+_DEAD_LETTER_ID = re.compile(r"^dl_(\d{1,20})-(\d{1,20})$")
 
 
 def event_id(entry_id: str) -> str:
@@ -26,7 +31,20 @@ def event_id(entry_id: str) -> str:
 
 def entry_id(event_id: str) -> str | None:
     """The stream entry id an event id denotes, or None if it is not one of ours."""
-    match = _EVENT_ID.match(event_id)
+    return _stream_id(_EVENT_ID.match(event_id))
+
+
+def dead_letter_id(entry_id: str) -> str:
+    """The public id of the dead letter stored as entry `entry_id` of the dead-letter stream."""
+    return DEAD_LETTER_ID_PREFIX + entry_id
+
+
+def dead_letter_entry(dead_letter_id: str) -> str | None:
+    """The dead-letter stream entry id a dead letter id denotes, or None if it is none."""
+    return _stream_id(_DEAD_LETTER_ID.match(dead_letter_id))
+
+
+def _stream_id(match: re.Match[str] | None) -> str | None:
     if not match or int(match[1]) >= 2**64 or int(match[2]) >= 2**64:
         return None  # not a stream id Redis would accept
     return f"{int(match[1])}-{int(match[2])}"
@@ -104,14 +122,31 @@ class LeaseTag(Enum):
     MANUAL_RETRY = "m"  # POST …/deliveries/{id}/retry: {id}:m{ms}
     RECOVER = "r"  # POST …/recover: {id}:r{ms}
     TEST = "t"  # POST …/test: {id}:t
+    RATE_WAIT = "w"  # a first attempt handed to arq to wait for its rate-limit slot: {id}:w{ms}
 
 
 def lease_owner(delivery_id: str, tag: LeaseTag, detail: int | str = "") -> str:
     return f"{delivery_id}:{tag.value}{detail}"
 
 
+def operational_event_key(event_type: str, delivery_id: str, attempt: int) -> str:
+    """The provider_event_id of an operational event: the attempt whose outcome it tells,
+    so that appending it again (a repeated outcome) stores it once."""
+    return f"{event_type}:{delivery_id}:{attempt}"
+
+
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """An ISO 8601 time as the API takes it (`since`): UTC when it names no offset; None if
+    it is not one."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -8,7 +8,14 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from service.core.event_types import EVENT_TYPES, QUALIFIED_PREFIX
+from service.core.event_types import (
+    DELIVERY_EXHAUSTED,
+    EVENT_TYPES,
+    QUALIFIED_PREFIX,
+    WEBHOOK_DISABLED,
+)
+from service.core.headers import MAX_HEADERS
+from service.core.rotation import DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS
 from service.core.urls import MAX_URL_LENGTH
 
 
@@ -37,7 +44,8 @@ EventTypes = Annotated[
     Meta(
         description=(
             "Comma-separated event types: open, click, bounce, unsubscribe, delivered, "
-            "complaint, deferred, rejected (email.open style accepted), or * for all"
+            "complaint, deferred, rejected (email.open style accepted), the operational "
+            "webhook.disabled and delivery.exhausted, or * for all (operational included)"
         ),
         examples=["open,click,bounce,unsubscribe"],
     ),
@@ -49,6 +57,32 @@ Secret = Annotated[
         max_length=256,
         description="Secret key for HMAC signature verification (8-256 characters)",
         examples=["whsec_your_secret_key_here"],
+    ),
+]
+CustomHeaders = Annotated[
+    dict[str, str],
+    Meta(
+        max_length=MAX_HEADERS,
+        description=(
+            "Headers sent with every delivery to this endpoint (at most 20, 8 KiB in all): "
+            "names are HTTP tokens, values visible ASCII; the headers every delivery sets "
+            "(Content-Type, User-Agent, X-Webhook-Signature, webhook-*, …) and hop-by-hop "
+            "ones (Connection, Proxy-*, …) are refused"
+        ),
+        examples=[{"Authorization": "Bearer your-endpoint-token"}],
+    ),
+]
+MAX_RATE_LIMIT = 10_000
+RateLimit = Annotated[
+    int,
+    Meta(
+        ge=1,
+        le=MAX_RATE_LIMIT,
+        description=(
+            "Deliveries per second at most, first attempts and retries alike, across every "
+            "worker process; null (or absent): unlimited"
+        ),
+        examples=[10],
     ),
 ]
 Timestamp = Annotated[
@@ -66,13 +100,34 @@ class WebhookCreate(Model):
     events: EventTypes
     secret: Secret | None = None
     active: bool = True
+    rate_limit: RateLimit | None = None
+    headers: CustomHeaders | None = None
 
 
 class WebhookUpdate(Model):
     url: Url | UnsetType = UNSET
     events: EventTypes | UnsetType = UNSET
-    secret: Secret | UnsetType = UNSET
+    secret: (
+        Annotated[
+            Secret,
+            Meta(
+                description=(
+                    "Replaces the secret at once, with no overlap (previous secrets of a rotation "
+                    "are dropped too); see /secret/rotate for a switch with overlap"
+                )
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
     active: bool | UnsetType = UNSET
+    rate_limit: RateLimit | UnsetType | None = UNSET  # null: unlimited again
+    headers: (
+        Annotated[
+            CustomHeaders | None,
+            Meta(description="Replaces the whole set; {} or null removes every custom header"),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class Webhook(Model):
@@ -87,6 +142,48 @@ class Webhook(Model):
         str | None,
         Meta(description="Why delivery disabled it: gone (the endpoint answered 410) or failing"),
     ] = None
+    rate_limit: Annotated[
+        int | None, Meta(description="Deliveries per second at most; absent: unlimited")
+    ] = None
+    headers: Annotated[
+        dict[str, str] | UnsetType,
+        Meta(description="The custom headers sent with every delivery, when there are any"),
+    ] = UNSET
+
+
+class SecretRotate(Model):
+    secret: Annotated[
+        Secret | None,
+        Meta(description="The new secret; when missing (or null) one is generated and returned"),
+    ] = None
+    grace_period_seconds: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=MAX_GRACE_SECONDS,
+            description=(
+                "How long the replaced secret (and any earlier one still live) keeps signing "
+                "webhook-signature beside the new one, 0 to 604800 (a week); 0 retires them now"
+            ),
+        ),
+    ] = DEFAULT_GRACE_SECONDS
+
+
+class SecretRotation(Model):
+    webhook_id: int
+    previous_secrets_expire_at: Annotated[
+        Timestamp | None,
+        Meta(
+            description=(
+                "Until when the replaced secrets still sign webhook-signature; null when none "
+                "does (a grace period of 0)"
+            )
+        ),
+    ]
+    secret: Annotated[
+        str | UnsetType,
+        Meta(description="The generated secret: present only when the request gave none"),
+    ] = UNSET
 
 
 class WebhookList(Model):
@@ -121,6 +218,45 @@ class Click(Model):
     url: str
 
 
+DisabledReason = Literal["gone", "failing"]
+
+
+class WebhookDisabledData(Model):
+    """`data` of a webhook.disabled event: delivery disabled one of the account's webhooks
+    (PATCH {"active": true} re-enables it)."""
+
+    webhook_id: int
+    url: str
+    reason: Annotated[
+        DisabledReason,
+        Meta(
+            description=(
+                "gone: its endpoint answered 410; failing: nothing but failures for DISABLE_AFTER"
+            )
+        ),
+    ]
+    disabled_at: Timestamp
+    delivery_id: Annotated[str, Meta(description="The delivery whose attempt disabled it")]
+    last_status_code: int | None  # always present: null when the attempt got no answer
+    last_error: str | None
+
+
+class DeliveryExhaustedData(Model):
+    """`data` of a delivery.exhausted event: a delivery's last attempt failed; it is failed
+    and stays retryable by hand (…/retry, …/recover)."""
+
+    delivery_id: str
+    webhook_id: int
+    event_id: str
+    event_type: Annotated[str, Meta(examples=["email.bounce"])]
+    attempts: int
+    last_status_code: int | None  # always present: null when the attempt got no answer
+    last_error: Annotated[
+        str | None, Meta(description="timeout, connect_error, blocked_address, http_status, …")
+    ]
+    failed_at: Timestamp
+
+
 class Event(Model):
     """A provider event in canonical form: what is stored, listed and delivered.
 
@@ -147,6 +283,14 @@ class Event(Model):
         str | None,
         Meta(description="The account the event was routed to; absent when unrouted"),
     ] = None
+    # Operational events (provider "mailhooks", email_id ""): what happened, in the one field
+    # of their type; the webhook it happened to is never sent the event.
+    webhook_disabled: WebhookDisabledData | None = None
+    delivery_exhausted: DeliveryExhaustedData | None = None
+    exclude_webhook: Annotated[
+        int | None,
+        Meta(description="Operational events: the webhook they are about, not sent them"),
+    ] = None
     id: str | UnsetType = UNSET
 
 
@@ -170,6 +314,46 @@ class WebhookPayload(Model):
     type: Annotated[str, Meta(examples=["email.bounce"])]
     created_at: Annotated[str, Meta(description="When we stored the event (ISO 8601 UTC)")]
     data: PayloadData
+
+
+class WebhookDisabledPayload(Model):
+    """The body of a webhook.disabled delivery (the WebhookPayload envelope)."""
+
+    id: str
+    type: Literal["webhook.disabled"]
+    created_at: str
+    data: WebhookDisabledData
+
+
+class DeliveryExhaustedPayload(Model):
+    """The body of a delivery.exhausted delivery (the WebhookPayload envelope)."""
+
+    id: str
+    type: Literal["delivery.exhausted"]
+    created_at: str
+    data: DeliveryExhaustedData
+
+
+AnyPayload = WebhookPayload | WebhookDisabledPayload | DeliveryExhaustedPayload
+
+# Each operational event type's `data`, for catalogues of the types.
+OPERATIONAL_DATA: dict[str, type[Model]] = {
+    WEBHOOK_DISABLED: WebhookDisabledData,
+    DELIVERY_EXHAUSTED: DeliveryExhaustedData,
+}
+
+
+class EventTypeInfo(Model):
+    type: Annotated[str, Meta(examples=["email.open"])]
+    description: str
+    schema: Annotated[
+        dict[str, Any],
+        Meta(description="JSON Schema (2020-12) of the body a delivery of this type carries"),
+    ]
+
+
+class EventTypeList(Model):
+    event_types: list[EventTypeInfo]
 
 
 class Attempt(Model):
@@ -236,8 +420,8 @@ class Received(Model):
 
 
 class GenericInboundEvent(Model):
-    """The generic inbound format (the API page's example). Resend, SendGrid and Mailgun post
-    their own native formats to the same URL; see docs/inbound.md."""
+    """The generic inbound format (the API page's example). Every provider we know posts its
+    own native format to the same URL; see docs/inbound.md."""
 
     type: Annotated[str, Meta(examples=["email.bounced"])]
     email_id: Annotated[str, Meta(examples=["msg_abc123def456"])]
@@ -249,6 +433,9 @@ class GenericInboundEvent(Model):
     account_id: Annotated[
         str | None, Meta(description="The account that sent the email (acc_…)")
     ] = None
+    user_agent: str | None = None
+    mta_response: str | None = None
+    reason: str | None = None
 
 
 class Health(Model):
@@ -271,6 +458,15 @@ class EventsStatus(Model):
     unreadable: Annotated[
         int,
         Meta(description="Stream entries that were not events, skipped by every reader"),
+    ]
+    dead_letters: Annotated[
+        int,
+        Meta(
+            description=(
+                "Events the worker could not process, set aside undelivered (the length of "
+                "the stream mh:events:dead): see /api/dead-letters"
+            )
+        ),
     ]
 
 
@@ -349,11 +545,79 @@ class EmailRegistrationResult(Model):
     expires_at: Timestamp
 
 
+class DeadLetter(Model):
+    """A stream entry the worker could not process, set aside undelivered."""
+
+    id: Annotated[str, Meta(examples=["dl_1772532000000-0"])]
+    event_id: Annotated[
+        str, Meta(description="The original entry's event id; redriving gives it a new one")
+    ]
+    reason: Annotated[
+        str,
+        Meta(
+            description=(
+                "unreadable: not an event; failed: processing it raised DEAD_LETTER_AFTER "
+                "times; reclaimed: handed out more often than that, never finished"
+            ),
+            examples=["failed"],
+        ),
+    ]
+    detail: Annotated[str, Meta(description="What went wrong: the error, or why it is none")]
+    dead_lettered_at: Timestamp
+    deliveries: Annotated[
+        int, Meta(description="How many times the worker was handed it (Redis's count)")
+    ]
+    account_id: Annotated[
+        str | None, Meta(description="Its event's account; absent when unrouted or unreadable")
+    ] = None
+    event: Annotated[
+        Event | None, Meta(description="The event it holds, decoded; absent if unreadable")
+    ] = None
+    fields: Annotated[
+        dict[str, str] | UnsetType,
+        Meta(
+            description=(
+                "GET one only: the original entry's fields as stored (e: the event, a: its "
+                "account, r: its recipient index), bytes that are not UTF-8 as \\xNN"
+            )
+        ),
+    ] = UNSET
+
+
+class DeadLetterList(Model):
+    dead_letters: list[DeadLetter]
+
+
+class RedriveRequest(Model):
+    since: Annotated[
+        Timestamp | None,
+        Meta(description="Only the dead letters set aside since then (default: all)"),
+    ] = None
+
+
+class Redriven(Model):
+    event_id: Annotated[str, Meta(description="The event's new id: it is a new entry")]
+
+
+class RedriveResult(Model):
+    redriven: int
+
+
+class PortalLink(Model):
+    url: Annotated[
+        str,
+        Meta(description="Opens the account's portal once: hand it to the browser right away"),
+    ]
+    expires_at: Annotated[Timestamp, Meta(description="Unused after this, the link is refused")]
+
+
 WEBHOOK_CREATE_DECODER = msgspec.json.Decoder(WebhookCreate)
 WEBHOOK_UPDATE_DECODER = msgspec.json.Decoder(WebhookUpdate)
+SECRET_ROTATE_DECODER = msgspec.json.Decoder(SecretRotate)
 RECOVER_REQUEST_DECODER = msgspec.json.Decoder(RecoverRequest)
 SYNTHETIC_EVENT_DECODER = msgspec.json.Decoder(SyntheticEventRequest)
 ACCOUNT_CREATE_DECODER = msgspec.json.Decoder(AccountCreate)
 ACCOUNT_UPDATE_DECODER = msgspec.json.Decoder(AccountUpdate)
 EMAIL_REGISTRATION_DECODER = msgspec.json.Decoder(EmailRegistration)
+REDRIVE_REQUEST_DECODER = msgspec.json.Decoder(RedriveRequest)
 ENCODER = msgspec.json.Encoder()

@@ -15,6 +15,9 @@ class Ignored:
 
     provider: str  # the provider's registry name, e.g. "sendgrid"
     provider_type: str  # the provider's own event name, e.g. "processed"
+    # Something the operator must act on, which the web edge logs as a warning (an SNS
+    # subscription waiting to be confirmed); never a secret of ours.
+    notice: str | None = None
 
 
 Normalized = Event | Ignored

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a format prefix, not a secret)
 
@@ -39,14 +40,34 @@ def standard_webhooks_signature(secret: str, message_id: str, timestamp: int, bo
 
 
 def delivery_headers(
-    *, secret: str, delivery_id: str, timestamp: int, body: bytes, user_agent: str
+    *,
+    secret: str,
+    delivery_id: str,
+    timestamp: int,
+    body: bytes,
+    user_agent: str,
+    previous_secrets: Sequence[str] = (),
+    custom: Sequence[tuple[str, str]] = (),
 ) -> dict[str, str]:
-    """Every header a delivery carries (the API page's scheme plus Standard Webhooks')."""
-    return {
+    """Every header a delivery carries (the API page's scheme plus Standard Webhooks').
+
+    `X-Webhook-Signature` is the current secret's alone (the API page's verifyWebhook compares
+    one hex value); `webhook-signature` adds one `v1,…` per live `previous_secrets` (a rotation's
+    overlap), space-separated. `custom` (the endpoint's own headers, never ours: see
+    service.core.headers) come first."""
+    signature = standard_webhooks_signature(secret, delivery_id, timestamp, body)
+    for previous in previous_secrets:
+        signature += " " + standard_webhooks_signature(previous, delivery_id, timestamp, body)
+    headers = {
         "content-type": "application/json",
         "user-agent": user_agent,
         "x-webhook-signature": signature_hex(body, secret),
         "webhook-id": delivery_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": standard_webhooks_signature(secret, delivery_id, timestamp, body),
+        "webhook-signature": signature,
     }
+    if not custom:
+        return headers
+    with_custom = dict(custom)
+    with_custom.update(headers)
+    return with_custom

@@ -25,6 +25,7 @@ class Readings:
     in_progress: int
     oldest_in_progress: str | None  # stream entry id
     unreadable: int = 0  # stream entries that were no event, set aside by the worker
+    dead_letters: int = 0  # entries set aside as dead letters, not yet redriven or deleted
 
 
 def assess(
@@ -44,6 +45,12 @@ def assess(
                 f"an event has been in progress for {oldest_age:.0f} s: it keeps failing "
                 "(see the worker's log) and holds stream trimming back"
             )
+    if readings.dead_letters:
+        problems.append(
+            f"{readings.dead_letters} dead letters: events the worker could not process, set "
+            "aside undelivered (see the worker's log); inspect, redrive or delete them "
+            "(GET /api/dead-letters)"
+        )
     used_fraction = None
     if readings.maxmemory > 0:
         exact_fraction = readings.used_memory / readings.maxmemory
@@ -72,6 +79,7 @@ def assess(
             oldest_in_progress_at=oldest_at,
             oldest_in_progress_age_seconds=oldest_age,
             unreadable=readings.unreadable,
+            dead_letters=readings.dead_letters,
         ),
         redis_memory=MemoryStatus(
             used_bytes=readings.used_memory,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 
 from msgspec import UNSET
 from starlette.requests import Request
@@ -11,28 +10,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service import logs
-from service.core.accounts import (
-    DEFAULT_ACCOUNT,
-    api_key_digest,
-    is_account_id,
-    is_key_id,
-    new_account_id,
-    new_api_key,
-    new_key_id,
-    shown_prefix,
-)
+from service.core.accounts import DEFAULT_ACCOUNT, is_account_id, is_key_id
 from service.core.errors import Conflict, NotFound, ValidationFailed
-from service.core.ids import epoch_ms, format_timestamp
+from service.core.ids import format_timestamp
 from service.core.models import (
     ACCOUNT_CREATE_DECODER,
     ACCOUNT_UPDATE_DECODER,
     Account,
     AccountList,
     ApiKey,
-    ApiKeyCreated,
     ApiKeyList,
 )
 from service.http.auth import admin_only
+from service.http.idempotency import idempotent
 from service.http.requests import read_json
 from service.http.responses import json_response, page_response
 from service.http.state import app_state
@@ -70,16 +60,15 @@ async def existing_account(request: Request) -> StoredAccount:
 
 
 @admin_only
+@idempotent
 async def create_account(request: Request) -> Response:
     state = app_state(request)
     body = await read_json(request, ACCOUNT_CREATE_DECODER, state.config, state.deadlines)
-    now = state.clock()
-    account_id = new_account_id(epoch_ms(now), secrets.token_bytes(7))
-    account = await state.accounts.create(account_id, body.name, now=format_timestamp(now))
+    account = await state.accounts.create_new(body.name, now=state.clock())
     logger.info(
-        "account %s created", account_id, extra=logs.ids(request.headers, account_id=account_id)
+        "account %s created", account.id, extra=logs.ids(request.headers, account_id=account.id)
     )
-    location = {"Location": str(request.url_for("account", account_id=account_id).path)}
+    location = {"Location": str(request.url_for("account", account_id=account.id).path)}
     return json_response(public(account), status=201, headers=location)
 
 
@@ -138,26 +127,16 @@ async def delete_account(request: Request) -> Response:
 
 
 @admin_only
+@idempotent
 async def create_key(request: Request) -> Response:
     state = app_state(request)
     account = await existing_account(request)
-    now = state.clock()
-    key = new_api_key(secrets.token_bytes(32))
-    stored = await state.accounts.add_key(
-        account.id,
-        key_id=new_key_id(epoch_ms(now), secrets.token_bytes(7)),
-        digest=api_key_digest(key),
-        prefix=shown_prefix(key),
-        now=format_timestamp(now),
-    )
+    created = await state.accounts.issue_key(account.id, now=state.clock())
     logger.info(  # never the key
         "API key %s created for %s",
-        stored.id,
+        created.id,
         account.id,
         extra=logs.ids(request.headers, account_id=account.id),
-    )
-    created = ApiKeyCreated(
-        id=stored.id, key=key, prefix=stored.prefix, created_at=stored.created_at
     )
     return json_response(created, status=201)
 

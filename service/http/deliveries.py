@@ -17,6 +17,7 @@ from service.core.ids import (
     epoch_ms,
     format_timestamp,
     lease_owner,
+    parse_timestamp,
     test_delivery_id,
     test_event_id,
 )
@@ -31,16 +32,18 @@ from service.core.models import (
 )
 from service.core.payload import build_payload, encode
 from service.http.auth import in_account
+from service.http.idempotency import idempotent
 from service.http.requests import read_json
 from service.http.responses import json_response, page_response
 from service.http.state import AppState, app_state
 from service.http.webhooks import path_id, query_int
 from service.storage.deliveries import StoredDelivery, lease_ms
-from service.storage.jobs import enqueue_retry
+from service.storage.jobs import enqueue_retry, recover_failed, requeue_delivery
 from service.storage.webhooks import StoredWebhook
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 _ATTEMPT_DECODER = msgspec.json.Decoder(Attempt)
 
 
@@ -87,73 +90,55 @@ def now_ms(state: AppState) -> int:
 
 
 async def requeue(state: AppState, delivery: StoredDelivery, tag: LeaseTag) -> bool:
-    owner = lease_owner(delivery.id, tag, now_ms(state))
-    if not await state.deliveries.requeue(
-        delivery, owner=owner, now_ms=now_ms(state), lease_ms=lease_ms(state.config)
-    ):
-        return False
-    await enqueue_retry(state.jobs, delivery.id, owner, delay=0)
-    return True
-
-
-@in_account
-async def list_deliveries(request: Request, account: str) -> Response:
-    webhook = await existing_webhook(request, account)
-    status = request.query_params.get("status") or None
-    if status not in (None, "pending", "succeeded", "failed"):
-        raise ValidationFailed("status must be pending, succeeded or failed", field="status")
-    limit = query_int(request, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
-    before = request.query_params.get("before") or None
-    found, next_before = await app_state(request).deliveries.page(
-        webhook.id, status=status, before=before, limit=limit
+    return await requeue_delivery(
+        state.deliveries,
+        state.jobs,
+        delivery,
+        tag,
+        now_ms=now_ms(state),
+        lease_ms=lease_ms(state.config),
     )
-    body = DeliveryList(deliveries=[public(d) for d in found])
-    return page_response(request, body, cursor="before", after=next_before)
 
 
-@in_account
-async def get_delivery(request: Request, account: str) -> Response:
-    delivery = await existing_delivery(request, account)
-    attempts = await app_state(request).deliveries.attempts(delivery.id)
-    return json_response(public(delivery, attempts))
+def status_param(request: Request) -> str | None:
+    """The `status` filter of a deliveries listing: None for every status."""
+    status = request.query_params.get("status") or None
+    if status not in (None, *DELIVERY_STATUSES):
+        raise ValidationFailed("status must be pending, succeeded or failed", field="status")
+    return status
 
 
-@in_account
-async def retry_delivery(request: Request, account: str) -> Response:
-    state = app_state(request)
-    delivery = await existing_delivery(request, account)
+async def retry_now(state: AppState, delivery: StoredDelivery) -> StoredDelivery:
+    """Attempt `delivery` again now: the delivery as re-queued; Conflict if an attempt holds
+    it already."""
     if not await requeue(state, delivery, LeaseTag.MANUAL_RETRY):
         raise Conflict(f"delivery {delivery.id} is being attempted already")
-    updated = await state.deliveries.get(delivery.id)
-    return json_response(public(updated or delivery), status=202)
+    return await state.deliveries.get(delivery.id) or delivery
 
 
-@in_account
-async def recover(request: Request, account: str) -> Response:
-    state = app_state(request)
-    webhook = await existing_webhook(request, account)
-    body = await read_json(request, RECOVER_REQUEST_DECODER, state.config, state.deadlines)
-    try:
-        since = datetime.fromisoformat(body.since.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationFailed("since must be an ISO 8601 time", field="since") from None
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
-    since_ms = epoch_ms(since)
-    requeued = 0
-    for delivery in await state.deliveries.failed_since(webhook.id, since_ms):
-        requeued += await requeue(state, delivery, LeaseTag.RECOVER)
-    return json_response(RecoverResult(requeued=requeued), status=202)
+async def recover_since(state: AppState, webhook: StoredWebhook, since: str) -> int:
+    """Re-queue the webhook's failed deliveries created since `since` (ISO 8601): how many."""
+    moment = parse_timestamp(since)
+    if moment is None:
+        raise ValidationFailed("since must be an ISO 8601 time", field="since")
+    return await recover_failed(
+        state.deliveries,
+        state.jobs,
+        webhook.id,
+        since_ms=epoch_ms(moment),
+        now_ms=now_ms(state),
+        lease_ms=lease_ms(state.config),
+    )
 
 
-@in_account
-async def send_test(request: Request, account: str) -> Response:
-    state = app_state(request)
-    webhook = await existing_webhook(request, account)
-    body = await read_json(request, SYNTHETIC_EVENT_DECODER, state.config, state.deadlines)
-    short = body.type.strip().lower().removeprefix(QUALIFIED_PREFIX)
+async def send_test_event(
+    state: AppState, webhook: StoredWebhook, event_type: str
+) -> StoredDelivery:
+    """Deliver a synthetic event of `event_type` (`bounce` or `email.bounce`; metadata
+    {"test": true}) to `webhook` like a real one: the pending delivery."""
+    short = event_type.strip().lower().removeprefix(QUALIFIED_PREFIX)
     if short not in EVENT_TYPES:
-        raise ValidationFailed(f"unknown event type {body.type!r}", field="type")
+        raise ValidationFailed(f"unknown event type {event_type!r}", field="type")
     now = state.clock()
     token = secrets.token_hex(8)
     event = Event(
@@ -181,6 +166,52 @@ async def send_test(request: Request, account: str) -> Response:
     await enqueue_retry(state.jobs, delivery_id, owner, delay=0)
     created = await state.deliveries.get(delivery_id)
     assert created is not None
+    return created
+
+
+@in_account
+async def list_deliveries(request: Request, account: str) -> Response:
+    webhook = await existing_webhook(request, account)
+    status = status_param(request)
+    limit = query_int(request, "limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
+    before = request.query_params.get("before") or None
+    found, next_before = await app_state(request).deliveries.page(
+        webhook.id, status=status, before=before, limit=limit
+    )
+    body = DeliveryList(deliveries=[public(d) for d in found])
+    return page_response(request, body, cursor="before", after=next_before)
+
+
+@in_account
+async def get_delivery(request: Request, account: str) -> Response:
+    delivery = await existing_delivery(request, account)
+    attempts = await app_state(request).deliveries.attempts(delivery.id)
+    return json_response(public(delivery, attempts))
+
+
+@in_account
+async def retry_delivery(request: Request, account: str) -> Response:
+    state = app_state(request)
+    delivery = await retry_now(state, await existing_delivery(request, account))
+    return json_response(public(delivery), status=202)
+
+
+@in_account
+async def recover(request: Request, account: str) -> Response:
+    state = app_state(request)
+    webhook = await existing_webhook(request, account)
+    body = await read_json(request, RECOVER_REQUEST_DECODER, state.config, state.deadlines)
+    requeued = await recover_since(state, webhook, body.since)
+    return json_response(RecoverResult(requeued=requeued), status=202)
+
+
+@in_account
+@idempotent
+async def send_test(request: Request, account: str) -> Response:
+    state = app_state(request)
+    webhook = await existing_webhook(request, account)
+    body = await read_json(request, SYNTHETIC_EVENT_DECODER, state.config, state.deadlines)
+    created = await send_test_event(state, webhook, body.type)
     return json_response(public(created), status=202)
 
 

@@ -12,12 +12,14 @@ from starlette.routing import Route
 from service.core.ids import epoch_ms, format_timestamp
 from service.core.models import EMAIL_REGISTRATION_DECODER, EmailRegistrationResult
 from service.http.auth import in_account
+from service.http.idempotency import idempotent
 from service.http.requests import read_json
 from service.http.responses import json_response
 from service.http.state import app_state
 
 
 @in_account
+@idempotent
 async def register_emails(request: Request, account: str) -> Response:
     state = app_state(request)
     body = await read_json(request, EMAIL_REGISTRATION_DECODER, state.config, state.deadlines)

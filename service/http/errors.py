@@ -17,6 +17,7 @@ from starlette.routing import Match, Route
 from service import logs
 from service.core.errors import (
     STORE_FULL_MESSAGE,
+    InvalidCredentials,
     MailhooksError,
     StoreFull,
     StoreUnavailable,
@@ -29,6 +30,8 @@ logger = logging.getLogger("mailhooks")
 
 _STARLETTE_CODES = {404: "not_found", 405: "method_not_allowed"}
 _UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="mailhooks"'}
+# Providers that authenticate with basic auth (Postmark, SparkPost, Mailjet, Brevo) are told how.
+_BASIC_AUTH_HEADERS = {"WWW-Authenticate": 'Basic realm="mailhooks"'}
 
 
 def error_response(
@@ -44,8 +47,11 @@ def error_response(
 
 async def handle_mailhooks_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MailhooksError)
-    # Only API-key failures invite Bearer auth; a bad provider signature does not.
+    # Only API-key failures invite Bearer auth, and failed provider basic auth invites Basic;
+    # a bad provider signature invites nothing.
     headers = _UNAUTHORIZED_HEADERS if type(exc) is Unauthorized else None
+    if isinstance(exc, InvalidCredentials):
+        headers = _BASIC_AUTH_HEADERS
     return error_response(exc.status, exc.code, exc.message, exc.field, headers)
 
 

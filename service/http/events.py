@@ -7,7 +7,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.core.errors import Forbidden, NotFound, ValidationFailed
-from service.core.event_types import EVENT_TYPES, QUALIFIED_PREFIX
+from service.core.event_types import (
+    EVENT_TYPES,
+    QUALIFIED_PREFIX,
+    SUBSCRIBABLE_TYPES,
+    is_operational,
+)
 from service.core.ids import entry_id
 from service.core.models import EventList
 from service.http.auth import Principal, with_principal
@@ -24,10 +29,14 @@ def event_type_param(request: Request) -> str | None:
     raw = request.query_params.get("type")
     if raw is None or raw == "":
         return None
-    short = raw.strip().lower().removeprefix(QUALIFIED_PREFIX)
+    name = raw.strip().lower()
+    if is_operational(name):
+        return name
+    short = name.removeprefix(QUALIFIED_PREFIX)
     if short not in EVENT_TYPES:
         raise ValidationFailed(
-            f"unknown event type {raw!r}; expected one of {', '.join(EVENT_TYPES)}", field="type"
+            f"unknown event type {raw!r}; expected one of {', '.join(SUBSCRIBABLE_TYPES)}",
+            field="type",
         )
     return QUALIFIED_PREFIX + short
 

@@ -9,7 +9,7 @@ shared URL, which detects the provider; every other one also has `/api/webhooks/
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -50,22 +50,21 @@ async def receive(
     request: Request, provider: Provider | None, providers: Sequence[Provider] = PROVIDERS
 ) -> Response:
     """Handle one provider request; `provider` None means detect it among `providers`."""
+    if request.method == "HEAD":  # a check that the URL answers
+        return Response(status_code=200)
     state = app_state(request)
     body = await read_body(request, state.config, state.deadlines)
     if provider is None:
         provider = detect(request.headers, body, providers)
-    secret = state.config.provider_secrets.get(provider.name, "")
+    if provider.is_probe(body, request.headers):
+        # The provider checking the URL answers; it carries no event, so nothing to verify.
+        return json_response(Received(received=True))
     now = state.clock()
-    if secret:
-        provider.verify(body, request.headers, secret, now=now.timestamp())
-    elif not state.config.allow_unsigned_inbound:
-        raise InvalidSignature(
-            f"{provider.name} events are refused: set {provider.secret_variable} to verify them"
-        )
+    verified = await verify(state, provider, body, request.headers, now=now.timestamp())
     kind = media_type(request)
     if not provider.accepts_media_type(kind):
         shown = kind or "no Content-Type"
-        raise UnsupportedMediaType(f"{provider.name} events must be JSON, not {shown}")
+        raise UnsupportedMediaType(f"{provider.name} events are not sent as {shown}")
     normalized = provider.normalize(body, request.headers, received_at=format_timestamp(now))
     events = [item for item in normalized if isinstance(item, Event)]
     ignored = [item for item in normalized if isinstance(item, Ignored)]
@@ -74,7 +73,7 @@ async def receive(
         # 503 within INGEST_TIMEOUT rather than held while the client retries its commands:
         # providers retry, and a retry of an event that did get stored is a duplicate.
         with state.deadlines.limit(state.config.ingest_timeout):
-            result = await store(state, provider, body, events, ignored, verified=bool(secret))
+            result = await store(state, provider, body, events, ignored, verified=verified)
     except TimeoutError:
         raise StoreUnavailable(
             f"the event store did not answer within {state.config.ingest_timeout:g} s; retry"
@@ -92,7 +91,35 @@ async def receive(
             len(ignored),
             extra=logs.ids(request.headers, event_id=stored[0] if len(stored) == 1 else None),
         )
+    for item in ignored:
+        if item.notice:
+            logger.warning(
+                "inbound %s: %s", provider.name, item.notice, extra=logs.ids(request.headers)
+            )
     return json_response(Received(received=True))
+
+
+async def verify(
+    state: AppState, provider: Provider, body: bytes, headers: Mapping[str, str], *, now: float
+) -> bool:
+    """Whether the request was verified (False: accepted unverified, as
+    ALLOW_UNSIGNED_INBOUND allows); raises when it is refused. A provider that signs with a key
+    it publishes is verified with that key, fetched from an allowed URL, whatever the config."""
+    secret = state.config.provider_secrets.get(provider.name, "")
+    key_url = provider.signing_key_url(body, headers, secret, now=now)
+    if key_url is not None:
+        key = await state.signing_keys.get(key_url)
+        provider.verify_with_key(body, headers, secret, key, now=now)
+        return True
+    if secret:
+        url = state.config.provider_urls.get(provider.name, "")
+        provider.verify_request(body, headers, secret, now=now, url=url)
+        return True
+    if not state.config.allow_unsigned_inbound:
+        raise InvalidSignature(
+            f"{provider.name} events are refused: set {provider.secret_variable} to verify them"
+        )
+    return False
 
 
 async def store(
@@ -130,7 +157,8 @@ async def claim_replay_token(
 
 
 def inbound_routes(providers: Sequence[Provider] = PROVIDERS) -> list[Route]:
-    """`POST` on each of `inbound_paths(providers)`; the shared URL detects the provider."""
+    """`POST` on each of `inbound_paths(providers)`; the shared URL detects the provider.
+    `HEAD` answers 200 with no body: Mandrill checks a URL that way when a webhook is added."""
     shared, *named = inbound_paths(providers)
 
     async def receive_detected(request: Request) -> Response:
@@ -140,10 +168,10 @@ def inbound_routes(providers: Sequence[Provider] = PROVIDERS) -> list[Route]:
         async def endpoint(request: Request) -> Response:
             return await receive(request, provider, providers)
 
-        return Route(path, endpoint, methods=["POST"], name=f"inbound_{provider.name}")
+        return Route(path, endpoint, methods=["POST", "HEAD"], name=f"inbound_{provider.name}")
 
     return [
-        Route(shared[0], receive_detected, methods=["POST"], name="inbound"),
+        Route(shared[0], receive_detected, methods=["POST", "HEAD"], name="inbound"),
         *(provider_route(path, provider) for path, provider in named),
     ]
 

@@ -27,22 +27,33 @@ from service.core.models import (
     AccountUpdate,
     ApiKeyCreated,
     ApiKeyList,
+    DeadLetter,
+    DeadLetterList,
     Delivery,
+    DeliveryExhaustedPayload,
     DeliveryList,
     EmailRegistration,
     EmailRegistrationResult,
     ErrorBody,
     Event,
     EventList,
+    EventTypeList,
     GenericInboundEvent,
     Health,
+    PortalLink,
     Received,
     RecoverRequest,
     RecoverResult,
+    Redriven,
+    RedriveRequest,
+    RedriveResult,
+    SecretRotate,
+    SecretRotation,
     ServiceStatus,
     SyntheticEventRequest,
     Webhook,
     WebhookCreate,
+    WebhookDisabledPayload,
     WebhookList,
     WebhookPayload,
     WebhookUpdate,
@@ -52,17 +63,28 @@ from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
 
 REF = "#/components/schemas/{name}"
-SIGNATURE_401 = "Missing, malformed, wrong or expired provider signature"
+SIGNATURE_401 = "Missing, malformed, wrong or expired provider signature or credentials"
 ERROR_DESCRIPTIONS = {
     400: "The body is not valid JSON, or an admin key names no account (X-Account-Id)",
     401: "Missing or invalid API key",
-    403: "The key may not use this route (an account key on an admin route)",
+    403: (
+        "The key may not use this route (an account key on an admin route); inbound: a "
+        "provider-signed request from a sender not allowed (SES: a topic not in SES_TOPIC_ARNS)"
+    ),
     404: "No such resource (another account's answers the same)",
-    409: "A conflict: the delivery is being attempted already, a limit is reached",
+    409: (
+        "A conflict: the delivery is being attempted already, a limit is reached; an "
+        "Idempotency-Key used with another body (idempotency_key_reused) or whose first "
+        "request is still running (idempotency_in_progress)"
+    ),
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
-    503: "Redis is unavailable (store_unavailable), or full (store_full; inbound: nearly full)",
+    501: "This deployment has not enabled the feature (the portal: PORTAL_SECRET is unset)",
+    503: (
+        "Redis is unavailable (store_unavailable), or full (store_full; inbound: nearly full); "
+        "inbound: a provider's signing certificate could not be fetched (signing_key_unavailable)"
+    ),
 }
 
 
@@ -77,6 +99,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     security: str = "account"  # a key of SECURITY
     parameters: list[dict[str, Any]] = field(default_factory=list)
+    request_required: bool = True
 
 
 def _query(
@@ -120,7 +143,25 @@ ACCOUNT_ID_PARAM = {
     "required": True,
     "schema": {"type": "string"},
 }
+IDEMPOTENCY_PARAM: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Up to 255 visible ASCII characters (a UUID). The same key from the same caller on the "
+        "same path within 24 hours returns the first 2xx response again (with "
+        "Idempotent-Replayed: true) instead of running again; with another body, a 409. See "
+        "docs/api.md"
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
 KEY_ID_PARAM = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+DEAD_LETTER_ID_PARAM = {
+    "name": "dead_letter_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
 SECURITY_SCHEMES: dict[str, Any] = {
     "accountKey": {
         "type": "http",
@@ -149,6 +190,8 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "any": [{"accountKey": []}, {"adminKey": []}],
     "operator": [{"adminKey": []}, {"accountKey": []}],  # API_KEYS only, of the account keys
     "admin": [{"adminKey": []}],
+    # An admin key for any account; an account's own key for its own id only.
+    "admin_or_own": [{"adminKey": []}, {"accountKey": []}],
     "none": [],
 }
 EVENT_ID_PARAM = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -169,7 +212,7 @@ def inbound_operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Opera
             200,
             Received,
             request=GenericInboundEvent if path == SHARED_PATH else None,
-            errors=(401, 413, 422, 503),
+            errors=(401, 403, 413, 422, 503),
             security="none",
         )
         for path, provider in inbound_paths(providers)
@@ -201,7 +244,8 @@ MANAGEMENT_OPERATIONS: tuple[Operation, ...] = (
         201,
         Webhook,
         request=WebhookCreate,
-        errors=(400, 401, 413, 415, 422, 503),
+        errors=(400, 401, 409, 413, 415, 422, 503),
+        parameters=[IDEMPOTENCY_PARAM],
     ),
     Operation("get", ONE, "Get one webhook", 200, Webhook, errors=(401, 404, 503)),
     Operation(
@@ -214,6 +258,17 @@ MANAGEMENT_OPERATIONS: tuple[Operation, ...] = (
         errors=(400, 401, 404, 413, 415, 422, 503),
     ),
     Operation("delete", ONE, "Delete a webhook", 204, None, errors=(401, 404, 503)),
+    Operation(
+        "post",
+        ONE + "/secret/rotate",
+        "Rotate the secret: the replaced one keeps signing webhook-signature beside the new "
+        "one for the grace period (a generated secret is returned once)",
+        200,
+        SecretRotation,
+        request=SecretRotate,
+        errors=(400, 401, 404, 409, 413, 415, 422, 503),
+        parameters=[IDEMPOTENCY_PARAM],
+    ),
     Operation(
         "get",
         ONE + "/deliveries",
@@ -264,7 +319,8 @@ MANAGEMENT_OPERATIONS: tuple[Operation, ...] = (
         202,
         Delivery,
         request=SyntheticEventRequest,
-        errors=(400, 401, 404, 413, 415, 422, 503),
+        errors=(400, 401, 404, 409, 413, 415, 422, 503),
+        parameters=[IDEMPOTENCY_PARAM],
     ),
 )
 READING_OPERATIONS: tuple[Operation, ...] = (
@@ -307,6 +363,15 @@ READING_OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get",
+        "/api/event-types",
+        "Every event type an endpoint can receive, with the JSON Schema of its body",
+        200,
+        EventTypeList,
+        errors=(401, 404, 503),
+        security="any",
+    ),
+    Operation(
+        "get",
         "/api/status",
         "Worker liveness, delivery backlog and Redis memory, with any problems named",
         200,
@@ -326,7 +391,8 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
         200,
         EmailRegistrationResult,
         request=EmailRegistration,
-        errors=(400, 401, 413, 415, 422, 503),
+        errors=(400, 401, 409, 413, 415, 422, 503),
+        parameters=[IDEMPOTENCY_PARAM],
     ),
     Operation(
         "get",
@@ -348,8 +414,9 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
         201,
         Account,
         request=AccountCreate,
-        errors=(400, 401, 403, 413, 415, 422, 503),
+        errors=(400, 401, 403, 409, 413, 415, 422, 503),
         security="admin",
+        parameters=[IDEMPOTENCY_PARAM],
     ),
     Operation(
         "get", ACCOUNT, "One account", 200, Account, errors=(401, 403, 404, 503), security="admin"
@@ -385,16 +452,90 @@ ACCOUNT_OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "post",
         ACCOUNT + "/keys",
-        "Create an API key for an account: the key is in this response only",
+        "Create an API key for an account: the key is in this response only (and in "
+        "replays of it to the same caller with the same Idempotency-Key)",
         201,
         ApiKeyCreated,
-        errors=(401, 403, 404, 503),
+        errors=(401, 403, 404, 409, 422, 503),
         security="admin",
+        parameters=[IDEMPOTENCY_PARAM],
     ),
     Operation(
         "delete",
         ACCOUNT + "/keys/{key_id}",
         "Revoke an API key: refused by every web process from its next request",
+        204,
+        None,
+        errors=(401, 403, 404, 503),
+        security="admin",
+    ),
+    Operation(
+        "post",
+        ACCOUNT + "/portal-links",
+        "A link to the account's customer portal, usable once within 10 minutes (admin key, "
+        "or the account's own key); see docs/portal.md",
+        201,
+        PortalLink,
+        errors=(401, 404, 501, 503),
+        security="admin_or_own",
+    ),
+)
+# Served, but no API operation: the spec and its page, and the customer portal's HTML pages
+# and assets (docs/portal.md). A test holds every other route to an operation above.
+NOT_IN_SPEC = ("/openapi.json", "/docs", "/docs/assets", "/portal")
+
+
+DEAD_LETTERS = "/api/dead-letters"
+DEAD_LETTER = DEAD_LETTERS + "/{dead_letter_id}"
+DEAD_LETTER_OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "get",
+        DEAD_LETTERS,
+        "Events the worker could not process, set aside undelivered: newest first (Link header "
+        "for the next page)",
+        200,
+        DeadLetterList,
+        errors=(401, 403, 422, 503),
+        security="admin",
+        parameters=[
+            _query("limit", "Page size, 1-1000 (default 100)", minimum=1, maximum=1000),
+            _query("before", "The cursor from the previous page's Link header", "string"),
+        ],
+    ),
+    Operation(
+        "get",
+        DEAD_LETTER,
+        "One dead letter: why, and the original entry's fields (decoded where possible)",
+        200,
+        DeadLetter,
+        errors=(401, 403, 404, 503),
+        security="admin",
+    ),
+    Operation(
+        "post",
+        DEAD_LETTER + "/redrive",
+        "Append its event to the events stream again, as a new event (new id), and remove the "
+        "dead letter: delivered at least once more to every subscriber",
+        202,
+        Redriven,
+        errors=(401, 403, 404, 409, 503),
+        security="admin",
+    ),
+    Operation(
+        "post",
+        DEAD_LETTERS + "/redrive",
+        "Redrive every dead letter, or those set aside since a time (no body: all)",
+        202,
+        RedriveResult,
+        request=RedriveRequest,
+        request_required=False,
+        errors=(400, 401, 403, 413, 415, 422, 503),
+        security="admin",
+    ),
+    Operation(
+        "delete",
+        DEAD_LETTER,
+        "Delete a dead letter (its event is not delivered)",
         204,
         None,
         errors=(401, 403, 404, 503),
@@ -410,20 +551,28 @@ def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ..
         *inbound_operations(providers),
         *READING_OPERATIONS,
         *ACCOUNT_OPERATIONS,
+        *DEAD_LETTER_OPERATIONS,
     )
 
 
 OPERATIONS = operations()
 
 
+def _content(model: type) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": REF.format(name=model.__name__)}}}
+
+
 DELIVERY_DOC: dict[str, Any] = {
     "summary": "What your endpoint receives for each matching event",
     "description": (
         "Headers: Content-Type: application/json; X-Webhook-Signature: hex HMAC-SHA256 of "
-        "the raw body keyed with your secret (UTF-8); Standard Webhooks' webhook-id (the "
-        "same on every retry of a delivery), webhook-timestamp and webhook-signature "
-        "(v1,<base64 HMAC-SHA256 of id.timestamp.body>, keyed with the base64-decoded part "
-        "after whsec_, else the secret's bytes); User-Agent: mailhooks/<version>. Answer "
+        "the raw body keyed with your secret (UTF-8; after a rotation, the new secret's); "
+        "Standard Webhooks' webhook-id (the same on every retry of a delivery), "
+        "webhook-timestamp and webhook-signature (v1,<base64 HMAC-SHA256 of "
+        "id.timestamp.body>, keyed with the base64-decoded part after whsec_, else the "
+        "secret's bytes; during a rotation's grace period one v1,… per live secret, "
+        "space-separated, newest first); User-Agent: mailhooks/<version>; and the "
+        "endpoint's custom headers. Answer "
         "2xx to acknowledge; 410 disables the webhook; 429/503 may send Retry-After; "
         "anything else is retried on the schedule. Redirects are not followed."
     ),
@@ -437,12 +586,42 @@ DELIVERY_DOC: dict[str, Any] = {
 }
 
 
-def _content(model: type) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": REF.format(name=model.__name__)}}}
+def _operational_doc(payload: type, summary: str) -> dict[str, Any]:
+    """An operational event's delivery: signed and answered as every delivery is."""
+    return {
+        "summary": summary,
+        "description": (
+            "Sent to the account's webhooks subscribed to its type (or to *), never to the "
+            "webhook it is about; headers, signatures and answers as for emailEvent."
+        ),
+        "requestBody": {"required": True, "content": _content(payload)},
+        "responses": {"2XX": {"description": "Acknowledged"}},
+    }
+
+
+# What endpoints receive: email events, and the operational events about the account's own
+# webhooks and deliveries (docs/delivery.md#operational-events).
+DELIVERIES: dict[str, tuple[type, dict[str, Any]]] = {
+    "emailEvent": (WebhookPayload, DELIVERY_DOC),
+    "webhookDisabled": (
+        WebhookDisabledPayload,
+        _operational_doc(
+            WebhookDisabledPayload,
+            "webhook.disabled: delivery disabled one of the account's webhooks (410, or failing)",
+        ),
+    ),
+    "deliveryExhausted": (
+        DeliveryExhaustedPayload,
+        _operational_doc(
+            DeliveryExhaustedPayload,
+            "delivery.exhausted: a delivery's last attempt failed; it is failed, retryable",
+        ),
+    ),
+}
 
 
 def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
-    models: set[type] = {ErrorBody, WebhookPayload}
+    models: set[type] = {ErrorBody, *(model for model, _ in DELIVERIES.values())}
     for op in operations:
         models.update(t for t in (op.ok_type, op.request) if t is not None)
     _, schemas = msgspec.json.schema_components(
@@ -472,10 +651,15 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
             parameters.append(ACCOUNT_ID_PARAM)
         if "{key_id}" in op.path:
             parameters.append(KEY_ID_PARAM)
+        if "{dead_letter_id}" in op.path:
+            parameters.append(DEAD_LETTER_ID_PARAM)
         if parameters:
             entry["parameters"] = parameters
         if op.request is not None:
-            entry["requestBody"] = {"required": True, "content": _content(op.request)}
+            entry["requestBody"] = {
+                "required": op.request_required,
+                "content": _content(op.request),
+            }
         entry["security"] = SECURITY[op.security]
         paths.setdefault(op.path, {})[op.method] = entry
     return {
@@ -486,7 +670,7 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
             "description": "Email event webhooks: register endpoints, receive provider events.",
         },
         "paths": paths,
-        "webhooks": {"emailEvent": {"post": DELIVERY_DOC}},
+        "webhooks": {name: {"post": doc} for name, (_, doc) in DELIVERIES.items()},
         "components": {
             "schemas": schemas,
             "securitySchemes": SECURITY_SCHEMES,

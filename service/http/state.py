@@ -10,10 +10,14 @@ from starlette.requests import Request
 from config import Config
 from service.core.clock import Clock
 from service.deadlines import Deadlines
+from service.http.signing_keys import SigningKeys
 from service.storage.accounts import AccountStore
 from service.storage.capacity import Capacity
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.idempotency import IdempotencyStore
+from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
 from service.storage.webhooks import WebhookStore
 
@@ -31,7 +35,14 @@ class AppState:
     # READ_TIMEOUT and INGEST_TIMEOUT, on one coarse timer (asyncio.timeout per request
     # costs a timer handle each; see service/deadlines.py).
     deadlines: Deadlines
+    # The certificates SNS signs with, fetched and cached per URL.
+    signing_keys: SigningKeys
     accounts: AccountStore
+    # Idempotency-Key records (service/http/idempotency.py).
+    idempotency: IdempotencyStore
+    dead_letters: DeadLetterStore
+    # The customer portal's links and sessions (docs/portal.md).
+    portal: PortalStore
     # Per web process: the minute each account key's last use was last written.
     key_use: dict[str, int] = field(default_factory=dict)
     # Per web process: accounts seen to exist, and until when (monotonic seconds) that is

@@ -2,15 +2,16 @@
 
 A provider module keeps its pure functions (`verify`, `normalize`, ...) and exposes one
 `PROVIDER` object implementing `Provider`; `service.providers.registry` lists them. Subclassing
-`Provider` explicitly inherits its defaults: any secret accepted at start-up, the shared
-`TOLERANCE_SECONDS`, and no replay token.
+`Provider` explicitly inherits its defaults: any secret accepted at start-up, the secret read
+from `secret_variable` alone, the shared `TOLERANCE_SECONDS`, no replay token, no signed URL,
+no probe and no published signing key.
 """
 
 from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -63,10 +64,55 @@ class Provider(Protocol):
         fails rather than every request."""
         return None
 
+    def read_secret(self, variable: Callable[[str], str]) -> str:
+        """The secret from the environment, where `variable(name)` is that variable's stripped
+        value ("" when unset or blank): `secret_variable`'s by default. A provider read from
+        several variables combines them into the one string its `verify` takes."""
+        return variable(self.secret_variable)
+
     def verify(self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float) -> None:
         """Raise InvalidSignature unless the request is signed with `secret` and, when the
         scheme has a timestamp, within `tolerance_seconds` of `now` (unix seconds)."""
         ...
+
+    @property
+    def url_variable(self) -> str | None:
+        """For a scheme that signs the URL the provider posts to (Mandrill): the environment
+        variable holding that URL exactly as registered with the provider. None by default."""
+        return None
+
+    def verify_request(
+        self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float, url: str
+    ) -> None:
+        """What the inbound handler calls: `verify`, given also `url`, the value of
+        `url_variable` ("" when unset). By default the URL is not signed."""
+        self.verify(body, headers, secret, now=now)
+
+    def is_probe(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        """Whether the request is the provider checking that the URL answers, carrying no
+        event (Mandrill's empty batch when a webhook is added, signed with a key the user has
+        not been shown yet): answered 200 before verification, storing nothing. Never raises;
+        False by default."""
+        return False
+
+    def signing_key_url(
+        self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float
+    ) -> str | None:
+        """None (the default) for a provider verified with its configured secret by `verify`.
+
+        A provider that signs with a key it publishes by URL (Amazon SNS's certificates) returns
+        the URL of the key that signed this request, once the checks that need no key have
+        passed (they raise as `verify` does). The web edge fetches it, only from an allowed URL,
+        and calls `verify_with_key`. Such a provider is verified whether or not its variable is
+        set (`secret` is then ""), whatever ALLOW_UNSIGNED_INBOUND says."""
+        return None
+
+    def verify_with_key(
+        self, body: bytes, headers: Mapping[str, str], secret: str, key: bytes, *, now: float
+    ) -> None:
+        """`verify` for a provider with a `signing_key_url`: `key` is the document fetched from
+        that URL (a PEM certificate)."""
+        raise InvalidSignature(f"{self.name} does not sign with a published key")
 
     def normalize(
         self, body: bytes, headers: Mapping[str, str], *, received_at: str

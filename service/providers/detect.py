@@ -13,9 +13,19 @@ def detect(
 ) -> Provider:
     """The first of `providers` whose `detects` is true, else the last one (the fallback).
 
-    With the registry's order: Svix headers → resend; SendGrid's signature header or a JSON
-    array → sendgrid; an object with `signature` and `event-data` → mailgun; anything else →
-    generic."""
+    With the registry's order:
+    - Svix headers → resend;
+    - `x-amz-sns-message-type` → ses;
+    - Postal's signature headers → postal;
+    - a JSON array whose first element has `msys` → sparkpost; Mailjet's or Brevo's event
+      shapes → mailjet, brevo;
+    - SendGrid's signature header or a JSON array → sendgrid;
+    - a hex `Signature` header over a JSON object → mailersend;
+    - `X-Mandrill-Signature`, or a form with `mandrill_events` → mandrill;
+    - an object with `signature` and `event-data`, or a form with `timestamp`, `token` and
+      `signature` → mailgun;
+    - an object with a `RecordType` key → postmark;
+    - anything else → generic."""
     for provider in providers:
         if provider.detects(headers, body):
             return provider

@@ -1,7 +1,8 @@
 """The generic format, for senders that are none of the known providers (pure).
 
 Body: `{"type": "email.delivered", "email_id": "msg_abc", "recipient"?: str, "timestamp"?: ISO
-8601 str or unix seconds, "bounce"?: {kind, reason?}, "click"?: {url}, "metadata"?: object}`.
+8601 str or unix seconds, "bounce"?: {kind, reason?}, "click"?: {url}, "metadata"?: object,
+"user_agent"?, "mta_response"?, "reason"?: str}`.
 Signature: `X-Webhook-Signature`, the hex HMAC-SHA256 of the raw body keyed with the secret,
 the same scheme as our outbound deliveries (`service.core.signing.signature_hex`).
 """
@@ -44,13 +45,15 @@ _TYPES = {
     "delivered": "delivered",
     "complaint": "complaint",
     "complained": "complaint",
+    "deferred": "deferred",
+    "rejected": "rejected",
 }
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
 
 
 class _Bounce(ProviderInput):
-    kind: Literal["hard", "soft"]
+    kind: Literal["hard", "soft", "undetermined"]
     reason: str | None = None
 
 
@@ -67,6 +70,9 @@ class _Body(ProviderInput):
     click: _Click | None = None
     metadata: dict[str, Any] | None = None
     account_id: str | None = None  # the account that sent the email (docs/accounts.md)
+    user_agent: str | None = None
+    mta_response: str | None = None
+    reason: str | None = None
 
 
 _DECODER = msgspec.json.Decoder(_Body)
@@ -104,6 +110,9 @@ def normalize(body: bytes, headers: Mapping[str, str], *, received_at: str) -> l
             click=Click(url=parsed.click.url) if parsed.click else None,
             metadata=parsed.metadata or None,
             account_id=parsed.account_id or None,
+            user_agent=parsed.user_agent,
+            mta_response=parsed.mta_response,
+            reason=parsed.reason,
         )
     ]
 

@@ -9,13 +9,36 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from service.providers import generic, mailgun, resend, sendgrid
+from service.providers import (
+    brevo,
+    generic,
+    mailersend,
+    mailgun,
+    mailjet,
+    mandrill,
+    postal,
+    postmark,
+    resend,
+    sendgrid,
+    ses,
+    sparkpost,
+)
 from service.providers.base import Provider
 
 PROVIDERS: tuple[Provider, ...] = (
     resend.PROVIDER,
+    # Known by their headers.
+    ses.PROVIDER,
+    postal.PROVIDER,
+    # Before SendGrid, which takes any other JSON array: known by their arrays' first element.
+    sparkpost.PROVIDER,
+    mailjet.PROVIDER,
+    brevo.PROVIDER,
     sendgrid.PROVIDER,
+    mailersend.PROVIDER,
+    mandrill.PROVIDER,
     mailgun.PROVIDER,
+    postmark.PROVIDER,
     # Last: the fallback, which detects every request and is served at the shared URL.
     generic.PROVIDER,
 )

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
+from email.utils import parseaddr
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -37,14 +38,19 @@ ID_HEADER = "svix-id"
 TIMESTAMP_HEADER = "svix-timestamp"
 SIGNATURE_HEADER = "svix-signature"
 
-# email.sent, email.delivery_delayed, email.failed, email.suppressed, domain.* etc. are Ignored.
+# email.sent, email.scheduled, email.received, domain.* etc. are Ignored.
 _EMAIL_TYPES = {
     "email.delivered": "email.delivered",
     "email.bounced": "email.bounce",
     "email.opened": "email.open",
     "email.clicked": "email.click",
     "email.complained": "email.complaint",
+    "email.delivery_delayed": "email.deferred",
+    "email.suppressed": "email.rejected",
+    "email.failed": "email.rejected",
 }
+# A bounce of these sub-types is Resend (SES) not sending to an address on a suppression list.
+_SUPPRESSED = frozenset({"suppressed", "onaccountsuppressionlist"})
 # Resend has no email-level unsubscribe: it reports one as a contact update.
 _CONTACT_UPDATED = "contact.updated"
 
@@ -64,17 +70,30 @@ class _Bounce(ProviderInput):
     type: str | None = None
     sub_type: str | None = msgspec.field(default=None, name="subType")
     message: str | None = None
+    diagnostic_code: list[str] | str | None = msgspec.field(default=None, name="diagnosticCode")
 
 
-class _Click(ProviderInput):
+class _Tracking(ProviderInput):
     link: str | None = None
+    user_agent: str | None = msgspec.field(default=None, name="userAgent")
+
+
+class _Refusal(ProviderInput):
+    """`data.suppressed` ({message, type}) or `data.failed` ({reason})."""
+
+    message: str | None = None
+    type: str | None = None
+    reason: str | None = None
 
 
 class _EmailData(ProviderInput):
     email_id: Annotated[str, Meta(min_length=1)]
     to: list[str] | str | None = None
     bounce: _Bounce | None = None
-    click: _Click | None = None
+    click: _Tracking | None = None
+    open: _Tracking | None = None
+    suppressed: _Refusal | None = None
+    failed: _Refusal | None = None
     # An object in the samples and SDK; the docs' parameter text says a list of {name, value}.
     tags: dict[str, Any] | list[_Tag] | None = None
 
@@ -131,18 +150,43 @@ def normalize(body: bytes, headers: Mapping[str, str], *, received_at: str) -> l
 
 
 def _email_event(type_: str, created_at: str, data: _EmailData, event_id: str | None) -> Event:
-    to = data.to
+    bounce = data.bounce or _Bounce()
+    reason = None
+    if type_ == "email.bounce" and (bounce.sub_type or "").lower() in _SUPPRESSED:
+        type_, reason = "email.rejected", bounce.message or bounce.sub_type
+    elif type_ == "email.rejected":
+        refusal = data.suppressed or data.failed or _Refusal()
+        reason = refusal.message or refusal.reason or refusal.type
+    tracking = {"email.click": data.click, "email.open": data.open}.get(type_)
     return Event(
         type=type_,
         email_id=data.email_id,
         occurred_at=iso_utc(created_at, field="created_at"),
         provider=NAME,
-        recipient=(to[0] if to else None) if isinstance(to, list) else to,
+        recipient=_recipient(data.to),
         provider_event_id=event_id,
-        bounce=_bounce(data.bounce) if type_ == "email.bounce" else None,
+        bounce=_bounce(bounce) if type_ == "email.bounce" else None,
         click=Click(url=data.click.link) if data.click and data.click.link else None,
         metadata=_tags(data.tags),
+        user_agent=tracking.user_agent if tracking else None,
+        mta_response=_diagnostic(bounce.diagnostic_code) if type_ == "email.bounce" else None,
+        reason=reason,
     )
+
+
+def _recipient(to: list[str] | str | None) -> str | None:
+    """The first `to` address, bare: `"Ann <ann@example.com>"` → `ann@example.com`."""
+    first = (to[0] if to else None) if isinstance(to, list) else to
+    if first is None:
+        return None
+    return parseaddr(first)[1] or first.strip() or None
+
+
+def _diagnostic(code: list[str] | str | None) -> str | None:
+    """`bounce.diagnosticCode`: the receiving servers' replies (a list in the docs)."""
+    if isinstance(code, list):
+        return "; ".join(line for line in code if line) or None
+    return code or None
 
 
 def _unsubscribe_event(created_at: str, contact: _ContactData, event_id: str | None) -> Event:
@@ -158,13 +202,17 @@ def _unsubscribe_event(created_at: str, contact: _ContactData, event_id: str | N
     )
 
 
-def _bounce(bounce: _Bounce | None) -> Bounce:
-    # Only `Permanent` is hard. `Transient`/`Temporary` are soft, and so are `Undetermined` and
-    # a missing type (older payloads): a hard bounce tells consumers to stop mailing the
-    # address for good, which should not rest on a guess.
-    if bounce is None:
-        return Bounce(kind="soft")
-    kind: Literal["hard", "soft"] = "hard" if (bounce.type or "").lower() == "permanent" else "soft"
+_BOUNCE_KINDS: dict[str, Literal["hard", "soft", "undetermined"]] = {
+    "permanent": "hard",
+    # SES, under Resend, reports a transient bounce once it has stopped retrying.
+    "transient": "soft",
+    "temporary": "soft",  # the docs' parameter text
+}
+
+
+def _bounce(bounce: _Bounce) -> Bounce:
+    # `Undetermined`, a missing type (older payloads) and new values: Resend has not said.
+    kind = _BOUNCE_KINDS.get((bounce.type or "").lower(), "undetermined")
     return Bounce(kind=kind, reason=bounce.message or bounce.sub_type)
 
 

@@ -42,8 +42,10 @@ NAME = "sendgrid"
 SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"
 TIMESTAMP_HEADER = "x-twilio-email-event-webhook-timestamp"
 
-# processed, deferred, dropped, group_resubscribe, account_status_change, ... are Ignored.
+# processed, group_resubscribe, account_status_change, ... are Ignored.
 _TYPES = {
+    "deferred": "email.deferred",
+    "dropped": "email.rejected",
     "delivered": "email.delivered",
     "bounce": "email.bounce",
     "open": "email.open",
@@ -69,6 +71,7 @@ _SENDGRID_KEYS = frozenset(
     }
 )  # fmt: skip
 _DIGITS = re.compile(r"[0-9]{1,12}")
+_SMTP_TYPES = frozenset({"email.delivered", "email.bounce", "email.deferred"})
 
 
 class _Event(ProviderInput):
@@ -80,7 +83,9 @@ class _Event(ProviderInput):
     smtp_id: str | None = msgspec.field(default=None, name="smtp-id")
     type: str | None = None
     reason: str | None = None
+    response: str | None = None
     url: str | None = None
+    useragent: str | None = None
 
 
 _BATCH = msgspec.json.Decoder(list[dict[str, Any]])
@@ -131,6 +136,8 @@ def _normalize_one(index: int, item: dict[str, Any]) -> Normalized:
     if isinstance(timestamp, str) and _DIGITS.fullmatch(timestamp.strip()):
         timestamp = int(timestamp)  # the docs' property table calls it a String
     metadata = {key: value for key, value in item.items() if key not in _SENDGRID_KEYS}
+    # The receiving server's reply: `response` on deliveries and deferrals, `reason` on bounces.
+    smtp_reply = event.reason if canonical == "email.bounce" else event.response
     return Event(
         type=canonical,
         email_id=_email_id(event, at),
@@ -141,7 +148,18 @@ def _normalize_one(index: int, item: dict[str, Any]) -> Normalized:
         bounce=_bounce(event) if canonical == "email.bounce" else None,
         click=Click(url=event.url) if canonical == "email.click" and event.url else None,
         metadata=metadata or None,
+        user_agent=event.useragent if canonical in ("email.open", "email.click") else None,
+        mta_response=smtp_reply if canonical in _SMTP_TYPES else None,
+        reason=_reason(canonical, event),
     )
+
+
+def _reason(canonical: str, event: _Event) -> str | None:
+    if canonical == "email.rejected":
+        return event.reason  # e.g. "Bounced Address", "Unsubscribed Address"
+    if canonical == "email.deferred":
+        return event.response or event.reason  # a deferral says only what the server said
+    return None
 
 
 def _email_id(event: _Event, at: str) -> str:
@@ -160,11 +178,18 @@ def _email_id(event: _Event, at: str) -> str:
     )
 
 
+# `bounce` is SendGrid's permanent denial; `blocked` its temporary one (the server refused
+# for now: reputation, content, rate) and `expired` a deferral it gave up retrying.
+_BOUNCE_KINDS: dict[str | None, Literal["hard", "soft"]] = {
+    "bounce": "hard",
+    "blocked": "soft",
+    "expired": "soft",
+}
+
+
 def _bounce(event: _Event) -> Bounce:
-    # `type: bounce` is SendGrid's permanent denial, and older bounces carry no type at all;
-    # `blocked` is its temporary one, and anything else (`expired`, new values) is soft too.
-    kind: Literal["hard", "soft"] = "hard" if event.type in (None, "bounce") else "soft"
-    return Bounce(kind=kind, reason=event.reason)
+    # No type (older payloads) or a new value: SendGrid has not said.
+    return Bounce(kind=_BOUNCE_KINDS.get(event.type, "undetermined"), reason=event.reason)
 
 
 @functools.lru_cache(maxsize=8)  # parsing the DER key costs more than checking a signature

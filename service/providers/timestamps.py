@@ -45,7 +45,25 @@ def check_fresh(timestamp: str, *, now: float, tolerance: float | None, name: st
         raise InvalidSignature(f"{name} is not a unix timestamp in seconds")
     if tolerance is None:
         return
-    age = now - int(timestamp)
+    check_age(now - int(timestamp), tolerance=tolerance, name=name)
+
+
+def check_fresh_iso(timestamp: str, *, now: float, tolerance: float, name: str) -> None:
+    """Raise InvalidSignature unless `timestamp`, ISO 8601 (UTC when it has no offset), is within
+    `tolerance` seconds of `now`, either way."""
+    try:
+        moment = datetime.fromisoformat(timestamp)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = moment.timestamp()
+    except (ValueError, OverflowError):
+        raise InvalidSignature(f"{name} is not an ISO 8601 timestamp") from None
+    check_age(now - seconds, tolerance=tolerance, name=name)
+
+
+def check_age(age: float, *, tolerance: float, name: str) -> None:
+    """Raise InvalidSignature unless a signed timestamp `age` seconds old (negative: ahead of
+    `now`) is within `tolerance` either way."""
     if age > tolerance:
         raise InvalidSignature(f"{name} is too old ({age:.0f} s; tolerance {tolerance:g} s)")
     if age < -tolerance:

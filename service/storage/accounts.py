@@ -7,16 +7,30 @@ account, with a time to live. Key names live in `service.storage.keys`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import builtins
 import hashlib
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from redis.asyncio import Redis
 
-from service.core.accounts import DEFAULT_ACCOUNT, DEFAULT_ACCOUNT_NAME
+from service.core.accounts import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_ACCOUNT_NAME,
+    api_key_digest,
+    new_account_id,
+    new_api_key,
+    new_key_id,
+    shown_prefix,
+)
+from service.core.ids import epoch_ms, format_timestamp
+from service.core.models import ApiKeyCreated
 from service.storage import keys, scripts
+from service.storage.autopipeline import AutoPipeline
 
 _CLAIM_EMAIL = scripts.load("claim_email")
 _FORGET_EMAIL = scripts.load("forget_email")
@@ -84,8 +98,10 @@ class StoredKey:
 
 
 class AccountStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
         self._redis = redis
+        # Routing lookups travel with the ingest's appends (service.http.routing).
+        self._pipeline = pipeline or AutoPipeline(redis)
         self._claim_email = redis.register_script(_CLAIM_EMAIL.source)
         self._forget_email = redis.register_script(_FORGET_EMAIL.source)
 
@@ -98,6 +114,11 @@ class AccountStore:
             tx.zadd(keys.ACCOUNT_INDEX, {account_id: 0})
             await tx.execute()
         return StoredAccount(account_id, name, now, now)
+
+    async def create_new(self, name: str, *, now: datetime) -> StoredAccount:
+        """A new account under a new id (the accounts API and the CLI)."""
+        account_id = new_account_id(epoch_ms(now), secrets.token_bytes(7))
+        return await self.create(account_id, name, now=format_timestamp(now))
 
     async def ensure_default(self, *, now: str) -> None:
         """Create the built-in default account unless it exists (single-account mode; every
@@ -182,6 +203,21 @@ class AccountStore:
             await tx.execute()
         return StoredKey(key_id, account_id, prefix, now)
 
+    async def issue_key(self, account_id: str, *, now: datetime) -> ApiKeyCreated:
+        """A new API key for the account: stored as its SHA-256 only, so the key returned
+        here is the only time anyone sees it."""
+        key = new_api_key(secrets.token_bytes(32))
+        stored = await self.add_key(
+            account_id,
+            key_id=new_key_id(epoch_ms(now), secrets.token_bytes(7)),
+            digest=api_key_digest(key),
+            prefix=shown_prefix(key),
+            now=format_timestamp(now),
+        )
+        return ApiKeyCreated(
+            id=stored.id, key=key, prefix=stored.prefix, created_at=stored.created_at
+        )
+
     async def keys(self, account_id: str) -> builtins.list[StoredKey]:
         """The account's keys, oldest first (key ids sort by creation)."""
         digests = await self._redis.hgetall(keys.account_keys(account_id))  # type: ignore[misc]
@@ -244,14 +280,16 @@ class AccountStore:
         self, account_ids: Sequence[str], email_ids: Sequence[str]
     ) -> tuple[set[str], builtins.list[str | None]]:
         """Which of `account_ids` exist, and the account each of `email_ids` is registered
-        to: routing a request's events in one round trip."""
+        to: routing a request's events, in the round trip its neighbours' commands take."""
         accounts = list(dict.fromkeys(account_ids))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for account_id in accounts:
-                pipe.hmget(keys.account(account_id), ["id", "deleting"])
-            if email_ids:
-                pipe.mget([keys.email_owner(email_digest(e)) for e in email_ids])
-            rows = await pipe.execute()
+        replies = [
+            self._pipeline.execute("HMGET", keys.account(account_id), "id", "deleting")
+            for account_id in accounts
+        ]
+        if email_ids:
+            owner_keys = [keys.email_owner(email_digest(e)) for e in email_ids]
+            replies.append(self._pipeline.execute("MGET", *owner_keys))
+        rows = await asyncio.gather(*replies)
         found = {
             a for a, (id_, deleting) in zip(accounts, rows, strict=False) if id_ and not deleting
         }

@@ -13,6 +13,8 @@ once a second per webhook.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -26,6 +28,12 @@ from service.storage.autopipeline import AutoPipeline
 from service.storage.retention import PRUNE_INTERVAL_SECONDS, DeliveryPruner
 
 ATTEMPT_LOG_LENGTH = 50
+# A delivery's fields but its payload (listings show many at once).
+_SUMMARY_FIELDS = (
+    "id", "webhook_id", "event_id", "type", "status", "attempts", "created_at", "updated_at",
+    "next_attempt_at", "last_status_code", "last_error",
+)  # fmt: skip
+_SUMMARY_KEYS = tuple(field.encode() for field in _SUMMARY_FIELDS)
 
 _CLAIM = scripts.load("claim")
 _RECORD = scripts.load("record")
@@ -370,6 +378,44 @@ class DeliveryStore:
         found = [StoredDelivery.from_hash(row) for row in rows if row]
         # The cursor is the index member itself, valid even once that delivery has expired.
         return found, (page[-1] if len(members) > limit else None)
+
+    async def get_many(self, delivery_ids: Sequence[str]) -> list[StoredDelivery | None]:
+        """Each delivery (None where there is none), without its payload: one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for id_ in delivery_ids:
+                pipe.hmget(keys.delivery(id_), list(_SUMMARY_FIELDS))
+            rows = await pipe.execute()
+        return [
+            StoredDelivery.from_hash(
+                {k: v for k, v in zip(_SUMMARY_KEYS, row, strict=True) if v is not None}
+            )
+            if row[0]
+            else None
+            for row in rows
+        ]
+
+    async def finished_counts(
+        self, webhook_ids: Sequence[int], edges_ms: Sequence[int]
+    ) -> dict[int, dict[str, list[int]]]:
+        """Per webhook, its succeeded and failed deliveries created in each interval between
+        consecutive `edges_ms` (`[edge, next edge)`), counted on the status indexes: one
+        ZLEXCOUNT per webhook, status and interval (O(log n) each), in one round trip."""
+        statuses = ("succeeded", "failed")
+        bounds = [ms_member_bound(edge) for edge in edges_ms]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for webhook_id in webhook_ids:
+                for status in statuses:
+                    index = keys.deliveries(webhook_id, status)
+                    for low, high in itertools.pairwise(bounds):
+                        pipe.zlexcount(index, "[" + low, "(" + high)  # type: ignore[no-untyped-call]
+            counts = iter(await pipe.execute())
+        intervals = len(bounds) - 1
+        return {
+            webhook_id: {
+                status: [int(next(counts)) for _ in range(intervals)] for status in statuses
+            }
+            for webhook_id in webhook_ids
+        }
 
     async def failed_since(self, webhook_id: int, since_ms: int) -> list[StoredDelivery]:
         members = await self._redis.zrangebylex(

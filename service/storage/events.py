@@ -49,11 +49,11 @@ def append_call(
     index_ttl: int,
     provider: str,
     event_keys: Sequence[tuple[str, str, str, str]],
-    event_args: Sequence[tuple[str, str, str, str]],
+    event_args: Sequence[tuple[str, str, str, str, str]],
     ignored_types: Sequence[str],
 ) -> scripts.ScriptArgs:
     """KEYS and ARGV of append.lua: per event (seen key, email index, recipient index,
-    account index) and (payload, recipient flag, account, account flag)."""
+    account index) and (payload, recipient flag, account, account flag, email flag)."""
     script_keys = [stream, counts]
     for event_key_group in event_keys:
         script_keys += event_key_group
@@ -145,7 +145,7 @@ class EventStore:
         if not events and not ignored:
             return AppendResult([], [])
         event_keys: list[tuple[str, str, str, str]] = []
-        event_args: list[tuple[str, str, str, str]] = []
+        event_args: list[tuple[str, str, str, str, str]] = []
         for event in events:
             account = event.account_id
             # The account travels in its own entry field, beside the event.
@@ -167,6 +167,7 @@ class EventStore:
                     _recipient_flag(event.recipient),
                     account or "",
                     "1" if indexed_account(account) else "0",
+                    "1" if event.email_id else "0",  # operational events are about none
                 )
             )
         script_keys, args = append_call(

@@ -49,9 +49,18 @@ EVENTS_BY_ACCOUNT = PREFIX + "events:account:{account_id}"
 WEBHOOK_ID_SEQUENCE = PREFIX + "webhook:seq"
 
 # Hash per webhook: id, account, url, events (comma-separated short names), secret, active
-# ("1"/"0"), created_at, updated_at. The secret lives only here. No account field: the default
-# account's (created before accounts existed).
+# ("1"/"0"), created_at, updated_at, rate_limit (deliveries per second; absent or "":
+# unlimited). The secret lives only here. No account field: the default account's (created
+# before accounts existed). Optional: previous_secrets (those a rotation replaced, still
+# signing until their expiry: JSON [[secret, expires ms], …], newest first;
+# service.core.rotation), headers (the endpoint's custom headers: JSON [[name, value], …];
+# service.core.headers); "" or no field when there are none.
 WEBHOOK = PREFIX + "webhook:{id}"
+
+# String per rate-limited webhook: its limiter's state, the theoretical arrival time of its
+# next delivery (GCRA, µs since the epoch), shared by every worker process; expires when that
+# time has passed (rate_slot.lua).
+WEBHOOK_RATE = PREFIX + "webhook:{id}:rate"
 
 # The default account's ACCOUNT_WEBHOOKS: the name every webhook id was indexed under before
 # accounts existed, so that an upgrade needs no migration.
@@ -121,8 +130,32 @@ DELIVERY_LEASES = PREFIX + "delivery-leases"
 # worker acknowledges and skips them, the event reads skip them, /api/status shows the count.
 UNREADABLE_EVENTS = PREFIX + "events:unreadable"
 
+# Stream of dead letters: events stream entries the worker could not process (not an event,
+# or failing DEAD_LETTER_AFTER times), each set aside and acknowledged in the delivery group
+# in one script, so that trimming goes on past it. Fields: entry (the original entry id),
+# reason (unreadable, failed, reclaimed), detail, at (ISO 8601), deliveries (how many times
+# the group handed the entry out), consumer, and the original fields each prefixed "f:"
+# (f:e, f:a, f:r). Never trimmed: redrive or delete them. XLEN is their count (/api/status).
+DEAD_LETTERS = PREFIX + "events:dead"
+
+# String per Idempotency-Key in use, expiring: while its first request runs, a marker
+# ("p:" + the request's token + the body's fingerprint) for PENDING_TTL_SECONDS (60 s); then
+# that request's response ("s:" + AES-GCM sealed) for RESULT_TTL_SECONDS (24 h). {digest}
+# derives from the caller's credential, account, method, path and key
+# (service.core.idempotency), so neither the name nor the value reveals any of them.
+IDEMPOTENCY = PREFIX + "idempotency:{digest}"
+
 # String with the worker's last heartbeat (ISO 8601), expiring when the worker stops beating.
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
+
+# String per portal link opened (docs/portal.md), set with NX: a link id seen here is refused.
+# Expires when the link would have expired anyway.
+PORTAL_LINK = PREFIX + "portal:link:{link_id}"
+
+# Hash per portal session: account, csrf (the forms' synchronizer token), created_at,
+# expires_at. {digest} is the SHA-256 of the cookie's value, which is never stored. Expires
+# with the session (PORTAL_SESSION_SECONDS); signing out deletes it.
+PORTAL_SESSION = PREFIX + "portal:session:{digest}"
 
 
 # Per-webhook names are built for every delivery (the outcome script alone names six):
@@ -130,6 +163,11 @@ WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
 @functools.lru_cache(maxsize=4096)
 def webhook(webhook_id: int) -> str:
     return WEBHOOK.format(id=webhook_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def webhook_rate(webhook_id: int) -> str:
+    return WEBHOOK_RATE.format(id=webhook_id)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -198,3 +236,15 @@ def events_by_email(email_id: str) -> str:
 
 def events_by_recipient(recipient: str) -> str:
     return EVENTS_BY_RECIPIENT.format(recipient=recipient.lower())
+
+
+def portal_link(link_id: str) -> str:
+    return PORTAL_LINK.format(link_id=link_id)
+
+
+def portal_session(digest: str) -> str:
+    return PORTAL_SESSION.format(digest=digest)
+
+
+def idempotency(digest: str) -> str:
+    return IDEMPOTENCY.format(digest=digest)

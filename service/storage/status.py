@@ -1,12 +1,21 @@
-"""What GET /api/status and /readyz read from Redis, gathered in one pipeline."""
+"""What GET /api/status (and `mailhooks status`) and /readyz read from Redis, gathered in
+one pipeline."""
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from service.core.status import Readings
+from config import Config
+from service.core.clock import Clock
+from service.core.models import ServiceStatus
+from service.core.status import Readings, assess
 from service.storage import keys
+from service.storage.deliveries import lease_ms
+
+# An entry is normally acknowledged within a lease of being read, or reclaimed after two
+# and acknowledged then; first attempts queued behind a slow endpoint may wait ten leases.
+STUCK_AFTER_LEASES = 20
 
 
 class StatusStore:
@@ -20,6 +29,16 @@ class StatusStore:
         """The worker's heartbeat: `at`, gone unless renewed within `ttl_seconds`."""
         await self._redis.set(keys.WORKER_HEARTBEAT, at, ex=ttl_seconds)
 
+    async def report(self, config: Config, clock: Clock) -> ServiceStatus:
+        """The readings, assessed as of right after them: the status report."""
+        readings = await self.readings()
+        return assess(
+            readings,
+            clock(),
+            stuck_after_seconds=STUCK_AFTER_LEASES * lease_ms(config) / 1000,
+            ingest_limit=config.ingest_memory_limit,
+        )
+
     async def readings(self) -> Readings:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xlen(keys.EVENTS_STREAM)
@@ -29,9 +48,10 @@ class StatusStore:
             pipe.xpending(keys.EVENTS_STREAM, keys.DELIVERY_GROUP)
             pipe.xinfo_stream(keys.EVENTS_STREAM)
             pipe.get(keys.UNREADABLE_EVENTS)
+            pipe.xlen(keys.DEAD_LETTERS)
             replies = await pipe.execute(raise_on_error=False)
-        stored, heartbeat, memory, groups, pending, stream, unreadable = replies
-        for reply in (stored, heartbeat, memory, unreadable):
+        stored, heartbeat, memory, groups, pending, stream, unreadable, dead = replies
+        for reply in (stored, heartbeat, memory, unreadable, dead):
             if isinstance(reply, Exception):
                 raise reply
         # No stream yet ("no such key") or no group yet (NOGROUP): nothing read, nothing pending.
@@ -55,6 +75,7 @@ class StatusStore:
             in_progress=int(pending["pending"]),
             oldest_in_progress=_text(oldest),
             unreadable=int(unreadable or 0),
+            dead_letters=int(dead),
         )
 
 

@@ -2,7 +2,9 @@
 left pending, acknowledgements, and the group's upkeep.
 
 Reads hand back decoded events with their entry ids, and apart the ids of entries that are
-not events (written by hand, or by a bug): the consumer logs and acknowledges those.
+not events (written by hand, or by a bug): the consumer sets those aside as dead letters
+(`dead_letter`: copied to the dead-letter stream and acknowledged in one script), as it does
+entries whose processing keeps failing. Reading and redriving them: service.storage.dead_letters.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from service.storage.autopipeline import AutoPipeline
 from service.storage.events import decode_entry
 
 _FORGET_DEAD_CONSUMERS = scripts.load("forget_dead_consumers")
+_DEAD_LETTER = scripts.load("dead_letter")
 
 
 def forget_dead_consumers_call(
@@ -31,12 +34,31 @@ def forget_dead_consumers_call(
     return [stream], [group, idle_limit_ms]
 
 
+def dead_letter_call(
+    *,
+    stream: str,
+    dead: str,
+    group: str,
+    entry_id: str,
+    consumer: str,
+    reason: str,
+    detail: str,
+    at: str,
+    min_deliveries: int,
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of dead_letter.lua."""
+    return [stream, dead], [group, entry_id, consumer, reason, detail, at, min_deliveries]
+
+
 @dataclass(slots=True)
 class StreamRead:
     events: list[tuple[str, Event]] = field(default_factory=list)  # (entry id, event)
-    not_events: list[str] = field(default_factory=list)  # entry ids: acknowledge them
+    not_events: list[str] = field(default_factory=list)  # entry ids: set them aside
+    why_not: dict[str, str] = field(default_factory=dict)  # of each of not_events
     # Reclaims only: entries pending in the group that have gone from the stream.
     deleted: list[str] = field(default_factory=list)
+    # Reclaims only: how many times the group has handed out each entry, this time included.
+    deliveries: dict[str, int] = field(default_factory=dict)
 
 
 class EventStream:
@@ -52,6 +74,7 @@ class EventStream:
         self._pipeline = pipeline or AutoPipeline(redis)
         self._group = group
         self._forget = redis.register_script(_FORGET_DEAD_CONSUMERS.source)
+        self._dead_letter = redis.register_script(_DEAD_LETTER.source)
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if missing, reading from the very first entry."""
@@ -70,7 +93,8 @@ class EventStream:
         return _decoded(response[0][1] if response else [])
 
     async def reclaim(self, consumer: str, *, min_idle_ms: int, count: int) -> StreamRead:
-        """Take over entries left pending (read, unacknowledged) longer than `min_idle_ms`."""
+        """Take over entries left pending (read, unacknowledged) longer than `min_idle_ms`,
+        with the number of times each has been handed out (XPENDING's delivery count)."""
         _, entries, deleted = await self._redis.xautoclaim(
             keys.EVENTS_STREAM,
             self._group,
@@ -79,9 +103,45 @@ class EventStream:
             start_id="0-0",
             count=count,
         )
-        read = _decoded([(raw_id, fields) for raw_id, fields in entries if fields])
+        claimed = [(raw_id, fields) for raw_id, fields in entries if fields]
+        read = _decoded(claimed)
         read.deleted = [raw.decode() if isinstance(raw, bytes) else raw for raw in deleted]
+        if claimed:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for raw_id, _ in claimed:
+                    pipe.xpending_range(keys.EVENTS_STREAM, self._group, raw_id, raw_id, 1)
+                replies = await pipe.execute()
+            for rows in replies:
+                for row in rows:  # none when acknowledged meanwhile
+                    read.deliveries[_text(row["message_id"])] = int(row["times_delivered"])
         return read
+
+    async def dead_letter(
+        self,
+        entry_id: str,
+        *,
+        consumer: str,
+        reason: str,
+        detail: str,
+        at: str,
+        min_deliveries: int = 0,
+    ) -> str | None:
+        """Set the entry aside as a dead letter and acknowledge it, in one script (see
+        dead_letter.lua): only while `consumer` holds it and it has been handed out at least
+        `min_deliveries` times. The dead letter's entry id, or None when left as it is."""
+        script_keys, args = dead_letter_call(
+            stream=keys.EVENTS_STREAM,
+            dead=keys.DEAD_LETTERS,
+            group=self._group,
+            entry_id=entry_id,
+            consumer=consumer,
+            reason=reason,
+            detail=detail,
+            at=at,
+            min_deliveries=min_deliveries,
+        )
+        letter = await self._dead_letter(keys=script_keys, args=args)
+        return _text(letter) if letter else None
 
     def count_unreadable(self, count: int) -> asyncio.Future[Any]:
         """Note `count` entries that were no event, for /api/status (with the next batch).
@@ -110,9 +170,17 @@ def _decoded(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> StreamRead:
         entry_id = raw_id.decode()
         try:
             read.events.append((entry_id, decode_entry(entry_id, fields)))
-        except (KeyError, msgspec.DecodeError):
+        except KeyError:
             read.not_events.append(entry_id)
+            read.why_not[entry_id] = "no event field (e)"
+        except msgspec.DecodeError as exc:
+            read.not_events.append(entry_id)
+            read.why_not[entry_id] = f"the event field (e) does not decode: {exc}"
     return read
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -75,27 +75,33 @@ class TrimPlan:
     members: list[str] = field(default_factory=list)  # one per index key
 
 
+def index_keys(fields: dict[bytes, bytes]) -> list[str]:
+    """The email, recipient and account index keys the append gave an entry with these
+    fields (none when they hold no event): what a trim removes it from, and a redriven dead
+    letter is added to."""
+    try:
+        event = _INDEXED.decode(fields[b"e"])
+    except (KeyError, msgspec.DecodeError):
+        return []
+    # Operational events (webhook.disabled, …) are about no email: no email index.
+    found = [keys.events_by_email(event.email_id)] if event.email_id else []
+    if event.recipient:
+        # The append's index key: named in field r when ASCII lowering would miss it.
+        named = fields.get(b"r")
+        found.append(named.decode() if named else keys.events_by_recipient(event.recipient))
+    account = fields.get(b"a")
+    if account is not None and indexed_account(account.decode() or None):
+        found.append(keys.events_by_account(account.decode()))
+    return found
+
+
 def plan_entries(rows: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> TrimPlan:
     """The plan for removing `rows` (XRANGE from the oldest): their index keys and members."""
     plan = TrimPlan(below_id=entry_after(rows[-1][0].decode()), entries=len(rows))
     for raw_id, fields in rows:
-        try:
-            event = _INDEXED.decode(fields[b"e"])
-        except (KeyError, msgspec.DecodeError):
-            continue
         member = entry_member(raw_id.decode())
-        plan.index_keys.append(keys.events_by_email(event.email_id))
-        plan.members.append(member)
-        if event.recipient:
-            # The append's index key: named in field r when ASCII lowering would miss it.
-            named = fields.get(b"r")
-            plan.index_keys.append(
-                named.decode() if named else keys.events_by_recipient(event.recipient)
-            )
-            plan.members.append(member)
-        account = fields.get(b"a")
-        if account is not None and indexed_account(account.decode() or None):
-            plan.index_keys.append(keys.events_by_account(account.decode()))
+        for key in index_keys(fields):
+            plan.index_keys.append(key)
             plan.members.append(member)
     return plan
 

@@ -10,23 +10,39 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from msgspec import UNSET, UnsetType
 from redis.asyncio import Redis
 
 from service.core.accounts import DEFAULT_ACCOUNT
-from service.core.event_types import EVENT_TYPES, WILDCARD, format_event_types
+from service.core.event_types import SUBSCRIBABLE_TYPES, WILDCARD, format_event_types
+from service.core.headers import CustomHeaders, decode_headers, encode_headers
+from service.core.rotation import (
+    PreviousSecrets,
+    decode_previous,
+    encode_previous,
+    rotated_previous,
+)
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
 
 # Every subscriber set of an account, in a fixed order: scripts get them all as KEYS (so they
 # declare every key they touch) and are told by position which ones a webhook belongs in.
-SUBSCRIBER_TYPES: tuple[str, ...] = (*EVENT_TYPES, WILDCARD)
+SUBSCRIBER_TYPES: tuple[str, ...] = (*SUBSCRIBABLE_TYPES, WILDCARD)
 
 _CREATE = scripts.load("create_webhook")
 _UPDATE = scripts.load("update_webhook")
 _DELETE = scripts.load("delete_webhook")
+_ROTATE = scripts.load("rotate_secret")
+# A rotation that keeps finding the secrets changed under it (concurrent rotations) gives up.
+ROTATE_TRIES = 10
+
+# Decoded once per distinct value, not once per subscriber lookup: few webhooks, many reads.
+_headers = functools.lru_cache(maxsize=4096)(decode_headers)
+_previous = functools.lru_cache(maxsize=4096)(decode_previous)
 
 
 def subscriber_keys(account: str) -> list[str]:
@@ -67,6 +83,20 @@ def update_call(
     return [webhook, *subscriber_sets], args
 
 
+def rotate_call(
+    *,
+    webhook: str,
+    account: str,
+    expected_secret: str,
+    expected_previous: str,
+    secret: str,
+    previous: str,
+    updated_at: str,
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of rotate_secret.lua."""
+    return [webhook], [account, expected_secret, expected_previous, secret, previous, updated_at]
+
+
 def delete_call(
     *,
     webhook: str,
@@ -94,6 +124,11 @@ class StoredWebhook:
     updated_at: str
     disabled_reason: str | None = None
     account: str = DEFAULT_ACCOUNT
+    rate_limit: int | None = None  # deliveries per second; None: unlimited
+    # Secrets a rotation replaced, with their expiry (ms), newest first; some may be expired.
+    previous_secrets: PreviousSecrets = ()
+    # The endpoint's custom headers, as sent with every delivery.
+    headers: CustomHeaders = ()
 
     @classmethod
     def from_hash(cls, fields: dict[bytes, bytes]) -> StoredWebhook:
@@ -108,6 +143,9 @@ class StoredWebhook:
             updated_at=text.get("updated_at", text["created_at"]),
             disabled_reason=text.get("disabled_reason"),
             account=text.get("account", DEFAULT_ACCOUNT),
+            rate_limit=int(text["rate_limit"]) if text.get("rate_limit") else None,
+            previous_secrets=_previous(text.get("previous_secrets", "")),
+            headers=_headers(text.get("headers", "")),
         )
 
 
@@ -115,8 +153,20 @@ class StoredWebhook:
 class WebhookChanges:
     url: str | None = None
     events: tuple[str, ...] | None = None
+    # Replaces the secret at once: the previous secrets of a rotation go with it.
     secret: str | None = None
     active: bool | None = None
+    rate_limit: int | UnsetType | None = UNSET  # None: unlimited again
+    headers: CustomHeaders | None = None  # () removes them all
+
+
+class SecretsChanged(Exception):
+    """A rotation kept losing races with other rotations of the same webhook."""
+
+
+def rate_limit_field(rate_limit: int | None) -> str:
+    """The hash's rate_limit: "" for unlimited (an update clears it by setting it so)."""
+    return "" if rate_limit is None else str(rate_limit)
 
 
 class WebhookStore:
@@ -127,6 +177,7 @@ class WebhookStore:
         self._create = redis.register_script(_CREATE.source)
         self._update = redis.register_script(_UPDATE.source)
         self._delete = redis.register_script(_DELETE.source)
+        self._rotate = redis.register_script(_ROTATE.source)
 
     async def create(
         self,
@@ -138,6 +189,8 @@ class WebhookStore:
         active: bool,
         now: str,
         limit: int,
+        rate_limit: int | None = None,
+        headers: CustomHeaders = (),
     ) -> StoredWebhook:
         """The new webhook, or WebhookLimitReached when `account` has `limit` already."""
         # An id burnt by a crash or by the limit is harmless: ids need only be unique.
@@ -151,23 +204,30 @@ class WebhookStore:
             created_at=now,
             updated_at=now,
             account=account,
+            rate_limit=rate_limit,
+            headers=headers,
         )
+        fields = [
+            ("id", str(webhook_id)),
+            ("account", account),
+            ("url", url),
+            ("events", format_event_types(events)),
+            ("secret", secret),
+            ("active", "1" if active else "0"),
+            ("created_at", now),
+            ("updated_at", now),
+        ]
+        if rate_limit is not None:
+            fields.append(("rate_limit", rate_limit_field(rate_limit)))
+        if headers:
+            fields.append(("headers", encode_headers(headers)))
         script_keys, args = create_call(
             webhook=keys.webhook(webhook_id),
             account_index=keys.account_webhooks(account),
             subscriber_sets=[keys.subscribers(account, t) for t in events],
             webhook_id=webhook_id,
             limit=limit,
-            fields=[
-                ("id", str(webhook_id)),
-                ("account", account),
-                ("url", url),
-                ("events", format_event_types(events)),
-                ("secret", secret),
-                ("active", "1" if active else "0"),
-                ("created_at", now),
-                ("updated_at", now),
-            ],
+            fields=fields,
         )
         if not await self._create(keys=script_keys, args=args):
             raise WebhookLimitReached(f"account {account} has {limit} webhooks already")
@@ -213,8 +273,13 @@ class WebhookStore:
             fields["events"] = format_event_types(changes.events)
         if changes.secret is not None:
             fields["secret"] = changes.secret
+            fields["previous_secrets"] = ""
         if changes.active is not None:
             fields["active"] = "1" if changes.active else "0"
+        if changes.rate_limit is not UNSET:
+            fields["rate_limit"] = rate_limit_field(changes.rate_limit)
+        if changes.headers is not None:
+            fields["headers"] = encode_headers(changes.headers)
         script_keys, args = update_call(
             webhook=keys.webhook(webhook_id),
             subscriber_sets=subscriber_keys(account),
@@ -225,6 +290,43 @@ class WebhookStore:
         )
         updated = await self._update(keys=script_keys, args=args)
         return await self.get(webhook_id, account) if updated else None
+
+    async def rotate_secret(
+        self,
+        webhook_id: int,
+        account: str,
+        *,
+        secret: str,
+        grace_seconds: int,
+        now_ms: int,
+        now: str,
+    ) -> StoredWebhook | None:
+        """Make `secret` the webhook's secret; the one it replaces, and earlier ones still
+        live, keep signing for `grace_seconds` (service.core.rotation). None if the webhook
+        does not exist (or is another account's); SecretsChanged if concurrent rotations kept
+        changing its secrets under this one."""
+        for _ in range(ROTATE_TRIES):
+            webhook = await self.get(webhook_id, account)
+            if webhook is None:
+                return None
+            previous = rotated_previous(
+                webhook.secret, webhook.previous_secrets, now_ms=now_ms, grace_seconds=grace_seconds
+            )
+            script_keys, args = rotate_call(
+                webhook=keys.webhook(webhook_id),
+                account=account,
+                expected_secret=webhook.secret,
+                expected_previous=encode_previous(webhook.previous_secrets),
+                secret=secret,
+                previous=encode_previous(previous),
+                updated_at=now,
+            )
+            rotated = await self._rotate(keys=script_keys, args=args)
+            if rotated == 1:
+                return replace(webhook, secret=secret, previous_secrets=previous, updated_at=now)
+            if rotated == 0:
+                return None
+        raise SecretsChanged(f"webhook {webhook_id}'s secrets kept changing during rotation")
 
     async def delete(self, webhook_id: int, account: str) -> bool:
         script_keys, args = delete_call(

@@ -90,6 +90,10 @@ class TestTag:
             ({"account_id": 7}, "7"),
             ({"account_id": ""}, None),
             ({"other": "acc_a"}, None),
+            ({"tags": ["news", "account_id:acc_a"]}, "acc_a"),  # string tags only
+            ({"tags": ["account_id=acc_a"]}, "acc_a"),
+            ({"tags": ["account_idx:acc_a", 7]}, None),
+            ({"tags": "account_id:acc_a"}, None),
             (None, None),
         ],
     )

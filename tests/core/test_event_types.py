@@ -18,6 +18,9 @@ class TestParseEventTypes:
             ("open,,click,", ("open", "click")),
             ("*", ("*",)),
             ("open,*", ("*",)),
+            ("webhook.disabled,delivery.exhausted", ("webhook.disabled", "delivery.exhausted")),
+            ("open, Webhook.Disabled", ("open", "webhook.disabled")),
+            ("delivery.exhausted,*", ("*",)),
         ],
     )
     def test_accepts_and_cleans(self, raw: str, expected: tuple[str, ...]) -> None:
@@ -30,7 +33,13 @@ class TestParseEventTypes:
 
     @pytest.mark.parametrize(
         ("raw", "bad"),
-        [("open,opened", "opened"), ("email.sent", "email.sent"), ("open, spam ", "spam")],
+        [
+            ("open,opened", "opened"),
+            ("email.sent", "email.sent"),
+            ("open, spam ", "spam"),
+            ("email.webhook.disabled", "email.webhook.disabled"),
+            ("webhook.*", "webhook.*"),
+        ],
     )
     def test_unknown_type_is_named(self, raw: str, bad: str) -> None:
         with pytest.raises(InvalidEventTypes) as info:
@@ -47,3 +56,8 @@ class TestSubscribesTo:
 
     def test_wildcard_matches_everything(self) -> None:
         assert subscribes_to(("*",), "email.complaint")
+        assert subscribes_to(("*",), "webhook.disabled")  # operational events included
+
+    def test_operational_events_by_their_full_name(self) -> None:
+        assert subscribes_to(("open", "delivery.exhausted"), "delivery.exhausted")
+        assert not subscribes_to(("open",), "webhook.disabled")

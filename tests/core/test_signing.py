@@ -73,3 +73,42 @@ class TestStandardWebhooks:
         assert headers["webhook-id"] == "dlv_9"
         assert headers["webhook-timestamp"] == "1700000000"
         assert headers["x-webhook-signature"] == signature_hex(b"{}", "s3cret-value")
+
+
+class TestRotationOverlap:
+    NEW, OLD, OLDER = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "old-secret-value", "whsec_b2xkZXI="
+
+    def headers(self, previous: tuple[str, ...]) -> dict[str, str]:
+        return delivery_headers(
+            secret=self.NEW, delivery_id="dlv_1-0_1", timestamp=int(time.time()),
+            body=b'{"a":1}', user_agent="t", previous_secrets=previous,
+        )  # fmt: skip
+
+    def test_one_signature_per_live_secret_newest_first(self) -> None:
+        headers = self.headers((self.OLD, self.OLDER))
+        signatures = headers["webhook-signature"].split(" ")
+        assert signatures == [
+            standard_webhooks_signature(
+                s, "dlv_1-0_1", int(headers["webhook-timestamp"]), b'{"a":1}'
+            )
+            for s in (self.NEW, self.OLD, self.OLDER)
+        ]
+
+    @pytest.mark.parametrize("secret", [NEW, OLD, OLDER])
+    def test_a_subscriber_with_any_live_secret_verifies(self, secret: str) -> None:
+        headers = self.headers((self.OLD, self.OLDER))
+        key = base64.b64encode(standard_webhooks_key(secret)).decode()
+        assert standardwebhooks.Webhook(key).verify(b'{"a":1}', headers) == {"a": 1}
+
+    def test_x_webhook_signature_stays_one_hex_value_of_the_new_secret(self) -> None:
+        headers = self.headers((self.OLD,))
+        assert headers["x-webhook-signature"] == signature_hex(b'{"a":1}', self.NEW)
+
+    def test_custom_headers_come_first_and_never_replace_ours(self) -> None:
+        headers = delivery_headers(
+            secret=self.NEW, delivery_id="d", timestamp=1, body=b"{}", user_agent="t",
+            custom=(("Authorization", "Bearer x"), ("X-Tenant", "acme")),
+        )  # fmt: skip
+        assert list(headers)[:2] == ["Authorization", "X-Tenant"]
+        assert headers["Authorization"] == "Bearer x"
+        assert headers["webhook-id"] == "d"

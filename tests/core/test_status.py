@@ -41,6 +41,15 @@ class TestAssess:
         assert report.redis_memory.max_bytes is None
         assert report.redis_memory.used_fraction is None
 
+    def test_dead_letters_are_counted_and_a_problem(self) -> None:
+        report = assess(readings(dead_letters=3), NOW, stuck_after_seconds=600, ingest_limit=0.9)
+        assert report.status == "degraded"
+        assert report.events.dead_letters == 3
+        assert report.problems == [
+            "3 dead letters: events the worker could not process, set aside undelivered (see "
+            "the worker's log); inspect, redrive or delete them (GET /api/dead-letters)"
+        ]
+
     def test_no_heartbeat_is_degraded(self) -> None:
         report = assess(readings(heartbeat=None), NOW, stuck_after_seconds=600, ingest_limit=0.9)
         assert report.status == "degraded"

@@ -5,22 +5,30 @@ import re
 import httpx
 import pytest
 from openapi_spec_validator import validate
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from service.app import routes
-from service.http.openapi import build_spec
+from service.http.openapi import NOT_IN_SPEC, build_spec
 
 pytestmark = pytest.mark.anyio
 
 
-def route_operations() -> set[tuple[str, str]]:
+def route_operations(
+    app_routes: list[BaseRoute] = routes, prefix: str = ""
+) -> set[tuple[str, str]]:
+    """Every (method, path) the app serves, but for what NOT_IN_SPEC names (whole mounts)."""
     found = set()
-    for route in routes:
-        if isinstance(route, Route) and route.path not in ("/openapi.json", "/docs"):
-            path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
-            for method in route.methods or ():
-                if method != "HEAD":
-                    found.add((method.lower(), path))
+    for route in app_routes:
+        assert isinstance(route, Route | Mount), route
+        if prefix + route.path in NOT_IN_SPEC:
+            continue
+        if isinstance(route, Mount):
+            found |= route_operations(list(route.routes), prefix + route.path)
+            continue
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", prefix + route.path)
+        for method in route.methods or ():
+            if method != "HEAD":
+                found.add((method.lower(), path))
     return found
 
 
@@ -35,6 +43,11 @@ class TestSpec:
             (method, path) for path, item in build_spec()["paths"].items() for method in item
         }
         assert documented == route_operations()
+
+    def test_html_pages_are_left_out_explicitly(self) -> None:
+        served = {route.path for route in routes}
+        assert {"/portal", "/docs", "/openapi.json"} <= served
+        assert not any(path.startswith("/portal") for path in build_spec()["paths"])
 
     def test_schemas_come_from_the_models(self) -> None:
         schemas = build_spec()["components"]["schemas"]
@@ -58,6 +71,25 @@ class TestSpec:
         deliveries = paths["/api/webhooks/manage/{webhook_id}/deliveries"]["get"]
         [status] = [p for p in deliveries["parameters"] if p["name"] == "status"]
         assert status["schema"]["enum"] == ["pending", "succeeded", "failed"]
+
+    def test_the_rate_limit_and_the_operational_events(self) -> None:
+        spec = build_spec()
+        schemas = spec["components"]["schemas"]
+        for model in ("WebhookCreate", "WebhookUpdate"):
+            [limit, _] = schemas[model]["properties"]["rate_limit"]["anyOf"]
+            assert (limit["minimum"], limit["maximum"]) == (1, 10_000)
+        assert "rate_limit" in schemas["Webhook"]["properties"]
+        assert set(spec["webhooks"]) == {"emailEvent", "webhookDisabled", "deliveryExhausted"}
+        for name, payload, data in (
+            ("webhookDisabled", "WebhookDisabledPayload", "WebhookDisabledData"),
+            ("deliveryExhausted", "DeliveryExhaustedPayload", "DeliveryExhaustedData"),
+        ):
+            body = spec["webhooks"][name]["post"]["requestBody"]["content"]["application/json"]
+            assert body["schema"]["$ref"] == f"#/components/schemas/{payload}"
+            assert schemas[payload]["required"] == ["id", "type", "created_at", "data"]
+            assert schemas[payload]["properties"]["data"]["$ref"].endswith(f"/{data}")
+        reasons = schemas["WebhookDisabledData"]["properties"]["reason"]["enum"]
+        assert sorted(reasons) == ["failing", "gone"]
 
     def test_each_route_names_the_keys_it_takes(self) -> None:
         spec = build_spec()

@@ -19,8 +19,10 @@ from service.core.accounts import DEFAULT_ACCOUNT
 from service.storage import keys
 from tests import FIXTURES
 from tests.conftest import API_KEY, StartProcess
+from tests.providers.test_account_tags import TAGGED
 from tests.receiver import Receiver
 from tests.signers import (
+    FORM,
     INBOUND_SECRET,
     MAILGUN_KEY,
     RESEND_SECRET,
@@ -220,3 +222,38 @@ async def test_a_revoked_key_is_refused_at_once_by_another_web_process(
         revoked = await env.api.delete(f"/api/accounts/{account}/keys/{key['id']}", headers=admin())
         assert revoked.status_code == 204
         assert (await other.get("/api/webhooks/manage", headers=own)).status_code == 401
+
+
+async def test_every_providers_tag_routes_its_events_to_the_owner(
+    start_env: StartEnv,  # noqa: F811
+    receivers: Callable[..., Awaitable[Receiver]],  # noqa: F811
+) -> None:
+    """Each provider's own tag (tests/providers/test_account_tags.py builds them), posted to its
+    URL (unsigned, as ALLOW_UNSIGNED_INBOUND allows; SES is always verified and is tested there),
+    alternating between two accounts: each account's receiver gets exactly its share."""
+    env = await start_env(api_keys=(), admin_api_keys=(ADMIN,))
+    acme, acme_key = await new_account(env.api, "Acme")
+    globex, globex_key = await new_account(env.api, "Globex")
+    acme_hook, globex_hook = await receivers(), await receivers()
+    await subscribe(env.api, acme_key, acme_hook.url)
+    await subscribe(env.api, globex_key, globex_hook.url)
+    expected: dict[str, list[str]] = {acme: [], globex: []}
+    cases = [case for case in sorted(TAGGED) if TAGGED[case][0] != "ses"]
+    for number, case in enumerate(cases):
+        provider, build = TAGGED[case]
+        account = (acme, globex)[number % 2]
+        path = "/api/webhooks" if provider == "generic" else f"/api/webhooks/{provider}"
+        body = build(account)
+        kind = FORM if provider == "mandrill" or case == "mailgun legacy" else "application/json"
+        response = await env.api.post(path, content=body, headers={"content-type": kind})
+        assert response.json() == {"received": True}, (case, response.text)
+        expected[account].append(provider)
+    await acme_hook.wait_for(len(expected[acme]))
+    await globex_hook.wait_for(len(expected[globex]))
+    await eventually(lambda: all_acknowledged(env.redis))
+
+    def providers(receiver: Receiver) -> list[str]:
+        return sorted(json.loads(r.body)["data"]["provider"] for r in receiver.received)
+
+    assert providers(acme_hook) == sorted(expected[acme])
+    assert providers(globex_hook) == sorted(expected[globex])

@@ -53,6 +53,7 @@ class TestEndpoint:
             "oldest_in_progress_at": None,
             "oldest_in_progress_age_seconds": None,
             "unreadable": 0,
+            "dead_letters": 0,
         }
         assert body["redis_memory"]["used_bytes"] > 0
 
@@ -132,6 +133,15 @@ class TestEndpoint:
         assert (await client.get("/api/status")).json()["events"]["unreadable"] == 0
         await real_redis.incrby(keys.UNREADABLE_EVENTS, 2)  # as the worker counts them
         assert (await client.get("/api/status")).json()["events"]["unreadable"] == 2
+
+    async def test_dead_letters_are_counted_and_named_as_a_problem(
+        self, make_client: MakeClient, real_redis: Redis
+    ) -> None:
+        client = await make_client(redis=real_redis)
+        await real_redis.xadd(keys.DEAD_LETTERS, {"entry": "1-0", "reason": "failed"})
+        report = (await client.get("/api/status")).json()
+        assert report["events"]["dead_letters"] == 1
+        assert any("1 dead letters" in problem for problem in report["problems"])
 
 
 async def read_and_ack(redis: Redis, count: int) -> None:

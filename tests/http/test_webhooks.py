@@ -166,6 +166,45 @@ class TestCreate:
         assert {w["url"] for w in listed} == {f"https://h{n}.example/x" for n in range(100)}
 
 
+class TestRateLimit:
+    async def test_absent_is_unlimited_and_not_shown(self, client: httpx.AsyncClient) -> None:
+        created = await create(client)
+        assert "rate_limit" not in created
+        assert (await client.get(f"{MANAGE}/1")).json() == {
+            k: v for k, v in created.items() if k != "secret"
+        }
+
+    async def test_set_on_create_shown_everywhere(self, client: httpx.AsyncClient) -> None:
+        assert (await create(client, rate_limit=25))["rate_limit"] == 25
+        assert (await client.get(f"{MANAGE}/1")).json()["rate_limit"] == 25
+        assert (await client.get(MANAGE)).json()["webhooks"][0]["rate_limit"] == 25
+        assert (await create(client, rate_limit=None)).get("rate_limit") is None
+
+    async def test_patch_changes_or_clears_it(self, client: httpx.AsyncClient) -> None:
+        await create(client, rate_limit=5)
+        changed = await client.patch(f"{MANAGE}/1", json={"rate_limit": 1})
+        assert changed.json()["rate_limit"] == 1
+        untouched = await client.patch(f"{MANAGE}/1", json={"active": False})
+        assert untouched.json()["rate_limit"] == 1
+        cleared = await client.patch(f"{MANAGE}/1", json={"rate_limit": None})
+        assert cleared.status_code == 200
+        assert "rate_limit" not in cleared.json()
+        assert "rate_limit" not in (await client.get(f"{MANAGE}/1")).json()
+
+    async def test_stored_in_the_webhook_hash(
+        self, make_client: MakeClient, fake_redis: Redis
+    ) -> None:
+        client = await make_client(redis=fake_redis)
+        await create(client, rate_limit=7)
+        stored = await WebhookStore(fake_redis).get(1)
+        assert stored is not None
+        assert stored.rate_limit == 7
+        await client.patch(f"{MANAGE}/1", json={"rate_limit": None})
+        stored = await WebhookStore(fake_redis).get(1)
+        assert stored is not None
+        assert stored.rate_limit is None
+
+
 class TestValidation:
     @pytest.mark.parametrize(
         ("body", "field"),
@@ -190,6 +229,11 @@ class TestValidation:
             ({"url": "https://a.example/x", "events": ""}, "events"),
             ({"url": "https://a.example/x", "events": " , "}, "events"),
             ({"url": "https://a.example/x", "events": "open,sent"}, "events"),
+            ({"url": "https://a.example/x", "events": "open", "rate_limit": 0}, "rate_limit"),
+            ({"url": "https://a.example/x", "events": "open", "rate_limit": -1}, "rate_limit"),
+            ({"url": "https://a.example/x", "events": "open", "rate_limit": 2.5}, "rate_limit"),
+            ({"url": "https://a.example/x", "events": "open", "rate_limit": "5"}, "rate_limit"),
+            ({"url": "https://a.example/x", "events": "open", "rate_limit": 10_001}, "rate_limit"),
         ],
     )
     async def test_bad_create_is_a_422_naming_the_field(
@@ -369,6 +413,8 @@ class TestGetUpdateDelete:
             ({"secret": "short"}, "secret"),
             ({"secret": None}, "secret"),
             ({"active": 1}, "active"),
+            ({"rate_limit": 0}, "rate_limit"),
+            ({"rate_limit": True}, "rate_limit"),
             ({"id": 7}, "id"),
             ({"created_at": "2020-01-01T00:00:00Z"}, "created_at"),
         ],
@@ -408,7 +454,7 @@ class TestGetUpdateDelete:
             ("OPTIONS", MANAGE, "GET, HEAD, POST"),
             ("DELETE", MANAGE, "GET, HEAD, POST"),
             ("PUT", f"{MANAGE}/1", "DELETE, GET, HEAD, PATCH"),
-            ("GET", "/api/webhooks", "POST"),
+            ("GET", "/api/webhooks", "HEAD, POST"),
         ],
     )
     async def test_405_allows_every_method_of_the_path(
@@ -483,3 +529,197 @@ class TestOnRealRedis:
         listed = (await client.get(MANAGE)).json()["webhooks"]
         assert [w["id"] for w in listed] == list(range(1, 101))
         await assert_indexes_consistent(real_redis)
+
+
+class TestCustomHeaders:
+    async def test_set_on_create_shown_in_every_view(self, client: httpx.AsyncClient) -> None:
+        headers = {"Authorization": "Bearer endpoint-token", "X-Tenant": "acme"}
+        created = await create(client, headers=headers)
+        assert created["headers"] == headers
+        assert (await client.get(f"{MANAGE}/1")).json()["headers"] == headers
+        assert (await client.get(MANAGE)).json()["webhooks"][0]["headers"] == headers
+
+    async def test_absent_when_none_so_the_seed_shape_is_kept(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        for created in (await create(client), await create(client, headers={})):
+            assert "headers" not in created
+            assert "headers" not in (await client.get(f"{MANAGE}/{created['id']}")).json()
+
+    async def test_patch_replaces_the_set_and_empty_or_null_removes_it(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        await create(client, headers={"X-A": "1", "X-B": "2"})
+        patched = await client.patch(f"{MANAGE}/1", json={"headers": {"X-C": "3"}})
+        assert patched.json()["headers"] == {"X-C": "3"}
+        untouched = await client.patch(f"{MANAGE}/1", json={"active": False})
+        assert untouched.json()["headers"] == {"X-C": "3"}
+        for empty in ({}, None):
+            await client.patch(f"{MANAGE}/1", json={"headers": {"X-D": "4"}})
+            cleared = await client.patch(f"{MANAGE}/1", json={"headers": empty})
+            assert "headers" not in cleared.json()
+
+    @pytest.mark.parametrize(
+        ("headers", "field"),
+        [
+            ({"X-Webhook-Signature": "forged"}, "headers.X-Webhook-Signature"),
+            ({"Content-Type": "text/plain"}, "headers.Content-Type"),
+            ({"webhook-id": "x"}, "headers.webhook-id"),
+            ({"Host": "evil.example"}, "headers.Host"),
+            ({"Transfer-Encoding": "chunked"}, "headers.Transfer-Encoding"),
+            ({"Proxy-Authorization": "Basic x"}, "headers.Proxy-Authorization"),
+            ({"X-Foo": "a\r\nX-Injected: 1"}, "headers.X-Foo"),
+            ({"Bad Name": "x"}, "headers.Bad Name"),
+            ({f"X-H{n}": "v" for n in range(21)}, "headers"),
+            ({"X-A": "v" * 5000, "X-B": "v" * 5000}, "headers.X-B"),
+        ],
+    )
+    async def test_refused_with_a_422_naming_the_header_on_create_and_update(
+        self, client: httpx.AsyncClient, headers: dict[str, str], field: str
+    ) -> None:
+        body = {"url": "https://yourapp.com/hooks", "events": "open", "headers": headers}
+        assert_error(await client.post(MANAGE, json=body), 422, "validation_error", field)
+        await create(client)
+        patched = await client.patch(f"{MANAGE}/1", json={"headers": headers})
+        assert_error(patched, 422, "validation_error", field)
+        assert "headers" not in (await client.get(f"{MANAGE}/1")).json()
+
+    async def test_a_value_that_is_not_a_string_is_a_422(self, client: httpx.AsyncClient) -> None:
+        body = {"url": "https://yourapp.com/hooks", "events": "open", "headers": {"X-A": 1}}
+        response = await client.post(MANAGE, json=body)
+        assert response.status_code == 422
+        assert response.json()["error"]["field"].startswith("headers")
+
+    async def test_values_never_reach_the_logs(
+        self, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        await create(client, headers={"Authorization": "Bearer tok-on-create"})
+        await client.patch(f"{MANAGE}/1", json={"headers": {"X-Key": "tok-on-update"}})
+        await client.post(
+            MANAGE,
+            json={"url": "https://y.com/h", "events": "open", "headers": {"X-K": "tok-bad\n"}},
+        )
+        assert "created" in caplog.text
+        for value in ("tok-on-create", "tok-on-update", "tok-bad"):
+            assert value not in caplog.text
+
+
+ROTATE = MANAGE + "/{id}/secret/rotate"
+
+
+class TestSecretRotation:
+    async def stored(self, redis: Redis, webhook_id: int = 1) -> Any:
+        webhook = await WebhookStore(redis).get(webhook_id)
+        assert webhook is not None
+        return webhook
+
+    async def test_a_generated_secret_is_returned_once_the_old_one_kept_for_a_day(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        await create(client, secret="first-secret-value")
+        response = await client.post(ROTATE.format(id=1), json={})
+        assert response.status_code == 200
+        body = response.json()
+        assert body["webhook_id"] == 1
+        assert body["secret"].startswith("whsec_")
+        # FIXED_NOW (2026-03-03T10:00:00Z) plus the default grace of a day.
+        assert body["previous_secrets_expire_at"] == "2026-03-04T10:00:00Z"
+        stored = await self.stored(fake_redis)
+        assert stored.secret == body["secret"]
+        assert [s for s, _ in stored.previous_secrets] == ["first-secret-value"]
+        for view in (await client.get(MANAGE), await client.get(f"{MANAGE}/1")):
+            assert body["secret"] not in view.text
+            assert "first-secret-value" not in view.text
+            assert "secret" not in view.text
+
+    async def test_a_given_secret_is_not_echoed(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        await create(client, secret="first-secret-value")
+        response = await client.post(
+            ROTATE.format(id=1), json={"secret": "second-secret-value", "grace_period_seconds": 60}
+        )
+        assert response.json() == {
+            "webhook_id": 1,
+            "previous_secrets_expire_at": "2026-03-03T10:01:00Z",
+        }
+        assert (await self.stored(fake_redis)).secret == "second-secret-value"
+
+    async def test_a_grace_of_zero_keeps_no_previous_secret(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        await create(client, secret="first-secret-value")
+        await client.post(ROTATE.format(id=1), json={"secret": "second-secret-value"})
+        response = await client.post(
+            ROTATE.format(id=1), json={"secret": "third-secret-value", "grace_period_seconds": 0}
+        )
+        assert response.json()["previous_secrets_expire_at"] is None
+        stored = await self.stored(fake_redis)
+        assert (stored.secret, stored.previous_secrets) == ("third-secret-value", ())
+
+    async def test_patching_the_secret_drops_the_previous_ones(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        await create(client, secret="first-secret-value")
+        await client.post(ROTATE.format(id=1), json={"secret": "second-secret-value"})
+        await client.patch(f"{MANAGE}/1", json={"secret": "patched-secret-value"})
+        stored = await self.stored(fake_redis)
+        assert (stored.secret, stored.previous_secrets) == ("patched-secret-value", ())
+
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            ({"grace_period_seconds": 604801}, "grace_period_seconds"),
+            ({"grace_period_seconds": -1}, "grace_period_seconds"),
+            ({"grace_period_seconds": "1"}, "grace_period_seconds"),
+            ({"secret": "short"}, "secret"),
+            ({"secert": "x"}, "secert"),
+        ],
+    )
+    async def test_validation(
+        self, client: httpx.AsyncClient, body: dict[str, Any], field: str
+    ) -> None:
+        await create(client)
+        response = await client.post(ROTATE.format(id=1), json=body)
+        assert_error(response, 422, "validation_error", field)
+
+    async def test_a_week_is_the_most(self, client: httpx.AsyncClient) -> None:
+        await create(client)
+        response = await client.post(ROTATE.format(id=1), json={"grace_period_seconds": 604800})
+        assert response.json()["previous_secrets_expire_at"] == "2026-03-10T10:00:00Z"
+
+    async def test_missing_webhook_is_404(self, client: httpx.AsyncClient) -> None:
+        assert_error(await client.post(ROTATE.format(id=9), json={}), 404, "not_found")
+
+    async def test_secrets_never_reach_the_logs(
+        self, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.DEBUG)
+        await create(client, secret="first-secret-value")
+        generated = (await client.post(ROTATE.format(id=1), json={})).json()["secret"]
+        await client.post(ROTATE.format(id=1), json={"secret": "given-secret-value"})
+        assert "rotated" in caplog.text
+        for secret in ("first-secret-value", generated, "given-secret-value"):
+            assert secret not in caplog.text
+
+
+@pytest.mark.redis
+class TestRotationOnRealRedis:
+    async def test_concurrent_rotations_lose_no_replaced_secret(
+        self, make_client: MakeClient, real_redis: Redis
+    ) -> None:
+        client = await make_client(redis=real_redis)
+        await create(client, secret="first-secret-value")
+        secrets = [f"rotated-secret-{n}" for n in range(4)]
+        async with anyio.create_task_group() as group:
+            for secret in secrets:
+                group.start_soon(
+                    lambda s: client.post(ROTATE.format(id=1), json={"secret": s}), secret
+                )
+        webhook = await WebhookStore(real_redis).get(1)
+        assert webhook is not None
+        # Every secret but the last one to win was replaced, and each of those is kept.
+        kept = {s for s, _ in webhook.previous_secrets}
+        assert kept | {webhook.secret} == {"first-secret-value", *secrets}
+        assert webhook.secret not in kept

@@ -96,6 +96,10 @@ class TestNormalize:
             ("email.delivered", "email.delivered"),
             ("complaint", "email.complaint"),
             ("email.complained", "email.complaint"),
+            ("deferred", "email.deferred"),
+            ("email.deferred", "email.deferred"),
+            ("rejected", "email.rejected"),
+            ("email.rejected", "email.rejected"),
             (" Email.Opened ", "email.open"),
         ],
     )
@@ -136,6 +140,30 @@ class TestNormalize:
         assert event.click == Click(url="https://example.com/x")
         assert event.metadata == {"campaign": "spring", "n": 3}
 
+    def test_the_fields_of_the_richer_events(self) -> None:
+        [event] = normalize(
+            {
+                "type": "deferred",
+                "email_id": "msg_abc",
+                "timestamp": 1772525700,
+                "user_agent": "Mail/1.0",
+                "mta_response": "421 4.7.0 try again later",
+                "reason": "greylisted",
+                "bounce": {"kind": "undetermined"},
+            }
+        )
+        assert event == Event(
+            type="email.deferred",
+            email_id="msg_abc",
+            occurred_at="2026-03-03T08:15:00Z",
+            provider="generic",
+            provider_event_id=event.provider_event_id,
+            bounce=Bounce(kind="undetermined"),
+            user_agent="Mail/1.0",
+            mta_response="421 4.7.0 try again later",
+            reason="greylisted",
+        )
+
     @pytest.mark.parametrize(
         ("timestamp", "expected"),
         [
@@ -167,7 +195,7 @@ class TestNormalize:
         assert isinstance(other[0], Event)
         assert first[0].provider_event_id != other[0].provider_event_id
 
-    @pytest.mark.parametrize("kind", ["email.sent", "processed", "email.deferred", "resubscribe"])
+    @pytest.mark.parametrize("kind", ["email.sent", "processed", "email.delayed", "resubscribe"])
     def test_unknown_type_is_ignored_not_refused(self, kind: str) -> None:
         assert normalize({"type": kind, "email_id": "m"}) == [
             Ignored(provider="generic", provider_type=kind)
@@ -192,6 +220,8 @@ class TestNormalize:
             (b'{"type": "bounce", "email_id": "m", "bounce": {"kind": "medium"}}', "bounce.kind"),
             (b'{"type": "click", "email_id": "m", "click": {}}', "click.url"),
             (b'{"type": "open", "email_id": "m", "metadata": [1]}', "metadata"),
+            (b'{"type": "open", "email_id": "m", "user_agent": 1}', "user_agent"),
+            (b'{"type": "deferred", "email_id": "m", "reason": {}}', "reason"),
         ],
     )
     def test_invalid_fields_are_named(self, body: bytes, field: str) -> None:

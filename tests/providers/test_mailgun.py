@@ -117,9 +117,17 @@ class TestVerify:
         with pytest.raises(InvalidSignature, match=r"signature\.timestamp"):
             mailgun.verify(request(signature=sign(timestamp)), {}, KEY, now=NOW)
 
-    @pytest.mark.parametrize("raw", [b"", b"token=abc&signature=def", b"[]", b'"signature"'])
-    def test_body_that_is_not_a_json_object(self, raw: bytes) -> None:
+    @pytest.mark.parametrize("raw", [b"[]", b'"signature"', b"[{}]"])
+    def test_json_that_is_not_an_object(self, raw: bytes) -> None:
         with pytest.raises(InvalidPayload):
+            mailgun.verify(raw, {}, KEY, now=NOW)
+
+    @pytest.mark.parametrize(
+        ("raw", "field"),
+        [(b"", "timestamp"), (b"token=abc&signature=def", "timestamp"), (b"timestamp=1", "token")],
+    )
+    def test_a_form_without_its_signature_fields(self, raw: bytes, field: str) -> None:
+        with pytest.raises(InvalidSignature, match=f"no {field} field"):
             mailgun.verify(raw, {}, KEY, now=NOW)
 
 
@@ -171,159 +179,207 @@ class TestProvider:
         assert self.PROVIDER.detects({}, body) is detected
 
 
+CLICK_AGENT = (
+    "Mozilla/5.0 (Linux; Android 9; itel A27) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/133.0.6943.143 Mobile Safari/537.36"
+)
+OPEN_AGENT = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/144.0.0.0 Safari/537.36"
+)
+OUTLOOK_550 = (
+    "5.5.0 Requested action not taken: mailbox unavailable (S2017062302). "
+    "[BN3PEPF0000B36D.namprd21.prod.outlook.com 2026-02-12T17:42:55.527Z 08DE657A58651558]"
+)
+TEMPORARY_421 = (
+    "Your IP (161.38.194.10) is temporary blacklisted by an anti-troyan rule, "
+    "retry later and/or visit http://sample.mailgun.com/"
+)
+
+
+def sample_event(data_id: str, **fields: Any) -> Event:
+    fields.setdefault("recipient", "recipient@sample.mailgun.com")
+    fields.setdefault("metadata", {"tags": ["webhook_payload"]})
+    return Event(provider="mailgun", provider_event_id=f"{data_id}:{TOKEN}", **fields)
+
+
 SAMPLE_EVENTS = [
     (
         "delivered",
-        "email.delivered",
-        "20260203192030.53383e583ab41f62@sample.mailgun.com",
-        "recipient@sample.mailgun.com",
-        "2026-02-03T19:20:31.658Z",
-        "MXcc2gEpS-eN8HfkOnmK2w",
-        None,
-        None,
+        sample_event(
+            "MXcc2gEpS-eN8HfkOnmK2w",
+            type="email.delivered",
+            email_id="20260203192030.53383e583ab41f62@sample.mailgun.com",
+            occurred_at="2026-02-03T19:20:31.658Z",
+            mta_response="OK",
+        ),
     ),
     (
         "opened",
-        "email.open",
-        "20260205213049.8e3a7bf607f78309@sample.mailgun.com",
-        "recipient@sample.mailgun.com",
-        "2026-02-05T21:31:14.554Z",
-        "q7DMpbLFRKW1QuiLC9XV4Q",
-        None,
-        None,
+        sample_event(
+            "q7DMpbLFRKW1QuiLC9XV4Q",
+            type="email.open",
+            email_id="20260205213049.8e3a7bf607f78309@sample.mailgun.com",
+            occurred_at="2026-02-05T21:31:14.554Z",
+            user_agent=OPEN_AGENT,
+        ),
     ),
     (
         "clicked",
-        "email.click",
-        "20260205213049.8e3a7bf607f78309@sample.mailgun.com",
-        "recipient@sample.mailgun.com",
-        "2026-02-05T21:31:58.664Z",
-        "A9dLUrCXQjK92TlnW3zkIA",
-        None,
-        Click(url="https://sample.mailgun.com"),
+        sample_event(
+            "A9dLUrCXQjK92TlnW3zkIA",
+            type="email.click",
+            email_id="20260205213049.8e3a7bf607f78309@sample.mailgun.com",
+            occurred_at="2026-02-05T21:31:58.664Z",
+            click=Click(url="https://sample.mailgun.com"),
+            user_agent=CLICK_AGENT,
+        ),
     ),
     (
         "complained",
-        "email.complaint",
-        "20260212182531.0d5ed3254c319957@sample.mailgun.com",
-        "recipient@sample.mailgun.com",
-        "2026-02-12T18:26:12.268Z",
-        "rIVDlyk8SY-mJauQoYmNFA",
-        None,
-        None,
+        sample_event(
+            "rIVDlyk8SY-mJauQoYmNFA",
+            type="email.complaint",
+            email_id="20260212182531.0d5ed3254c319957@sample.mailgun.com",
+            occurred_at="2026-02-12T18:26:12.268Z",
+        ),
     ),
     (
         "failed_permanent",
-        "email.bounce",
-        "20260212174255.58bbb7ce85a423e5@mailgun.com",
-        "badrecipient@sample.mailgun.com",
-        "2026-02-12T17:42:55.592Z",
-        "2kFItcrLQuKTdp-Ia2Xr7w",
-        Bounce(
-            kind="hard",
-            reason="5.5.0 Requested action not taken: mailbox unavailable (S2017062302). "
-            "[BN3PEPF0000B36D.namprd21.prod.outlook.com 2026-02-12T17:42:55.527Z "
-            "08DE657A58651558]",
+        sample_event(
+            "2kFItcrLQuKTdp-Ia2Xr7w",
+            type="email.bounce",
+            email_id="20260212174255.58bbb7ce85a423e5@mailgun.com",
+            occurred_at="2026-02-12T17:42:55.592Z",
+            recipient="badrecipient@sample.mailgun.com",
+            bounce=Bounce(kind="hard", reason=OUTLOOK_550),
+            mta_response=OUTLOOK_550,
         ),
-        None,
     ),
     (
         "failed_temporary",
-        "email.bounce",
-        "20260212180106.5c8f35804ae3fd54@sample.mailgun.com",
-        "tempfailrecipient@sample.mailgun.com",
-        "2026-02-12T18:01:07.428Z",
-        "YusK9KhoTwe2C00iRxsEqQ",
-        Bounce(
-            kind="soft",
-            reason="Your IP (161.38.194.10) is temporary blacklisted by an anti-troyan rule, "
-            "retry later and/or visit http://sample.mailgun.com/",
+        sample_event(
+            "YusK9KhoTwe2C00iRxsEqQ",
+            type="email.deferred",
+            email_id="20260212180106.5c8f35804ae3fd54@sample.mailgun.com",
+            occurred_at="2026-02-12T18:01:07.428Z",
+            recipient="tempfailrecipient@sample.mailgun.com",
+            mta_response=TEMPORARY_421,
+            reason=TEMPORARY_421,
         ),
-        None,
+    ),
+    (
+        "unsubscribed",
+        # Its `tags: ["*"]` and `storage: []` are as published.
+        sample_event(
+            "89QcW8YuSv6lhSeN3n4qnA",
+            type="email.unsubscribe",
+            email_id="20260205213049.8e3a7bf607f78309@sample.mailgun.com",
+            occurred_at="2026-02-05T21:31:30.465Z",
+            metadata={"tags": ["*"]},
+        ),
     ),
 ]
 
 
 class TestNormalize:
-    @pytest.mark.parametrize(
-        ("name", "kind", "email_id", "recipient", "occurred_at", "data_id", "bounce", "click"),
-        SAMPLE_EVENTS,
-    )
-    def test_samples(
-        self,
-        name: str,
-        kind: str,
-        email_id: str,
-        recipient: str,
-        occurred_at: str,
-        data_id: str,
-        bounce: Bounce | None,
-        click: Click | None,
-    ) -> None:
-        assert normalize(request(event_data(name))) == [
-            Event(
-                type=kind,
-                email_id=email_id,
-                occurred_at=occurred_at,
-                provider="mailgun",
-                recipient=recipient,
-                provider_event_id=f"{data_id}:{TOKEN}",
-                bounce=bounce,
-                click=click,
-                metadata={"tags": ["webhook_payload"]},
-            )
-        ]
+    @pytest.mark.parametrize(("name", "event"), SAMPLE_EVENTS, ids=[n for n, _ in SAMPLE_EVENTS])
+    def test_samples(self, name: str, event: Event) -> None:
+        assert normalize(request(event_data(name))) == [event]
 
-    def test_unsubscribed_sample(self) -> None:
-        # Its `tags: ["*"]` and `storage: []` are as published.
-        assert normalize(request(event_data("unsubscribed"))) == [
-            Event(
-                type="email.unsubscribe",
-                email_id="20260205213049.8e3a7bf607f78309@sample.mailgun.com",
-                occurred_at="2026-02-05T21:31:30.465Z",
-                provider="mailgun",
-                recipient="recipient@sample.mailgun.com",
-                provider_event_id=f"89QcW8YuSv6lhSeN3n4qnA:{TOKEN}",
-                metadata={"tags": ["*"]},
-            )
-        ]
-
-    @pytest.mark.parametrize("kind", ["accepted", "rejected", "stored", "list_member_uploaded"])
+    @pytest.mark.parametrize("kind", ["accepted", "stored", "list_member_uploaded"])
     def test_other_events_are_ignored(self, kind: str) -> None:
         assert normalize(request(event_data(event=kind))) == [
             Ignored(provider="mailgun", provider_type=kind)
         ]
 
     @pytest.mark.parametrize(
-        ("severity", "bounce_type", "kind"),
+        ("severity", "reason", "bounce_type", "kind"),
         [
-            ("permanent", None, "hard"),
-            ("temporary", "hard", "soft"),
-            (None, "hard", "hard"),
-            (None, None, "soft"),
-            ("unheard-of", None, "soft"),
+            ("permanent", "bounce", None, "hard"),
+            ("permanent", "generic", None, "hard"),
+            ("permanent", "old", None, "soft"),
+            ("permanent", "bounce", "soft", "soft"),
+            (None, "bounce", "hard", "hard"),
+            (None, "bounce", None, "undetermined"),
+            ("unheard-of", None, None, "undetermined"),
         ],
     )
     def test_bounce_kind(
-        self, severity: str | None, bounce_type: str | None, kind: Literal["hard", "soft"]
+        self,
+        severity: str | None,
+        reason: str | None,
+        bounce_type: str | None,
+        kind: Literal["hard", "soft", "undetermined"],
     ) -> None:
         status = {"message": "550 gone", "bounce-type": bounce_type}
-        data = event_data("failed_permanent", severity=severity, **{"delivery-status": status})
-        [event] = normalize(request(data))
+        changes = {"severity": severity, "reason": reason, "delivery-status": status}
+        [event] = normalize(request(event_data("failed_permanent", **changes)))
         assert isinstance(event, Event)
-        assert event.bounce == Bounce(kind=kind, reason="550 gone")
+        assert (event.type, event.bounce) == ("email.bounce", Bounce(kind=kind, reason="550 gone"))
+
+    @pytest.mark.parametrize("bounce_type", [None, "hard"])
+    def test_a_temporary_failure_is_a_deferral(self, bounce_type: str | None) -> None:
+        status = {"message": "421 later", "description": "Greylisted", "bounce-type": bounce_type}
+        changes = {"severity": "temporary", "reason": "greylisted", "delivery-status": status}
+        [event] = normalize(request(event_data("failed_permanent", **changes)))
+        assert isinstance(event, Event)
+        assert (event.type, event.bounce) == ("email.deferred", None)
+        assert (event.mta_response, event.reason) == ("421 later", "Greylisted")
+
+    @pytest.mark.parametrize(
+        "reason", ["suppress-bounce", "suppress-unsubscribe", "suppress-complaint"]
+    )
+    def test_a_suppressed_address_is_a_rejection(self, reason: str) -> None:
+        status = {"message": "Not delivering to previously bounced address", "code": 605}
+        changes = {"severity": "permanent", "reason": reason, "delivery-status": status}
+        [event] = normalize(request(event_data("failed_permanent", **changes)))
+        assert isinstance(event, Event)
+        assert (event.type, event.bounce, event.mta_response) == ("email.rejected", None, None)
+        assert event.reason == "Not delivering to previously bounced address"
+
+    def test_a_rejected_event(self) -> None:
+        # anymail's sample: Mailgun refusing the send itself names no recipient but in To.
+        data = {
+            "event": "rejected",
+            "timestamp": 1529704976.104692,
+            "log-level": "warn",
+            "reject": {
+                "reason": "Sandbox subdomains are for test purposes only.",
+                "description": "",
+            },
+            "message": {
+                "headers": {
+                    "to": "Recipient Name <recipient@example.org>",
+                    "message-id": "20180622220256.1.B31A451A2E5422BB@sandbox55887.mailgun.org",
+                    "from": "test@sandbox55887.mailgun.org",
+                    "subject": "Test Subject",
+                }
+            },
+        }
+        assert normalize(request(data)) == [
+            Event(
+                type="email.rejected",
+                email_id="20180622220256.1.B31A451A2E5422BB@sandbox55887.mailgun.org",
+                occurred_at="2018-06-22T22:02:56.104Z",
+                provider="mailgun",
+                recipient="recipient@example.org",
+                provider_event_id=TOKEN,
+                reason="Sandbox subdomains are for test purposes only.",
+            )
+        ]
 
     @pytest.mark.parametrize(
         ("status", "reason"),
         [
             ({"description": "Previously bounced", "message": "550 gone"}, "Previously bounced"),
             ({"description": None, "message": "550 gone"}, "550 gone"),
-            ({"description": None, "message": ""}, "suppress-bounce"),
-            (None, "suppress-bounce"),
+            ({"description": None, "message": ""}, "bounce"),
+            (None, "bounce"),
         ],
     )
     def test_bounce_reason_sources(self, status: Any, reason: str) -> None:
-        data = event_data("failed_permanent", reason="suppress-bounce")
+        data = event_data("failed_permanent", reason="bounce")
         data["delivery-status"] = status
         [event] = normalize(request(data))
         assert isinstance(event, Event)

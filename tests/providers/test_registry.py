@@ -7,7 +7,7 @@ import ast
 import dataclasses
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from service.app import check_inbound_secrets, create_app
 from service.app import routes as app_routes
 from service.core.errors import InvalidSignature
 from service.core.models import Event
-from service.core.normalized import Normalized
+from service.core.normalized import Ignored, Normalized
 from service.http.inbound import inbound_paths, inbound_routes
 from service.http.openapi import build_spec, operations
 from service.providers.base import Provider, header
@@ -30,6 +30,7 @@ from service.providers.registry import BY_NAME, PROVIDERS, by_name
 from service.storage import keys
 from service.storage.events import seen_digest
 from tests import REPO
+from tests.cert_server import CertServer
 from tests.conftest import API_KEY, FIXED_NOW, serve
 
 
@@ -42,6 +43,7 @@ class Fake:
     summary: str = "Fake events (test-signed)"
     tolerance_seconds: int = 60
     replay_token_field: str = "token"
+    url_variable: str | None = None
 
     def accepts_media_type(self, media_type: str) -> bool:
         return media_type == "application/json"
@@ -50,9 +52,30 @@ class Fake:
         if not secret.startswith("fake_"):
             raise InvalidSignature("the fake secret does not start with fake_")
 
+    def read_secret(self, variable: Callable[[str], str]) -> str:
+        return variable(self.secret_variable)
+
     def verify(self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float) -> None:
         if header(headers, "x-fake-signature") != secret:
             raise InvalidSignature("x-fake-signature does not match")
+
+    def verify_request(
+        self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float, url: str
+    ) -> None:
+        self.verify(body, headers, secret, now=now)
+
+    def is_probe(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        return body == b"ping"
+
+    def signing_key_url(
+        self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float
+    ) -> str | None:
+        return None
+
+    def verify_with_key(
+        self, body: bytes, headers: Mapping[str, str], secret: str, key: bytes, *, now: float
+    ) -> None:
+        raise InvalidSignature("the fake signs with its secret")
 
     def normalize(
         self, body: bytes, headers: Mapping[str, str], *, received_at: str
@@ -81,7 +104,17 @@ FAKE_SECRET = "fake_secret"
 WITH_FAKE: tuple[Provider, ...] = (*PROVIDERS[:-1], FAKE, PROVIDERS[-1])
 REGISTRIES = pytest.mark.parametrize("providers", [PROVIDERS, WITH_FAKE], ids=["real", "fake"])
 # A secret each provider's `check_secret` refuses, for those that check.
-MALFORMED = {"resend": "whsec_!!", "sendgrid": "not-a-key", "fake": "wrong"}
+MALFORMED = {
+    "resend": "whsec_!!",
+    "sendgrid": "not-a-key",
+    "postmark": "no-colon",
+    "sparkpost": ":no-user",
+    "mailjet": "no-colon",
+    "brevo": "no-colon",
+    "ses": "arn:aws:sns:us-west-2:123456789012:ok,not-an-arn",
+    "postal": "not-a-key",
+    "fake": "wrong",
+}
 
 
 EVERY = pytest.mark.parametrize(
@@ -105,8 +138,19 @@ class TestRegistry:
         assert {p.name: p.secret_variable for p in PROVIDERS} == {
             "resend": "RESEND_WEBHOOK_SECRET",
             "sendgrid": "SENDGRID_WEBHOOK_PUBLIC_KEY",
+            "mailersend": "MAILERSEND_WEBHOOK_SECRET",
+            "mandrill": "MANDRILL_WEBHOOK_KEY",
             "mailgun": "MAILGUN_WEBHOOK_SIGNING_KEY",
+            "postmark": "POSTMARK_WEBHOOK_BASIC_AUTH",
+            "sparkpost": "SPARKPOST_WEBHOOK_BASIC_AUTH",
+            "mailjet": "MAILJET_WEBHOOK_BASIC_AUTH",
+            "brevo": "BREVO_WEBHOOK_BASIC_AUTH",
+            "ses": "SES_TOPIC_ARNS",
+            "postal": "POSTAL_WEBHOOK_PUBLIC_KEY",
             "generic": "INBOUND_SECRET",
+        }
+        assert {p.name: p.url_variable for p in PROVIDERS if p.url_variable} == {
+            "mandrill": "MANDRILL_WEBHOOK_URL"
         }
 
     @pytest.mark.parametrize(
@@ -152,7 +196,7 @@ class TestDerived:
         operation = spec["paths"][path_of(provider, providers)]["post"]
         assert provider.summary in operation["summary"]
         assert operation["security"] == []
-        assert set(operation["responses"]) == {"200", "401", "413", "422", "503"}
+        assert set(operation["responses"]) == {"200", "401", "403", "413", "422", "503"}
 
     def test_the_openapi_document_with_a_fake_is_valid(self) -> None:
         validate(build_spec(operations(WITH_FAKE)))  # the real one: tests/test_openapi.py
@@ -179,6 +223,24 @@ class TestDerived:
             check_inbound_secrets(config, WITH_FAKE)
         assert str(info.value).startswith(f"{provider.secret_variable}: ")
         assert MALFORMED[provider.name] not in str(info.value)
+
+    def test_a_signed_url_is_read_and_required_with_its_secret(self) -> None:
+        url = "https://user:pw@hooks.example.com/api/webhooks/mandrill"
+        env = {"MANDRILL_WEBHOOK_KEY": "key", "MANDRILL_WEBHOOK_URL": f" {url} "}
+        config = Config.from_env(env)
+        assert config.provider_urls == {"mandrill": url}
+        assert "pw@" not in repr(config)
+        check_inbound_secrets(config)
+        without = Config.from_env({"MANDRILL_WEBHOOK_KEY": "key"})
+        with pytest.raises(ConfigError, match=r"^MANDRILL_WEBHOOK_URL is required with"):
+            check_inbound_secrets(without)
+        check_inbound_secrets(Config.from_env({"MANDRILL_WEBHOOK_URL": url}))  # no key, no check
+
+    @pytest.mark.parametrize("url", ["hooks.example.com/x", "ftp://h/x", "https:///x", "/x"])
+    def test_a_signed_url_must_be_absolute(self, url: str) -> None:
+        with pytest.raises(ConfigError, match=r"^MANDRILL_WEBHOOK_URL must be an absolute") as info:
+            Config.from_env({"MANDRILL_WEBHOOK_URL": url})
+        assert url not in str(info.value)
 
     def test_secrets_that_pass_their_check_start(self) -> None:
         config = Config.from_env(
@@ -232,6 +294,23 @@ class TestFakeEndToEnd:
         ttl = await fake_redis.ttl(keys.token("fake", seen_digest("t1")))
         assert 0 < ttl <= FAKE.tolerance_seconds * 2
 
+    @pytest.mark.parametrize("path", ["/api/webhooks/fake", "/api/webhooks"])
+    async def test_its_probe_is_answered_unverified_and_stores_nothing(
+        self, fake_redis: Redis, path: str
+    ) -> None:
+        status, answer, stored = await self.post(fake_redis, {}, path, b"ping", "unsigned")
+        assert (status, answer, stored) == (200, {"received": True}, [])
+        # Nothing but the default account, recorded when the app started.
+        assert sorted(await fake_redis.keys("mh:*")) == [b"mh:account:acc_default", b"mh:accounts"]
+
+    async def test_head_answers_on_every_inbound_url(self, fake_redis: Redis) -> None:
+        app = create_app(Config(api_keys=(API_KEY,)), redis=fake_redis, clock=lambda: FIXED_NOW)
+        app.router.routes[:0] = inbound_routes(WITH_FAKE)
+        async with serve(app, {}) as client:
+            for path, _ in inbound_paths(WITH_FAKE):
+                response = await client.head(path)
+                assert (response.status_code, response.content) == (200, b""), path
+
     async def test_wrong_signature(self, fake_redis: Redis) -> None:
         status, answer, stored = await self.post(
             fake_redis, {"fake": FAKE_SECRET}, "/api/webhooks/fake", fake_body("e1", "t1"), "x"
@@ -266,6 +345,122 @@ class TestFakeEndToEnd:
             "message": "fake events are refused: set FAKE_WEBHOOK_SECRET to verify them",
         }
         assert stored == []
+
+
+@dataclass(frozen=True)
+class Published(Fake):
+    """A fake that signs with a key it publishes, as SNS does: `x-fake-key-url` says where, and
+    the signature must be the document there. Its unsubscribes carry a notice."""
+
+    name: str = "published"
+    secret_variable: str = "PUBLISHED_ALLOWED"
+
+    def signing_key_url(
+        self, body: bytes, headers: Mapping[str, str], secret: str, *, now: float
+    ) -> str | None:
+        url = header(headers, "x-fake-key-url")
+        if url is None:
+            raise InvalidSignature("missing x-fake-key-url")
+        return url
+
+    def verify_with_key(
+        self, body: bytes, headers: Mapping[str, str], secret: str, key: bytes, *, now: float
+    ) -> None:
+        if header(headers, "x-fake-signature") != key.decode():
+            raise InvalidSignature("x-fake-signature is not the published key")
+
+    def normalize(
+        self, body: bytes, headers: Mapping[str, str], *, received_at: str
+    ) -> list[Normalized]:
+        if json.loads(body).get("unsubscribed"):
+            return [Ignored(provider=self.name, provider_type="gone", notice="we were dropped")]
+        return super().normalize(body, headers, received_at=received_at)
+
+
+PUBLISHED = Published()
+
+
+@pytest.mark.anyio
+class TestPublishedKeyEndToEnd:
+    """A provider with a `signing_key_url` is verified with the key the edge fetches, from an
+    allowed URL only, whether its variable is set or not; its notices are logged."""
+
+    @pytest.fixture
+    def server(self) -> Iterator[CertServer]:
+        with CertServer() as server:
+            yield server
+
+    async def post(
+        self, redis: Redis, server: CertServer, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, object], list[dict[str, object]]]:
+        config = Config(api_keys=(API_KEY,), sns_cert_url_pattern=server.pattern)
+        app = create_app(config, redis=redis, clock=lambda: FIXED_NOW)
+        app.router.routes[:0] = inbound_routes((PUBLISHED, PROVIDERS[-1]))
+        async with serve(app, {"Authorization": f"Bearer {API_KEY}"}) as client:
+            response = await client.post(
+                "/api/webhooks/published",
+                content=body,
+                headers={"content-type": "application/json", **headers},
+            )
+            stored = (await client.get("/api/events")).json()["events"]
+        return response.status_code, response.json(), stored
+
+    async def test_verified_with_the_published_key_without_a_secret(
+        self, fake_redis: Redis, server: CertServer
+    ) -> None:
+        url = server.serve("/key.pem", b"published-key")
+        headers = {"x-fake-key-url": url, "x-fake-signature": "published-key"}
+        for event_id in ("e1", "e2"):
+            body = fake_body(event_id, f"t-{event_id}")
+            assert (await self.post(fake_redis, server, body, headers))[0] == 200
+        stored = (await self.post(fake_redis, server, fake_body("e3", "t-e3"), headers))[2]
+        assert [e["provider_event_id"] for e in stored] == ["e3", "e2", "e1"]
+        assert server.requested == ["/key.pem"] * 3  # one fetch per app, each its own cache
+
+    @pytest.mark.parametrize(
+        ("path", "signature", "status", "code"),
+        [
+            ("/key.pem", "forged", 401, "invalid_signature"),
+            ("/missing.pem", "published-key", 401, "invalid_signature"),
+            ("/failing.pem", "published-key", 503, "signing_key_unavailable"),
+            ("/key.txt", "published-key", 401, "invalid_signature"),
+        ],
+    )
+    async def test_refusals(
+        self,
+        fake_redis: Redis,
+        server: CertServer,
+        path: str,
+        signature: str,
+        status: int,
+        code: str,
+    ) -> None:
+        server.serve("/key.pem", b"published-key")
+        server.serve("/key.txt", b"published-key")
+        server.serve("/failing.pem", b"down", status=502)
+        headers = {"x-fake-key-url": server.url(path), "x-fake-signature": signature}
+        answer = await self.post(fake_redis, server, fake_body("e1", "t"), headers)
+        assert (answer[0], answer[1]["error"]["code"]) == (status, code)  # type: ignore[index]
+        assert answer[2] == []
+        if path.endswith(".txt"):
+            assert server.requested == []  # not an allowed URL: never fetched
+
+    async def test_a_notice_is_logged(
+        self, fake_redis: Redis, server: CertServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        headers = {
+            "x-fake-key-url": server.serve("/key.pem", b"published-key"),
+            "x-fake-signature": "published-key",
+        }
+        body = json.dumps({"unsubscribed": True}).encode()
+        status, _, stored = await self.post(fake_redis, server, body, headers)
+        assert (status, stored) == (200, [])
+        warnings = [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelname == "WARNING" and r.name == "mailhooks.inbound"
+        ]
+        assert warnings == ["inbound published: we were dropped"]
 
 
 ALLOWED_IMPORTS = ("service.core", "service.providers", "msgspec", "cryptography")

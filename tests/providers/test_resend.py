@@ -199,67 +199,98 @@ class TestProvider:
         assert self.PROVIDER.replay_token(sample("delivered.json")) is None
 
 
-class TestNormalize:
-    @pytest.mark.parametrize(
-        ("name", "kind", "occurred_at", "bounce", "click"),
-        [
-            ("delivered.json", "email.delivered", "2024-02-22T23:41:12.126Z", None, None),
-            ("open.json", "email.open", "2024-02-22T23:41:12.126Z", None, None),
-            ("complaint.json", "email.complaint", "2024-02-22T23:41:12.126Z", None, None),
-            (
-                "click.json",
-                "email.click",
-                "2024-11-22T23:41:12.126Z",
-                None,
-                Click(url="https://resend.com"),
-            ),
-            (
-                "bounce_hard.json",
-                "email.bounce",
-                "2024-11-22T23:41:12.126Z",
-                Bounce(
-                    kind="hard",
-                    reason="The recipient's email address is on the suppression list because "
-                    "it has a recent history of producing hard bounces.",
-                ),
-                None,
-            ),
-        ],
+SAFARI = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/16.1 Safari/605.1.15"
+)
+
+
+def sample_event(type_: str, occurred_at: str = "2024-02-22T23:41:12.126Z", **fields: Any) -> Event:
+    return Event(
+        type=type_,
+        email_id=EMAIL_ID,
+        occurred_at=occurred_at,
+        provider="resend",
+        recipient="delivered@resend.dev",
+        provider_event_id="msg_2W2D3qXLS5fOaPja1GDg7rF2CwB",
+        metadata={"category": "confirm_email"},
+        **fields,
     )
-    def test_email_samples(
-        self,
-        name: str,
-        kind: str,
-        occurred_at: str,
-        bounce: Bounce | None,
-        click: Click | None,
-    ) -> None:
-        assert normalize(sample(name)) == [
-            Event(
-                type=kind,
-                email_id=EMAIL_ID,
-                occurred_at=occurred_at,
-                provider="resend",
-                recipient="delivered@resend.dev",
-                provider_event_id="msg_2W2D3qXLS5fOaPja1GDg7rF2CwB",
-                bounce=bounce,
-                click=click,
-                metadata={"category": "confirm_email"},
-            )
+
+
+LATE = "2024-11-22T23:41:12.126Z"
+SAMPLE_EVENTS = [
+    ("delivered.json", sample_event("email.delivered")),
+    ("open.json", sample_event("email.open")),
+    ("complaint.json", sample_event("email.complaint")),
+    (
+        "click.json",
+        sample_event("email.click", LATE, click=Click(url="https://resend.com"), user_agent=SAFARI),
+    ),
+    ("delivery_delayed.json", sample_event("email.deferred")),
+    (
+        # Resend (SES) did not send to an address on its suppression list: not a bounce.
+        "bounce_hard.json",
+        sample_event(
+            "email.rejected",
+            LATE,
+            reason="The recipient's email address is on the suppression list because it has "
+            "a recent history of producing hard bounces.",
+        ),
+    ),
+    (
+        "suppressed.json",
+        sample_event(
+            "email.rejected",
+            LATE,
+            reason="Resend has suppressed sending to this address because it is on the "
+            "account-level suppression list. This does not count toward your bounce rate metric",
+        ),
+    ),
+    ("failed.json", sample_event("email.rejected", LATE, reason="reached_daily_quota")),
+]
+
+
+class TestNormalize:
+    @pytest.mark.parametrize(("name", "event"), SAMPLE_EVENTS, ids=[n for n, _ in SAMPLE_EVENTS])
+    def test_email_samples(self, name: str, event: Event) -> None:
+        assert normalize(sample(name)) == [event]
+
+    def test_a_contact_update_that_is_no_unsubscribe_is_ignored(self) -> None:
+        assert normalize(sample("unsubscribe_contact_updated.json")) == [
+            Ignored(provider="resend", provider_type="contact.updated")
         ]
 
-    @pytest.mark.parametrize(
-        ("name", "provider_type"),
-        [
-            ("delivery_delayed.json", "email.delivery_delayed"),
-            ("suppressed.json", "email.suppressed"),
-            ("unsubscribe_contact_updated.json", "contact.updated"),
-        ],
-    )
-    def test_samples_without_a_canonical_type_are_ignored(
-        self, name: str, provider_type: str
-    ) -> None:
-        assert normalize(sample(name)) == [Ignored(provider="resend", provider_type=provider_type)]
+    def test_a_bounce_with_its_details(self) -> None:
+        bounce = {
+            "type": "Permanent",
+            "subType": "General",
+            "message": "The recipient's mail server permanently rejected the email.",
+            "diagnosticCode": ["smtp; 550 5.1.1 user unknown", "smtp; 550 again"],
+        }
+        [event] = normalize(email_data(bounce=bounce))
+        assert event == sample_event(
+            "email.bounce",
+            LATE,
+            bounce=Bounce(kind="hard", reason=bounce["message"]),
+            mta_response="smtp; 550 5.1.1 user unknown; smtp; 550 again",
+        )
+
+    @pytest.mark.parametrize("sub_type", ["Suppressed", "OnAccountSuppressionList"])
+    def test_a_bounce_for_a_suppressed_address_is_a_rejection(self, sub_type: str) -> None:
+        [event] = normalize(email_data(bounce={"type": "Permanent", "subType": sub_type}))
+        assert isinstance(event, Event)
+        assert (event.type, event.bounce, event.reason) == ("email.rejected", None, sub_type)
+
+    def test_an_open_with_its_user_agent(self) -> None:
+        [event] = normalize(email_data(open={"userAgent": "Mail/1.0", "ipAddress": "1.2.3.4"}))
+        assert isinstance(event, Event)
+        assert event.user_agent is None  # the body is a bounce: only opens and clicks have one
+        payload = json.loads(sample("open.json"))
+        payload["data"]["open"] = {"userAgent": "Mail/1.0", "ipAddress": "1.2.3.4"}
+        [event] = normalize(json.dumps(payload).encode())
+        assert isinstance(event, Event)
+        assert event.user_agent == "Mail/1.0"
 
     def test_contact_unsubscribe_uses_the_contact_id(self) -> None:
         payload = json.loads(sample("unsubscribe_contact_updated.json"))
@@ -288,21 +319,24 @@ class TestNormalize:
             ("Permanent", "hard"),
             ("Transient", "soft"),
             ("Temporary", "soft"),
-            ("Undetermined", "soft"),
-            (None, "soft"),
+            ("Undetermined", "undetermined"),
+            ("Unheard-of", "undetermined"),
+            (None, "undetermined"),
         ],
     )
-    def test_bounce_kind(self, bounce_type: str | None, kind: Literal["hard", "soft"]) -> None:
+    def test_bounce_kind(
+        self, bounce_type: str | None, kind: Literal["hard", "soft", "undetermined"]
+    ) -> None:
         [event] = normalize(email_data(bounce={"type": bounce_type, "subType": "General"}))
         assert isinstance(event, Event)
         assert event.bounce == Bounce(kind=kind, reason="General")
 
-    def test_bounce_without_details_is_soft(self) -> None:
+    def test_bounce_without_details_is_undetermined(self) -> None:
         payload = json.loads(sample("bounce_hard.json"))
         del payload["data"]["bounce"]
         [event] = normalize(json.dumps(payload).encode())
         assert isinstance(event, Event)
-        assert event.bounce == Bounce(kind="soft")
+        assert event.bounce == Bounce(kind="undetermined")
 
     def test_tags_as_a_list_of_name_value_objects(self) -> None:
         tags = [{"name": "category", "value": "welcome"}, {"name": "user", "value": "42"}]
@@ -316,7 +350,16 @@ class TestNormalize:
         assert isinstance(event, Event)
         assert event.metadata is None
 
-    @pytest.mark.parametrize(("to", "recipient"), [([], None), ("a@example.com", "a@example.com")])
+    @pytest.mark.parametrize(
+        ("to", "recipient"),
+        [
+            ([], None),
+            ("a@example.com", "a@example.com"),
+            (["Ann Example <ann@example.com>", "b@example.com"], "ann@example.com"),
+            ('"Doe, Jane" <jane@example.com>', "jane@example.com"),
+            ([" b@example.com "], "b@example.com"),
+        ],
+    )
     def test_recipient_shapes(self, to: Any, recipient: str | None) -> None:
         [event] = normalize(email_data(to=to))
         assert isinstance(event, Event)

@@ -176,29 +176,43 @@ class TestProvider:
         assert self.PROVIDER.replay_token(VECTOR_BODY) is None
 
 
+IE6 = "Mozilla/4.0 (compatible; MSIE 6.1; Windows XP; .NET CLR 1.1.4322; .NET CLR 2.0.50727)"
 SAMPLE_EVENTS = [
-    ("delivered.json", "email.delivered", "rWVYmVk90MjZJ9iohOBa3w==", None),
-    ("open.json", "email.open", "FOTFFO0ecsBE-zxFXfs6WA==", None),
-    ("unsubscribe.json", "email.unsubscribe", "zz_BjPgU_5pS-J8vlfB1sg==", None),
-    ("group_unsubscribe.json", "email.unsubscribe", "ahSCB7xYcXFb-hEaawsPRw==", None),
+    ("delivered.json", "email.delivered", "rWVYmVk90MjZJ9iohOBa3w==", {"mta_response": "250 OK"}),
+    ("open.json", "email.open", "FOTFFO0ecsBE-zxFXfs6WA==", {"user_agent": IE6}),
+    ("unsubscribe.json", "email.unsubscribe", "zz_BjPgU_5pS-J8vlfB1sg==", {}),
+    ("group_unsubscribe.json", "email.unsubscribe", "ahSCB7xYcXFb-hEaawsPRw==", {}),
     (
         "bounce_hard.json",
         "email.bounce",
         "6g4ZI7SA-xmRDv57GoPIPw==",
-        Bounce(kind="hard", reason="500 unknown recipient"),
+        {
+            "bounce": Bounce(kind="hard", reason="500 unknown recipient"),
+            "mta_response": "500 unknown recipient",
+        },
     ),
     (
         "bounce_soft_blocked.json",
         "email.bounce",
         "6g4ZI7SA-xmRDv57GoPIPw==",
-        Bounce(kind="soft", reason="500 unknown recipient"),
+        {
+            "bounce": Bounce(kind="soft", reason="500 unknown recipient"),
+            "mta_response": "500 unknown recipient",
+        },
     ),
+    (
+        "deferred.json",
+        "email.deferred",
+        "t7LEShmowp86DTdUW8M-GQ==",
+        {"mta_response": "400 try again later", "reason": "400 try again later"},
+    ),
+    ("dropped.json", "email.rejected", "zmzJhfJgAfUSOW80yEbPyw==", {"reason": "Bounced Address"}),
 ]
 
 
 class TestNormalize:
-    @pytest.mark.parametrize(("name", "kind", "event_id", "bounce"), SAMPLE_EVENTS)
-    def test_samples(self, name: str, kind: str, event_id: str, bounce: Bounce | None) -> None:
+    @pytest.mark.parametrize(("name", "kind", "event_id", "fields"), SAMPLE_EVENTS)
+    def test_samples(self, name: str, kind: str, event_id: str, fields: dict[str, Any]) -> None:
         assert normalize((SAMPLES / name).read_bytes()) == [
             Event(
                 type=kind,
@@ -207,8 +221,8 @@ class TestNormalize:
                 provider="sendgrid",
                 recipient="alex@example.com",
                 provider_event_id=event_id,
-                bounce=bounce,
                 metadata={"category": "cat facts"},
+                **fields,
             )
         ]
 
@@ -238,6 +252,9 @@ class TestNormalize:
                     "unique_arg_key": "unique_arg_value",
                     "category": ["category1", "category2"],
                 },
+                user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 7_1_2 like Mac OS X) "
+                "AppleWebKit/537.51.2 (KHTML, like Gecko) Version/7.0 Mobile/11D257 "
+                "Safari/9537.53",
             )
         ]
 
@@ -245,8 +262,6 @@ class TestNormalize:
         ("name", "provider_type"),
         [
             ("processed.json", "processed"),
-            ("deferred.json", "deferred"),
-            ("dropped.json", "dropped"),
             ("group_resubscribe.json", "group_resubscribe"),
             ("account_status_change.json", "account_status_change"),
         ],
@@ -259,7 +274,9 @@ class TestNormalize:
         ]
 
     def test_signature_vector_body(self) -> None:
-        assert normalize(VECTOR_BODY) == [Ignored(provider="sendgrid", provider_type="dropped")]
+        [event] = normalize(VECTOR_BODY)
+        assert isinstance(event, Event)
+        assert event.type == "email.rejected"
 
     def test_thousand_event_batch(self) -> None:
         events = [delivered(sg_event_id=f"ev{i}", email=f"u{i}@example.com") for i in range(1000)]
@@ -345,9 +362,17 @@ class TestNormalize:
 
     @pytest.mark.parametrize(
         ("bounce_type", "kind"),
-        [("bounce", "hard"), (None, "hard"), ("blocked", "soft"), ("expired", "soft")],
+        [
+            ("bounce", "hard"),
+            ("blocked", "soft"),
+            ("expired", "soft"),
+            (None, "undetermined"),
+            ("brand_new", "undetermined"),
+        ],
     )
-    def test_bounce_kind(self, bounce_type: str | None, kind: Literal["hard", "soft"]) -> None:
+    def test_bounce_kind(
+        self, bounce_type: str | None, kind: Literal["hard", "soft", "undetermined"]
+    ) -> None:
         [event] = normalize(batch(delivered(event="bounce", type=bounce_type, reason="550")))
         assert isinstance(event, Event)
         assert event.bounce == Bounce(kind=kind, reason="550")

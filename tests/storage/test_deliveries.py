@@ -218,3 +218,37 @@ class TestRetention:
         assert await store.get(ids[0]) is None
         assert await store.get(ids[1]) is None
         assert await real_redis.ttl(keys.delivery(ids[4])) > 3500
+
+
+class TestReadsForThePortal:
+    async def test_finished_counts_by_interval_of_creation(self, real_redis: Redis) -> None:
+        store = DeliveryStore(real_redis)
+        outcomes = {1_000: SUCCEEDED, 1_500: FAILED, 1_999: SUCCEEDED, 2_000: SUCCEEDED}
+        for now, verdict in outcomes.items():
+            id_ = delivery_id(f"{now}-0", 1)
+            await claim(store, "a", now=now, id_=id_)
+            await store.record(
+                await delivery(store, id_), owner="a", now_ms=now, verdict=verdict,
+                **RECORD_DEFAULTS,
+            )  # fmt: skip
+        await claim(store, "a", now=1_200, id_=delivery_id("1200-0", 1))  # pending: not counted
+        counts = await store.finished_counts([1, 2], [0, 1_000, 2_000, 3_000])
+        assert counts == {
+            1: {"succeeded": [0, 2, 1], "failed": [0, 1, 0]},
+            2: {"succeeded": [0, 0, 0], "failed": [0, 0, 0]},
+        }
+
+    async def test_get_many_leaves_out_the_payload(self, real_redis: Redis) -> None:
+        store = DeliveryStore(real_redis)
+        await store.claim(
+            delivery_id="dlv_1-0_1", webhook_id=1, event_id="evt_1-0", event_type="email.open",
+            owner="a", now_ms=5, lease_ms=LEASE, payload=b"{}",
+        )  # fmt: skip
+        found, missing = await store.get_many(["dlv_1-0_1", "dlv_2-0_1"])
+        assert missing is None
+        assert found is not None
+        assert (found.id, found.webhook_id, found.status, found.created_at_ms) == (
+            "dlv_1-0_1", 1, "pending", 5,
+        )  # fmt: skip
+        assert found.payload is None
+        assert await store.get_many([]) == []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import anyio
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
+from service.core import operational
 from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.ids import entry_id, entry_member, event_id, member_entry
 from service.core.models import Event
@@ -27,6 +30,20 @@ def event(n: int, **fields: str | None) -> Event:
         **fields,
     }
     return Event(**values)
+
+
+def disabled_event(account: str) -> Event:
+    return operational.webhook_disabled(
+        account=account,
+        webhook_id=7,
+        url="https://a.example/hook",
+        reason="gone",
+        delivery_id="dlv_1-0_7",
+        attempt=1,
+        status_code=410,
+        error="http_status",
+        now=datetime(2026, 3, 3, tzinfo=UTC),
+    )
 
 
 async def make_group(redis: Redis, name: str = keys.DELIVERY_GROUP) -> None:
@@ -211,7 +228,8 @@ class TestOnRealRedis:
         store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
         used = int((await real_redis.info("memory"))["used_memory"])
         await real_redis.config_set("maxmemory-policy", "noeviction")
-        await real_redis.config_set("maxmemory", used - 1024)
+        # Well below what is used: freed client buffers must not bring it back under.
+        await real_redis.config_set("maxmemory", used - 256 * 1024)
         try:
             result = await store.append("sendgrid", [event(5000)])
             length = await real_redis.xlen(keys.EVENTS_STREAM)
@@ -232,7 +250,8 @@ class TestOnRealRedis:
         await store.drain()
         used = int((await real_redis.info("memory"))["used_memory"])
         await real_redis.config_set("maxmemory-policy", "noeviction")
-        await real_redis.config_set("maxmemory", used - 1024)
+        # Well below what is used: freed client buffers must not bring it back under.
+        await real_redis.config_set("maxmemory", used - 256 * 1024)
         try:
             with pytest.raises(OutOfMemoryError):
                 await store.append("sendgrid", [event(3000)])
@@ -274,6 +293,23 @@ class TestOnRealRedis:
             async for key in real_redis.scan_iter(match=pattern):
                 members += await real_redis.zcard(key)
             assert members == 1000
+
+    async def test_operational_events_are_indexed_by_account_not_by_email(
+        self, real_redis: Redis
+    ) -> None:
+        store = EventStore(real_redis, maxlen=1000, dedup_ttl_seconds=60)
+        announced = disabled_event("acc_acme")
+        [stored] = (await store.append("mailhooks", [announced])).stored
+        assert [key async for key in real_redis.scan_iter(match=keys.events_by_email("*"))] == []
+        assert await real_redis.zcard(keys.events_by_account("acc_acme")) == 1
+        found = await store.get(stored)
+        assert found is not None
+        assert (found.exclude_webhook, found.webhook_disabled) == (
+            7,
+            announced.webhook_disabled,
+        )
+        # The same announcement again (a repeated outcome) is stored once.
+        assert (await store.append("mailhooks", [announced])).duplicates == [stored]
 
     async def test_recipients_that_lower_beyond_ascii_leave_the_index_too(
         self, real_redis: Redis

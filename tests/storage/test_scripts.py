@@ -16,8 +16,11 @@ import pytest
 
 from service.storage import (
     accounts,
+    dead_letters,
     deliveries,
     events,
+    idempotency,
+    rate_limits,
     retention,
     scripts,
     stream,
@@ -45,11 +48,18 @@ CASES = {
         repeats={"delivery": 2, "member": 2},
     ),
     "forget_dead_consumers": Case(stream.forget_dead_consumers_call),
+    "dead_letter": Case(stream.dead_letter_call),
+    "redrive_dead_letter": Case(
+        dead_letters.redrive_call,
+        groups={"index_keys": ["index_key"] * 3},
+        repeats={"index_key": 3},
+    ),
     "append": Case(
         events.append_call,
         groups={
             "event_keys": [("seen_key", "email_index", "recipient_index", "account_index")] * 2,
-            "event_args": [("payload", "recipient_flag", "account", "account_flag")] * 2,
+            "event_args": [("payload", "recipient_flag", "account", "account_flag", "email_flag")]
+            * 2,
             "ignored_types": ["ignored_type"] * 3,
         },
         repeats={"seen_key": 2, "payload": 2, "ignored_type": 3},
@@ -76,7 +86,10 @@ CASES = {
         repeats={"subscriber_set": 2, "field": 3},
     ),
     "claim_email": Case(accounts.claim_email_call),
+    "rate_slot": Case(rate_limits.rate_slot_call),
     "forget_email": Case(accounts.forget_email_call),
+    "rotate_secret": Case(webhooks.rotate_call),
+    "settle_idempotency": Case(idempotency.settle_call),
     "delete_webhook": Case(
         webhooks.delete_call,
         groups={"subscriber_sets": ["subscriber_set"] * 2},

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from worker.limiter import EndpointLimiter
+from worker.limiter import EndpointLimiter, rate_burst
 
 pytestmark = pytest.mark.anyio
 
@@ -45,3 +45,16 @@ class TestEndpointLimiter:
         held.free()  # a slot is free again: no longer saturated
         assert not limiter.saturated(1)
         queued.leave()
+
+
+class TestRateBurst:
+    def test_a_tenth_of_the_rate_at_least_one(self) -> None:
+        assert [rate_burst(r) for r in (1, 9, 10, 19, 20, 100, 10_000)] == [
+            1,
+            1,
+            1,
+            1,
+            2,
+            10,
+            1000,
+        ]

@@ -13,9 +13,10 @@
 -- ARGV[3] index_ttl: seconds an index key lasts after its last event
 -- ARGV[4] provider: the provider's name, for the counters
 -- ARGV[5] event_count: how many events follow
--- ARGV[6..] payload, recipient_flag, account, account_flag: for each event, in order
---   (recipient_flag: see _recipient_flag; account: "" when unrouted; account_flag: "1" to
---   index it under account_index, "0" for the default account and unrouted events)
+-- ARGV[6..] payload, recipient_flag, account, account_flag, email_flag: for each event, in
+--   order (recipient_flag: see _recipient_flag; account: "" when unrouted; account_flag:
+--   "1" to index it under account_index, "0" for the default account and unrouted events;
+--   email_flag: "1" to index it under email_index, "0" for an event about no email)
 -- ARGV[..] ignored_type: then the provider type of each event ignored
 -- Returns: {1 if a trim is due else 0, {per event: {1, entry id} when stored, or
 -- {0, entry id of the original} when a duplicate}}.
@@ -23,15 +24,16 @@ local stream, counts = KEYS[1], KEYS[2]
 local trim_at, seen_ttl, index_ttl, provider = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local event_count = tonumber(ARGV[5])
 local first_event_key, first_event_arg = 3, 6
-local first_ignored = first_event_arg + 4 * event_count
+local first_ignored = first_event_arg + 5 * event_count
 
 local results = {}
 local stored, duplicates, unrouted = 0, 0, 0
 for i = 1, event_count do
-  local k, a = first_event_key + 4 * (i - 1), first_event_arg + 4 * (i - 1)
+  local k, a = first_event_key + 4 * (i - 1), first_event_arg + 5 * (i - 1)
   local seen_key, email_index, recipient_index = KEYS[k], KEYS[k + 1], KEYS[k + 2]
   local account_index = KEYS[k + 3]
   local payload, recipient_flag, account, account_flag = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local email_flag = ARGV[a + 4]
   local original = redis.call('GET', seen_key)
   if original then
     duplicates = duplicates + 1
@@ -46,8 +48,10 @@ for i = 1, event_count do
     end
     redis.call('SET', seen_key, id, 'EX', seen_ttl)
     local member = index_member(id)
-    redis.call('ZADD', email_index, 0, member)
-    redis.call('EXPIRE', email_index, index_ttl)
+    if email_flag == '1' then
+      redis.call('ZADD', email_index, 0, member)
+      redis.call('EXPIRE', email_index, index_ttl)
+    end
     if recipient_flag ~= '0' then
       redis.call('ZADD', recipient_index, 0, member)
       redis.call('EXPIRE', recipient_index, index_ttl)

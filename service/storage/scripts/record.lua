@@ -30,9 +30,11 @@
 -- ARGV[15] retention_seconds: how long a finished delivery is kept
 -- ARGV[16] attempt_number: the number of the attempt in attempt_json
 -- Returns: {status, prune due (1|0)}: the delivery's status afterwards, "lost" if another
--- worker holds the lease now, or "disabled" when this failure disabled the webhook (the
--- delivery is then failed); a prune is due when its webhook has more finished deliveries of
--- this status than it keeps, or a finished one older than the retention age.
+-- worker holds the lease now, or "disabled" when this failure disabled the webhook, active
+-- until then (a 410, or failing for longer than disable_after_ms; the delivery is then
+-- failed): the worker announces it (webhook.disabled) once; a prune is due when its webhook
+-- has more finished deliveries of this status than it keeps, or a finished one older than
+-- the retention age.
 local delivery, attempts, pending_index = KEYS[1], KEYS[2], KEYS[3]
 local succeeded_index, failed_index, webhook = KEYS[4], KEYS[5], KEYS[6]
 local all_index, leases = KEYS[7], KEYS[8]
@@ -75,6 +77,7 @@ else
   if webhook_exists and verdict ~= 'abandoned' then
     redis.call('HSETNX', webhook, 'failing_since', now_ms)
     if verdict == 'gone' then
+      if redis.call('HGET', webhook, 'active') == '1' then result = 'disabled' end
       redis.call('HSET', webhook, 'active', '0', 'disabled_reason', 'gone')
     elseif now - tonumber(redis.call('HGET', webhook, 'failing_since'))
         > tonumber(disable_after_ms) and redis.call('HGET', webhook, 'active') == '1' then

@@ -1,0 +1,194 @@
+"""Dead letters: the events stream entries the worker set aside (service.storage.stream's
+`dead_letter` puts them here), read, redriven and deleted by operators.
+
+A dead letter is an entry of the dead-letter stream (`keys.DEAD_LETTERS`); its public id is
+`dl_` + that entry id, so its id is also when it was set aside. Redriving appends the
+original fields (the event, and its account in field a) to the events stream as a new entry
+and deletes the dead letter, in one script (which also removes the original entry, when no
+consumer group needs it any more): the event gets a new id and is delivered again to every
+subscriber, as any new event.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+
+import msgspec
+from redis.asyncio import Redis
+
+from service.core.ids import dead_letter_entry, dead_letter_id, event_id
+from service.core.models import DeadLetter, Event
+from service.storage import keys, scripts
+from service.storage.events import INDEX_TTL_SECONDS, decode_entry
+from service.storage.trimming import index_keys
+
+# Redriving everything reads the dead letters this many at a time.
+REDRIVE_BATCH = 100
+FIELD_PREFIX = b"f:"
+
+_REDRIVE = scripts.load("redrive_dead_letter")
+
+
+def redrive_call(
+    *, dead: str, stream: str, index_keys: builtins.list[str], letter_id: str, index_ttl: int
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of redrive_dead_letter.lua."""
+    return [dead, stream, *index_keys], [letter_id, index_ttl]
+
+
+class NothingToRedrive(Exception):
+    """The dead letter holds no original fields: its entry was gone when it was set aside."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDeadLetter:
+    entry: str  # its own entry id, in the dead-letter stream
+    original: str  # the events stream entry it was
+    reason: str  # unreadable, failed or reclaimed
+    detail: str
+    at: str
+    deliveries: int
+    consumer: str
+    fields: dict[bytes, bytes]  # the original entry's, as they were
+
+    @classmethod
+    def from_row(cls, raw_id: bytes, row: dict[bytes, bytes]) -> StoredDeadLetter:
+        def text(name: bytes) -> str:
+            return row.get(name, b"").decode(errors="backslashreplace")
+
+        deliveries = text(b"deliveries")
+        return cls(
+            entry=raw_id.decode(),
+            original=text(b"entry"),
+            reason=text(b"reason"),
+            detail=text(b"detail"),
+            at=text(b"at"),
+            deliveries=int(deliveries) if deliveries.isdigit() else 0,
+            consumer=text(b"consumer"),
+            fields={
+                name.removeprefix(FIELD_PREFIX): value
+                for name, value in row.items()
+                if name.startswith(FIELD_PREFIX)
+            },
+        )
+
+    @property
+    def id(self) -> str:
+        return dead_letter_id(self.entry)
+
+    @property
+    def event_id(self) -> str:
+        """The original event's id (evt_…), by which it was stored and maybe delivered."""
+        return event_id(self.original)
+
+    @property
+    def account_id(self) -> str | None:
+        """The account its event was routed to; None when unrouted, or it holds no event."""
+        event = self.event()
+        return None if event is None else event.account_id
+
+    def event(self) -> Event | None:
+        """The event it holds, or None if it holds none (an unreadable entry)."""
+        try:
+            return decode_entry(self.original, self.fields)
+        except (KeyError, UnicodeDecodeError, msgspec.DecodeError):
+            return None
+
+    def public(self, *, with_fields: bool = False) -> DeadLetter:
+        """As the API and the CLI show it; the original fields only `with_fields`."""
+        event = self.event()
+        view = DeadLetter(
+            id=self.id,
+            event_id=self.event_id,
+            reason=self.reason,
+            detail=self.detail,
+            dead_lettered_at=self.at,
+            deliveries=self.deliveries,
+            account_id=None if event is None else event.account_id,
+            event=event,
+        )
+        if with_fields:
+            view.fields = self.text_fields()
+        return view
+
+    def text_fields(self) -> dict[str, str]:
+        """The original fields for people: bytes that are not UTF-8 as \\xNN escapes."""
+        return {
+            name.decode(errors="backslashreplace"): value.decode(errors="backslashreplace")
+            for name, value in self.fields.items()
+        }
+
+
+class DeadLetterStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._redrive = redis.register_script(_REDRIVE.source)
+
+    async def count(self) -> int:
+        return int(await self._redis.xlen(keys.DEAD_LETTERS))
+
+    async def page(
+        self, *, before: str | None, limit: int
+    ) -> tuple[builtins.list[StoredDeadLetter], str | None]:
+        """Newest first, strictly older than the dead letter id `before`; and the next
+        page's `before`."""
+        upper = "+"
+        if before is not None:
+            entry = dead_letter_entry(before)
+            if entry is None:
+                return [], None
+            upper = f"({entry}"
+        rows = await self._redis.xrevrange(keys.DEAD_LETTERS, upper, "-", count=limit + 1)
+        found = [StoredDeadLetter.from_row(raw_id, row) for raw_id, row in rows[:limit]]
+        return found, found[-1].id if len(rows) > limit else None
+
+    async def get(self, letter_id: str) -> StoredDeadLetter | None:
+        entry = dead_letter_entry(letter_id)
+        if entry is None:
+            return None
+        rows = await self._redis.xrange(keys.DEAD_LETTERS, entry, entry)
+        return StoredDeadLetter.from_row(*rows[0]) if rows else None
+
+    async def redrive(self, letter_id: str) -> str | None:
+        """Append the dead letter's event to the events stream again, as a new entry, and
+        delete the dead letter (one script). The new event's id, or None if there is no
+        such dead letter. NothingToRedrive if it holds no original fields."""
+        letter = await self.get(letter_id)
+        if letter is None:
+            return None
+        script_keys, args = redrive_call(
+            dead=keys.DEAD_LETTERS,
+            stream=keys.EVENTS_STREAM,
+            index_keys=index_keys(letter.fields),
+            letter_id=letter.entry,
+            index_ttl=INDEX_TTL_SECONDS,
+        )
+        new_entry = await self._redrive(keys=script_keys, args=args)
+        if new_entry == 0:
+            raise NothingToRedrive(f"dead letter {letter_id} holds no event to redrive")
+        return event_id(new_entry.decode()) if new_entry else None
+
+    async def redrive_all(self, *, since_ms: int | None = None) -> int:
+        """Redrive every dead letter set aside since `since_ms` (all without it) that was
+        there when this began (those set aside again meanwhile stay). How many went."""
+        newest = await self._redis.xrevrange(keys.DEAD_LETTERS, "+", "-", count=1)
+        if not newest:
+            return 0
+        last = newest[0][0].decode()
+        lower = "-" if since_ms is None else f"{since_ms}-0"
+        redriven = 0
+        while True:
+            rows = await self._redis.xrange(keys.DEAD_LETTERS, lower, last, count=REDRIVE_BATCH)
+            for raw_id, _ in rows:
+                try:
+                    redriven += await self.redrive(dead_letter_id(raw_id.decode())) is not None
+                except NothingToRedrive:
+                    continue  # kept, for people to read and delete
+            if len(rows) < REDRIVE_BATCH:
+                return redriven
+            lower = f"({rows[-1][0].decode()}"
+
+    async def delete(self, letter_id: str) -> bool:
+        entry = dead_letter_entry(letter_id)
+        return entry is not None and bool(await self._redis.xdel(keys.DEAD_LETTERS, entry))

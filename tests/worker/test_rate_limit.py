@@ -1,0 +1,130 @@
+"""Per-endpoint rate limits end to end: real Redis, two arq workers in process (as two worker
+dynos: each its own consumer and job runner, one limiter in Redis between them), real local
+receivers; webhooks and events through the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+import worker.settings
+from tests.receiver import Receiver, Reply
+from tests.worker.test_deliverer import (  # noqa: F401 (fixtures)
+    Env,
+    StartEnv,
+    eventually,
+    receivers,
+    start_env,
+)
+from worker.limiter import rate_burst
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+Receivers = Callable[..., Awaitable[Receiver]]
+
+
+@pytest.fixture(autouse=True)
+def distinct_consumers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers in one process would share the consumer name (host and pid): number them."""
+    numbers = itertools.count()
+    monkeypatch.setattr(worker.settings, "consumer_name", lambda: f"worker-{next(numbers)}")
+
+
+def rate(receiver: Receiver, per_second: int) -> float:
+    """Deliveries per second from the first arrival to the last, not counting the burst
+    allowed at once after a quiet moment (arriving together with the first)."""
+    times = sorted(r.at for r in receiver.received)
+    return (len(times) - rate_burst(per_second)) / (times[-1] - times[0])
+
+
+def busiest_second(receiver: Receiver) -> int:
+    times = sorted(r.at for r in receiver.received)
+    return max(sum(1 for t in times if start <= t < start + 1) for start in times)
+
+
+async def ingest(env: Env, count: int, offset: int = 0) -> None:
+    await asyncio.gather(*(env.ingest(email_id=f"msg_{offset + n}") for n in range(count)))
+
+
+async def all_succeeded_once(env: Env, webhook_id: int, count: int) -> None:
+    deliveries = await env.deliveries(webhook_id, limit="1000")
+    assert len(deliveries) == count
+    assert {(d["status"], d["attempts"]) for d in deliveries} == {("succeeded", 1)}
+
+
+class TestRateLimit:
+    async def test_two_workers_together_keep_the_rate_and_others_go_full_speed(
+        self,
+        start_env: StartEnv,  # noqa: F811
+        receivers: Receivers,  # noqa: F811
+    ) -> None:
+        per_second, events = 20, 60
+        # DISABLE_AFTER 0: any failed attempt would disable the webhook at once.
+        env = await start_env(workers=2, disable_after_seconds=0)
+        limited, free = await receivers(), await receivers()
+        limited_id = await env.webhook(limited.url, rate_limit=per_second)
+        free_id = await env.webhook(free.url)
+        started = asyncio.get_running_loop().time()
+        await ingest(env, events)
+        await free.wait_for(events, timeout=10)
+        free_took = asyncio.get_running_loop().time() - started
+        await limited.wait_for(events, timeout=events / per_second * 4 + 10)
+        limited_took = asyncio.get_running_loop().time() - started
+
+        # At most its rate (±10 %), across both workers: neither took slots of its own.
+        assert rate(limited, per_second) <= per_second * 1.1
+        assert busiest_second(limited) <= per_second * 1.1 + rate_burst(per_second)
+        assert rate(limited, per_second) >= per_second * 0.5  # and it does get them
+        assert all(w.jobs_complete > 0 for w in env.workers)  # both sent the waiting ones
+        # The other endpoint was not held back by the limited one's wait.
+        assert free_took < limited_took / 2, (free_took, limited_took)
+        # Waiting is no failure: one attempt each, succeeded; the webhook is still active.
+        await all_succeeded_once(env, limited_id, events)
+        await all_succeeded_once(env, free_id, events)
+        webhook = (await env.api.get(f"/api/webhooks/manage/{limited_id}")).json()
+        assert webhook["active"] is True
+        assert "disabled_reason" not in webhook
+
+    async def test_retries_take_slots_too(
+        self,
+        start_env: StartEnv,  # noqa: F811
+        receivers: Receivers,  # noqa: F811
+    ) -> None:
+        per_second, events = 10, 10
+        env = await start_env(workers=2, retry_schedule=(0.0, 0.2, 0.4))
+        # Every event fails once, then succeeds: 20 attempts, each through the limiter.
+        receiver = await receivers(*[Reply(500)] * events, Reply(200))
+        webhook_id = await env.webhook(receiver.url, rate_limit=per_second)
+        await ingest(env, events)
+        await receiver.wait_for(2 * events, timeout=2 * events / per_second * 4 + 10)
+        assert rate(receiver, per_second) <= per_second * 1.1
+
+        async def done() -> list[dict[str, object]]:
+            found = await env.deliveries(webhook_id, status="succeeded", limit="1000")
+            return found if len(found) == events else []
+
+        succeeded = await eventually(done)
+        assert {d["attempts"] for d in succeeded} == {2}
+
+    async def test_a_limit_set_later_applies_and_cleared_goes_full_speed(
+        self,
+        start_env: StartEnv,  # noqa: F811
+        receivers: Receivers,  # noqa: F811
+    ) -> None:
+        env = await start_env()
+        receiver = await receivers()
+        webhook_id = await env.webhook(receiver.url)
+        patched = await env.api.patch(f"/api/webhooks/manage/{webhook_id}", json={"rate_limit": 5})
+        assert patched.json()["rate_limit"] == 5
+        await ingest(env, 10)
+        await receiver.wait_for(10, timeout=15)
+        assert rate(receiver, 5) <= 5 * 1.1
+        await env.api.patch(f"/api/webhooks/manage/{webhook_id}", json={"rate_limit": None})
+        receiver.received.clear()
+        await ingest(env, 30, offset=10)
+        await receiver.wait_for(30, timeout=10)
+        times = sorted(r.at for r in receiver.received)
+        assert times[-1] - times[0] < 30 / 5 / 2  # far faster than 5 a second
