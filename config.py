@@ -6,6 +6,7 @@ Every variable is documented in the README's Configuration table. A bad value ra
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
 
 T = TypeVar("T")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -26,6 +28,8 @@ SSL_CERT_REQS = ("none", "optional", "required")
 # Seconds before each attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 MIN_API_KEY_LENGTH = 16
+# A tracking signing key must resist guessing: 32 characters (`openssl rand -hex 32` gives 64).
+MIN_TRACKING_KEY_LENGTH = 32
 MIN_PORTAL_SECRET_LENGTH = 32
 # A CSP source the portal may be framed by: 'self', or a scheme and host (a leading *.
 # allowed, as CSP allows), with an optional port; nothing that could end the header's value.
@@ -91,6 +95,14 @@ class Config:
     disable_after_seconds: int = 5 * 86400
     delivery_retention_count: int = 10_000
     delivery_retention_seconds: int = 30 * 86400
+    # First-party tracking (docs/tracking.md): where the /t/ routes are public, and the keys
+    # that sign their tokens (the first signs, every one verifies). Both or neither.
+    public_url: str = ""
+    tracking_signing_keys: tuple[str, ...] = field(default=(), repr=False)
+    # Opens and clicks from these networks are flagged machine "data_centre".
+    tracking_machine_networks: tuple[Network, ...] = ()
+    # A click this soon after its link was made is flagged machine "early_click" (0: never).
+    tracking_early_click_seconds: float = 5.0
     # An HTTP proxy every delivery goes through (http:// or https://, credentials allowed),
     # "" for none. Hidden from repr but for its redacted form: it may hold credentials.
     delivery_proxy_url: str = field(default="", repr=False)
@@ -141,12 +153,21 @@ class Config:
             f"endpoint_concurrency={self.endpoint_concurrency}, "
             f"delivery_concurrency={self.delivery_concurrency}, "
             f"disable_after_seconds={self.disable_after_seconds}, "
+            f"public_url={self.public_url!r}, "
+            f"tracking_signing_keys=<{len(self.tracking_signing_keys)} hidden>, "
+            f"tracking_machine_networks=<{len(self.tracking_machine_networks)}>, "
+            f"tracking_early_click_seconds={self.tracking_early_click_seconds}, "
             f"dead_letter_after={self.dead_letter_after}, "
             f"portal={'on' if self.portal_secret else 'off'}, "
             f"portal_session_seconds={self.portal_session_seconds}, "
             f"portal_frame_ancestors={self.portal_frame_ancestors}, "
             f"delivery_proxy_url={self.delivery_proxy_url_redacted!r})"
         )
+
+    @property
+    def tracking_enabled(self) -> bool:
+        """PUBLIC_URL and TRACKING_SIGNING_KEY are set: tracking links can be made."""
+        return bool(self.public_url and self.tracking_signing_keys)
 
     @property
     def single_account(self) -> bool:
@@ -177,6 +198,12 @@ class Config:
             return get(name, _secret, "")
 
         secrets = {p.name: p.read_secret(variable) for p in providers}
+        public_url = get("PUBLIC_URL", _public_url, "")
+        tracking_keys: tuple[str, ...] = get("TRACKING_SIGNING_KEY", _tracking_keys, ())
+        if bool(public_url) != bool(tracking_keys):
+            missing = "TRACKING_SIGNING_KEY" if public_url else "PUBLIC_URL"
+            present = "PUBLIC_URL" if public_url else "TRACKING_SIGNING_KEY"
+            raise ConfigError(f"{missing} is required with {present}: tracking needs both")
         urls = {p.name: get(p.url_variable, _absolute_url, "") for p in providers if p.url_variable}
         return cls(
             redis_url=get("REDIS_URL", _redis_url, DEFAULT_REDIS_URL),
@@ -218,6 +245,12 @@ class Config:
             ),
             delivery_retention_seconds=get(
                 "DELIVERY_RETENTION_SECONDS", _int_between(3600, 365 * 86400), 30 * 86400
+            ),
+            public_url=public_url,
+            tracking_signing_keys=tracking_keys,
+            tracking_machine_networks=get("TRACKING_MACHINE_NETWORKS", _networks, ()),
+            tracking_early_click_seconds=get(
+                "TRACKING_EARLY_CLICK_SECONDS", _float_between(0, 3600), 5.0
             ),
             dead_letter_after=get("DEAD_LETTER_AFTER", _int_between(1, 1000), 5),
             portal_secret=get("PORTAL_SECRET", _portal_secret, ""),
@@ -353,6 +386,48 @@ def _api_keys(name: str, raw: str) -> tuple[str, ...]:
                 f"{name}: key #{position} is shorter than {MIN_API_KEY_LENGTH} characters"
             )
     return keys
+
+
+def _public_url(name: str, raw: str) -> str:
+    """An origin: http(s), a host, an optional port; no path, query, fragment or credentials
+    (the /t/ routes are served at the root). A trailing slash is dropped."""
+    parts = urlsplit(raw)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or any(ch.isspace() for ch in raw)
+    ):
+        raise ConfigError(
+            f"{name} must be an origin such as https://t.example.com: http(s), a host, no "
+            "path, query or credentials"
+        )
+    return raw.rstrip("/")
+
+
+def _tracking_keys(name: str, raw: str) -> tuple[str, ...]:
+    keys = tuple(key.strip() for key in raw.split(",") if key.strip())
+    for position, key in enumerate(keys, start=1):
+        if len(key) < MIN_TRACKING_KEY_LENGTH:
+            raise ConfigError(
+                f"{name}: key #{position} is shorter than {MIN_TRACKING_KEY_LENGTH} characters"
+            )
+    return keys
+
+
+def _networks(name: str, raw: str) -> tuple[Network, ...]:
+    networks = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {part.strip()!r} is not a network (CIDR)") from None
+    return tuple(networks)
 
 
 def _portal_secret(name: str, raw: str) -> str:

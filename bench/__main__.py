@@ -25,6 +25,7 @@ ORDER = (
     "transport",
     "ingest",
     "providers",
+    "tracking",
     "delivery",
     "latency",
     "fanout",

@@ -328,7 +328,7 @@ def signed_script(prefix: str, count: int, secret: str) -> str:
             lines[1],
             *sigs,
             "}",
-            "local threads, tid, i = 0, 0, 0",
+            "local threads, i = 0, 0  -- tid: a global each thread gets from setup",
             "setup = function(thread) threads = threads + 1; thread:set('tid', threads) end",
             "request = function()",
             f"  i = i + 1; local k = ((i - 1) * 2 + tid - 1) % {count} + 1",

@@ -42,6 +42,7 @@ from bench.common import (
     worker,
 )
 from bench.providers import bench_providers
+from bench.tracking import bench_tracking
 from service.core.accounts import DEFAULT_ACCOUNT
 from service.storage import keys
 from service.storage.deliveries import DeliveryStore
@@ -851,4 +852,5 @@ BENCHMARKS: dict[str, Callable[..., tuple[Table, dict[str, Any]]]] = {
     "memory": bench_memory,
     "scaleout": bench_scaleout,
     "providers": bench_providers,
+    "tracking": bench_tracking,
 }

@@ -67,6 +67,10 @@ def main() -> int:
         if not os.environ.get("PORTAL_SECRET"):
             overrides["PORTAL_SECRET"] = dev_api_key("dev-portal-secret", "dev_portal_")
         overrides.setdefault("PORT", os.environ.get("PORT", "8000"))
+        # Tracking links that work on this machine (docs/tracking.md), unless configured.
+        if not os.environ.get("PUBLIC_URL") and not os.environ.get("TRACKING_SIGNING_KEY"):
+            overrides["PUBLIC_URL"] = f"http://127.0.0.1:{overrides['PORT']}"
+            overrides["TRACKING_SIGNING_KEY"] = dev_api_key("dev-tracking-key", "dev_tracking_")
         # Development only: providers without a configured secret are accepted unsigned.
         overrides.setdefault(
             "ALLOW_UNSIGNED_INBOUND", os.environ.get("ALLOW_UNSIGNED_INBOUND", "true")

@@ -20,6 +20,7 @@ from service import logs
 from service.core.clock import Clock, system_clock
 from service.core.errors import InvalidSignature
 from service.core.ids import format_timestamp
+from service.core.tracking import Signer
 from service.deadlines import Deadlines
 from service.http import (
     accounts,
@@ -33,6 +34,9 @@ from service.http import (
     openapi,
     portal,
     status,
+    suppressions,
+    tracking,
+    tracking_links,
     webhooks,
 )
 from service.http.errors import exception_handlers
@@ -52,17 +56,23 @@ from service.storage.idempotency import IdempotencyStore
 from service.storage.jobs import job_queue
 from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
+from service.storage.suppressions import SuppressionStore
 from service.storage.webhooks import WebhookStore
 
 logger = logging.getLogger("mailhooks")
 
 routes = [
-    *inbound.routes,  # first: the hot path, matched before the management API's patterns
+    # First, the hot paths, matched before the management API's patterns: the public tracking
+    # URLs (the pixel and the click: the busiest), then the providers' callbacks.
+    *tracking.routes,
+    *inbound.routes,
     *webhooks.routes,
     *deliveries.routes,
     *events.routes,
     *event_types.routes,
     *emails.routes,
+    *tracking_links.routes,
+    *suppressions.routes,
     *accounts.routes,
     *dead_letters.routes,
     *portal.routes,  # the API's portal-links operation, and the /portal pages
@@ -155,6 +165,8 @@ def create_app(
                 deadlines=Deadlines(),
                 signing_keys=SigningKeys(config.sns_cert_url_pattern, keys_client),
                 accounts=AccountStore(client, pipeline),
+                suppressions=SuppressionStore(client, pipeline),
+                signer=Signer(config.tracking_signing_keys) if config.tracking_enabled else None,
                 idempotency=IdempotencyStore(client),
                 dead_letters=DeadLetterStore(client),
                 portal=PortalStore(client),

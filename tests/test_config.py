@@ -194,3 +194,60 @@ class TestRepr:
 
     def test_url_without_password_is_shown_as_is(self) -> None:
         assert Config().redis_url_redacted == "redis://localhost:6379/0"
+
+
+class TestTracking:
+    KEY = "t" * 32
+
+    def test_off_by_default(self) -> None:
+        config = Config.from_env({})
+        assert config.public_url == ""
+        assert config.tracking_signing_keys == ()
+        assert not config.tracking_enabled
+        assert config.tracking_machine_networks == ()
+        assert config.tracking_early_click_seconds == 5.0
+
+    def test_read(self) -> None:
+        config = Config.from_env(
+            {
+                "PUBLIC_URL": "https://t.example.com/",
+                "TRACKING_SIGNING_KEY": f" {self.KEY} , {'u' * 40},",
+                "TRACKING_MACHINE_NETWORKS": "40.94.0.0/16, 2603:10a6::/32 ,10.1.2.3",
+                "TRACKING_EARLY_CLICK_SECONDS": "0",
+            }
+        )
+        assert config.public_url == "https://t.example.com"
+        assert config.tracking_signing_keys == (self.KEY, "u" * 40)
+        assert config.tracking_enabled
+        assert [str(n) for n in config.tracking_machine_networks] == [
+            "40.94.0.0/16",
+            "2603:10a6::/32",
+            "10.1.2.3/32",
+        ]
+        assert config.tracking_early_click_seconds == 0
+        assert self.KEY not in repr(config)
+
+    @pytest.mark.parametrize(
+        ("env", "message"),
+        [
+            ({"PUBLIC_URL": "https://t.example.com"}, "TRACKING_SIGNING_KEY is required"),
+            ({"TRACKING_SIGNING_KEY": KEY}, "PUBLIC_URL is required"),
+            ({"PUBLIC_URL": "https://t.example.com/track", "TRACKING_SIGNING_KEY": KEY}, "PUBLIC"),
+            ({"PUBLIC_URL": "ftp://t.example.com", "TRACKING_SIGNING_KEY": KEY}, "PUBLIC_URL"),
+            ({"PUBLIC_URL": "t.example.com", "TRACKING_SIGNING_KEY": KEY}, "PUBLIC_URL"),
+            ({"PUBLIC_URL": "https://t.example.com/?a=1", "TRACKING_SIGNING_KEY": KEY}, "PUBLIC"),
+            ({"PUBLIC_URL": "https://t.example.com", "TRACKING_SIGNING_KEY": "short"}, "#1"),
+            ({"TRACKING_MACHINE_NETWORKS": "40.94.0.0/33"}, "TRACKING_MACHINE_NETWORKS"),
+            ({"TRACKING_EARLY_CLICK_SECONDS": "-1"}, "TRACKING_EARLY_CLICK_SECONDS"),
+        ],
+    )
+    def test_refused(self, env: dict[str, str], message: str) -> None:
+        with pytest.raises(ConfigError, match=message):
+            Config.from_env(env)
+
+    def test_credentials_in_the_public_url_are_refused_unechoed(self) -> None:
+        with pytest.raises(ConfigError) as info:
+            Config.from_env(
+                {"PUBLIC_URL": "https://u:hunter2@t.example.com", "TRACKING_SIGNING_KEY": self.KEY}
+            )
+        assert "hunter2" not in str(info.value)

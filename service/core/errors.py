@@ -19,7 +19,8 @@
     ├── ValidationFailed           422 JSON of the wrong shape or value; names the field
     │   └── InvalidPayload         422 a provider body that is not valid for its format
     ├── NotEnabled                 501 a feature this deployment has not configured (the
-    │                                  portal without PORTAL_SECRET)
+    │                                  portal without PORTAL_SECRET, tracking without
+    │                                  PUBLIC_URL and TRACKING_SIGNING_KEY)
     ├── StoreUnavailable           503 Redis did not answer
     │   └── StoreFull              503 Redis is too full to take more events
     └── SigningKeyUnavailable      503 a provider's published signing key could not be fetched

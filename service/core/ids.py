@@ -135,6 +135,12 @@ def operational_event_key(event_type: str, delivery_id: str, attempt: int) -> st
     return f"{event_type}:{delivery_id}:{attempt}"
 
 
+def tracking_event_key(kind: str, tag: str, second: int | None = None) -> str:
+    """The provider_event_id of a first-party event: an open or click of one tracking link
+    within one second (`kind` o or c), or an unsubscribe by one link (u, no second)."""
+    return f"{kind}:{tag}" if second is None else f"{kind}:{tag}:{second}"
+
+
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 

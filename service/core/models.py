@@ -279,6 +279,16 @@ class Event(Model):
     reason: Annotated[
         str | None, Meta(description="Why the provider deferred or refused to send")
     ] = None
+    machine: Annotated[
+        str | None,
+        Meta(
+            description=(
+                "First-party opens and clicks: set when a machine probably made it, naming the "
+                "heuristic (prefetch, apple_privacy, image_proxy, scanner, data_centre, "
+                "early_click; docs/tracking.md). Flagged, still delivered"
+            )
+        ),
+    ] = None
     account_id: Annotated[
         str | None,
         Meta(description="The account the event was routed to; absent when unrouted"),
@@ -305,6 +315,7 @@ class PayloadData(Model):
     user_agent: str | None = None
     mta_response: str | None = None
     reason: str | None = None
+    machine: str | None = None
 
 
 class WebhookPayload(Model):
@@ -545,6 +556,104 @@ class EmailRegistrationResult(Model):
     expires_at: Timestamp
 
 
+TrackedEmailId = Annotated[
+    str, Meta(min_length=1, max_length=998, description="The email's id, as events name it")
+]
+Recipient = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=320,
+        description="The one recipient these URLs are for",
+        examples=["alex@example.com"],
+    ),
+]
+TrackedLink = Annotated[str, Meta(min_length=1, max_length=MAX_URL_LENGTH)]
+
+
+class TrackingRequest(Model):
+    email_id: TrackedEmailId
+    recipient: Recipient
+    links: Annotated[
+        list[TrackedLink],
+        Meta(
+            max_length=1000,
+            description="Absolute http(s) URLs to track (at most 1,000)",
+            examples=[["https://shop.example.com/spring?utm_source=email"]],
+        ),
+    ] = []
+
+
+class TrackingHeaders(Model):
+    """The message headers of RFC 8058 one-click unsubscription: add both to the email."""
+
+    list_unsubscribe: Annotated[str, Meta(examples=["<https://t.example.com/t/u/AQ…>"])] = (
+        msgspec.field(name="List-Unsubscribe")
+    )
+    list_unsubscribe_post: Annotated[str, Meta(examples=["List-Unsubscribe=One-Click"])] = (
+        msgspec.field(name="List-Unsubscribe-Post")
+    )
+
+
+class TrackingUrls(Model):
+    open_url: Annotated[str, Meta(description="The pixel: an <img> of 1x1 pixel")]
+    links: Annotated[
+        dict[str, str], Meta(description="Each link sent, to the tracked URL that replaces it")
+    ]
+    unsubscribe_url: Annotated[str, Meta(description="The opt-out link (GET: a confirmation)")]
+    headers: TrackingHeaders
+
+
+class TrackedHtmlRequest(Model):
+    email_id: TrackedEmailId
+    recipient: Recipient
+    html: Annotated[str, Meta(description="The message's HTML, for this one recipient")]
+    track_opens: Annotated[bool, Meta(description="Add the pixel before </body>")] = True
+    track_clicks: Annotated[
+        bool, Meta(description="Replace each absolute http(s) link with its tracked URL")
+    ] = True
+
+
+class TrackedHtml(Model):
+    html: Annotated[
+        str,
+        Meta(
+            description=(
+                "The HTML with its links tracked, {{unsubscribe_url}} in an href replaced, and "
+                "the pixel added; otherwise unchanged, byte for byte"
+            )
+        ),
+    ]
+    open_url: str
+    links: dict[str, str]
+    unsubscribe_url: str
+    headers: TrackingHeaders
+
+
+SuppressionReason = Literal["hard_bounce", "complaint", "unsubscribe", "manual"]
+
+
+class Suppression(Model):
+    email: Annotated[str, Meta(description="In lower case", examples=["alex@example.com"])]
+    reason: SuppressionReason
+    created_at: Timestamp
+    event_id: Annotated[
+        str | None, Meta(description="The event that suppressed it; null when added by hand")
+    ]
+
+
+class SuppressionList(Model):
+    suppressions: list[Suppression]
+
+
+class SuppressionCreate(Model):
+    email: Annotated[str, Meta(min_length=1, max_length=320, examples=["alex@example.com"])]
+    reason: Annotated[
+        SuppressionReason,
+        Meta(description="manual unless you import a list kept elsewhere"),
+    ] = "manual"
+
+
 class DeadLetter(Model):
     """A stream entry the worker could not process, set aside undelivered."""
 
@@ -619,5 +728,8 @@ SYNTHETIC_EVENT_DECODER = msgspec.json.Decoder(SyntheticEventRequest)
 ACCOUNT_CREATE_DECODER = msgspec.json.Decoder(AccountCreate)
 ACCOUNT_UPDATE_DECODER = msgspec.json.Decoder(AccountUpdate)
 EMAIL_REGISTRATION_DECODER = msgspec.json.Decoder(EmailRegistration)
+TRACKING_REQUEST_DECODER = msgspec.json.Decoder(TrackingRequest)
+TRACKED_HTML_REQUEST_DECODER = msgspec.json.Decoder(TrackedHtmlRequest)
+SUPPRESSION_CREATE_DECODER = msgspec.json.Decoder(SuppressionCreate)
 REDRIVE_REQUEST_DECODER = msgspec.json.Decoder(RedriveRequest)
 ENCODER = msgspec.json.Encoder()

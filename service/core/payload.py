@@ -49,6 +49,7 @@ def build_payload(event: Event, *, event_id: str, stored_at: datetime) -> AnyPay
             user_agent=event.user_agent,
             mta_response=event.mta_response,
             reason=event.reason,
+            machine=event.machine,
         ),
     )
 

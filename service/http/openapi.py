@@ -50,7 +50,14 @@ from service.core.models import (
     SecretRotate,
     SecretRotation,
     ServiceStatus,
+    Suppression,
+    SuppressionCreate,
+    SuppressionList,
     SyntheticEventRequest,
+    TrackedHtml,
+    TrackedHtmlRequest,
+    TrackingRequest,
+    TrackingUrls,
     Webhook,
     WebhookCreate,
     WebhookDisabledPayload,
@@ -80,7 +87,10 @@ ERROR_DESCRIPTIONS = {
     413: "The body is larger than MAX_BODY_BYTES",
     415: "The body is not application/json",
     422: "The body or a parameter failed validation; `field` names it",
-    501: "This deployment has not enabled the feature (the portal: PORTAL_SECRET is unset)",
+    501: (
+        "This deployment has not enabled the feature (the portal: PORTAL_SECRET is unset; "
+        "tracking: PUBLIC_URL and TRACKING_SIGNING_KEY are unset)"
+    ),
     503: (
         "Redis is unavailable (store_unavailable), or full (store_full; inbound: nearly full); "
         "inbound: a provider's signing certificate could not be fetched (signing_key_unavailable)"
@@ -99,6 +109,10 @@ class Operation:
     errors: tuple[int, ...] = ()
     security: str = "account"  # a key of SECURITY
     parameters: list[dict[str, Any]] = field(default_factory=list)
+    # A success that is not JSON (the pixel, a redirect, a page): its media type and headers.
+    ok_media: str | None = None
+    ok_description: str = "Success"
+    ok_headers: dict[str, Any] | None = None
     request_required: bool = True
 
 
@@ -195,6 +209,20 @@ SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "none": [],
 }
 EVENT_ID_PARAM = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
+TOKEN_PARAM = {
+    "name": "token",
+    "in": "path",
+    "required": True,
+    "description": "A signed tracking token, as POST /api/tracking made it",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+}
+EMAIL_PARAM = {
+    "name": "email",
+    "in": "path",
+    "required": True,
+    "description": "The address (any case)",
+    "schema": {"type": "string"},
+}
 INBOUND_SUMMARY = (
     'Receive {what}; answers {{"received": true}} once stored (retries de-duplicated). '
     "See docs/inbound.md for formats and signatures"
@@ -544,6 +572,124 @@ DEAD_LETTER_OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+NO_STORE = {"Cache-Control": {"schema": {"type": "string"}, "description": "never cached"}}
+TRACKING_OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "post",
+        "/api/tracking",
+        "Make an email's tracking URLs for one recipient: the pixel, each link, the opt-out "
+        "link and its List-Unsubscribe headers (docs/tracking.md)",
+        200,
+        TrackingUrls,
+        request=TrackingRequest,
+        errors=(400, 401, 413, 415, 422, 501, 503),
+    ),
+    Operation(
+        "post",
+        "/api/tracking/html",
+        "Track a message's HTML for one recipient: links replaced, the pixel added, "
+        "{{unsubscribe_url}} filled in",
+        200,
+        TrackedHtml,
+        request=TrackedHtmlRequest,
+        errors=(400, 401, 413, 415, 422, 501, 503),
+    ),
+    Operation(
+        "get",
+        "/t/o/{token}",
+        "The open pixel: a 1x1 transparent GIF; records email.open",
+        200,
+        None,
+        errors=(404,),
+        security="none",
+        ok_media="image/gif",
+        ok_description="The pixel, not cacheable",
+        ok_headers=NO_STORE,
+    ),
+    Operation(
+        "get",
+        "/t/c/{token}",
+        "A tracked link: redirects to its target; records email.click",
+        302,
+        None,
+        errors=(404,),
+        security="none",
+        ok_description="To the link's target, as signed in the token",
+        ok_headers={
+            "Location": {"schema": {"type": "string"}, "description": "The target"},
+            **NO_STORE,
+        },
+    ),
+    Operation(
+        "get",
+        "/t/u/{token}",
+        "The opt-out link, followed: a page with an Unsubscribe button; changes nothing",
+        200,
+        None,
+        errors=(404,),
+        security="none",
+        ok_media="text/html",
+    ),
+    Operation(
+        "post",
+        "/t/u/{token}",
+        "One-click unsubscribe (RFC 8058, body List-Unsubscribe=One-Click): records "
+        "email.unsubscribe and suppresses the recipient",
+        200,
+        None,
+        errors=(404, 413, 422, 503),
+        security="none",
+        ok_media="text/html",
+        ok_description="Unsubscribed (a page saying so)",
+    ),
+)
+SUPPRESSION_OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "get",
+        "/api/suppressions",
+        "The account's suppressed addresses, by address (Link header for the next page)",
+        200,
+        SuppressionList,
+        errors=(400, 401, 422, 503),
+        parameters=[
+            _query(
+                "reason",
+                "Only those suppressed for this reason",
+                "string",
+                enum=["hard_bounce", "complaint", "unsubscribe", "manual"],
+            ),
+            _query("limit", "Page size, 1-1000 (default 100)", minimum=1, maximum=1000),
+            _query("after", "Only addresses after this one (from the Link header)", "string"),
+        ],
+    ),
+    Operation(
+        "post",
+        "/api/suppressions",
+        "Suppress an address by hand (201; 200 with the entry it has if listed already)",
+        201,
+        Suppression,
+        request=SuppressionCreate,
+        errors=(400, 401, 413, 415, 422, 503),
+    ),
+    Operation(
+        "get",
+        "/api/suppressions/{email}",
+        "Whether an address is suppressed: its entry, or 404 (the check before sending)",
+        200,
+        Suppression,
+        errors=(400, 401, 404, 422, 503),
+    ),
+    Operation(
+        "delete",
+        "/api/suppressions/{email}",
+        "Lift an address's suppression",
+        204,
+        None,
+        errors=(400, 401, 404, 422, 503),
+    ),
+)
+
+
 def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ...]:
     """Every operation, in the document's order; the inbound ones follow from `providers`."""
     return (
@@ -551,6 +697,8 @@ def operations(providers: Sequence[Provider] = PROVIDERS) -> tuple[Operation, ..
         *inbound_operations(providers),
         *READING_OPERATIONS,
         *ACCOUNT_OPERATIONS,
+        *TRACKING_OPERATIONS,
+        *SUPPRESSION_OPERATIONS,
         *DEAD_LETTER_OPERATIONS,
     )
 
@@ -629,9 +777,15 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
     )
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        ok: dict[str, Any] = {"description": "Success"}
+        ok: dict[str, Any] = {"description": op.ok_description}
         if op.ok_type is not None:
             ok["content"] = _content(op.ok_type)
+        elif op.ok_media is not None:
+            binary = {"type": "string", "format": "binary"}
+            schema = binary if op.ok_media.startswith("image/") else {"type": "string"}
+            ok["content"] = {op.ok_media: {"schema": schema}}
+        if op.ok_headers:
+            ok["headers"] = op.ok_headers
         responses: dict[str, Any] = {str(op.ok_status): ok}
         for status in op.errors:
             signature = status == 401 and op.security == "none"
@@ -651,6 +805,10 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
             parameters.append(ACCOUNT_ID_PARAM)
         if "{key_id}" in op.path:
             parameters.append(KEY_ID_PARAM)
+        if "{token}" in op.path:
+            parameters.append(TOKEN_PARAM)
+        if "{email}" in op.path:
+            parameters.append(EMAIL_PARAM)
         if "{dead_letter_id}" in op.path:
             parameters.append(DEAD_LETTER_ID_PARAM)
         if parameters:
@@ -667,7 +825,10 @@ def build_spec(operations: Sequence[Operation] = OPERATIONS) -> dict[str, Any]:
         "info": {
             "title": "mailhooks",
             "version": __version__,
-            "description": "Email event webhooks: register endpoints, receive provider events.",
+            "description": (
+                "Email event webhooks: register endpoints, receive provider events, track "
+                "opens, clicks and unsubscribes, keep suppression lists."
+            ),
         },
         "paths": paths,
         "webhooks": {name: {"post": doc} for name, (_, doc) in DELIVERIES.items()},

@@ -21,6 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from config import Config
 from service.core.models import ErrorBody, ErrorDetail
+from service.core.tracking import PATH_PREFIX as TRACKING_PREFIX
 
 _ENCODER = msgspec.json.Encoder()
 # Query parameters whose value is a credential: an API key pasted into a URL must not reach
@@ -112,14 +113,23 @@ class HttpProtocol(HttpToolsProtocol):
 
 
 class RedactCredentials(logging.Filter):
-    """Replaces credential-like query values in uvicorn's access log lines with ***."""
+    """Replaces credential-like query values in uvicorn's access log lines with ***, and the
+    token of a tracking URL (it holds a recipient's address)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         # uvicorn's access record: (client address, method, path with query, version, status)
         if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (*args[:2], redact_query(args[2]), *args[3:])
+            record.args = (*args[:2], redact_query(redact_tracking(args[2])), *args[3:])
         return True
+
+
+def redact_tracking(path: str) -> str:
+    """`/t/o/<token>` → `/t/o/***`: the kind of URL stays, to read the log by."""
+    if not path.startswith(TRACKING_PREFIX) or path.count("/") < 3:
+        return path
+    kind_end = path.index("/", len(TRACKING_PREFIX))
+    return path[: kind_end + 1] + REDACTED
 
 
 def redact_query(path: str) -> str:

@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from config import Config
 from service.core.clock import Clock
+from service.core.tracking import Signer
 from service.deadlines import Deadlines
 from service.http.signing_keys import SigningKeys
 from service.storage.accounts import AccountStore
@@ -19,6 +20,7 @@ from service.storage.events import EventStore
 from service.storage.idempotency import IdempotencyStore
 from service.storage.portal import PortalStore
 from service.storage.status import StatusStore
+from service.storage.suppressions import SuppressionStore
 from service.storage.webhooks import WebhookStore
 
 
@@ -43,6 +45,9 @@ class AppState:
     dead_letters: DeadLetterStore
     # The customer portal's links and sessions (docs/portal.md).
     portal: PortalStore
+    suppressions: SuppressionStore
+    # Signs and verifies tracking tokens; None when tracking is not configured.
+    signer: Signer | None = None
     # Per web process: the minute each account key's last use was last written.
     key_use: dict[str, int] = field(default_factory=dict)
     # Per web process: accounts seen to exist, and until when (monotonic seconds) that is

@@ -29,7 +29,7 @@ from service.core.accounts import (
 )
 from service.core.ids import epoch_ms, format_timestamp
 from service.core.models import ApiKeyCreated
-from service.storage import keys, scripts
+from service.storage import keys, scripts, suppressions
 from service.storage.autopipeline import AutoPipeline
 
 _CLAIM_EMAIL = scripts.load("claim_email")
@@ -180,13 +180,16 @@ class AccountStore:
         return True
 
     async def finish_delete(self, account_id: str) -> None:
-        """Revoke every key, forget every email registration, then the account itself
-        (its webhooks and deliveries are gone by then: service.http.accounts)."""
+        """Revoke every key, forget every email registration, drop the suppression list, then
+        the account itself (its webhooks and deliveries are gone by then:
+        service.http.accounts)."""
         for key in await self.keys(account_id):
             await self.revoke(account_id, key.id)
         await self._forget_emails(account_id)
         async with self._redis.pipeline(transaction=True) as tx:
             tx.delete(keys.account_keys(account_id), keys.account_emails(account_id))
+            # UNLINK: a long suppression list is freed in the background.
+            tx.unlink(*suppressions.account_keys(account_id))
             tx.delete(keys.account(account_id))
             tx.zrem(keys.ACCOUNT_INDEX, account_id)
             await tx.execute()

@@ -1,17 +1,21 @@
 """Inbound events in Redis: one stream, de-duplication keys and lookup indexes.
 
 `append` marks each provider event seen and appends it to the stream in one Lua script, so a
-crash can neither lose an event that was answered 200 nor store a retry twice. Trimming, with
+crash can neither lose an event that was answered 200 nor store a retry twice; the recipients
+of the hard bounces, complaints and unsubscribes it stores go on their account's suppression
+list in the same round trip (service.storage.suppressions). Trimming, with
 the index entries of what it removes: service.storage.trimming.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -21,8 +25,15 @@ from service.core.accounts import DEFAULT_ACCOUNT, indexed_account
 from service.core.ids import entry_id, entry_member, event_id, member_entry
 from service.core.models import Event
 from service.core.normalized import Ignored
+from service.core.suppressions import normalize_address, suppression_reason
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
+from service.storage.suppressions import (
+    SUPPRESS_EVENTS,
+    EventSuppression,
+    event_suppression,
+    suppress_events_call,
+)
 from service.storage.trimming import TRIM_EXCESS, EventTrimmer
 
 # Filters scan at most this many stream entries per request; the Link header continues.
@@ -131,21 +142,30 @@ class EventStore:
         self._maxlen = maxlen
         self._dedup_ttl = dedup_ttl_seconds
         self._append = redis.register_script(_APPEND.source)
+        self._suppress = redis.register_script(SUPPRESS_EVENTS.source)
         self._trimmer = EventTrimmer(redis, maxlen=maxlen)
         # Concurrent requests' appends, sent together.
         self._pipeline = pipeline or AutoPipeline(redis)
 
     async def append(
-        self, provider: str, events: Sequence[Event], ignored: Sequence[Ignored] = ()
+        self,
+        provider: str,
+        events: Sequence[Event],
+        ignored: Sequence[Ignored] = (),
+        *,
+        dedup_ttl_seconds: int | None = None,
     ) -> AppendResult:
-        """Store each event not seen before (by provider and provider_event_id), in order,
-        under the account it was routed to (`account_id`; None: unrouted, delivered to
-        nobody). Trims the stream in the background when the append leaves it 100 past
-        maxlen."""
+        """Store each event not seen before (by provider and provider_event_id, for
+        `dedup_ttl_seconds`, by default DEDUP_TTL_SECONDS), in order, under the account it was
+        routed to (`account_id`; None: unrouted, delivered to nobody), and put the recipients
+        of its hard bounces, complaints and unsubscribes on the account's suppression list (in
+        the same round trip). Trims the stream in the background when the append leaves it
+        100 past maxlen."""
         if not events and not ignored:
             return AppendResult([], [])
         event_keys: list[tuple[str, str, str, str]] = []
         event_args: list[tuple[str, str, str, str, str]] = []
+        suppressing: list[EventSuppression] = []
         for event in events:
             account = event.account_id
             # The account travels in its own entry field, beside the event.
@@ -153,9 +173,14 @@ class EventStore:
                 event if account is None else msgspec.structs.replace(event, account_id=None)
             ).decode()
             dedup_id = event.provider_event_id or payload
+            seen_key = keys.seen(provider, seen_digest(dedup_id))
+            reason = suppression_reason(event)
+            if reason is not None and account is not None and event.recipient:
+                address = normalize_address(event.recipient)
+                suppressing.append(event_suppression(seen_key, account, address, reason))
             event_keys.append(
                 (
-                    keys.seen(provider, seen_digest(dedup_id)),
+                    seen_key,
                     keys.events_by_email(event.email_id),
                     keys.events_by_recipient(event.recipient or ""),
                     keys.events_by_account(account or DEFAULT_ACCOUNT),
@@ -174,31 +199,48 @@ class EventStore:
             stream=keys.EVENTS_STREAM,
             counts=keys.INBOUND_COUNTS,
             trim_at=self._maxlen + TRIM_EXCESS,
-            seen_ttl=self._dedup_ttl,
+            seen_ttl=self._dedup_ttl if dedup_ttl_seconds is None else dedup_ttl_seconds,
             index_ttl=INDEX_TTL_SECONDS,
             provider=provider,
             event_keys=event_keys,
             event_args=event_args,
             ignored_types=[item.provider_type for item in ignored],
         )
+        suppress = suppress_events_call(addresses=suppressing) if suppressing else None
         try:
-            trim_due, results = await self._pipeline.script(
-                self._append, keys=script_keys, args=args
-            )
+            trim_due, results = await self._store(script_keys, args, suppress)
         except OutOfMemoryError:
             # Redis is full and refused the XADD, having written nothing. A backlog the
             # worker has since delivered would keep it full: trim it (Redis allows that when
             # full) and try once more. Concurrent refused appends share that one trim.
             if not await self._trimmer.trim_joined():
                 raise
-            trim_due, results = await self._pipeline.script(
-                self._append, keys=script_keys, args=args
-            )
+            trim_due, results = await self._store(script_keys, args, suppress)
         if trim_due:
             self._trimmer.soon()
         stored = [event_id(raw.decode()) for flag, raw in results if flag == 1]
         duplicates = [event_id(raw.decode()) for flag, raw in results if flag == 0]
         return AppendResult(stored, duplicates)
+
+    async def _store(
+        self,
+        script_keys: list[str],
+        args: list[str | int | bytes],
+        suppress: scripts.ScriptArgs | None,
+    ) -> Any:
+        """The append script, and behind it in the same pipeline (so in the same round trip,
+        and run after it) the suppression script, which finds each event's entry by its seen
+        key. Either failing fails the append: the provider's retry does both again (the
+        append as a duplicate, the suppression as if new)."""
+        appended = self._pipeline.script(self._append, keys=script_keys, args=args)
+        if suppress is None:
+            return await appended
+        suppressed = self._pipeline.script(self._suppress, keys=suppress[0], args=suppress[1])
+        replies = await asyncio.gather(appended, suppressed, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies[0]
 
     async def trim(self, *, max_calls: int = 100) -> int:
         """Trim delivered events past `maxlen` now, at most 10,000 entries per script call

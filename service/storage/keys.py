@@ -38,6 +38,18 @@ EMAIL_OWNER = PREFIX + "email-owner:{digest}"
 # account forgets them; each registration drops the expired.
 ACCOUNT_EMAILS = PREFIX + "account:{account_id}:emails"
 
+# Hash per account of its suppressed addresses (lower case) → JSON {"reason", and "entry": the
+# stream entry id of the event that suppressed it, or "at": when it was added by hand}. The
+# sending path's check is one HGET. Written at ingest, in the append's pipeline
+# (service.storage.suppressions); deleting the account deletes it.
+SUPPRESSIONS = PREFIX + "account:{account_id}:suppressions"
+
+# Sorted set per account and reason (hard_bounce, complaint, unsubscribe, manual), all scores 0,
+# members the addresses, so lexicographic order pages them by `after`: GET /api/suppressions
+# reads one (a reason's) or merges the four (every address), rather than a fifth set of every
+# address costing memory again.
+SUPPRESSED = PREFIX + "account:{account_id}:suppressed:{reason}"
+
 # Sorted set per account (the default account excepted) of its events: members as in
 # EVENTS_BY_EMAIL. GET /api/events reads an account's events here instead of scanning the
 # stream; the default account, whose events are most of the stream in single-account mode
@@ -236,6 +248,14 @@ def events_by_email(email_id: str) -> str:
 
 def events_by_recipient(recipient: str) -> str:
     return EVENTS_BY_RECIPIENT.format(recipient=recipient.lower())
+
+
+def suppressions(account_id: str) -> str:
+    return SUPPRESSIONS.format(account_id=account_id)
+
+
+def suppressed(account_id: str, reason: str) -> str:
+    return SUPPRESSED.format(account_id=account_id, reason=reason)
 
 
 def portal_link(link_id: str) -> str:

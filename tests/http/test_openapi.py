@@ -72,6 +72,14 @@ class TestSpec:
         [status] = [p for p in deliveries["parameters"] if p["name"] == "status"]
         assert status["schema"]["enum"] == ["pending", "succeeded", "failed"]
 
+    def test_what_the_tracking_urls_answer(self) -> None:
+        paths = build_spec()["paths"]
+        pixel = paths["/t/o/{token}"]["get"]["responses"]["200"]
+        assert list(pixel["content"]) == ["image/gif"]
+        assert "Cache-Control" in pixel["headers"]
+        assert "Location" in paths["/t/c/{token}"]["get"]["responses"]["302"]["headers"]
+        assert list(paths["/t/u/{token}"]["get"]["responses"]["200"]["content"]) == ["text/html"]
+
     def test_the_rate_limit_and_the_operational_events(self) -> None:
         spec = build_spec()
         schemas = spec["components"]["schemas"]
@@ -101,6 +109,16 @@ class TestSpec:
         assert paths["/api/accounts/{account_id}/keys"]["post"]["security"] == [{"adminKey": []}]
         assert paths["/healthz"]["get"]["security"] == []
         assert paths["/api/webhooks"]["post"]["security"] == []
+        # The tracking URLs are public: their signed token is the credential.
+        for path, method in (
+            ("/t/o/{token}", "get"),
+            ("/t/c/{token}", "get"),
+            ("/t/u/{token}", "get"),
+            ("/t/u/{token}", "post"),
+        ):
+            assert paths[path][method]["security"] == []
+        assert paths["/api/tracking"]["post"]["security"] == in_account
+        assert paths["/api/suppressions/{email}"]["get"]["security"] == in_account
         schemes = spec["components"]["securitySchemes"]
         assert schemes["accountId"] == {
             "type": "apiKey",

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from devtools.redis_server import PrivateRedis, free_port, wait_for_port
-from service.http.server import RedactCredentials, redact_query
+from service.http.server import RedactCredentials, redact_query, redact_tracking
 from tests.conftest import API_KEY, StartProcess
 
 READ_TIMEOUT = 1.0
@@ -34,6 +34,20 @@ class TestRedaction:
     )
     def test_credential_values_are_replaced(self, path: str, expected: str) -> None:
         assert redact_query(path) == expected
+
+    @pytest.mark.parametrize(
+        ("path", "expected"),
+        [
+            ("/t/o/AQWJoWFjY291bnQ", "/t/o/***"),
+            ("/t/c/AQWJoWFjY291bnQ?x=1", "/t/c/***"),
+            ("/t/u/", "/t/u/***"),
+            ("/t/", "/t/"),
+            ("/api/tracking", "/api/tracking"),
+        ],
+    )
+    def test_tracking_tokens_are_replaced(self, path: str, expected: str) -> None:
+        # A token holds the recipient's address.
+        assert redact_tracking(path) == expected
 
     def test_the_filter_rewrites_uvicorns_access_record(self) -> None:
         record = logging.LogRecord(

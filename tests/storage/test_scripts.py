@@ -24,6 +24,7 @@ from service.storage import (
     retention,
     scripts,
     stream,
+    suppressions,
     trimming,
     webhooks,
 )
@@ -86,6 +87,17 @@ CASES = {
         repeats={"subscriber_set": 2, "field": 3},
     ),
     "claim_email": Case(accounts.claim_email_call),
+    "suppress_events": Case(
+        suppressions.suppress_events_call,
+        groups={"addresses": [("seen_key", "suppressions", "suppressed", "address", "reason")] * 2},
+        repeats={"seen_key": 2, "address": 2},
+    ),
+    "suppress": Case(suppressions.suppress_call),
+    "unsuppress": Case(
+        suppressions.unsuppress_call,
+        groups={"reason_sets": ["reason_set"] * 4},
+        repeats={"reason_set": 4},
+    ),
     "rate_slot": Case(rate_limits.rate_slot_call),
     "forget_email": Case(accounts.forget_email_call),
     "rotate_secret": Case(webhooks.rotate_call),
