@@ -3,12 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# What deployments install (Heroku's buildpack, the Dockerfile): `make lock` writes it.
+LOCK := requirements.txt
 
-.PHONY: run test lint typecheck unit browser screenshots bench soak clean
+.PHONY: run test lint typecheck unit browser screenshots bench soak lock clean
 
-$(STAMP): pyproject.toml
+# The locked runtime set first, hash-checked, so that the tests run what ships; then the
+# project (editable) and its dev tools. A dependency added to pyproject but not yet locked
+# still installs here, and tests/test_lock.py says to run `make lock`.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -44,6 +50,19 @@ bench: $(STAMP)
 # Five minutes of ingest under chaos, then a drain: about six minutes (docs/operations.md).
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
+
+# Regenerates $(LOCK) from pyproject's [project] dependencies: pinned, with every wheel's
+# hash, resolved for every platform and Python >= 3.11 (markers where they differ). Pins
+# that still fit are kept; `make lock LOCK_ARGS=--upgrade` moves everything to the newest.
+# It needs only uv, not the installed lock: a lock left conflicted by a merge is mended by
+# taking either side (git checkout --theirs requirements.txt) and running `make lock`.
+lock: $(BIN)/uv
+	$(BIN)/uv pip compile pyproject.toml --universal --generate-hashes \
+		--custom-compile-command 'make lock' --quiet --output-file $(LOCK) $(LOCK_ARGS)
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+LOG_FORMATS = ("text", "json")
 SSL_CERT_REQS = ("none", "optional", "required")
 # Seconds before each attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -63,6 +64,11 @@ class Config:
     allow_http_urls: bool = False
     allow_private_urls: bool = False
     log_level: str = "INFO"
+    # "text" for people, "json" for a log drain: one object per line (service/logs.py).
+    log_format: str = "text"
+    # uvicorn's line per request: off, as Heroku's router logs every request already, and it
+    # costs 11-17 % of ingest throughput (docs/performance.md).
+    access_log: bool = False
     # Inbound provider verification: provider name → the secret read from its
     # `secret_variable` (or variables: `Provider.read_secret`), set ones only; each must sign
     # or authenticate that provider's requests (for Amazon SES, which SNS signs with its own
@@ -140,7 +146,8 @@ class Config:
             f"read_timeout={self.read_timeout}, "
             f"allow_http_urls={self.allow_http_urls}, "
             f"allow_private_urls={self.allow_private_urls}, "
-            f"log_level={self.log_level!r}, inbound_secrets=<{self.configured_providers}>, "
+            f"log_level={self.log_level!r}, log_format={self.log_format!r}, "
+            f"access_log={self.access_log}, inbound_secrets=<{self.configured_providers}>, "
             f"allow_unsigned_inbound={self.allow_unsigned_inbound}, "
             f"sns_cert_url_pattern={self.sns_cert_url_pattern!r}, "
             f"dedup_ttl_seconds={self.dedup_ttl_seconds}, events_maxlen={self.events_maxlen}, "
@@ -220,6 +227,8 @@ class Config:
             allow_http_urls=get("ALLOW_HTTP_URLS", _bool, False),
             allow_private_urls=get("ALLOW_PRIVATE_URLS", _bool, False),
             log_level=get("LOG_LEVEL", _choice(LOG_LEVELS), "INFO"),
+            log_format=get("LOG_FORMAT", _choice(LOG_FORMATS), "text"),
+            access_log=get("ACCESS_LOG", _bool, False),
             provider_secrets=MappingProxyType(
                 {name: secret for name, secret in secrets.items() if secret}
             ),
@@ -315,7 +324,7 @@ def _bool(name: str, raw: str) -> bool:
 
 def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
-        # LOG_LEVEL is conventionally upper case, the ssl modes lower case; accept either.
+        # LOG_LEVEL is conventionally upper case, the other choices lower case; accept either.
         for choice in choices:
             if raw.lower() == choice.lower():
                 return choice

@@ -2,13 +2,13 @@
 uvicorn command line (`bench.floor_app:create_app --factory`). The route reads the body,
 decodes it with msgspec and does one XADD to the same Redis: what any ingest must do at least.
 It uses the service's own Redis client (service.storage.connection.connect), so the floor
-has the same client stack as the system it is compared with.
+has the same client stack as the system it is compared with, and its logging (the access log
+as shipped, off unless ACCESS_LOG says otherwise).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from config import Config
+from service import logs
 from service.storage.connection import connect
 
 STREAM = "bench:floor"
@@ -26,7 +27,10 @@ OK = b'{"received":true}'
 
 
 def create_app() -> Starlette:
-    redis = connect(Config(redis_url=os.environ["REDIS_URL"]))
+    config = Config.from_env()
+    logs.configure(config)  # the service's logging: the access log as shipped
+    logs.lean_records()
+    redis = connect(config)
 
     async def receive(request: Request) -> Response:
         body = await request.body()

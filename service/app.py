@@ -133,7 +133,7 @@ def create_app(
             "ADMIN_API_KEYS (accounts), comma-separated"
         )
     check_inbound_secrets(config)
-    logs.configure(config.log_level)
+    logs.configure(config)
     install_access_log_redaction()
     if config.allow_unsigned_inbound:
         logger.warning(
@@ -181,7 +181,8 @@ def create_app(
             state.metrics.start()
             if config.single_account:
                 await ensure_default_account(state)
-            if redis is None:
+            if redis is None:  # the process's own app, not a test's
+                logs.lean_records()
                 freeze_startup_objects()
             yield {STATE_KEY: state}
             await event_store.drain()  # a trim under way finishes before the client closes

@@ -16,6 +16,8 @@ class TestFromEnv:
         assert config.allow_private_urls is False
         assert config.log_level == "INFO"
         assert config.redis_ssl_cert_reqs == "none"
+        assert config.log_format == "text"
+        assert config.access_log is False
         assert config.sns_cert_url_pattern == DEFAULT_SNS_CERT_URL_PATTERN
         assert config.dead_letter_after == 5
         assert config.portal_secret == ""  # the portal is off
@@ -33,6 +35,8 @@ class TestFromEnv:
                 "ALLOW_HTTP_URLS": "true",
                 "ALLOW_PRIVATE_URLS": "1",
                 "LOG_LEVEL": "debug",
+                "LOG_FORMAT": "JSON",
+                "ACCESS_LOG": "on",
                 "INBOUND_SECRET": "generic-secret",
                 "RESEND_WEBHOOK_SECRET": "whsec_abc",
                 "SENDGRID_WEBHOOK_PUBLIC_KEY": "MFkw",
@@ -68,6 +72,8 @@ class TestFromEnv:
         assert config.allow_http_urls is True
         assert config.allow_private_urls is True
         assert config.log_level == "DEBUG"
+        assert config.log_format == "json"
+        assert config.access_log is True
         assert config.provider_secrets == {
             "generic": "generic-secret",
             "resend": "whsec_abc",
@@ -119,6 +125,8 @@ class TestFromEnv:
             ("ALLOW_HTTP_URLS", "maybe"),
             ("ALLOW_PRIVATE_URLS", "2"),
             ("LOG_LEVEL", "LOUD"),
+            ("LOG_FORMAT", "xml"),
+            ("ACCESS_LOG", "sometimes"),
             ("REDIS_URL", "http://localhost:6379"),
             ("REDIS_SSL_CERT_REQS", "sometimes"),
             ("DELIVERY_TIMEOUT", "soon"),

@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import logging.config
 import sys
 import time
 
 import redis.exceptions
 import uvloop
-from arq.logs import default_log_config
 from arq.worker import create_worker
 
-from worker.settings import WorkerSettings, close_clients
+from service import logs
+from worker.settings import CONFIG, WorkerSettings, close_clients, configure_logging
 
 logger = logging.getLogger("mailhooks.worker")
 # What ends arq's loop when Redis goes away. WatchError too: redis-py raises it from a
@@ -57,7 +56,8 @@ def run_once() -> None:
 
 
 def main() -> int:
-    logging.config.dictConfig(default_log_config(verbose=False))  # as arq's own CLI does
+    configure_logging(CONFIG)  # before arq's first line
+    logs.lean_records()
     # Everything imported so far is there for good: keep full collections from walking it
     # (as the web process does after start-up; docs/performance.md).
     gc.collect()

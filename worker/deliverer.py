@@ -56,6 +56,7 @@ from service.storage.rate_limits import RateLimits
 from service.storage.webhooks import StoredWebhook, WebhookStore
 from worker.http import USER_AGENT
 from worker.limiter import EndpointLimiter, Slot, rate_burst
+from worker.outcomes import OutcomeLog
 from worker.sender import Sender
 
 # Who an event is for: its account (None when unrouted) and its type.
@@ -103,6 +104,7 @@ class Deliverer:
         # request and leaves at least half a timeout to record it. Not on every short wait:
         # a backlog makes most deliveries wait a little, and renewals cost round trips.
         self._renew_after_seconds = config.delivery_timeout / 2
+        self.outcomes = OutcomeLog()
 
     def _now_ms(self) -> int:
         return epoch_ms(self._clock())
@@ -452,6 +454,7 @@ class Deliverer:
             retention_seconds=self.config.delivery_retention_seconds,
         )
         self._count(delivery, verdict, status, webhook.account, now_ms)
+        self.outcomes.attempt(delivery, webhook, number, result, verdict, status, delay)
         if status == "pending" and delay is not None:
             await self.enqueue(delivery.id, next_owner, delay=delay)
         elif status in ("failed", "disabled"):
@@ -542,6 +545,7 @@ class Deliverer:
         account: str | None = None,
     ) -> None:
         """No attempt: the delivery fails as it is, and stays retryable by hand (recover)."""
+        self.outcomes.abandoned(delivery, reason)
         now_ms = self._now_ms()
         status = await self._deliveries.record(
             delivery,

@@ -33,6 +33,8 @@ async def heartbeat(ctx: dict[str, Any]) -> None:
     # Expires after a few missed beats, so a stale value means no worker is alive.
     status: StatusStore = ctx["stores"].status
     await status.beat(format_timestamp(system_clock()), ttl_seconds=HEARTBEAT_SECONDS * 4)
+    deliverer: Deliverer = ctx["deliverer"]
+    deliverer.outcomes.summary_if_due()
 
 
 async def requeue_expired_leases(ctx: dict[str, Any]) -> None:

@@ -45,6 +45,36 @@ logger = logging.getLogger("mailhooks.worker")
 
 # Heroku sends SIGKILL 30 s after SIGTERM: finish in-flight deliveries within this.
 SHUTDOWN_GRACE_SECONDS = 20.0
+# arq's line as each job starts, finishes or is deferred (`→`, `←`, `↻ … retrying job in`).
+ARQ_JOB_PROGRESS = ("→", "←", "retrying job in")
+
+
+class JobProgressAtDebug(logging.Filter):
+    """arq logs every job's start and finish at INFO: with the heartbeat, the lease sweep and
+    the trim every few seconds, and a retry job per delivery retried, that was most of the
+    worker's log. They go to DEBUG; what a job did that matters it logs itself (a trim that
+    removed something, a lease re-queued, a delivery's outcome), and arq's failures (`!`,
+    expired jobs) stay as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not isinstance(record.msg, str):
+            return True
+        if not any(mark in record.msg for mark in ARQ_JOB_PROGRESS):
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def configure_logging(config: Config) -> None:
+    """service.logs for the worker, and arq's job progress at DEBUG; idempotent."""
+    logs.configure(config)
+    arq_worker = logging.getLogger("arq.worker")
+    if not any(isinstance(f, JobProgressAtDebug) for f in arq_worker.filters):
+        arq_worker.addFilter(JobProgressAtDebug())
+    if config.log_level == "DEBUG":
+        logging.getLogger("arq").setLevel(logging.DEBUG)
 
 
 def redis_settings(config: Config) -> RedisSettings:
@@ -118,7 +148,7 @@ def build_deliverer(
 
 async def startup(ctx: dict[str, Any]) -> None:
     config: Config = ctx["config"]
-    logs.configure(config.log_level)
+    configure_logging(config)  # again, for `arq worker.settings.WorkerSettings`
     logger.info("worker starting with %r", config)
     ctx["http"] = WebhookClient(config)
     # The delivery path's own client (the web process's kind): arq's pool stays for its jobs.

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service import logs
 from service.core.accounts import DEFAULT_ACCOUNT, is_account_id, is_key_id
 from service.core.errors import Conflict, NotFound, ValidationFailed
 from service.core.ids import format_timestamp
@@ -64,7 +65,9 @@ async def create_account(request: Request) -> Response:
     state = app_state(request)
     body = await read_json(request, ACCOUNT_CREATE_DECODER, state.config, state.deadlines)
     account = await state.accounts.create_new(body.name, now=state.clock())
-    logger.info("account %s created", account.id)
+    logger.info(
+        "account %s created", account.id, extra=logs.ids(request.headers, account_id=account.id)
+    )
     location = {"Location": str(request.url_for("account", account_id=account.id).path)}
     return json_response(public(account), status=201, headers=location)
 
@@ -117,7 +120,9 @@ async def delete_account(request: Request) -> Response:
         await state.webhooks.delete(webhook_id, account_id)
         await state.deliveries.forget_webhook(webhook_id)
     await state.accounts.finish_delete(account_id)
-    logger.info("account %s deleted", account_id)
+    logger.info(
+        "account %s deleted", account_id, extra=logs.ids(request.headers, account_id=account_id)
+    )
     return Response(status_code=204)
 
 
@@ -127,7 +132,12 @@ async def create_key(request: Request) -> Response:
     state = app_state(request)
     account = await existing_account(request)
     created = await state.accounts.issue_key(account.id, now=state.clock())
-    logger.info("API key %s created for %s", created.id, account.id)  # never the key
+    logger.info(  # never the key
+        "API key %s created for %s",
+        created.id,
+        account.id,
+        extra=logs.ids(request.headers, account_id=account.id),
+    )
     return json_response(created, status=201)
 
 
@@ -150,7 +160,12 @@ async def delete_key(request: Request) -> Response:
     key_id: str = request.path_params["key_id"]
     if not is_key_id(key_id) or not await app_state(request).accounts.revoke(account.id, key_id):
         raise NotFound(f"key {key_id} does not exist for account {account.id}")
-    logger.info("API key %s of %s revoked", key_id, account.id)
+    logger.info(
+        "API key %s of %s revoked",
+        key_id,
+        account.id,
+        extra=logs.ids(request.headers, account_id=account.id),
+    )
     return Response(status_code=204)
 
 

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from service import logs
 from service.core.errors import (
     STORE_FULL_MESSAGE,
     InvalidCredentials,
@@ -76,7 +77,13 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 async def handle_redis_error(request: Request, exc: Exception) -> Response:
-    logger.error("redis error on %s %s: %s", request.method, request.url.path, exc)
+    logger.error(
+        "redis error on %s %s: %s",
+        request.method,
+        request.url.path,
+        exc,
+        extra=logs.ids(request.headers),
+    )
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return error_response(503, StoreFull.code, STORE_FULL_MESSAGE)
     return error_response(503, StoreUnavailable.code, "the event store is unavailable; retry")

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service import logs
 from service.core.errors import (
     STORE_FULL_MESSAGE,
     InvalidSignature,
@@ -112,18 +113,24 @@ async def accept(request: Request, state: AppState, provider: Provider, body: by
             f"the event store did not answer within {state.config.ingest_timeout:g} s; retry"
         ) from None
     state.metrics.tally.inbound_events(provider.name, events, result.new, len(ignored))
-    # DEBUG: uvicorn's access log already notes every request; a second INFO line per request
-    # was a seventh of the web process's CPU under load (docs/performance.md).
-    logger.debug(
-        "inbound %s: %d stored, %d duplicate, %d ignored",
-        provider.name,
-        len(result.stored),
-        len(result.duplicates),
-        len(ignored),
-    )
+    # DEBUG: the platform's router (or ACCESS_LOG) already notes every request; a second
+    # INFO line per request was a seventh of the web process's CPU under load
+    # (docs/performance.md).
+    if logger.isEnabledFor(logging.DEBUG):
+        stored = result.stored
+        logger.debug(
+            "inbound %s: %d stored, %d duplicate, %d ignored",
+            provider.name,
+            len(stored),
+            len(result.duplicates),
+            len(ignored),
+            extra=logs.ids(request.headers, event_id=stored[0] if len(stored) == 1 else None),
+        )
     for item in ignored:
         if item.notice:
-            logger.warning("inbound %s: %s", provider.name, item.notice)
+            logger.warning(
+                "inbound %s: %s", provider.name, item.notice, extra=logs.ids(request.headers)
+            )
     return json_response(Received(received=True))
 
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from config import Config
+from service import logs
 from service.core.errors import Conflict, NotFound, ValidationFailed
 from service.core.event_types import InvalidEventTypes, format_event_types, parse_event_types
 from service.core.headers import CustomHeaders, InvalidHeader, check_headers
@@ -192,6 +193,7 @@ async def create_webhook(request: Request, account: str) -> Response:
         webhook.id,
         account,
         format_event_types(webhook.events),
+        extra=logs.ids(request.headers, webhook_id=webhook.id, account_id=account),
     )
     response = public(webhook)
     if body.secret is None:
@@ -224,7 +226,11 @@ async def update_webhook(request: Request, account: str) -> Response:
         rate_limit=body.rate_limit,
         headers=body.headers,
     )
-    logger.info("webhook %d updated", webhook.id)
+    logger.info(
+        "webhook %d updated",
+        webhook.id,
+        extra=logs.ids(request.headers, webhook_id=webhook.id, account_id=account),
+    )
     return json_response(public(webhook))
 
 
@@ -262,7 +268,10 @@ async def rotate_in_account(
     if webhook is None:
         raise NotFound(f"webhook {webhook_id} does not exist")
     logger.info(
-        "webhook %d secret rotated, previous secrets live for %d s", webhook.id, grace_seconds
+        "webhook %d secret rotated, previous secrets live for %d s",
+        webhook.id,
+        grace_seconds,
+        extra=logs.ids(webhook_id=webhook.id, account_id=account),
     )
     expires = max((expiry for _, expiry in webhook.previous_secrets), default=None)
     result = SecretRotation(
@@ -282,7 +291,11 @@ def format_ms(ms: int) -> str:
 async def delete_webhook(request: Request, account: str) -> Response:
     if not await app_state(request).webhooks.delete(path_id(request), account):
         raise NotFound(f"webhook {path_id(request)} does not exist")
-    logger.info("webhook %d deleted", path_id(request))
+    logger.info(
+        "webhook %d deleted",
+        path_id(request),
+        extra=logs.ids(request.headers, webhook_id=path_id(request), account_id=account),
+    )
     return Response(status_code=204)
 
 

@@ -82,6 +82,7 @@ def web(start_process: StartProcess, redis_server: PrivateRedis) -> Web:
         PORT=str(port),
         READ_TIMEOUT=str(READ_TIMEOUT),
         ALLOW_UNSIGNED_INBOUND="true",
+        ACCESS_LOG="true",  # off by default; its redaction is tested here
     )
     wait_for_port(port, timeout=20, process=process)
     return Web(process, port)
