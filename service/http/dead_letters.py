@@ -18,6 +18,7 @@ from service.core.models import (
     RedriveResult,
 )
 from service.http.auth import admin_only
+from service.http.idempotency import idempotent
 from service.http.requests import media_type, read_body, read_json, require_json
 from service.http.responses import json_response, page_response
 from service.http.state import AppState, app_state
@@ -55,6 +56,7 @@ async def get_dead_letter(request: Request) -> Response:
 
 
 @admin_only
+@idempotent
 async def redrive_dead_letter(request: Request) -> Response:
     letter_id = path_letter(request)
     try:
@@ -83,6 +85,7 @@ async def since_ms(request: Request, state: AppState) -> int | None:
 
 
 @admin_only
+@idempotent
 async def redrive_dead_letters(request: Request) -> Response:
     state = app_state(request)
     redriven = await state.dead_letters.redrive_all(since_ms=await since_ms(request, state))

@@ -16,12 +16,14 @@ from service.core.ids import format_timestamp
 from service.core.models import PortalLink
 from service.core.portal import LINK_SECONDS, sign_link
 from service.http.auth import authenticate
+from service.http.idempotency import idempotent
 from service.http.responses import json_response
 from service.http.state import app_state
 
 logger = logging.getLogger("mailhooks.portal")
 
 
+@idempotent
 async def create_portal_link(request: Request) -> Response:
     state = app_state(request)
     principal = await authenticate(request)
