@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -32,6 +33,9 @@ class Launcher:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # Its own process group: teardown kills every process it started, grandchildren
+            # included, which would otherwise hold the pipe open and hang the pump's reader.
+            start_new_session=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
@@ -77,12 +81,14 @@ def launch(tmp_path: Path) -> Iterator[type[Launcher]]:
 
     yield start  # type: ignore[misc]
     for launcher in launched:
-        if launcher.process.poll() is None:
-            launcher.process.kill()
+        # The whole group: an orphaned web or worker (a failed test's) keeps the pipe open.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.process.pid, signal.SIGKILL)
         launcher.process.wait()
         launcher.pump.join(timeout=5)
         assert launcher.process.stdout is not None
-        launcher.process.stdout.close()
+        if not launcher.pump.is_alive():  # else close() would wait on the pump's read
+            launcher.process.stdout.close()
 
 
 def exercise(launcher: Launcher) -> None:
@@ -90,7 +96,8 @@ def exercise(launcher: Launcher) -> None:
     url = launcher.wait_for(r"mailhooks: (http://\S+)").group(1)
     key = launcher.wait_for(r"API key:\s+(\S+)").group(1)
     admin_key = launcher.wait_for(r"Admin key:\s+(\S+)").group(1)
-    launcher.wait_for(r"Application startup complete")
+    # Printed once the socket is bound ("Application startup complete" comes before it).
+    launcher.wait_for(r"Uvicorn running on")
     launcher.wait_for(r"Starting worker")
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
         created = client.post(
