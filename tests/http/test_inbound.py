@@ -49,6 +49,23 @@ from tests.signers import (
 
 pytestmark = pytest.mark.anyio
 
+
+def post_on_fresh_app(
+    config: Config, path: str, body: bytes, headers: dict[str, str]
+) -> httpx.Response:
+    """One request to a new app over a new fake Redis (hypothesis runs each example apart)."""
+
+    async def send() -> httpx.Response:
+        redis = fakeredis.aioredis.FakeRedis()
+        app = create_app(config, redis=redis, clock=lambda: FIXED_NOW)
+        async with serve(app, {}) as client:
+            response = await client.post(path, content=body, headers=headers)
+        await redis.aclose()
+        return response
+
+    return anyio.run(send)
+
+
 SAMPLES = FIXTURES / "providers"
 JSON = {"content-type": "application/json"}
 NOW = FIXED_NOW.timestamp()
@@ -934,15 +951,7 @@ def assert_never_a_500(
     def check(request: tuple[str, bytes, dict[str, str]]) -> None:
         path, body, headers = request
 
-        async def send() -> httpx.Response:
-            redis = fakeredis.aioredis.FakeRedis()
-            app = create_app(config, redis=redis, clock=lambda: FIXED_NOW)
-            async with serve(app, {}) as client:
-                response = await client.post(path, content=body, headers=headers)
-            await redis.aclose()
-            return response
-
-        response = anyio.run(send)
+        response = post_on_fresh_app(config, path, body, headers)
         assert response.status_code in (200, 401, 413, 415, 422), response.text
         assert response.headers["content-type"] == "application/json"
         assert response.json()

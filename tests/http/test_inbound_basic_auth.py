@@ -7,8 +7,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import anyio
-import fakeredis
 import httpx
 import msgspec
 import pytest
@@ -24,7 +22,8 @@ from service.providers import brevo
 from service.providers.registry import BY_NAME
 from service.storage import keys
 from tests import FIXTURES
-from tests.conftest import API_KEY, FIXED_NOW, MakeClient, serve
+from tests.conftest import API_KEY, MakeClient
+from tests.http.test_inbound import post_on_fresh_app
 from tests.signers import basic_auth, bearer
 
 pytestmark = pytest.mark.anyio
@@ -461,15 +460,7 @@ class TestArbitraryInput:
         def check(request: tuple[str, bytes, dict[str, str]]) -> None:
             path, body, headers = request
 
-            async def send() -> httpx.Response:
-                redis = fakeredis.aioredis.FakeRedis()
-                app = create_app(config, redis=redis, clock=lambda: FIXED_NOW)
-                async with serve(app, {}) as client:
-                    response = await client.post(path, content=body, headers=headers)
-                await redis.aclose()
-                return response
-
-            response = anyio.run(send)
+            response = post_on_fresh_app(config, path, body, headers)
             assert response.status_code in (200, 401, 413, 415, 422), response.text
             assert response.headers["content-type"] == "application/json"
             assert response.json()

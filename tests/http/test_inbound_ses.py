@@ -8,8 +8,6 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
-import anyio
-import fakeredis
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,12 +15,11 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from config import Config
-from service.app import create_app
 from service.storage import keys
 from tests import FIXTURES
 from tests.cert_server import CertServer
-from tests.conftest import API_KEY, FIXED_NOW, MakeClient, serve
-from tests.http.test_inbound import assert_refused, events, stored
+from tests.conftest import API_KEY, FIXED_NOW, MakeClient
+from tests.http.test_inbound import assert_refused, events, post_on_fresh_app, stored
 from tests.signers import SNS_TOPIC, SnsSigner, sns_request, sns_timestamp
 
 pytestmark = pytest.mark.anyio
@@ -407,15 +404,7 @@ class TestArbitraryInput:
         def check(request: tuple[str, bytes, dict[str, str]]) -> None:
             path, body, headers = request
 
-            async def send() -> httpx.Response:
-                redis = fakeredis.aioredis.FakeRedis()
-                app = create_app(config, redis=redis, clock=lambda: FIXED_NOW)
-                async with serve(app, {}) as client:
-                    response = await client.post(path, content=body, headers=headers)
-                await redis.aclose()
-                return response
-
-            response = anyio.run(send)
+            response = post_on_fresh_app(config, path, body, headers)
             assert response.status_code in (200, 401, 403, 415, 422), response.text
             assert response.headers["content-type"] == "application/json"
             assert response.json()
