@@ -12,6 +12,7 @@ webhook: a webhook is disabled once until re-enabled by hand, so that chain ends
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from service.core.event_types import DELIVERY_EXHAUSTED, WEBHOOK_DISABLED, is_operational
 from service.core.ids import format_timestamp, operational_event_key
@@ -45,14 +46,12 @@ def webhook_disabled(
     now: datetime,
 ) -> Event:
     at = format_timestamp(now)
-    return Event(
-        type=WEBHOOK_DISABLED,
-        email_id="",
-        occurred_at=at,
-        provider=PROVIDER,
-        provider_event_id=operational_event_key(WEBHOOK_DISABLED, delivery_id, attempt),
-        account_id=account,
-        exclude_webhook=webhook_id,
+    return _announcement(
+        WEBHOOK_DISABLED,
+        operational_event_key(WEBHOOK_DISABLED, delivery_id, attempt),
+        account=account,
+        about=webhook_id,
+        at=at,
         webhook_disabled=WebhookDisabledData(
             webhook_id=webhook_id,
             url=url,
@@ -78,14 +77,12 @@ def delivery_exhausted(
     now: datetime,
 ) -> Event:
     at = format_timestamp(now)
-    return Event(
-        type=DELIVERY_EXHAUSTED,
-        email_id="",
-        occurred_at=at,
-        provider=PROVIDER,
-        provider_event_id=operational_event_key(DELIVERY_EXHAUSTED, delivery_id, attempts),
-        account_id=account,
-        exclude_webhook=webhook_id,
+    return _announcement(
+        DELIVERY_EXHAUSTED,
+        operational_event_key(DELIVERY_EXHAUSTED, delivery_id, attempts),
+        account=account,
+        about=webhook_id,
+        at=at,
         delivery_exhausted=DeliveryExhaustedData(
             delivery_id=delivery_id,
             webhook_id=webhook_id,
@@ -96,4 +93,20 @@ def delivery_exhausted(
             last_error=error,
             failed_at=at,
         ),
+    )
+
+
+def _announcement(
+    event_type: str, key: str, *, account: str, about: int, at: str, **data: Any
+) -> Event:
+    """An operational event of `account`, never delivered to the webhook it is `about`."""
+    return Event(
+        type=event_type,
+        email_id="",
+        occurred_at=at,
+        provider=PROVIDER,
+        provider_event_id=key,
+        account_id=account,
+        exclude_webhook=about,
+        **data,
     )

@@ -16,6 +16,7 @@ from service.core.metrics import DeliveryOutcome, RequestOutcome, Tally
 from service.storage import keys
 from service.storage.metrics import MetricsRecorder, MetricsStore
 from tests.storage.test_events import make_group
+from tests.worker.test_deliverer import eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -41,13 +42,17 @@ class TestRecorder:
     ) -> None:
         recorder.tally.inbound_request("generic", RequestOutcome.ACCEPTED)
         recorder.tally.delivery(DeliveryOutcome.SUCCEEDED, account=None, latency=0.25)
-        await asyncio.sleep(0.2)
-        assert hash_of(await real_redis.hgetall(keys.METRICS)) == {
+        expected = {
             "inbound_requests|generic|accepted": "1",
             "deliveries|succeeded": "1",
             "delivery_latency_seconds|0.25": "1",
             "delivery_latency_seconds|sum": "0.25",
         }
+
+        async def flushed() -> bool:
+            return hash_of(await real_redis.hgetall(keys.METRICS)) == expected
+
+        await eventually(flushed, timeout=1.0)  # the fixture flushes every 0.05 s
         assert not recorder.tally
 
     async def test_processes_add_up(self, real_redis: Redis) -> None:
