@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from service.core.partitions import MAX_PARTITIONS
 from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
 
@@ -49,6 +50,11 @@ class Config:
     redis_url: str = field(default=DEFAULT_REDIS_URL, repr=False)
     # Heroku Redis serves rediss:// with a self-signed certificate, hence "none" by default.
     redis_ssl_cert_reqs: str = "none"
+    # REDIS_URL names any node of a Redis Cluster: web and worker use redis-py's cluster client.
+    redis_cluster: bool = False
+    # Partitions of the key space (service.core.partitions): 1 on a single Redis (the key names
+    # from before partitions), 16 on a cluster unless set. Fixed for a deployment's life.
+    event_partitions: int = 1
     port: int = 8000
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     # Operators' keys: the accounts API, and any account's routes with X-Account-Id.
@@ -92,6 +98,10 @@ class Config:
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     endpoint_concurrency: int = 10
     delivery_concurrency: int = 200
+    # Fair delivery (docs/delivery.md): at most this many of one account's events in flight in
+    # a worker process, whatever its backlog, so that a burst from one account leaves room
+    # for every other.
+    account_concurrency: int = 100
     disable_after_seconds: int = 5 * 86400
     delivery_retention_count: int = 10_000
     delivery_retention_seconds: int = 30 * 86400
@@ -136,7 +146,8 @@ class Config:
 
     def __repr__(self) -> str:
         return (
-            f"Config(redis_url={self.redis_url_redacted!r}, port={self.port}, "
+            f"Config(redis_url={self.redis_url_redacted!r}, redis_cluster={self.redis_cluster}, "
+            f"event_partitions={self.event_partitions}, port={self.port}, "
             f"api_keys=<{len(self.api_keys)} hidden>, "
             f"admin_api_keys=<{len(self.admin_api_keys)} hidden>, "
             f"max_webhooks_per_account={self.max_webhooks_per_account}, "
@@ -156,6 +167,7 @@ class Config:
             f"delivery_timeout={self.delivery_timeout}, retry_schedule={self.retry_schedule}, "
             f"endpoint_concurrency={self.endpoint_concurrency}, "
             f"delivery_concurrency={self.delivery_concurrency}, "
+            f"account_concurrency={self.account_concurrency}, "
             f"disable_after_seconds={self.disable_after_seconds}, "
             f"public_url={self.public_url!r}, "
             f"tracking_signing_keys=<{len(self.tracking_signing_keys)} hidden>, "
@@ -210,10 +222,15 @@ class Config:
             missing = "TRACKING_SIGNING_KEY" if public_url else "PUBLIC_URL"
             present = "PUBLIC_URL" if public_url else "TRACKING_SIGNING_KEY"
             raise ConfigError(f"{missing} is required with {present}: tracking needs both")
+        cluster = get("REDIS_CLUSTER", _bool, False)
         urls = {p.name: get(p.url_variable, _absolute_url, "") for p in providers if p.url_variable}
         return cls(
             redis_url=get("REDIS_URL", _redis_url, DEFAULT_REDIS_URL),
             redis_ssl_cert_reqs=get("REDIS_SSL_CERT_REQS", _choice(SSL_CERT_REQS), "none"),
+            redis_cluster=cluster,
+            event_partitions=get(
+                "EVENT_PARTITIONS", _int_between(1, MAX_PARTITIONS), 16 if cluster else 1
+            ),
             port=get("PORT", _int_between(1, 65535), 8000),
             api_keys=get("API_KEYS", _api_keys, ()),
             admin_api_keys=get("ADMIN_API_KEYS", _api_keys, ()),
@@ -245,6 +262,7 @@ class Config:
             retry_schedule=get("RETRY_SCHEDULE", _schedule, DEFAULT_RETRY_SCHEDULE),
             endpoint_concurrency=get("ENDPOINT_CONCURRENCY", _int_between(1, 1000), 10),
             delivery_concurrency=get("DELIVERY_CONCURRENCY", _int_between(1, 10_000), 200),
+            account_concurrency=get("ACCOUNT_CONCURRENCY", _int_between(1, 10_000), 100),
             disable_after_seconds=get("DISABLE_AFTER", _int_between(60, 365 * 86400), 5 * 86400),
             delivery_retention_count=get(
                 "DELIVERY_RETENTION_COUNT", _int_between(10, 10**7), 10_000

@@ -7,8 +7,36 @@ and an operator can find (or delete) everything it owns with `SCAN MATCH mh:*`.
 import functools
 
 from service.core.accounts import DEFAULT_ACCOUNT
+from service.core.partitions import Partitioning
 
 PREFIX = "mh:"
+
+# The deployment's partitions (EVENT_PARTITIONS, service.core.partitions): with one, every
+# name below is as it was before partitions; with several, the keys of an account, its
+# webhooks and their deliveries carry their partition's hash tag right after PREFIX
+# ("mh:{p3.0}:webhook:35"), so that each script's keys share a Redis Cluster slot. Set once
+# at process start (`use`), before any key is named: like PREFIX, names are a property of
+# the deployment, not of a client, and every process of a deployment must agree on them.
+_partitioning = Partitioning(1)
+
+
+def use(partitioning: Partitioning) -> None:
+    """Name keys for `partitioning` from now on (the web process, the worker and the CLI at
+    start; tests that run partitioned)."""
+    global _partitioning
+    _partitioning = partitioning
+    for cached in _CACHED:
+        cached.cache_clear()
+
+
+def partitioning() -> Partitioning:
+    return _partitioning
+
+
+def in_partition(partition: int) -> str:
+    """The start of every name in `partition`: PREFIX, then its hash tag if partitioned."""
+    return PREFIX + _partitioning.prefix(partition)
+
 
 # Hash per account: id, name, created_at, updated_at, and deleting ("1") while a DELETE
 # removes what it owns (the account counts as gone from then on; a repeated DELETE resumes).
@@ -274,3 +302,7 @@ def portal_session(digest: str) -> str:
 
 def idempotency(digest: str) -> str:
     return IDEMPOTENCY.format(digest=digest)
+
+
+# Cleared by `use`: their names depend on the partitioning.
+_CACHED: list[functools._lru_cache_wrapper] = [webhook, webhook_rate, subscribers, deliveries]  # type: ignore[type-arg]
