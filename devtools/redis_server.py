@@ -55,6 +55,7 @@ class PrivateRedis:
         port: int | None = None,
         durable: bool = True,
         tls: tuple[Path, Path] | None = None,
+        cluster: bool = False,
     ) -> None:
         executable = redis_server_path()
         if executable is None:
@@ -65,6 +66,10 @@ class PrivateRedis:
         self.data_dir = data_dir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.durable = durable
         self.tls = tls  # (certificate, key): serve TLS only, on `port`
+        # Cluster mode: alone, a one-node cluster serving every slot (it refuses a script or
+        # command whose keys are in different slots, as a real cluster would, to any client);
+        # or a node for devtools.redis_cluster to join to others.
+        self.cluster = cluster
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -101,12 +106,29 @@ class PrivateRedis:
             "--logfile", str(self.data_dir / "redis.log"),
             "--daemonize", "no",
         ]  # fmt: skip
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             wait_for_port(self.port, STARTUP_TIMEOUT, self.process)
         except RedisServerError:
             self.stop()
             raise
+        return self
+
+    def serve_every_slot(self) -> PrivateRedis:
+        """Make this cluster-mode node a cluster of its own, serving all 16,384 slots."""
+        cli = ["redis-cli", "-p", str(self.port)]
+        subprocess.run([*cli, "cluster", "addslotsrange", "0", "16383"], check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while (
+            b"cluster_state:ok"
+            not in subprocess.run([*cli, "cluster", "info"], check=True, capture_output=True).stdout
+        ):
+            if time.monotonic() > deadline:
+                raise RedisServerError("the one-node cluster did not reach cluster_state:ok")
+            time.sleep(0.02)
         return self
 
     def stop(self) -> None:

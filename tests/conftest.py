@@ -20,6 +20,8 @@ from devtools import procfile
 from devtools.redis_server import PrivateRedis, redis_server_path
 from service.app import create_app
 from service.core.clock import Clock
+from service.core.partitions import Partitioning
+from service.storage import keys
 
 API_KEY = "test-api-key-0123456789"
 FIXED_NOW = datetime(2026, 3, 3, 10, 0, 0, tzinfo=UTC)
@@ -133,6 +135,29 @@ def durable_redis(redis_server: PrivateRedis) -> Iterator[PrivateRedis]:
     """A Redis of the test's own, with AOF on, for tests that restart it."""
     with PrivateRedis(durable=True) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def slot_checking_server(redis_server: PrivateRedis) -> Iterator[PrivateRedis]:
+    """A one-node Redis Cluster serving every slot: like a real cluster it refuses any script,
+    MULTI or multi-key command whose keys are in different slots (CROSSSLOT), yet a plain
+    client works with it. Partitioned key names are checked here."""
+    with PrivateRedis(durable=False, cluster=True) as server:
+        yield server.serve_every_slot()
+
+
+@pytest.fixture
+async def partitioned_redis(slot_checking_server: PrivateRedis) -> AsyncIterator[Redis]:
+    """A client of `slot_checking_server`, with keys named for 16 partitions (as on a
+    cluster) during the test."""
+    redis = Redis.from_url(slot_checking_server.url)
+    await redis.flushall()
+    keys.use(Partitioning(16))
+    try:
+        yield redis
+    finally:
+        keys.use(Partitioning(1))
+        await redis.aclose()
 
 
 @pytest.fixture
