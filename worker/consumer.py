@@ -1,4 +1,11 @@
-"""The stream consumer: reads stored events through the consumer group and delivers them.
+"""The stream consumer: reads stored events through the consumer group and delivers them,
+fairly across accounts.
+
+One reader per partition's events stream feeds a fair scheduler (service.core.fairness):
+deficit round robin over the accounts with events waiting in this worker, each account held
+to its window of events in flight. What an account has beyond ACCOUNT_QUEUE waiting events
+is spilled to its lane (service.storage.lanes) and read back as its queue runs low, so the
+readers go on reading every other account's events whatever one account's backlog.
 
 An entry is acknowledged only once all its deliveries are done or handed to arq. Entries a
 dead consumer left pending are reclaimed (XAUTOCLAIM) once idle longer than the longest
@@ -23,13 +30,20 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import redis.exceptions
 
 from service.core.clock import Clock, system_clock
-from service.core.ids import format_timestamp
+from service.core.fairness import FairScheduler
+from service.core.ids import epoch_ms, format_timestamp
 from service.core.models import Event
+from service.storage import keys
+from service.storage.lanes import LaneRead, Lanes
 from service.storage.stream import EventStream, StreamRead
+from service.storage.webhooks import StoredWebhook
 from worker.deliverer import Deliverer
 
 logger = logging.getLogger("mailhooks.consumer")
@@ -37,6 +51,10 @@ logger = logging.getLogger("mailhooks.consumer")
 READ_COUNT = 100
 BLOCK_MS = 1000
 RECLAIM_EVERY_SECONDS = 5.0
+# How often a worker looks for lanes it did not spill itself (another worker's, a dead
+# one's), and waits before reading again a lane that had nothing unread.
+LANE_SCAN_SECONDS = 1.0
+LANE_IDLE_SECONDS = 0.1
 # A dead letter's detail (an exception's text) is cut to this many characters.
 DETAIL_CHARS = 1024
 
@@ -83,20 +101,80 @@ class Acknowledgements:
             await asyncio.gather(*self._sending, return_exceptions=True)
 
 
+@dataclass(slots=True)
+class Work:
+    """One stored event to deliver, as read: from its partition's stream, or from its
+    account's lane (`lane_id`)."""
+
+    entry_id: str
+    event: Event
+    webhooks: list[StoredWebhook]
+    partition: int
+    lane_id: str | None = None
+
+
+class LaneAcknowledgements:
+    """Delivered lane entries, deleted per account in one script per loop turn; a lane left
+    empty is deleted, and its account's events queue in memory again."""
+
+    def __init__(self, lanes: Lanes, drained: Callable[[str], None]) -> None:
+        self._lanes = lanes
+        self._drained = drained
+        self._pending: dict[str, list[str]] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def add(self, account: str, lane_id: str) -> None:
+        if self._pending is None:
+            self._pending = {}
+            task = asyncio.create_task(self._send())
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        self._pending.setdefault(account, []).append(lane_id)
+
+    async def _send(self) -> None:
+        pending, self._pending = self._pending or {}, None
+        accounts = list(pending)
+        replies = await asyncio.gather(
+            *(self._lanes.ack(account, pending[account]) for account in accounts),
+            return_exceptions=True,
+        )
+        for account, reply in zip(accounts, replies, strict=True):
+            if isinstance(reply, BaseException):
+                logger.warning(
+                    "acknowledging %d lane entries of %s failed (%r); they will be reclaimed "
+                    "and skipped",
+                    len(pending[account]),
+                    account,
+                    reply,
+                )
+            elif reply == 1:
+                self._drained(account)
+
+    async def drain(self) -> None:
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+
 class Consumer:
     def __init__(
         self,
-        stream: EventStream,
+        streams: EventStream | Mapping[int, EventStream],
         deliverer: Deliverer,
         *,
         name: str,
         reclaim_idle_ms: int,
+        lanes: Lanes | None = None,
         max_entries_in_flight: int = 1000,
+        account_concurrency: int = 100,
+        account_queue: int = 2 * READ_COUNT,
         dead_letter_after: int = 5,
         clock: Clock = system_clock,
     ) -> None:
-        self._stream = stream
-        self._acks = Acknowledgements(stream)
+        # Partition → its events stream (one stream: partition 0).
+        self._streams = {0: streams} if isinstance(streams, EventStream) else dict(streams)
+        self._acks = {p: Acknowledgements(stream) for p, stream in self._streams.items()}
+        self._lanes = lanes
+        self._lane_acks = None if lanes is None else LaneAcknowledgements(lanes, self._drained)
         self._deliverer = deliverer
         self.name = name
         # Unique per process start (a restarted process may get the same name), then a count.
@@ -106,24 +184,53 @@ class Consumer:
         self._max_in_flight = max_entries_in_flight
         self._dead_letter_after = dead_letter_after
         self._clock = clock
-        self._setting_aside: set[asyncio.Task[None]] = set()
+        # Without lanes nothing is spilled: an account's backlog waits in memory (and the
+        # readers stop at max_entries_in_flight).
+        self.fair: FairScheduler[Work] = FairScheduler(
+            window=account_concurrency,
+            queue_limit=account_queue if lanes is not None else max_entries_in_flight,
+        )
+        self._background: set[asyncio.Task[Any]] = set()  # dead letters, spills, lane reads
         # Once full, read again only when a whole read's worth has finished: reading as
         # soon as one entry finishes made reads of a few entries each (430 reads and
         # subscriber lookups for 10,000 entries), each paying its round trips and parsing.
         self._resume_below = max_entries_in_flight - min(READ_COUNT, max_entries_in_flight // 2)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._running: set[str] = set()  # entry ids being processed here
+        self._tasks: set[asyncio.Task[bool]] = set()
+        self._running: set[str] = set()  # entry ids waiting or being processed here
         self._stopping = asyncio.Event()
         self._room = asyncio.Event()  # set once there is room for a read
         self._room.set()
-        self._next_reclaim = 0.0
+        self._next_reclaim = {p: 0.0 for p in self._streams}
+        self._pump_due = False
+        # Accounts whose lane this worker reads (spilled here, or found in Redis), and
+        # those with a lane read under way or resting after an empty one.
+        self._lane_accounts: set[str] = set()
+        self._lane_reading: set[str] = set()
+        self._lane_rest: dict[str, float] = {}
+
+    def _in_memory(self) -> int:
+        return self.fair.queued + self.fair.in_flight
 
     async def run(self) -> None:
         """Read and deliver until `stop`; Redis outages are waited out, never fatal."""
+        loops = [
+            asyncio.create_task(self._read_loop(partition, stream), name=f"read-{partition}")
+            for partition, stream in self._streams.items()
+        ]
+        if self._lanes is not None:
+            loops.append(asyncio.create_task(self._lane_loop(), name="lanes"))
+        try:
+            await self._stopping.wait()
+        finally:
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _read_loop(self, partition: int, stream: EventStream) -> None:
         backoff = 0.1
         while not self._stopping.is_set():
             try:
-                await self._read_once()
+                await self._read_once(partition, stream)
                 backoff = 0.1
             except redis.exceptions.ResponseError as exc:
                 # NOGROUP: the group is gone; UNBLOCKED: the stream was deleted under a read.
@@ -135,7 +242,7 @@ class Consumer:
                     continue
                 logger.warning("consumer group or stream missing (%s): recreating", exc)
                 with contextlib.suppress(redis.exceptions.RedisError):
-                    await self._stream.ensure_group()  # if this fails, the next read says so
+                    await stream.ensure_group()  # if this fails, the next read says so
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 logger.warning("redis unavailable (%s); retrying in %.1fs", exc, backoff)
                 await self._pause(backoff)
@@ -147,68 +254,234 @@ class Consumer:
                 await self._pause(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def _read_once(self) -> None:
-        if len(self._tasks) > self._resume_below:  # backpressure
+    async def _read_once(self, partition: int, stream: EventStream) -> None:
+        if self._in_memory() > self._resume_below:  # backpressure
             # An event, not asyncio.wait(tasks): that would hook into every task in flight
             # each time one finishes (quadratic, and a tenth of the worker's CPU in a profile).
             self._room.clear()
             await self._room.wait()
             if self._stopping.is_set():
                 return
-        free = self._max_in_flight - len(self._tasks)
-        if time.monotonic() >= self._next_reclaim:
-            read = await self._reclaim(free)
-            self._next_reclaim = time.monotonic() + RECLAIM_EVERY_SECONDS
+        free = max(1, self._max_in_flight - self._in_memory())
+        if time.monotonic() >= self._next_reclaim[partition]:
+            read = await self._reclaim(stream, free)
+            self._next_reclaim[partition] = time.monotonic() + RECLAIM_EVERY_SECONDS
         else:
-            read = await self._stream.read_new(
-                self.name, count=min(READ_COUNT, free), block_ms=BLOCK_MS
-            )
+            read = await stream.read_new(self.name, count=min(READ_COUNT, free), block_ms=BLOCK_MS)
         if self._stopping.is_set():
             # Stopped while reading: leave these pending (another consumer reclaims them)
             # rather than start work that shutdown would cut off before it is recorded.
             return
         if read.not_events:
             logger.error("stream entries %s are not events; setting them aside", read.not_events)
-            self._stream.count_unreadable(len(read.not_events))  # replied to in passing
+            stream.count_unreadable(len(read.not_events))  # replied to in passing
             for entry_id in read.not_events:
-                self._set_aside(entry_id, "unreadable", read.why_not.get(entry_id, ""))
+                self._set_aside(stream, entry_id, "unreadable", read.why_not.get(entry_id, ""))
         running = self._running
         # Not those reclaimed from ourselves while still at work on them.
         batch = [entry for entry in read.events if entry[0] not in running]
         if read.deliveries:
-            batch = self._without_exhausted(batch, read.deliveries)
+            batch = self._without_exhausted(stream, batch, read.deliveries)
         if not batch:
             return
-        # One subscriber lookup per account and event type in the read, made after the read:
-        # each event goes to its account's webhooks as they were when it was read or later.
-        subscribers = await self._deliverer.subscribers(
-            {(event.account_id, event.type) for _, event in batch}
-        )
+        subscribers = await self._subscribers(batch)
         if self._stopping.is_set():
             return
+        spill: list[tuple[str, str]] = []
+        acks = self._acks[partition]
         for entry_id, event in batch:
-            # A fresh lease owner per processing: if this very consumer reclaims an entry it
-            # is still working on, its two passes must not renew each other's leases. The
-            # task runs the delivery itself (no wrapper coroutine: every await in it would
-            # pass through one more frame); _done acknowledges the entry or says why not.
-            owner = f"{self._owner}:{next(self._passes)}"
-            try:
-                deliver = self._deliverer.deliver_event(
-                    entry_id, event, subscribers[event.account_id, event.type], owner=owner
-                )
-            except Exception as exc:
-                # A bug, not an outage: the others in this read go on; this one stays
-                # pending and is tried again when reclaimed, or set aside if it was its last.
-                logger.exception("preparing entry %s for delivery failed", entry_id)
-                self._failed(entry_id, exc)
+            webhooks = subscribers[event.account_id, event.type]
+            account = event.account_id
+            if not webhooks or account is None:
+                acks.add(entry_id)  # nobody to deliver it to
                 continue
-            task = asyncio.create_task(deliver)
-            self._running.add(entry_id)
-            self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._done, entry_id=entry_id))
+            work = Work(entry_id, event, webhooks, partition)
+            if self.fair.offer(account, work, len(webhooks)):
+                running.add(entry_id)
+            else:
+                spill.append((entry_id, account))
+        if spill:
+            self._spill(partition, stream, spill)
+        self._pump()
 
-    async def _reclaim(self, count: int) -> StreamRead:
-        read = await self._stream.reclaim(self.name, min_idle_ms=self._reclaim_idle_ms, count=count)
+    async def _subscribers(
+        self, batch: list[tuple[str, Event]]
+    ) -> dict[tuple[str | None, str], list[StoredWebhook]]:
+        """One subscriber lookup per account and event type in the read, made after the read:
+        each event goes to its account's webhooks as they were when it was read or later.
+        An operational event is never sent to the webhook it is about."""
+        found = await self._deliverer.subscribers({(e.account_id, e.type) for _, e in batch})
+        return found
+
+    def _pump(self) -> None:
+        """Start what the fair scheduler lets start, and read back lanes with room."""
+        self._pump_due = False
+        fair = self.fair
+        while fair.in_flight < self._max_in_flight:
+            took = fair.take()
+            if took is None:
+                break
+            self._start(took[0], took[1])
+        if self._lane_accounts and not self._stopping.is_set():
+            self._read_lanes()
+
+    def _pump_soon(self) -> None:
+        # Once per loop turn, after every callback due this turn: finished tasks free their
+        # windows together and one pass starts their successors.
+        if not self._pump_due:
+            self._pump_due = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _start(self, account: str, work: Work) -> None:
+        # A fresh lease owner per processing: if this very consumer reclaims an entry it
+        # is still working on, its two passes must not renew each other's leases. The
+        # task runs the delivery itself (no wrapper coroutine: every await in it would
+        # pass through one more frame); _done acknowledges the entry or says why not.
+        owner = f"{self._owner}:{next(self._passes)}"
+        try:
+            deliver = self._deliverer.deliver_event(
+                work.entry_id, work.event, work.webhooks, owner=owner
+            )
+        except Exception as exc:
+            # A bug, not an outage: the others go on; this one stays pending and is tried
+            # again when reclaimed, or set aside if it was its last.
+            logger.exception("preparing entry %s for delivery failed", work.entry_id)
+            self.fair.finished(account, congested=False)
+            self._running.discard(work.entry_id)
+            self._failed(work, exc)
+            return
+        task = asyncio.create_task(deliver)
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._done, account=account, work=work))
+
+    def _spill(self, partition: int, stream: EventStream, entries: list[tuple[str, str]]) -> None:
+        """Move these entries to their accounts' lanes, in the background. If that fails they
+        stay pending here and are reclaimed (and offered again) after the claim window."""
+        assert self._lanes is not None  # nothing is refused without lanes
+        lanes = self._lanes
+        self._lane_accounts.update(account for _, account in entries)
+
+        async def spill() -> None:
+            try:
+                await lanes.spill(stream.key, partition, entries, epoch_ms(self._clock()))
+            except redis.exceptions.RedisError as exc:
+                logger.warning(
+                    "spilling %d entries to their lanes failed (%r); they are reclaimed later",
+                    len(entries),
+                    exc,
+                )
+                return
+            self._pump_soon()  # their lanes can be read back from now
+
+        self._in_background(spill())
+
+    def _read_lanes(self) -> None:
+        now = time.monotonic()
+        for account in self._lane_accounts:
+            if account in self._lane_reading or self._lane_rest.get(account, 0.0) > now:
+                continue
+            room = self.fair.room(account)
+            if room > 0:
+                self._lane_reading.add(account)
+                self._in_background(self._read_lane(account, room))
+
+    async def _read_lane(self, account: str, count: int) -> None:
+        assert self._lanes is not None
+        try:
+            read = await self._lanes.read(account, self.name, count)
+            await self._offer_from_lane(account, read)
+        except redis.exceptions.RedisError as exc:
+            logger.warning("reading the lane of %s failed (%r); trying again", account, exc)
+            self._lane_rest[account] = time.monotonic() + LANE_IDLE_SECONDS
+        finally:
+            self._lane_reading.discard(account)
+
+    async def _offer_from_lane(self, account: str, read: LaneRead) -> None:
+        if read.gone:
+            self._drained(account)
+            return
+        if read.not_events and self._lane_acks is not None:
+            logger.error("lane entries %s of %s are not events; dropped", read.not_events, account)
+            for lane_id in read.not_events:
+                self._lane_acks.add(account, lane_id)
+        batch = [
+            (lane_id, entry_id, event)
+            for lane_id, entry_id, event in read.events
+            if entry_id not in self._running
+            and read.deliveries.get(lane_id, 1) <= self._dead_letter_after
+        ]
+        if len(batch) < len(read.events):
+            exhausted = (
+                len(read.events)
+                - len(batch)
+                - sum(1 for _, entry_id, _ in read.events if entry_id in self._running)
+            )
+            if exhausted:
+                logger.error(
+                    "%d lane entries of %s were handed out more than %d times without being "
+                    "finished; they stay pending in the lane (see the worker logs)",
+                    exhausted,
+                    account,
+                    self._dead_letter_after,
+                )
+        if not batch:
+            if not read.events and not read.not_events:
+                self._lane_rest[account] = time.monotonic() + LANE_IDLE_SECONDS
+            return
+        subscribers = await self._subscribers([(entry_id, e) for _, entry_id, e in batch])
+        for lane_id, entry_id, event in batch:
+            webhooks = subscribers[event.account_id, event.type]
+            if not webhooks and self._lane_acks is not None:
+                self._lane_acks.add(account, lane_id)
+                continue
+            partition = self._partition_of(event)
+            work = Work(entry_id, event, webhooks, partition, lane_id)
+            self.fair.offer(account, work, len(webhooks), from_lane=True)
+            self._running.add(entry_id)
+        self._pump()
+
+    def _partition_of(self, event: Event) -> int:
+        return keys.partitioning().of_account(event.account_id)
+
+    async def _lane_loop(self) -> None:
+        """Find lanes spilled by other workers (or dead ones) and take over the lane entries a
+        dead worker held."""
+        assert self._lanes is not None
+        next_reclaim = time.monotonic() + RECLAIM_EVERY_SECONDS
+        while not self._stopping.is_set():
+            try:
+                for partition in self._streams:
+                    for account in await self._lanes.accounts(partition):
+                        if account not in self._lane_accounts:
+                            self._lane_accounts.add(account)
+                            self.fair.mark_spilling(account)
+                if time.monotonic() >= next_reclaim:
+                    next_reclaim = time.monotonic() + RECLAIM_EVERY_SECONDS
+                    for account in list(self._lane_accounts):
+                        room = self.fair.room(account)
+                        if room > 0:
+                            read = await self._lanes.reclaim(
+                                account,
+                                self.name,
+                                min_idle_ms=self._reclaim_idle_ms,
+                                count=room,
+                            )
+                            await self._offer_from_lane(account, read)
+                self._pump()
+            except redis.exceptions.RedisError as exc:
+                logger.warning("looking for lanes failed (%r); trying again", exc)
+            except Exception:
+                logger.exception("lane loop error; trying again")
+            await self._pause(LANE_SCAN_SECONDS)
+
+    def _drained(self, account: str) -> None:
+        """The account's lane is empty and gone: its events queue in memory again."""
+        self._lane_accounts.discard(account)
+        self._lane_rest.pop(account, None)
+        self.fair.lane_drained(account)
+
+    async def _reclaim(self, stream: EventStream, count: int) -> StreamRead:
+        read = await stream.reclaim(self.name, min_idle_ms=self._reclaim_idle_ms, count=count)
         if read.deleted:
             logger.error(
                 "%d unacknowledged events went from the stream before delivery (trimmed "
@@ -222,7 +495,7 @@ class Consumer:
         return read
 
     def _without_exhausted(
-        self, batch: list[tuple[str, Event]], deliveries: dict[str, int]
+        self, stream: EventStream, batch: list[tuple[str, Event]], deliveries: dict[str, int]
     ) -> list[tuple[str, Event]]:
         """Sets aside the reclaimed entries handed out more than `dead_letter_after` times
         (each time a consumer died or was cut off holding it: a failure it saw would have set
@@ -238,26 +511,42 @@ class Consumer:
                 f"handed out {times - 1} times without being finished: the worker holding it "
                 "stopped, crashed or lost Redis each time (see the worker logs)"
             )
-            self._set_aside(entry[0], "reclaimed", detail, min_deliveries=limit + 1)
+            self._set_aside(stream, entry[0], "reclaimed", detail, min_deliveries=limit + 1)
         return kept
 
-    def _failed(self, entry_id: str, exc: BaseException) -> None:
+    def _failed(self, work: Work, exc: BaseException) -> None:
         """Processing raised (a bug, not an outage): set the entry aside if the group has
-        handed it out `dead_letter_after` times, else leave it to be tried again."""
+        handed it out `dead_letter_after` times, else leave it to be tried again. (A lane
+        entry stays pending in its lane and is tried again when reclaimed.)"""
+        if work.lane_id is not None:
+            return
         detail = f"{type(exc).__name__}: {exc}"[:DETAIL_CHARS]
-        self._set_aside(entry_id, "failed", detail, min_deliveries=self._dead_letter_after)
+        stream = self._streams[work.partition]
+        self._set_aside(
+            stream, work.entry_id, "failed", detail, min_deliveries=self._dead_letter_after
+        )
 
-    def _set_aside(self, entry_id: str, reason: str, detail: str, min_deliveries: int = 0) -> None:
+    def _set_aside(
+        self,
+        stream: EventStream,
+        entry_id: str,
+        reason: str,
+        detail: str,
+        min_deliveries: int = 0,
+    ) -> None:
         """Make the entry a dead letter, in the background (the read loop does not wait)."""
-        task = asyncio.create_task(self._dead_letter(entry_id, reason, detail, min_deliveries))
-        self._setting_aside.add(task)
-        task.add_done_callback(self._setting_aside.discard)
+        self._in_background(self._dead_letter(stream, entry_id, reason, detail, min_deliveries))
+
+    def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _dead_letter(
-        self, entry_id: str, reason: str, detail: str, min_deliveries: int
+        self, stream: EventStream, entry_id: str, reason: str, detail: str, min_deliveries: int
     ) -> None:
         try:
-            letter = await self._stream.dead_letter(
+            letter = await stream.dead_letter(
                 entry_id,
                 consumer=self.name,
                 reason=reason,
@@ -289,26 +578,33 @@ class Consumer:
                 min_deliveries,
             )
 
-    def _done(self, task: asyncio.Task[None], entry_id: str) -> None:
+    def _done(self, task: asyncio.Task[bool], account: str, work: Work) -> None:
         self._tasks.discard(task)
-        self._running.discard(entry_id)
-        if len(self._tasks) <= self._resume_below:
-            self._room.set()
+        self._running.discard(work.entry_id)
+        congested = False
         if task.cancelled():
-            return  # cut short by shutdown: left pending, reclaimed by another consumer
-        exc = task.exception()
-        if exc is None:
-            self._acks.add(entry_id)
+            pass  # cut short by shutdown: left pending, reclaimed by another consumer
+        elif (exc := task.exception()) is None:
+            congested = task.result()
+            if work.lane_id is None:
+                self._acks[work.partition].add(work.entry_id)
+            elif self._lane_acks is not None:
+                self._lane_acks.add(account, work.lane_id)
         elif isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
             # Left unacknowledged: reclaimed and finished once Redis is back.
-            logger.warning("entry %s interrupted by a redis error: %s", entry_id, exc)
+            logger.warning("entry %s interrupted by a redis error: %s", work.entry_id, exc)
         elif isinstance(exc, redis.exceptions.ResponseError):
-            logger.warning("entry %s interrupted: %s", entry_id, exc)
+            logger.warning("entry %s interrupted: %s", work.entry_id, exc)
         else:
             # A bug, not an outage: say so loudly; the entry is reclaimed and tried again,
             # or set aside if this was its last try.
-            logger.error("delivering entry %s failed", entry_id, exc_info=exc)
-            self._failed(entry_id, exc)
+            logger.error("delivering entry %s failed", work.entry_id, exc_info=exc)
+            self._failed(work, exc)
+        self.fair.finished(account, congested=congested)
+        if self._in_memory() <= self._resume_below:
+            self._room.set()
+        if not self._stopping.is_set():
+            self._pump_soon()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -316,14 +612,19 @@ class Consumer:
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop reading; let in-flight entries finish within `grace_seconds`. Whatever is cut
-        short stays unacknowledged and is reclaimed by another consumer: nothing is lost."""
+        short, or was still waiting its turn, stays unacknowledged and is reclaimed by another
+        consumer: nothing is lost."""
         self._stopping.set()
+        self._room.set()
         if self._tasks:
             _, unfinished = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
             for task in unfinished:
                 task.cancel()
             if unfinished:
                 logger.warning("%d entries left for another consumer", len(unfinished))
-        while self._setting_aside:
-            await asyncio.gather(*self._setting_aside, return_exceptions=True)
-        await self._acks.drain()
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        for acks in self._acks.values():
+            await acks.drain()
+        if self._lane_acks is not None:
+            await self._lane_acks.drain()

@@ -134,10 +134,11 @@ class Deliverer:
 
     def deliver_event(
         self, entry_id: str, event: Event, webhooks: list[StoredWebhook], *, owner: str
-    ) -> Coroutine[Any, Any, None]:
+    ) -> Coroutine[Any, Any, bool]:
         """What delivers one stored event to `webhooks` (its subscribers, looked up after
         the entry was read): a coroutine that returns once each delivery is done or handed
-        to arq (then the stream entry may be acknowledged). Built here, run by the caller's
+        on (then the stream entry may be acknowledged), True if any was handed on because
+        its endpoint is saturated or over its rate. Built here, run by the caller's
         task: for one webhook it is that delivery's own coroutine, with no wrapper frame
         for each of its awaits to pass through."""
         if event.exclude_webhook is not None:
@@ -165,13 +166,16 @@ class Deliverer:
         webhook: StoredWebhook,
         body: bytes,
         owner: str,
-    ) -> None:
+    ) -> bool:
+        """Attempt the delivery, or hand it on: True when it was handed on because its
+        endpoint is saturated or over its rate limit (the fair scheduler then narrows the
+        account's window: service.core.fairness)."""
         id_ = delivery_id(entry_id, webhook.id)
         if self._endpoints.saturated(webhook.id):
             # A slow endpoint must not hold the stream back: persist the delivery with its
             # payload and let arq attempt it when the endpoint has room.
             await self._hand_off(id_, webhook.id, event_id, event_type, body)
-            return
+            return True
         if webhook.rate_limit is not None and webhook.active:
             wait = await self._take_rate_slot(webhook.id, webhook.rate_limit)
             if wait > 0:
@@ -179,7 +183,7 @@ class Deliverer:
                 # the stream goes on for every other endpoint.
                 owner = lease_owner(id_, LeaseTag.RATE_WAIT, self._now_ms())
                 await self._wait_for_slot(id_, webhook.id, event_id, event_type, body, owner, wait)
-                return
+                return True
         # Counted against the endpoint from now, so that the deliveries of one read see
         # each other when deciding whether it is saturated.
         slot = self._endpoints.slot(webhook.id)
@@ -190,7 +194,7 @@ class Deliverer:
             claimed_at = time.monotonic()
             claim = await self._claim(id_, webhook.id, event_id, event_type, owner)
             if claim.claim is Claim.SKIP:
-                return
+                return False
             live = self._as_claimed(webhook, claim, claimed_at)
             async with slot, self._in_flight:
                 if self._disabled_since(webhook.id, claimed_at):
@@ -200,7 +204,7 @@ class Deliverer:
                     # meanwhile and was taken over.
                     claim = await self._claim(id_, webhook.id, event_id, event_type, owner)
                     if claim.claim is Claim.SKIP:
-                        return
+                        return False
                 delivery = StoredDelivery.new(
                     id_, webhook.id, event_id, event_type, claim.created_at_ms,
                     claim.attempts_made,
@@ -208,6 +212,7 @@ class Deliverer:
                 await self._attempt(delivery, live, body, owner, slot)
         finally:
             slot.leave()
+        return False
 
     def _as_claimed(
         self, webhook: StoredWebhook, claim: ClaimResult, claimed_at: float
@@ -561,13 +566,15 @@ class Deliverer:
         self._count(delivery, Verdict.ABANDONED, status, account, now_ms)
 
 
-async def _nothing() -> None:
-    pass
+async def _nothing() -> bool:
+    return False
 
 
-async def _all(attempts: list[Coroutine[Any, Any, None]]) -> None:
+async def _all(attempts: list[Coroutine[Any, Any, bool]]) -> bool:
     """Every attempt to its end, even when one fails (the entry is done only when all are);
-    then the first failure, if any."""
-    for outcome in await asyncio.gather(*attempts, return_exceptions=True):
+    then the first failure, if any; else whether any was handed on."""
+    outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+    for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
+    return any(outcomes)

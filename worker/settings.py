@@ -23,6 +23,7 @@ from service.storage.autopipeline import AutoPipeline
 from service.storage.connection import RETRY_ON, connect, retry_policy
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
+from service.storage.lanes import Lanes
 from service.storage.metrics import MetricsRecorder, MetricsStore
 from service.storage.rate_limits import RateLimits
 from service.storage.status import StatusStore
@@ -97,6 +98,7 @@ class Stores:
     deliveries: DeliveryStore
     events: EventStore
     stream: EventStream
+    lanes: Lanes
     status: StatusStore
     rates: RateLimits
 
@@ -114,6 +116,7 @@ class Stores:
                 pipeline=pipeline,
             ),
             stream=EventStream(redis, pipeline),
+            lanes=Lanes(redis, pipeline),
             status=StatusStore(redis),
             rates=RateLimits(redis, pipeline),
         )
@@ -171,6 +174,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         deliverer,
         name=consumer_name(),
         reclaim_idle_ms=2 * deliverer.lease_ms,
+        lanes=stores.lanes,
+        account_concurrency=config.account_concurrency,
         dead_letter_after=config.dead_letter_after,
     )
     ctx["consumer"] = consumer

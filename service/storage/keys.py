@@ -84,6 +84,17 @@ SUPPRESSED = PREFIX + "account:{account_id}:suppressed:{reason}"
 # and include those stored before accounts existed, scans. Trimming removes members.
 EVENTS_BY_ACCOUNT = PREFIX + "events:account:{account_id}"
 
+# Stream per account of its events that the workers could not hold in memory: spilled from
+# its partition's events stream, each a copy of the entry with field "id" (the original entry
+# id: the event id and delivery ids follow from it) before the entry's own fields, read by
+# the delivery group as the account's queue in a worker runs low (service.core.fairness,
+# docs/delivery.md). Entries are deleted once delivered; an empty lane is deleted.
+LANE = "lane:{account_id}"
+
+# Sorted set per partition of the accounts with a lane (score: when it was listed, ms): how
+# every worker finds lanes it did not spill itself (another worker's, or a dead one's).
+LANES = "lanes"
+
 # String, INCR'd to issue webhook ids (1, 2, 3, … as on the API page). Never reset, so a
 # deleted webhook's id is never reused.
 WEBHOOK_ID_SEQUENCE = PREFIX + "webhook:seq"
@@ -302,6 +313,14 @@ def portal_session(digest: str) -> str:
 
 def idempotency(digest: str) -> str:
     return IDEMPOTENCY.format(digest=digest)
+
+
+def lane(account_id: str) -> str:
+    return in_partition(_partitioning.of_account(account_id)) + LANE.format(account_id=account_id)
+
+
+def lanes(partition: int) -> str:
+    return in_partition(partition) + LANES
 
 
 # Cleared by `use`: their names depend on the partitioning.

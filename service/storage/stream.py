@@ -70,6 +70,7 @@ class EventStream:
         group: str = keys.DELIVERY_GROUP,
     ) -> None:
         self._redis = redis
+        self.key = keys.EVENTS_STREAM
         # Acknowledgements travel with whatever else is sent at the time (the worker's).
         self._pipeline = pipeline or AutoPipeline(redis)
         self._group = group

@@ -33,19 +33,21 @@ class StandIn:
         self.delivered: list[str] = []
 
     async def subscribers(self, audiences: set[Any]) -> dict[Any, list[Any]]:
-        return {audience: [] for audience in audiences}
+        # One stand-in webhook each: an event nobody subscribes to is acknowledged unread.
+        return {audience: ["webhook"] for audience in audiences}
 
     def deliver_event(
         self, entry_id: str, event: Event, webhooks: list[Any], *, owner: str
-    ) -> Coroutine[Any, Any, None]:
+    ) -> Coroutine[Any, Any, bool]:
         if event.email_id == self.poison and self.prepare_fails:
             raise ValueError("cannot prepare this one")
         return self._deliver(event)
 
-    async def _deliver(self, event: Event) -> None:
+    async def _deliver(self, event: Event) -> bool:
         if event.email_id == self.poison:
             raise RuntimeError("cannot deliver this one")
         self.delivered.append(event.email_id)
+        return False
 
 
 RunConsumer = Callable[..., Coroutine[Any, Any, Consumer]]

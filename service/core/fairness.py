@@ -1,0 +1,169 @@
+"""Fair delivery across accounts: which account's event a worker starts next, how many of one
+account's events it keeps in flight, and when an account's backlog leaves memory for its lane.
+
+Deficit round robin over the accounts with events queued in the worker: each turn an account
+may start events worth `quantum` deliveries (an event costs one delivery per subscriber), so
+an account fanning out to ten endpoints does not get ten times its share. An account is
+skipped while it has `window` events in flight. The window starts at ACCOUNT_CONCURRENCY and
+adapts like TCP's (AIMD): halved when an event of the account met a saturated endpoint (one
+answering slower than the worker sends), grown by one per event finished otherwise; so a
+slow endpoint's backlog waits here, costing nothing, instead of being handed off and polled.
+
+Only `queue_limit` events of an account wait in memory; beyond that (and while its lane holds
+any, so that its events stay roughly in order) they are spilled to the account's lane in
+Redis and read back as the queue runs low (docs/delivery.md). Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Account = str
+
+
+@dataclass(slots=True)
+class _Tenant(Generic[Item]):
+    queue: deque[tuple[Item, int]] = field(default_factory=deque)  # (item, cost)
+    in_flight: int = 0
+    window: float = 0.0
+    deficit: int = 0
+    spilling: bool = False  # its lane holds events: new ones go there too
+
+
+class FairScheduler(Generic[Item]):
+    def __init__(
+        self,
+        *,
+        window: int,
+        queue_limit: int,
+        quantum: int = 10,
+        min_window: int = 1,
+    ) -> None:
+        self.max_window = window
+        self.queue_limit = queue_limit
+        self.quantum = quantum
+        self.min_window = min_window
+        self._tenants: dict[Account, _Tenant[Item]] = {}
+        # Accounts with events queued and room in their window, in round-robin order.
+        self._ready: deque[Account] = deque()
+        self._in_ready: set[Account] = set()
+        self.queued = 0  # events waiting in memory, every account's
+        self.in_flight = 0
+
+    def _tenant(self, account: Account) -> _Tenant[Item]:
+        tenant = self._tenants.get(account)
+        if tenant is None:
+            tenant = self._tenants[account] = _Tenant(window=float(self.max_window))
+        return tenant
+
+    def offer(
+        self, account: Account, item: Item, cost: int = 1, *, from_lane: bool = False
+    ) -> bool:
+        """Queue `item` (costing `cost` deliveries) for `account`; False when it must be
+        spilled to the account's lane instead (its queue is full, or its lane is not empty).
+        An item read back from the lane (`from_lane`) is always queued: its read asked for
+        no more than `room`."""
+        tenant = self._tenant(account)
+        if not from_lane and (tenant.spilling or len(tenant.queue) >= self.queue_limit):
+            tenant.spilling = True
+            return False
+        tenant.queue.append((item, max(1, cost)))
+        self.queued += 1
+        self._mark_ready(account, tenant)
+        return True
+
+    def mark_spilling(self, account: Account) -> None:
+        """The account has a lane (found in Redis, maybe another worker's): its new events go
+        there too, and its lane is read as its queue runs low."""
+        self._tenant(account).spilling = True
+
+    def lane_drained(self, account: Account) -> None:
+        """The account's lane is empty: its new events queue here again."""
+        tenant = self._tenants.get(account)
+        if tenant is not None:
+            tenant.spilling = False
+            self._forget_if_idle(account, tenant)
+
+    def spilling(self, account: Account) -> bool:
+        tenant = self._tenants.get(account)
+        return tenant is not None and tenant.spilling
+
+    def room(self, account: Account) -> int:
+        """How many events of the account's lane to read back now: what its queue can take
+        once it is down to half (reading a few at a time would cost a round trip each)."""
+        tenant = self._tenants.get(account)
+        queued = 0 if tenant is None else len(tenant.queue)
+        return 0 if queued > self.queue_limit // 2 else self.queue_limit - queued
+
+    def take(self) -> tuple[Account, Item] | None:
+        """The next event to start, by deficit round robin; None when every account with
+        events queued is at its window (or none has any)."""
+        ready = self._ready
+        while ready:
+            account = ready[0]
+            tenant = self._tenants[account]
+            if not tenant.queue or tenant.in_flight >= tenant.window:
+                ready.popleft()
+                self._in_ready.discard(account)
+                if not tenant.queue:
+                    tenant.deficit = 0  # no credit saved up while idle
+                continue
+            item, cost = tenant.queue[0]
+            if tenant.deficit < cost:
+                # Its turn is over: credit for the next round, and the next account's turn.
+                tenant.deficit += self.quantum
+                ready.rotate(-1)
+                if tenant.deficit < cost and len(ready) == 1:
+                    tenant.deficit = cost  # alone: no one to be fair to
+                continue
+            tenant.queue.popleft()
+            tenant.deficit -= cost
+            if not tenant.queue:  # done for now: off the ring, no credit saved up
+                ready.popleft()
+                self._in_ready.discard(account)
+                tenant.deficit = 0
+            tenant.in_flight += 1
+            self.queued -= 1
+            self.in_flight += 1
+            return account, item
+        return None
+
+    def finished(self, account: Account, *, congested: bool) -> None:
+        """One of the account's events is done; `congested`: it met a saturated endpoint."""
+        tenant = self._tenants[account]
+        tenant.in_flight -= 1
+        self.in_flight -= 1
+        if congested:
+            tenant.window = max(float(self.min_window), tenant.window / 2)
+        elif tenant.window < self.max_window:
+            # Additive increase: one more event per window's worth finished.
+            tenant.window = min(float(self.max_window), tenant.window + 1 / tenant.window)
+        self._mark_ready(account, tenant)
+        self._forget_if_idle(account, tenant)
+
+    def window(self, account: Account) -> float:
+        tenant = self._tenants.get(account)
+        return float(self.max_window) if tenant is None else tenant.window
+
+    def _mark_ready(self, account: Account, tenant: _Tenant[Item]) -> None:
+        if tenant.queue and tenant.in_flight < tenant.window and account not in self._in_ready:
+            self._ready.append(account)
+            self._in_ready.add(account)
+
+    def _forget_if_idle(self, account: Account, tenant: _Tenant[Item]) -> None:
+        # Forgotten once idle at full window, so the map holds only accounts with work (a
+        # reduced window is remembered: the endpoint is probably still slow next time).
+        if (
+            not tenant.queue
+            and not tenant.in_flight
+            and not tenant.spilling
+            and tenant.window >= self.max_window
+            and account not in self._in_ready
+        ):
+            del self._tenants[account]
+
+    def accounts(self) -> int:
+        return len(self._tenants)

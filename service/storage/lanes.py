@@ -1,0 +1,192 @@
+"""Accounts' lanes: the events of an account that the workers will not hold in memory (its
+backlog beyond ACCOUNT_QUEUE events), moved out of the partition's events stream so that the
+stream goes on for every other account (service.core.fairness, docs/delivery.md).
+
+A lane is a stream read through the same consumer group as the events stream: several
+workers share it, and entries a dead worker held are reclaimed (XAUTOCLAIM) as on the events
+stream. Its entries are deleted once delivered; an empty lane is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import redis.exceptions
+from redis.asyncio import Redis
+
+from service.core.models import Event
+from service.storage import keys, scripts
+from service.storage.autopipeline import AutoPipeline
+from service.storage.events import decode_entry
+
+_SPILL = scripts.load("spill")
+_LANE_ACK = scripts.load("lane_ack")
+
+
+def spill_call(
+    *,
+    stream: str,
+    lanes: str,
+    lane_keys: Sequence[str],
+    group: str,
+    now_ms: int,
+    entries: Sequence[tuple[str, str]],
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of spill.lua: per entry its account's lane, and (entry id, account)."""
+    args: list[str | int | bytes] = [group, now_ms]
+    for entry_id, account in entries:
+        args += (entry_id, account)
+    return [stream, lanes, *lane_keys], args
+
+
+def lane_ack_call(
+    *, lane: str, lanes: str, group: str, account: str, lane_entry_ids: Sequence[str]
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of lane_ack.lua."""
+    return [lane, lanes], [group, account, *lane_entry_ids]
+
+
+@dataclass(slots=True)
+class LaneRead:
+    # (lane entry id, original entry id, event)
+    events: list[tuple[str, str, Event]] = field(default_factory=list)
+    not_events: list[str] = field(default_factory=list)  # lane entry ids
+    # Reclaims only: how many times the group has handed out each lane entry.
+    deliveries: dict[str, int] = field(default_factory=dict)
+    gone: bool = False  # the lane does not exist (drained and deleted, by any worker)
+
+
+class Lanes:
+    def __init__(
+        self,
+        redis: Redis,
+        pipeline: AutoPipeline | None = None,
+        *,
+        group: str = keys.DELIVERY_GROUP,
+    ) -> None:
+        self._redis = redis
+        self._pipeline = pipeline or AutoPipeline(redis)
+        self._group = group
+        self._spill = redis.register_script(_SPILL.source)
+        self._ack = redis.register_script(_LANE_ACK.source)
+
+    async def spill(
+        self, stream: str, partition: int, entries: Sequence[tuple[str, str]], now_ms: int
+    ) -> int:
+        """Move `entries` ((entry id, account), all of `partition`) from `stream`, where
+        they are pending in the group, to their accounts' lanes: how many were copied."""
+        script_keys, args = spill_call(
+            stream=stream,
+            lanes=keys.lanes(partition),
+            lane_keys=[keys.lane(account) for _, account in entries],
+            group=self._group,
+            now_ms=now_ms,
+            entries=entries,
+        )
+        copied: int = await self._pipeline.script(self._spill, script_keys, args)
+        return copied
+
+    async def read(self, account: str, consumer: str, count: int) -> LaneRead:
+        """Up to `count` entries of the account's lane that no worker has read yet."""
+        try:
+            response = await self._pipeline.execute(
+                "XREADGROUP", "GROUP", self._group, consumer, "COUNT", count,
+                "STREAMS", keys.lane(account), ">",
+            )  # fmt: skip
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                return LaneRead(gone=True)
+            raise
+        if not response:
+            return LaneRead()
+        return _decoded(_entries(response))
+
+    async def reclaim(
+        self, account: str, consumer: str, *, min_idle_ms: int, count: int
+    ) -> LaneRead:
+        """Take over lane entries left pending longer than `min_idle_ms` (their worker died),
+        with how many times each has been handed out."""
+        try:
+            _, entries, _ = await self._redis.xautoclaim(
+                keys.lane(account),
+                self._group,
+                consumer,
+                min_idle_time=min_idle_ms,
+                start_id="0-0",
+                count=count,
+            )
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                return LaneRead(gone=True)
+            raise
+        claimed = [(raw_id, fields) for raw_id, fields in entries if fields]
+        read = _decoded(claimed)
+        if claimed:
+            rows = await self._redis.xpending_range(
+                keys.lane(account), self._group, "-", "+", len(claimed) * 2, consumer
+            )
+            wanted = {lane_id for lane_id, _, _ in read.events} | set(read.not_events)
+            for row in rows:
+                lane_id = _text(row["message_id"])
+                if lane_id in wanted:
+                    read.deliveries[lane_id] = int(row["times_delivered"])
+        return read
+
+    def ack(self, account: str, lane_entry_ids: Sequence[str]) -> asyncio.Future[Any]:
+        """Delete delivered lane entries (with the next AutoPipeline batch); the reply is 1
+        when the lane is left empty and has been deleted."""
+        script_keys, args = lane_ack_call(
+            lane=keys.lane(account),
+            lanes=keys.lanes(keys.partitioning().of_account(account)),
+            group=self._group,
+            account=account,
+            lane_entry_ids=lane_entry_ids,
+        )
+        return self._pipeline.script(self._ack, script_keys, args)
+
+    async def accounts(self, partition: int) -> list[str]:
+        """The accounts with a lane in `partition`."""
+        members = await self._redis.zrange(keys.lanes(partition), 0, -1)
+        return [_text(member) for member in members]
+
+    async def backlog(self, partition: int) -> int:
+        """Events waiting in the partition's lanes."""
+        accounts = await self.accounts(partition)
+        if not accounts:
+            return 0
+        lengths = await asyncio.gather(
+            *(self._pipeline.execute("XLEN", keys.lane(account)) for account in accounts)
+        )
+        return sum(int(length) for length in lengths)
+
+
+def _entries(response: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    # XREADGROUP through the AutoPipeline: RESP2's [[stream, [[id, [k, v, …]], …]]], or
+    # already parsed by redis-py's callback into [[stream, [(id, {k: v})]]].
+    rows = response[0][1] if isinstance(response, list) else next(iter(response.values()))[0]
+    entries = []
+    for raw_id, fields in rows:
+        if isinstance(fields, list):
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        entries.append((raw_id, fields or {}))
+    return entries
+
+
+def _decoded(entries: Sequence[tuple[bytes | str, dict[bytes, bytes]]]) -> LaneRead:
+    read = LaneRead()
+    for raw_id, fields in entries:
+        lane_id = _text(raw_id)
+        try:
+            original = fields[b"id"].decode()
+            read.events.append((lane_id, original, decode_entry(original, fields)))
+        except (KeyError, UnicodeDecodeError, msgspec.DecodeError):
+            read.not_events.append(lane_id)
+    return read
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

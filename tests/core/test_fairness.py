@@ -1,0 +1,111 @@
+"""The fair scheduler alone: no Redis, no worker."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from service.core.fairness import FairScheduler
+
+
+def drain(fair: FairScheduler[str], limit: int = 1000) -> list[str]:
+    started = []
+    while (took := fair.take()) is not None and len(started) < limit:
+        started.append(took[1])
+    return started
+
+
+def test_a_burst_does_not_hold_back_another_account() -> None:
+    fair: FairScheduler[str] = FairScheduler(window=5, queue_limit=100)
+    for n in range(100):
+        fair.offer("a", f"a{n}")
+    fair.offer("b", "b0")
+    started = drain(fair)
+    # a is held to its window; b's one event starts with a's first few, not after 100.
+    assert "b0" in started
+    assert Counter(item[0] for item in started) == {"a": 5, "b": 1}
+
+
+def test_accounts_take_turns_by_deliveries_not_events() -> None:
+    fair: FairScheduler[str] = FairScheduler(window=1000, queue_limit=1000, quantum=10)
+    for n in range(50):
+        fair.offer("fanout", f"f{n}", cost=10)  # each event: ten endpoints
+        fair.offer("single", f"s{n}", cost=1)
+    started = drain(fair, limit=44)
+    counts = Counter(item[0] for item in started)
+    # Equal deliveries per round: ten single events for each fan-out event.
+    assert counts["s"] == 10 * counts["f"]
+
+
+def test_a_lone_account_with_costly_events_is_not_starved() -> None:
+    fair: FairScheduler[str] = FairScheduler(window=10, queue_limit=100, quantum=1)
+    fair.offer("a", "big", cost=50)
+    assert fair.take() == ("a", "big")
+
+
+def test_the_window_halves_on_congestion_and_grows_back_one_by_one() -> None:
+    fair: FairScheduler[str] = FairScheduler(window=8, queue_limit=100)
+    for n in range(20):
+        fair.offer("a", f"a{n}")
+    assert len(drain(fair)) == 8
+    fair.finished("a", congested=True)
+    assert fair.window("a") == 4
+    assert drain(fair) == []  # 7 in flight, window 4
+    for _ in range(4):
+        fair.finished("a", congested=False)
+    # 3 in flight, and the window grew by about 1/4 per event finished: two may start.
+    assert 4.9 < fair.window("a") < 5
+    assert len(drain(fair)) == 2
+    for _ in range(200):
+        fair.finished("a", congested=False) if fair.in_flight else None
+        drain(fair)
+    assert fair.window("a") > 4
+
+
+def test_the_window_never_closes() -> None:
+    fair: FairScheduler[str] = FairScheduler(window=4, queue_limit=10)
+    fair.offer("a", "a0")
+    fair.take()
+    for _ in range(10):
+        fair.in_flight += 1
+        fair._tenants["a"].in_flight += 1
+        fair.finished("a", congested=True)
+    assert fair.window("a") == 1
+
+
+def test_beyond_its_queue_an_account_spills_until_its_lane_is_drained() -> None:
+    fair: FairScheduler[str] = FairScheduler(window=1, queue_limit=3)
+    assert [fair.offer("a", f"a{n}") for n in range(5)] == [True, True, True, False, False]
+    fair.take()
+    assert fair.offer("a", "a5") is False  # its lane holds events: keep order, spill too
+    assert fair.room("a") == 0  # queue 2 > half of 3
+    fair.take()
+    assert fair.room("a") == 0  # window full, but room counts the queue: 1 queued
+    assert fair.offer("a", "from lane", from_lane=True)  # queued whatever its length
+    fair.lane_drained("a")
+    assert fair.offer("a", "a6") is False  # its queue is still full: a lane again
+    fair.finished("a", congested=False)
+    fair.take()
+    fair.lane_drained("a")
+    assert fair.offer("a", "a7") is True
+
+
+def test_room_asks_for_a_whole_read_once_the_queue_is_down_to_half() -> None:
+    fair: FairScheduler[str] = FairScheduler(window=100, queue_limit=200)
+    fair.mark_spilling("a")
+    assert fair.room("a") == 200
+    for n in range(150):
+        fair.offer("a", f"a{n}", from_lane=True)
+    assert fair.room("a") == 0
+    for _ in range(60):
+        fair.take()
+    assert fair.room("a") == 110
+
+
+def test_idle_accounts_are_forgotten() -> None:
+    fair: FairScheduler[str] = FairScheduler(window=2, queue_limit=10)
+    for account in ("a", "b", "c"):
+        fair.offer(account, account)
+    for account, _ in [fair.take(), fair.take(), fair.take()]:  # type: ignore[misc]
+        fair.finished(account, congested=False)
+    assert fair.accounts() == 0
+    assert (fair.queued, fair.in_flight) == (0, 0)
