@@ -167,6 +167,7 @@ class Consumer:
         max_entries_in_flight: int = 1000,
         account_concurrency: int = 100,
         account_queue: int = 2 * READ_COUNT,
+        min_account_window: int = 1,
         dead_letter_after: int = 5,
         clock: Clock = system_clock,
     ) -> None:
@@ -189,6 +190,7 @@ class Consumer:
         self.fair: FairScheduler[Work] = FairScheduler(
             window=account_concurrency,
             queue_limit=account_queue if lanes is not None else max_entries_in_flight,
+            min_window=min(min_account_window, account_concurrency),
         )
         self._background: set[asyncio.Task[Any]] = set()  # dead letters, spills, lane reads
         # Once full, read again only when a whole read's worth has finished: reading as

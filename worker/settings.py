@@ -176,6 +176,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         reclaim_idle_ms=2 * deliverer.lease_ms,
         lanes=stores.lanes,
         account_concurrency=config.account_concurrency,
+        # Just under the attempts at which one endpoint counts as saturated (worker.limiter):
+        # an account with one slow endpoint settles there, handing nothing off.
+        min_account_window=max(1, 2 * config.endpoint_concurrency - 1),
         dead_letter_after=config.dead_letter_after,
     )
     ctx["consumer"] = consumer

@@ -8,6 +8,9 @@ skipped while it has `window` events in flight. The window starts at ACCOUNT_CON
 adapts like TCP's (AIMD): halved when an event of the account met a saturated endpoint (one
 answering slower than the worker sends), grown by one per event finished otherwise; so a
 slow endpoint's backlog waits here, costing nothing, instead of being handed off and polled.
+The window never closes below `min_window` (the worker sets it just under the number of
+attempts at which an endpoint counts as saturated): an account's endpoint that is slow
+holds at most that many of its events, and its other endpoints still get the rest.
 
 Only `queue_limit` events of an account wait in memory; beyond that (and while its lane holds
 any, so that its events stay roughly in order) they are spilled to the account's lane in
@@ -31,6 +34,7 @@ class _Tenant(Generic[Item]):
     window: float = 0.0
     deficit: int = 0
     spilling: bool = False  # its lane holds events: new ones go there too
+    since_cut: float = float("inf")  # events finished since its window was last halved
 
 
 class FairScheduler(Generic[Item]):
@@ -136,8 +140,14 @@ class FairScheduler(Generic[Item]):
         tenant = self._tenants[account]
         tenant.in_flight -= 1
         self.in_flight -= 1
+        tenant.since_cut += 1
         if congested:
-            tenant.window = max(float(self.min_window), tenant.window / 2)
+            # Once per window's worth of events, as TCP halves once per round trip: the
+            # events started before the first saturation all meet it too, and halving for
+            # each would close the window on a single slow moment.
+            if tenant.since_cut >= tenant.window:
+                tenant.window = max(float(self.min_window), tenant.window / 2)
+                tenant.since_cut = 0
         elif tenant.window < self.max_window:
             # Additive increase: one more event per window's worth finished.
             tenant.window = min(float(self.max_window), tenant.window + 1 / tenant.window)

@@ -61,15 +61,22 @@ def test_the_window_halves_on_congestion_and_grows_back_one_by_one() -> None:
     assert fair.window("a") > 4
 
 
-def test_the_window_never_closes() -> None:
-    fair: FairScheduler[str] = FairScheduler(window=4, queue_limit=10)
-    fair.offer("a", "a0")
-    fair.take()
-    for _ in range(10):
-        fair.in_flight += 1
-        fair._tenants["a"].in_flight += 1
+def test_the_window_halves_once_per_windows_worth_down_to_its_floor() -> None:
+    fair: FairScheduler[str] = FairScheduler(window=16, queue_limit=100, min_window=3)
+    for n in range(100):
+        fair.offer("a", f"a{n}")
+    drain(fair)
+    for _ in range(8):  # the first saturation, met by every event started before it
         fair.finished("a", congested=True)
-    assert fair.window("a") == 1
+    assert fair.window("a") == 8
+    for _ in range(4):  # a window's worth after the cut (8 events): halved again, once
+        fair.finished("a", congested=True)
+        drain(fair)
+    assert fair.window("a") == 4
+    for _ in range(40):
+        fair.finished("a", congested=True)
+        drain(fair)
+    assert fair.window("a") == 3
 
 
 def test_beyond_its_queue_an_account_spills_until_its_lane_is_drained() -> None:

@@ -5,6 +5,7 @@ then the backlog arrives whole, each event once, and the lane is gone."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -44,11 +45,13 @@ async def test_a_backlog_waits_in_its_lane_while_another_account_goes_through(
     await webhook(env.api, busy_key, slow.url, "*")
     await webhook(env.api, calm_key, fast.url, "*")
 
-    for n in range(BACKLOG):
-        await ingest(env.api, f"busy_{n}", busy)
+    lane_seen = asyncio.create_task(eventually(lambda: env.redis.exists(keys.lane(busy))))
+    for first in range(0, BACKLOG, 50):
+        await asyncio.gather(
+            *(ingest(env.api, f"busy_{n}", busy) for n in range(first, first + 50))
+        )
     # More than the worker keeps in memory: the rest waits in the account's lane.
-    assert await eventually(lambda: env.redis.exists(keys.lane(busy)))
-    assert await env.redis.zrange(keys.lanes(0), 0, -1) == [busy.encode()]
+    assert await lane_seen
 
     sent = time.monotonic()
     for n in range(5):
