@@ -20,10 +20,12 @@ from redis.exceptions import ResponseError
 from config import Config
 from devtools.redis_server import PrivateRedis
 from service.app import create_app
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.storage import keys
 from service.storage.connection import connect
 from tests.conftest import API_KEY, StartProcess, serve
 from tests.receiver import Receiver, Reply
+from tests.worker.test_deliverer import eventually
 from worker.consumer import Consumer
 from worker.http import WebhookClient
 from worker.settings import Stores, build_deliverer, redis_settings
@@ -158,6 +160,40 @@ async def test_a_kill_behind_a_backlog_sends_no_more_twice_than_were_in_flight(
         assert fast_twice + slow_twice <= 20
     finally:
         await slow.stop()
+
+
+async def test_sigkill_with_a_lane_loses_nothing(
+    api: httpx.AsyncClient,
+    receiver: Receiver,
+    durable_redis: PrivateRedis,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    """A worker killed while its account's backlog waits in the account's lane (read by it,
+    unfinished): another worker reclaims the lane entries it held and finishes the lane."""
+    events = 300
+    await subscribe(api, receiver.url, 1)
+    await ingest(api, 0, events)
+    # A window of 2 events: 200 wait in memory, the rest go to the lane at once.
+    worker = start_worker(ACCOUNT_CONCURRENCY="2")
+    redis = Redis.from_url(durable_redis.url)
+    lane = keys.lane(DEFAULT_ACCOUNT)
+    try:
+        assert await eventually(lambda: redis.exists(lane), timeout=30)
+        await receiver.wait_for(20, timeout=30)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        assert len(pairs(receiver)) < events
+        start_worker(ACCOUNT_CONCURRENCY="2")
+        await all_pairs(receiver, {(f"msg_{n}", "1") for n in range(events)}, timeout=90)
+        # At most what was in flight at the kill (the window) was sent twice.
+        assert len(receiver.received) - events <= 2
+        assert await eventually(lambda: _lane_gone(redis, lane), timeout=30)
+    finally:
+        await redis.aclose()
+
+
+async def _lane_gone(redis: Redis, lane: str) -> bool:
+    return not await redis.exists(lane)
 
 
 async def test_redis_restart_is_survived_without_restarting_the_worker(
