@@ -248,8 +248,14 @@ def _of_account(account_id: str) -> int:
 
 
 def _of_delivery(delivery_id: str) -> int:
-    # One partition: skip parsing the id, on the path of every delivery.
-    return 0 if _partitioning.count == 1 else _partitioning.of_delivery(delivery_id)
+    if _partitioning.count == 1:
+        return 0  # skip parsing the id, on the path of every delivery
+    try:
+        return _partitioning.of_delivery(delivery_id)
+    except (IndexError, ValueError):
+        # Not a delivery id (a URL's path, say): no delivery has it, in whichever partition
+        # it is looked up, so it is answered as missing rather than failing.
+        return 0
 
 
 # Per-webhook names are built for every delivery (the outcome script alone names six):
