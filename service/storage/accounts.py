@@ -199,8 +199,8 @@ class AccountStore:
         # outside the MULTI below, so that nothing here spans two slots whatever slots the
         # suppression keys are named in (service.storage.suppressions).
         async with self._redis.pipeline(transaction=False) as pipe:
-            for key in suppressions.account_keys(account_id):
-                pipe.unlink(key)
+            for name in suppressions.account_keys(account_id):
+                pipe.unlink(name)
             await pipe.execute()
         async with self._redis.pipeline(transaction=True) as tx:
             tx.delete(keys.account_keys(account_id), keys.account_emails(account_id))
