@@ -24,6 +24,25 @@ def free_port() -> int:
         return port
 
 
+# A cluster node also listens on its port + 10000 (the cluster bus), and exits when it cannot,
+# yet only after its own port accepted a connection, so wait_for_port passes first.
+CLUSTER_BUS_OFFSET = 10_000
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port is a port too (below 65,536), and free."""
+    while True:
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > 65_535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+
+
 def redis_server_path() -> str | None:
     return shutil.which("redis-server")
 
@@ -61,7 +80,7 @@ class PrivateRedis:
         if executable is None:
             raise RedisServerError("redis-server is not installed")
         self.executable = executable
-        self.port = port or free_port()
+        self.port = port or (free_cluster_port() if cluster else free_port())
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="mailhooks-redis-")
         self.data_dir = data_dir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.durable = durable

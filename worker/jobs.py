@@ -9,6 +9,7 @@ from arq import Retry
 
 from service.core.clock import system_clock
 from service.core.ids import LeaseTag, epoch_ms, format_timestamp, lease_owner
+from service.storage import keys
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.status import StatusStore
@@ -43,17 +44,20 @@ async def requeue_expired_leases(ctx: dict[str, Any]) -> None:
     deliverer: Deliverer = ctx["deliverer"]
     deliveries: DeliveryStore = ctx["stores"].deliveries
     now_ms = epoch_ms(system_clock())
-    for delivery_id in await deliveries.expired_leases(now_ms - LEASE_GRACE_MS):
-        delivery = await deliveries.get(delivery_id)
-        if delivery is None or delivery.status != "pending":
-            await deliveries.forget_lease(delivery_id)
-            continue
-        logger.info("re-queuing %s: its lease expired with no attempt under way", delivery_id)
-        await deliverer.enqueue(
-            delivery_id, lease_owner(delivery_id, LeaseTag.SWEEP, now_ms), delay=0
-        )
-        # Not again next round while that job waits its turn.
-        await deliveries.extend_lease_index(delivery_id, now_ms + deliverer.lease_ms)
+    # One lease index per partition (service.storage.keys.DELIVERY_LEASES).
+    for partition in keys.partitioning().all():
+        expired = await deliveries.expired_leases(now_ms - LEASE_GRACE_MS, partition=partition)
+        for delivery_id in expired:
+            delivery = await deliveries.get(delivery_id)
+            if delivery is None or delivery.status != "pending":
+                await deliveries.forget_lease(delivery_id)
+                continue
+            logger.info("re-queuing %s: its lease expired with no attempt under way", delivery_id)
+            await deliverer.enqueue(
+                delivery_id, lease_owner(delivery_id, LeaseTag.SWEEP, now_ms), delay=0
+            )
+            # Not again next round while that job waits its turn.
+            await deliveries.extend_lease_index(delivery_id, now_ms + deliverer.lease_ms)
 
 
 async def trim_events(ctx: dict[str, Any]) -> None:

@@ -48,6 +48,12 @@ def forget_email_call(*, owner: str, account: str) -> scripts.ScriptArgs:
     return [owner], [account]
 
 
+def _spread_over_slots() -> bool:
+    """Whether keys are named for a cluster (several partitions): then email owner keys,
+    found by email id alone, lie in many slots, and one command may not name several."""
+    return keys.partitioning().count > 1
+
+
 def email_digest(email_id: str) -> str:
     """A short, fixed-length stand-in for an email id in key names (they may be 998 long)."""
     digest = hashlib.sha256(email_id.encode()).digest()[:16]
@@ -109,10 +115,12 @@ class AccountStore:
 
     async def create(self, account_id: str, name: str, *, now: str) -> StoredAccount:
         fields = {"id": account_id, "name": name, "created_at": now, "updated_at": now}
-        async with self._redis.pipeline(transaction=True) as tx:
-            tx.hset(keys.account(account_id), mapping=fields)
-            tx.zadd(keys.ACCOUNT_INDEX, {account_id: 0})
-            await tx.execute()
+        # The index and the hash are in different slots when partitioned, so not one MULTI:
+        # the index first, as a listing skips an id with no hash (a crash in between).
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.ACCOUNT_INDEX, {account_id: 0})
+            pipe.hset(keys.account(account_id), mapping=fields)
+            await pipe.execute()
         return StoredAccount(account_id, name, now, now)
 
     async def create_new(self, name: str, *, now: datetime) -> StoredAccount:
@@ -124,12 +132,13 @@ class AccountStore:
         """Create the built-in default account unless it exists (single-account mode; every
         web process does it at start, so each field is set only if missing)."""
         key = keys.account(DEFAULT_ACCOUNT)
+        # As in `create`: the index (another slot when partitioned) first, then the hash.
+        await self._redis.zadd(keys.ACCOUNT_INDEX, {DEFAULT_ACCOUNT: 0})
         async with self._redis.pipeline(transaction=True) as tx:
             tx.hsetnx(key, "id", DEFAULT_ACCOUNT)
             tx.hsetnx(key, "name", DEFAULT_ACCOUNT_NAME)
             tx.hsetnx(key, "created_at", now)
             tx.hdel(key, "deleting")
-            tx.zadd(keys.ACCOUNT_INDEX, {DEFAULT_ACCOUNT: 0})
             await tx.execute()
 
     async def get(self, account_id: str) -> StoredAccount | None:
@@ -186,13 +195,20 @@ class AccountStore:
         for key in await self.keys(account_id):
             await self.revoke(account_id, key.id)
         await self._forget_emails(account_id)
+        # UNLINK: a long suppression list is freed in the background. One command per key,
+        # outside the MULTI below, so that nothing here spans two slots whatever slots the
+        # suppression keys are named in (service.storage.suppressions).
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in suppressions.account_keys(account_id):
+                pipe.unlink(name)
+            await pipe.execute()
         async with self._redis.pipeline(transaction=True) as tx:
             tx.delete(keys.account_keys(account_id), keys.account_emails(account_id))
-            # UNLINK: a long suppression list is freed in the background.
-            tx.unlink(*suppressions.account_keys(account_id))
             tx.delete(keys.account(account_id))
-            tx.zrem(keys.ACCOUNT_INDEX, account_id)
             await tx.execute()
+        # The index is another slot when partitioned: last, as a listing skips an id whose
+        # hash is gone (a crash in between), and a repeated DELETE finds nothing to resume.
+        await self._redis.zrem(keys.ACCOUNT_INDEX, account_id)
 
     # API keys
 
@@ -200,10 +216,11 @@ class AccountStore:
         self, account_id: str, *, key_id: str, digest: str, prefix: str, now: str
     ) -> StoredKey:
         fields = {"id": key_id, "account": account_id, "prefix": prefix, "created_at": now}
-        async with self._redis.pipeline(transaction=True) as tx:
-            tx.hset(keys.api_key(digest), mapping=fields)
-            tx.hset(keys.account_keys(account_id), key_id, digest)
-            await tx.execute()
+        # Two slots when partitioned (the key is found by its digest alone), so two commands,
+        # in this order: a crash in between leaves a listed key that does not work (listings
+        # skip it, revoking removes it), never a working key the account cannot see or revoke.
+        await self._redis.hset(keys.account_keys(account_id), key_id, digest)  # type: ignore[misc]
+        await self._redis.hset(keys.api_key(digest), mapping=fields)  # type: ignore[misc]
         return StoredKey(key_id, account_id, prefix, now)
 
     async def issue_key(self, account_id: str, *, now: datetime) -> ApiKeyCreated:
@@ -236,10 +253,10 @@ class AccountStore:
         digest = await self._redis.hget(keys.account_keys(account_id), key_id)  # type: ignore[misc]
         if digest is None:
             return False
-        async with self._redis.pipeline(transaction=True) as tx:
-            tx.delete(keys.api_key(digest.decode()))
-            tx.hdel(keys.account_keys(account_id), key_id)
-            await tx.execute()
+        # Two slots when partitioned: the key stops working first; a crash before the second
+        # leaves it listed but refused, and revoking it again finishes.
+        await self._redis.delete(keys.api_key(digest.decode()))
+        await self._redis.hdel(keys.account_keys(account_id), key_id)  # type: ignore[misc]
         return True
 
     async def key_by_digest(self, digest: str) -> StoredKey | None:
@@ -289,21 +306,34 @@ class AccountStore:
             self._pipeline.execute("HMGET", keys.account(account_id), "id", "deleting")
             for account_id in accounts
         ]
-        if email_ids:
-            owner_keys = [keys.email_owner(email_digest(e)) for e in email_ids]
+        owner_keys = [keys.email_owner(email_digest(e)) for e in email_ids]
+        if _spread_over_slots():
+            # A cluster refuses an MGET over slots: one GET each, in the same round trip.
+            replies += [self._pipeline.execute("GET", key) for key in owner_keys]
+        elif owner_keys:
             replies.append(self._pipeline.execute("MGET", *owner_keys))
         rows = await asyncio.gather(*replies)
         found = {
             a for a, (id_, deleting) in zip(accounts, rows, strict=False) if id_ and not deleting
         }
-        owners = rows[len(accounts)] if email_ids else []
+        if _spread_over_slots():
+            owners = rows[len(accounts) :]
+        else:
+            owners = rows[len(accounts)] if owner_keys else []
         return found, [None if value is None else value.decode() for value in owners]
 
     async def owners(self, email_ids: Sequence[str]) -> builtins.list[str | None]:
         """The account each email id is registered to, or None."""
         if not email_ids:
             return []
-        raw = await self._redis.mget([keys.email_owner(email_digest(e)) for e in email_ids])
+        owner_keys = [keys.email_owner(email_digest(e)) for e in email_ids]
+        if _spread_over_slots():  # see `lookup`
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in owner_keys:
+                    pipe.get(key)
+                raw = await pipe.execute()
+        else:
+            raw = await self._redis.mget(owner_keys)
         return [None if value is None else value.decode() for value in raw]
 
     async def _forget_emails(self, account_id: str) -> None:

@@ -249,7 +249,7 @@ class DeliveryStore:
             delivery=keys.delivery(delivery_id),
             all_index=keys.deliveries(webhook_id),
             pending_index=keys.deliveries(webhook_id, "pending"),
-            leases=keys.DELIVERY_LEASES,
+            leases=keys.delivery_leases(keys.delivery_partition(delivery_id)),
             webhook=keys.webhook(webhook_id),
             delivery_id=delivery_id,
             webhook_id=webhook_id,
@@ -296,6 +296,7 @@ class DeliveryStore:
         logged once, and a repeat answers as the first run did (a command re-sent after a
         dropped connection)."""
         webhook_id = delivery.webhook_id
+        partition = keys.delivery_partition(delivery.id)
         script_keys, args = record_call(
             delivery=keys.delivery(delivery.id),
             attempts=keys.delivery_attempts(delivery.id),
@@ -304,8 +305,8 @@ class DeliveryStore:
             failed_index=keys.deliveries(webhook_id, "failed"),
             webhook=keys.webhook(webhook_id),
             all_index=keys.deliveries(webhook_id),
-            leases=keys.DELIVERY_LEASES,
-            metrics=keys.METRICS,
+            leases=keys.delivery_leases(partition),
+            metrics=keys.partition_metrics(partition),
             owner=owner,
             now_ms=now_ms,
             verdict=verdict,
@@ -348,7 +349,7 @@ class DeliveryStore:
             pending_index=keys.deliveries(webhook_id, "pending"),
             failed_index=keys.deliveries(webhook_id, "failed"),
             succeeded_index=keys.deliveries(webhook_id, "succeeded"),
-            leases=keys.DELIVERY_LEASES,
+            leases=keys.delivery_leases(keys.delivery_partition(delivery.id)),
             attempts=keys.delivery_attempts(delivery.id),
             owner=owner,
             now_ms=now_ms,
@@ -435,18 +436,24 @@ class DeliveryStore:
                 found.append(delivery)
         return found
 
-    async def expired_leases(self, before_ms: int, limit: int = 1000) -> list[str]:
-        """Pending deliveries whose lease ran out before `before_ms` (nobody is on them)."""
+    async def expired_leases(
+        self, before_ms: int, limit: int = 1000, *, partition: int = 0
+    ) -> list[str]:
+        """Pending deliveries of `partition` whose lease ran out before `before_ms` (nobody
+        is on them). Each partition has its own lease index: sweep them all
+        (keys.partitioning().all())."""
         raw = await self._redis.zrangebyscore(
-            keys.DELIVERY_LEASES, "-inf", before_ms, start=0, num=limit
+            keys.delivery_leases(partition), "-inf", before_ms, start=0, num=limit
         )
         return [member.decode() for member in raw]
 
     async def extend_lease_index(self, delivery_id_: str, until_ms: int) -> None:
-        await self._redis.zadd(keys.DELIVERY_LEASES, {delivery_id_: until_ms})
+        leases = keys.delivery_leases(keys.delivery_partition(delivery_id_))
+        await self._redis.zadd(leases, {delivery_id_: until_ms})
 
     async def forget_lease(self, delivery_id_: str) -> None:
-        await self._redis.zrem(keys.DELIVERY_LEASES, delivery_id_)
+        leases = keys.delivery_leases(keys.delivery_partition(delivery_id_))
+        await self._redis.zrem(leases, delivery_id_)
 
     async def forget_webhook(self, webhook_id: int, *, batch: int = 500) -> int:
         """Delete every delivery of a webhook with its attempt log, lease and indexes (its
@@ -461,7 +468,8 @@ class DeliveryStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for id_ in ids:
                     pipe.delete(keys.delivery(id_), keys.delivery_attempts(id_))
-                pipe.zrem(keys.DELIVERY_LEASES, *ids)
+                # A webhook's deliveries are in its partition, so in its lease index.
+                pipe.zrem(keys.delivery_leases(keys.partitioning().of_webhook(webhook_id)), *ids)
                 pipe.zrem(index, *members)
                 await pipe.execute()
             removed += len(ids)

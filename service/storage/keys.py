@@ -38,32 +38,47 @@ def in_partition(partition: int) -> str:
     return PREFIX + _partitioning.prefix(partition)
 
 
+# Names below marked "partitioned: its account's" (its webhook's, its delivery's) carry that
+# partition's tag with several partitions (`_placed`); the others never do, and each of those
+# is only ever used by single-key commands, or combined with keys of its own slot (each says
+# so), so that no script, MULTI or multi-key command spans two slots.
+
 # Hash per account: id, name, created_at, updated_at, and deleting ("1") while a DELETE
 # removes what it owns (the account counts as gone from then on; a repeated DELETE resumes).
+# Partitioned: its account's.
 ACCOUNT = PREFIX + "account:{account_id}"
 
 # Sorted set of every account id, all scores 0: ids sort by creation time
-# (service.core.accounts), so lexicographic order pages them by `after`.
+# (service.core.accounts), so lexicographic order pages them by `after`. Not partitioned
+# (one listing of every account): written by its own command beside the account's MULTI,
+# never inside it (service.storage.accounts says in which order, and why).
 ACCOUNT_INDEX = PREFIX + "accounts"
 
 # Hash per account of its API keys: key id → the key's SHA-256 (listing, revoking, deleting).
+# Partitioned: its account's.
 ACCOUNT_KEYS = PREFIX + "account:{account_id}:keys"
 
 # Hash per API key, found by the key's SHA-256 (the key itself is never stored): id, account,
 # prefix, created_at, last_used_at. Revoking deletes it, so every web process refuses the key
-# from its next request: nothing caches it.
+# from its next request: nothing caches it. Not partitioned (a request names no account
+# before its key is found): written and deleted by its own command, after (issuing) or
+# before (revoking) the account's ACCOUNT_KEYS, so that no key works that the account does
+# not list.
 API_KEY = PREFIX + "api-key:{digest}"
 
 # Sorted set per account of its webhook ids, scored by id (listing and paging by `after`,
-# counting against MAX_WEBHOOKS_PER_ACCOUNT). The default account keeps WEBHOOK_INDEX.
+# counting against MAX_WEBHOOKS_PER_ACCOUNT). The default account keeps WEBHOOK_INDEX with
+# one partition. Partitioned: its account's.
 ACCOUNT_WEBHOOKS = PREFIX + "account:{account_id}:webhooks"
 
 # String per email id registered by POST /api/emails: the account that sent it, expiring
-# EMAIL_OWNER_TTL after its last registration. {digest} as for SEEN.
+# EMAIL_OWNER_TTL after its last registration. {digest} as for SEEN. Not partitioned (found
+# by the email id alone): single-key commands and claim_email/forget_email.lua only; with
+# several partitions routing reads them with one GET each, not MGET (service.storage.accounts).
 EMAIL_OWNER = PREFIX + "email-owner:{digest}"
 
 # Sorted set per account of the email ids it registered, scored by expiry (ms): deleting the
-# account forgets them; each registration drops the expired.
+# account forgets them; each registration drops the expired. Partitioned: its account's.
 ACCOUNT_EMAILS = PREFIX + "account:{account_id}:emails"
 
 # Hash per account of its suppressed addresses (lower case) → JSON {"reason", and "entry": the
@@ -96,7 +111,10 @@ LANE = "lane:{account_id}"
 LANES = "lanes"
 
 # String, INCR'd to issue webhook ids (1, 2, 3, … as on the API page). Never reset, so a
-# deleted webhook's id is never reused.
+# deleted webhook's id is never reused. One per partition (`webhook_sequence`): with several,
+# a webhook is created in its account's partition, and its id is
+# Partitioning.webhook_id(INCR of that partition's sequence, partition), so that the id alone
+# names the partition (id % count); ids are then unique but not consecutive.
 WEBHOOK_ID_SEQUENCE = PREFIX + "webhook:seq"
 
 # Hash per webhook: id, account, url, events (comma-separated short names), secret, active
@@ -105,22 +123,25 @@ WEBHOOK_ID_SEQUENCE = PREFIX + "webhook:seq"
 # before accounts existed). Optional: previous_secrets (those a rotation replaced, still
 # signing until their expiry: JSON [[secret, expires ms], …], newest first;
 # service.core.rotation), headers (the endpoint's custom headers: JSON [[name, value], …];
-# service.core.headers); "" or no field when there are none.
+# service.core.headers); "" or no field when there are none. Partitioned: its webhook's
+# (which is its account's).
 WEBHOOK = PREFIX + "webhook:{id}"
 
 # String per rate-limited webhook: its limiter's state, the theoretical arrival time of its
 # next delivery (GCRA, µs since the epoch), shared by every worker process; expires when that
-# time has passed (rate_slot.lua).
+# time has passed (rate_slot.lua). Partitioned: its webhook's.
 WEBHOOK_RATE = PREFIX + "webhook:{id}:rate"
 
 # The default account's ACCOUNT_WEBHOOKS: the name every webhook id was indexed under before
-# accounts existed, so that an upgrade needs no migration.
+# accounts existed, so that an upgrade needs no migration. With several partitions (a new
+# deployment's names) the default account has ACCOUNT_WEBHOOKS like any other.
 WEBHOOK_INDEX = PREFIX + "webhooks"
 
 # Set per account and event type ("open", "click", …, or "*" for webhooks subscribed to
 # everything) of the ids subscribed to it: the worker finds an event's subscribers with one
 # SUNION of two sets of its own account, never a scan, whatever the number of accounts. The
-# default account keeps the names from before accounts (DEFAULT_SUBSCRIBERS).
+# default account keeps the names from before accounts (DEFAULT_SUBSCRIBERS) with one
+# partition. Partitioned: its account's.
 SUBSCRIBERS = PREFIX + "subscribers:{account_id}:{event_type}"
 DEFAULT_SUBSCRIBERS = PREFIX + "subscribers:{event_type}"
 
@@ -162,19 +183,25 @@ DELIVERY_GROUP = "mh:delivery"
 # last_status_code, last_error, lease_owner/lease_until (who may attempt it now, and until
 # when), and the payload once the delivery outlives its first attempt (the stream may be
 # trimmed before its last retry). The id is deterministic: dlv_{entry id}_{webhook id}.
+# Partitioned: its delivery's, which is its webhook's (Partitioning.of_delivery reads the
+# webhook id at the end of the delivery id).
 DELIVERY = PREFIX + "delivery:{delivery_id}"
 
 # List per delivery of its attempts (msgspec JSON, newest last, the last 50 kept).
+# Partitioned: its delivery's.
 DELIVERY_ATTEMPTS = PREFIX + "delivery:{delivery_id}:attempts"
 
 # Sorted sets per webhook (all scores 0, members "{created ms, 15 digits}:{delivery id}" so
-# lexicographic order is time order): every delivery, and one set per status.
+# lexicographic order is time order): every delivery, and one set per status. Partitioned:
+# their webhook's.
 DELIVERIES = PREFIX + "deliveries:{webhook_id}"
 DELIVERIES_BY_STATUS = PREFIX + "deliveries:{webhook_id}:{status}"
 
 # Sorted set of every leased pending delivery, scored by lease expiry (ms): maintenance
 # re-queues those whose lease ran out with nobody attempting them (a worker that died
-# between scheduling a retry and handing it to arq).
+# between scheduling a retry and handing it to arq). One per partition
+# (`delivery_leases`), holding that partition's deliveries, as the claim, record and requeue
+# scripts change it with the delivery; the sweep reads each partition's in turn.
 DELIVERY_LEASES = PREFIX + "delivery-leases"
 
 # String counter of stream entries that were no event (written there by something else): the
@@ -193,59 +220,92 @@ DEAD_LETTERS = PREFIX + "events:dead"
 # ("p:" + the request's token + the body's fingerprint) for PENDING_TTL_SECONDS (60 s); then
 # that request's response ("s:" + AES-GCM sealed) for RESULT_TTL_SECONDS (24 h). {digest}
 # derives from the caller's credential, account, method, path and key
-# (service.core.idempotency), so neither the name nor the value reveals any of them.
+# (service.core.idempotency), so neither the name nor the value reveals any of them. Not
+# partitioned: single-key commands and settle_idempotency.lua (one key) only.
 IDEMPOTENCY = PREFIX + "idempotency:{digest}"
 
 # String with the worker's last heartbeat (ISO 8601), expiring when the worker stops beating.
+# Not partitioned: single-key commands only.
 WORKER_HEARTBEAT = PREFIX + "worker:heartbeat"
 
 # Hash of the service's counters and histogram buckets, one field per metric family and label
 # values ("deliveries|succeeded", "delivery_latency_seconds|0.05"; service.core.metrics): each
 # web and worker process adds its counts once a second, and GET /metrics reads them. Bounded:
-# no field names a webhook, URL or (unless METRICS_PER_ACCOUNT) account.
+# no field names a webhook, URL or (unless METRICS_PER_ACCOUNT) account. Not partitioned, but
+# record.lua counts the webhooks it disables in the hash of the delivery's partition
+# (`partition_metrics`): METRICS itself with one partition; with several, one hash per
+# partition beside it, which a scrape adds in (service.storage.metrics).
 METRICS = PREFIX + "metrics"
 
 # String per portal link opened (docs/portal.md), set with NX: a link id seen here is refused.
-# Expires when the link would have expired anyway.
+# Expires when the link would have expired anyway. Not partitioned: single-key commands only.
 PORTAL_LINK = PREFIX + "portal:link:{link_id}"
 
 # Hash per portal session: account, csrf (the forms' synchronizer token), created_at,
 # expires_at. {digest} is the SHA-256 of the cookie's value, which is never stored. Expires
-# with the session (PORTAL_SESSION_SECONDS); signing out deletes it.
+# with the session (PORTAL_SESSION_SECONDS); signing out deletes it. Not partitioned: one
+# MULTI of this key alone (HSET, EXPIRE) and single-key commands.
 PORTAL_SESSION = PREFIX + "portal:session:{digest}"
+
+
+def _placed(name: str, partition: int) -> str:
+    """`name` (a name above, from PREFIX) in `partition`: its hash tag right after PREFIX;
+    with one partition, `name` itself."""
+    return in_partition(partition) + name[len(PREFIX) :]
+
+
+def _of_account(account_id: str) -> int:
+    return _partitioning.of_account(account_id)
+
+
+def _of_delivery(delivery_id: str) -> int:
+    if _partitioning.count == 1:
+        return 0  # skip parsing the id, on the path of every delivery
+    try:
+        return _partitioning.of_delivery(delivery_id)
+    except (IndexError, ValueError):
+        # Not a delivery id (a URL's path, say): no delivery has it, in whichever partition
+        # it is looked up, so it is answered as missing rather than failing.
+        return 0
 
 
 # Per-webhook names are built for every delivery (the outcome script alone names six):
 # cached, as there are few webhooks and many deliveries.
 @functools.lru_cache(maxsize=4096)
 def webhook(webhook_id: int) -> str:
-    return WEBHOOK.format(id=webhook_id)
+    return _placed(WEBHOOK.format(id=webhook_id), _partitioning.of_webhook(webhook_id))
 
 
 @functools.lru_cache(maxsize=4096)
 def webhook_rate(webhook_id: int) -> str:
-    return WEBHOOK_RATE.format(id=webhook_id)
+    return _placed(WEBHOOK_RATE.format(id=webhook_id), _partitioning.of_webhook(webhook_id))
+
+
+def webhook_sequence(partition: int) -> str:
+    """The sequence `partition`'s webhook ids are issued from (WEBHOOK_ID_SEQUENCE)."""
+    return _placed(WEBHOOK_ID_SEQUENCE, partition)
 
 
 @functools.lru_cache(maxsize=16384)
 def subscribers(account_id: str, event_type: str) -> str:
-    if account_id == DEFAULT_ACCOUNT:
+    if account_id == DEFAULT_ACCOUNT and _partitioning.count == 1:
         return DEFAULT_SUBSCRIBERS.format(event_type=event_type)
-    return SUBSCRIBERS.format(account_id=account_id, event_type=event_type)
+    name = SUBSCRIBERS.format(account_id=account_id, event_type=event_type)
+    return _placed(name, _of_account(account_id))
 
 
 def account_webhooks(account_id: str) -> str:
-    if account_id == DEFAULT_ACCOUNT:
+    if account_id == DEFAULT_ACCOUNT and _partitioning.count == 1:
         return WEBHOOK_INDEX
-    return ACCOUNT_WEBHOOKS.format(account_id=account_id)
+    return _placed(ACCOUNT_WEBHOOKS.format(account_id=account_id), _of_account(account_id))
 
 
 def account(account_id: str) -> str:
-    return ACCOUNT.format(account_id=account_id)
+    return _placed(ACCOUNT.format(account_id=account_id), _of_account(account_id))
 
 
 def account_keys(account_id: str) -> str:
-    return ACCOUNT_KEYS.format(account_id=account_id)
+    return _placed(ACCOUNT_KEYS.format(account_id=account_id), _of_account(account_id))
 
 
 def api_key(digest: str) -> str:
@@ -257,7 +317,7 @@ def email_owner(digest: str) -> str:
 
 
 def account_emails(account_id: str) -> str:
-    return ACCOUNT_EMAILS.format(account_id=account_id)
+    return _placed(ACCOUNT_EMAILS.format(account_id=account_id), _of_account(account_id))
 
 
 def events_by_account(account_id: str) -> str:
@@ -269,18 +329,41 @@ def seen(provider: str, digest: str) -> str:
 
 
 def delivery(delivery_id: str) -> str:
-    return DELIVERY.format(delivery_id=delivery_id)
+    return _placed(DELIVERY.format(delivery_id=delivery_id), _of_delivery(delivery_id))
 
 
 def delivery_attempts(delivery_id: str) -> str:
-    return DELIVERY_ATTEMPTS.format(delivery_id=delivery_id)
+    return _placed(DELIVERY_ATTEMPTS.format(delivery_id=delivery_id), _of_delivery(delivery_id))
 
 
 @functools.lru_cache(maxsize=16384)
 def deliveries(webhook_id: int, status: str | None = None) -> str:
     if status is None:
-        return DELIVERIES.format(webhook_id=webhook_id)
-    return DELIVERIES_BY_STATUS.format(webhook_id=webhook_id, status=status)
+        name = DELIVERIES.format(webhook_id=webhook_id)
+    else:
+        name = DELIVERIES_BY_STATUS.format(webhook_id=webhook_id, status=status)
+    return _placed(name, _partitioning.of_webhook(webhook_id))
+
+
+def delivery_leases(partition: int) -> str:
+    """`partition`'s DELIVERY_LEASES."""
+    return _placed(DELIVERY_LEASES, partition)
+
+
+def delivery_partition(delivery_id: str) -> int:
+    """The partition of a delivery's keys (its lease index's among them)."""
+    return _of_delivery(delivery_id)
+
+
+def partition_metrics(partition: int) -> str:
+    """The hash record.lua counts disabled webhooks in for `partition` (see METRICS)."""
+    return _placed(METRICS, partition)
+
+
+def partition_events_stream(partition: int) -> str:
+    """`partition`'s events stream, which holds the entries of its accounts' deliveries (the
+    prune reads it with their keys): EVENTS_STREAM with one partition."""
+    return _placed(EVENTS_STREAM, partition)
 
 
 def token(provider: str, digest: str) -> str:

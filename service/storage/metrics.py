@@ -52,22 +52,38 @@ class MetricsStore:
             first_unread = f"({readings.last_delivered}"
         else:
             first_unread = "-"  # no group yet: it will read from the first entry
+        partitions = keys.partitioning().all()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.METRICS)
-            pipe.zcount(keys.DELIVERY_LEASES, f"({now_ms + lease_ms}", "+inf")
             # Jobs a second late or more: arq enqueues its cron jobs up to a second ahead.
             pipe.zcount(default_queue_name, "-inf", now_ms - LATE_MS)
             pipe.xlen(keys.DEAD_LETTERS)
             pipe.xrange(keys.EVENTS_STREAM, first_unread, "+", count=1)
-            counts, scheduled, due, dead_letters, unread = await pipe.execute()
+            for partition in partitions:
+                pipe.zcount(keys.delivery_leases(partition), f"({now_ms + lease_ms}", "+inf")
+            if len(partitions) > 1:
+                for partition in partitions:
+                    pipe.hgetall(keys.partition_metrics(partition))
+            counts, due, dead_letters, unread, *per_partition = await pipe.execute()
+        scheduled = sum(int(n) for n in per_partition[: len(partitions)])
+        merged = {name.decode(): value.decode() for name, value in counts.items()}
+        for partition_counts in per_partition[len(partitions) :]:
+            _add_counts(merged, partition_counts)
         return Snapshot(
-            counts={name.decode(): value.decode() for name, value in counts.items()},
+            counts=merged,
             readings=readings,
-            retries_scheduled=int(scheduled),
+            retries_scheduled=scheduled,
             retries_due=int(due),
             dead_letters=int(dead_letters),
             first_unread=unread[0][0].decode() if unread else None,
         )
+
+
+def _add_counts(into: dict[str, str], counts: Mapping[bytes, bytes]) -> None:
+    """Add a partition's counts (record.lua's: integers) to the metrics hash's."""
+    for raw_name, raw_value in counts.items():
+        name = raw_name.decode()
+        into[name] = str(int(into.get(name, "0")) + int(raw_value))
 
 
 class MetricsRecorder:

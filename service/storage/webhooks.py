@@ -169,6 +169,14 @@ def rate_limit_field(rate_limit: int | None) -> str:
     return "" if rate_limit is None else str(rate_limit)
 
 
+def _may_be_of(webhook_id: int, account: str) -> bool:
+    """Whether the webhook may be the account's: every webhook lives in its account's
+    partition (WebhookStore.create). An id of another partition is answered as a missing
+    one without running a script, which would name keys of two slots (refused on a cluster)."""
+    partitioning = keys.partitioning()
+    return partitioning.of_webhook(webhook_id) == partitioning.of_account(account)
+
+
 class WebhookStore:
     def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
         self._redis = redis
@@ -193,8 +201,13 @@ class WebhookStore:
         headers: CustomHeaders = (),
     ) -> StoredWebhook:
         """The new webhook, or WebhookLimitReached when `account` has `limit` already."""
-        # An id burnt by a crash or by the limit is harmless: ids need only be unique.
-        webhook_id = int(await self._redis.incr(keys.WEBHOOK_ID_SEQUENCE))
+        # An id burnt by a crash or by the limit is harmless: ids need only be unique. The
+        # webhook lives in its account's partition, with the account's index and subscriber
+        # sets (one slot for the script), and its id names that partition.
+        partitioning = keys.partitioning()
+        partition = partitioning.of_account(account)
+        sequence = int(await self._redis.incr(keys.webhook_sequence(partition)))
+        webhook_id = partitioning.webhook_id(sequence, partition)
         webhook = StoredWebhook(
             id=webhook_id,
             url=url,
@@ -266,6 +279,8 @@ class WebhookStore:
     async def update(
         self, webhook_id: int, account: str, changes: WebhookChanges, *, now: str
     ) -> StoredWebhook | None:
+        if not _may_be_of(webhook_id, account):
+            return None
         fields: dict[str, str] = {"updated_at": now}
         if changes.url is not None:
             fields["url"] = changes.url
@@ -329,6 +344,8 @@ class WebhookStore:
         raise SecretsChanged(f"webhook {webhook_id}'s secrets kept changing during rotation")
 
     async def delete(self, webhook_id: int, account: str) -> bool:
+        if not _may_be_of(webhook_id, account):
+            return False
         script_keys, args = delete_call(
             webhook=keys.webhook(webhook_id),
             account_index=keys.account_webhooks(account),

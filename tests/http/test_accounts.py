@@ -13,6 +13,7 @@ from config import Config
 from service.core.accounts import DEFAULT_ACCOUNT
 from service.storage import keys
 from tests.conftest import API_KEY, MakeClient
+from tests.partitioned import in_partition, key_names
 
 pytestmark = pytest.mark.anyio
 
@@ -317,3 +318,104 @@ class TestDelete:
         assert not [k for k in left if k.startswith("mh:email-owner:")]
         assert not [k for k in left if k.startswith("mh:delivery:")]
         assert keys.webhook(kept["id"]) in left  # another account's is untouched
+
+
+class TestPartitioned:
+    """The same API on Redis named for 16 partitions, which refuses any script, MULTI or
+    multi-key command over two slots (CROSSSLOT) as a cluster does."""
+
+    async def test_accounts_keys_webhooks_and_emails(
+        self, make_client: MakeClient, admin_config: Config, partitioned_redis: Redis
+    ) -> None:
+        platform = Platform(await make_client(admin_config, redis=partitioned_redis, auth=False))
+        partitions = keys.partitioning()
+        acme_id, acme = await platform.customer("Acme")
+        globex_id, globex = await platform.customer("Globex")
+        while partitions.of_account(globex_id) == partitions.of_account(acme_id):
+            globex_id, globex = await platform.customer("Globex")
+        listed = (await platform.http.get("/api/accounts", headers=bearer(ADMIN))).json()
+        assert {acme_id, globex_id} <= {a["id"] for a in listed["accounts"]}
+        renamed = await platform.http.patch(
+            f"/api/accounts/{acme_id}", json={"name": "Acme Corp"}, headers=bearer(ADMIN)
+        )
+        assert renamed.json()["name"] == "Acme Corp"
+
+        mine = (await platform.http.post("/api/webhooks/manage", json=HOOK, headers=acme)).json()
+        theirs = (
+            await platform.http.post(
+                "/api/webhooks/manage", json=HOOK, headers={**globex, "Idempotency-Key": "k1"}
+            )
+        ).json()
+        replayed = await platform.http.post(
+            "/api/webhooks/manage", json=HOOK, headers={**globex, "Idempotency-Key": "k1"}
+        )
+        assert replayed.json()["id"] == theirs["id"]
+        # Each id names its account's partition.
+        assert partitions.of_webhook(mine["id"]) == partitions.of_account(acme_id)
+        assert partitions.of_webhook(theirs["id"]) == partitions.of_account(globex_id)
+        one = f"/api/webhooks/manage/{mine['id']}"
+        patched = await platform.http.patch(one, json={"events": "open"}, headers=acme)
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["events"] == "open"
+        rotated = await platform.http.post(one + "/secret/rotate", json={}, headers=acme)
+        assert rotated.status_code == 200, rotated.text
+        # Another account's webhook, in another partition, answers as a missing one.
+        foreign = f"/api/webhooks/manage/{theirs['id']}"
+        for method, suffix, body in (
+            ("GET", "", None),
+            ("PATCH", "", {"active": False}),
+            ("DELETE", "", None),
+            ("GET", "/deliveries", None),
+            ("GET", f"/deliveries/dlv_1-0_{theirs['id']}", None),
+            ("POST", f"/deliveries/dlv_1-0_{theirs['id']}/retry", None),
+            ("POST", "/recover", {"since": "2026-01-01T00:00:00Z"}),
+        ):
+            response = await platform.http.request(
+                method, foreign + suffix, json=body, headers=acme
+            )
+            assert response.status_code == 404, (method, suffix, response.text)
+        for suffix in ("/deliveries/dlv_1-0_1", "/deliveries/not-a-delivery-id"):
+            response = await platform.http.get(one + suffix, headers=acme)
+            assert response.status_code == 404, (suffix, response.text)
+        listed = await platform.http.get(one + "/deliveries", headers=acme)
+        assert listed.json()["deliveries"] == []
+        registered = await platform.http.post(
+            "/api/emails", json={"email_ids": ["msg_1", "msg_2"]}, headers=acme
+        )
+        assert registered.json()["registered"] == 2
+        taken = await platform.http.post(
+            "/api/emails", json={"email_ids": ["msg_2", "msg_3"]}, headers=globex
+        )
+        assert taken.json()["conflicts"] == ["msg_2"]
+
+        names = await assert_tagged_of(partitioned_redis, acme_id, globex_id)
+        assert keys.webhook(mine["id"]) in in_partition(names, partitions.of_account(acme_id))
+        assert keys.account(globex_id) in in_partition(names, partitions.of_account(globex_id))
+
+        assert (await platform.http.delete(one, headers=acme)).status_code == 204
+        [key] = (
+            await platform.http.get(f"/api/accounts/{acme_id}/keys", headers=bearer(ADMIN))
+        ).json()["keys"]
+        revoked = await platform.http.delete(
+            f"/api/accounts/{acme_id}/keys/{key['id']}", headers=bearer(ADMIN)
+        )
+        assert revoked.status_code == 204
+        assert (await platform.http.get("/api/webhooks/manage", headers=acme)).status_code == 401
+        gone = await platform.http.delete(f"/api/accounts/{globex_id}", headers=bearer(ADMIN))
+        assert gone.status_code == 204
+        left = await key_names(partitioned_redis)
+        assert not [name for name in left if globex_id in name]
+        assert keys.webhook(theirs["id"]) not in left
+
+
+async def assert_tagged_of(redis: Redis, *accounts: str) -> set[str]:
+    """The keys of the accounts and their webhooks carry their partition's tag (other keys,
+    of the event log, are another part's)."""
+    names = await key_names(redis)
+    mine = {
+        name
+        for name in names
+        if any(a in name for a in accounts) or ":webhook:" in name or ":subscribers:" in name
+    }
+    assert not [name for name in mine if not name.startswith("mh:{")]
+    return names

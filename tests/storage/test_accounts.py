@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from service.core.accounts import DEFAULT_ACCOUNT
+from service.core.accounts import DEFAULT_ACCOUNT, api_key_digest
 from service.core.ids import entry_member
 from service.storage import keys
 from service.storage.accounts import AccountStore
 from service.storage.events import EventFilter, EventStore
 from service.storage.trimming import EventTrimmer
+from tests.conftest import FIXED_NOW
+from tests.partitioned import assert_tagged, in_partition
 from tests.storage.test_events import consume, event, make_group
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -76,3 +78,60 @@ async def test_registrations_and_keys_go_with_the_account(real_redis: Redis) -> 
     assert await accounts.owners(["m1", "m2"]) == [None, None]
     assert [k async for k in real_redis.scan_iter(match="*")] == []
     assert not await accounts.start_delete(ACME)
+
+
+class TestPartitioned:
+    """With 16 partitions, on a Redis that refuses any script, MULTI or multi-key command
+    over two slots (CROSSSLOT)."""
+
+    async def test_accounts_keys_and_emails(self, partitioned_redis: Redis) -> None:
+        partitions = keys.partitioning()
+        other = "acc_globex"
+        assert partitions.of_account(ACME) != partitions.of_account(other)
+        accounts = AccountStore(partitioned_redis)
+        await accounts.create(ACME, "Acme", now="t")
+        await accounts.create(other, "Globex", now="t")
+        await accounts.ensure_default(now="t")
+        listed, _ = await accounts.list(after=None, limit=10)
+        assert [a.id for a in listed] == sorted([ACME, other, DEFAULT_ACCOUNT])
+        renamed = await accounts.rename(ACME, "Acme Corp", now="t2")
+        assert renamed is not None
+        assert renamed.name == "Acme Corp"
+
+        issued = await accounts.issue_key(ACME, now=FIXED_NOW)
+        found = await accounts.key_by_digest(api_key_digest(issued.key))
+        assert found is not None
+        assert found.account == ACME
+        assert [k.id for k in await accounts.keys(ACME)] == [issued.id]
+
+        assert await accounts.register_emails(ACME, ["m1", "m2"], ttl_ms=60_000, now_ms=0) == []
+        assert await accounts.register_emails(other, ["m1", "m3"], ttl_ms=60_000, now_ms=0) == [
+            "m1"
+        ]
+        assert await accounts.owners(["m1", "m2", "m3", "m4"]) == [ACME, ACME, other, None]
+        existing, owners = await accounts.lookup([ACME, other, "acc_none"], ["m3", "m2", "m4"])
+        assert existing == {ACME, other}
+        assert owners == [other, ACME, None]
+
+        names = await assert_tagged(partitioned_redis)
+        acme = in_partition(names, partitions.of_account(ACME))
+        assert {keys.account(ACME), keys.account_keys(ACME), keys.account_emails(ACME)} <= acme
+        assert keys.account(DEFAULT_ACCOUNT) in in_partition(
+            names, partitions.of_account(DEFAULT_ACCOUNT)
+        )
+
+        assert await accounts.revoke(ACME, issued.id)
+        assert await accounts.key_by_digest(api_key_digest(issued.key)) is None
+        assert await accounts.keys(ACME) == []
+
+        await accounts.issue_key(ACME, now=FIXED_NOW)
+        assert await accounts.start_delete(ACME)
+        assert await accounts.existing([ACME, other]) == {other}
+        await accounts.finish_delete(ACME)
+        assert await accounts.owners(["m1", "m2", "m3"]) == [None, None, other]
+        left = await assert_tagged(partitioned_redis)
+        assert not [name for name in left if ACME in name]
+        assert not [name for name in left if name.startswith("mh:api-key:")]
+        assert [a.id for a in (await accounts.list(after=None, limit=10))[0]] == sorted(
+            [other, DEFAULT_ACCOUNT]
+        )

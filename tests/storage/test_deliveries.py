@@ -10,7 +10,9 @@ from service.core.ids import delivery_id
 from service.core.outcome import Verdict
 from service.storage import keys
 from service.storage.deliveries import Claim, DeliveryStore, StoredDelivery
+from service.storage.retention import DeliveryPruner
 from service.storage.webhooks import WebhookChanges, WebhookStore
+from tests.partitioned import assert_tagged, in_partition
 
 SUCCEEDED, RETRY, FAILED = Verdict.SUCCEEDED, Verdict.RETRY, Verdict.FAILED
 
@@ -273,3 +275,88 @@ class TestReadsForThePortal:
         )  # fmt: skip
         assert found.payload is None
         assert await store.get_many([]) == []
+
+
+class TestPartitioned:
+    """With 16 partitions, on a Redis that refuses any script over two slots (CROSSSLOT): a
+    delivery's keys, its webhook's indexes and its lease index are in its webhook's
+    partition, which is its account's."""
+
+    async def test_claim_record_requeue_prune_and_forget(self, partitioned_redis: Redis) -> None:
+        redis = partitioned_redis
+        partitions = keys.partitioning()
+        hook = await WebhookStore(redis).create(
+            account="acc_acme", url="https://a.example/", events=("*",), secret="s" * 8,
+            active=True, now="t", limit=100,
+        )  # fmt: skip
+        partition = partitions.of_webhook(hook.id)
+        assert partition == partitions.of_account("acc_acme") != 0
+        store = DeliveryStore(redis)
+        ids = [delivery_id(f"{n}-0", hook.id) for n in range(3)]
+        for n, id_ in enumerate(ids):
+            result = await store.claim(
+                delivery_id=id_, webhook_id=hook.id, event_id=f"evt_{n}-0",
+                event_type="email.open", owner="a", now_ms=n, lease_ms=LEASE,
+            )  # fmt: skip
+            assert result.claim is Claim.NEW
+        retry = await store.record(
+            await delivery(store, ids[0]), owner="a", now_ms=10, verdict=RETRY,
+            next_attempt_ms=5000, next_owner="job-2", lease_ms=LEASE, payload=b"{}",
+            attempt_json=b'{"number":1}', **RECORD_DEFAULTS,
+        )  # fmt: skip
+        assert retry == "pending"
+        # Each partition's lease index holds its own deliveries only.
+        expired = await store.expired_leases(before_ms=10**12, partition=partition)
+        assert sorted(expired) == sorted(ids)
+        assert await store.expired_leases(before_ms=10**12, partition=(partition + 1) % 16) == []
+        assert await store.attempts(ids[0]) == [b'{"number":1}']
+
+        assert await store.record(
+            await delivery(store, ids[1]), owner="a", now_ms=20, verdict=Verdict.GONE,
+            **RECORD_DEFAULTS,
+        ) == "disabled"  # fmt: skip
+        # Counted in the partition's own metrics hash (METRICS is another slot).
+        assert await redis.hgetall(keys.partition_metrics(partition)) == {
+            b"webhooks_disabled|gone": b"1"
+        }
+        failed = await delivery(store, ids[1])
+        assert failed.status == "failed"
+        assert await store.requeue(failed, owner="manual", now_ms=30, lease_ms=LEASE)
+        assert await claim_of(store, ids[1], hook.id, "manual", now=40) is Claim.GO
+        assert await store.record(
+            await delivery(store, ids[1]), owner="manual", now_ms=50, verdict=SUCCEEDED,
+            **RECORD_DEFAULTS,
+        ) == "succeeded"  # fmt: skip
+        await store.forget_lease(ids[2])
+        await store.extend_lease_index(ids[2], 99)
+        assert await redis.zscore(keys.delivery_leases(partition), ids[2]) == 99
+
+        names = await assert_tagged(redis)
+        mine = in_partition(names, partition)
+        assert {keys.delivery(i) for i in ids} <= mine
+        assert keys.delivery_attempts(ids[0]) in mine
+        assert {keys.deliveries(hook.id, s) for s in (None, "pending", "succeeded")} <= mine
+        assert keys.delivery_leases(partition) in mine
+
+        went = await DeliveryPruner(redis).prune(
+            hook.id, now_ms=60, retention_count=0, retention_seconds=3600
+        )
+        assert went == 1  # the succeeded one; the pending ones stay
+        assert await store.get(ids[1]) is None
+        assert await store.forget_webhook(hook.id) == 2
+        left = await assert_tagged(redis)
+        assert not in_partition(left, partition) - {
+            keys.webhook(hook.id),
+            keys.account_webhooks("acc_acme"),
+            keys.subscribers("acc_acme", "*"),
+            keys.webhook_sequence(partition),
+            keys.partition_metrics(partition),
+        }
+
+
+async def claim_of(store: DeliveryStore, id_: str, webhook_id: int, owner: str, now: int) -> Claim:
+    result = await store.claim(
+        delivery_id=id_, webhook_id=webhook_id, event_id="evt_1-0", event_type="email.open",
+        owner=owner, now_ms=now, lease_ms=LEASE,
+    )  # fmt: skip
+    return result.claim

@@ -145,3 +145,26 @@ class TestSnapshot:
         assert found.readings.oldest_in_progress == first
         await real_redis.xreadgroup(keys.DELIVERY_GROUP, "c", {keys.EVENTS_STREAM: ">"})
         assert (await store.snapshot(NOW_MS, lease_ms=LEASE_MS)).first_unread is None
+
+
+class TestPartitioned:
+    async def test_the_partitions_leases_and_disabled_counts_are_added_up(
+        self, partitioned_redis: Redis
+    ) -> None:
+        """With 16 partitions each has its lease index, and record.lua counts the webhooks it
+        disables in its partition's hash: a scrape shows their sums."""
+        redis = partitioned_redis
+        await redis.hset(keys.METRICS, mapping={"deliveries|succeeded": 7})
+        await redis.hset(keys.partition_metrics(3), "webhooks_disabled|gone", 1)
+        await redis.hset(keys.partition_metrics(9), "webhooks_disabled|gone", 2)
+        await redis.hset(keys.partition_metrics(9), "webhooks_disabled|failing", 1)
+        later = NOW_MS + 60_000 + LEASE_MS  # waiting for a later attempt
+        await redis.zadd(keys.delivery_leases(3), {"dlv_1-0_19": later, "dlv_2-0_19": NOW_MS})
+        await redis.zadd(keys.delivery_leases(9), {"dlv_1-0_25": later})
+        found = await MetricsStore(redis).snapshot(NOW_MS, lease_ms=LEASE_MS)
+        assert found.counts == {
+            "deliveries|succeeded": "7",
+            "webhooks_disabled|gone": "3",
+            "webhooks_disabled|failing": "1",
+        }
+        assert found.retries_scheduled == 2

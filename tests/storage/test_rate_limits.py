@@ -95,3 +95,15 @@ class TestRateSlot:
         await waits(limits, 9, per_second=3, burst=1)
         last = int(await real_redis.get(keys.webhook_rate(1)))
         assert abs((last - first) - 9 * 1_000_000 / 3) <= 9  # rounded to the µs at each step
+
+
+class TestPartitioned:
+    async def test_a_webhooks_state_is_in_its_partition(self, partitioned_redis: Redis) -> None:
+        limits = RateLimits(partitioned_redis)
+        assert await waits(limits, 2, webhook_id=35, per_second=10, burst=1) == [
+            0.0,
+            pytest.approx(0.1, abs=SLACK),
+        ]
+        state = keys.webhook_rate(35)
+        assert state.startswith(keys.in_partition(keys.partitioning().of_webhook(35)))
+        assert [name async for name in partitioned_redis.scan_iter()] == [state.encode()]

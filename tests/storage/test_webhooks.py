@@ -17,6 +17,7 @@ from service.storage.webhooks import (
     WebhookLimitReached,
     WebhookStore,
 )
+from tests.partitioned import assert_tagged, in_partition
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -26,7 +27,9 @@ ACME, GLOBEX = "acc_acme", "acc_globex"
 async def assert_indexes_consistent(redis: Redis, account: str = DEFAULT_ACCOUNT) -> None:
     """Every hash is indexed under exactly its events, and every index entry has a hash."""
     indexed = {int(i) for i in await redis.zrange(keys.account_webhooks(account), 0, -1)}
-    names = [k.split(b":")[-1] for k in await redis.keys(keys.webhook(0)[:-1] + "*")]
+    # Webhook ids of the account's partition end in its number (0 with one partition).
+    in_its_partition = keys.webhook(keys.partitioning().of_account(account))
+    names = [k.split(b":")[-1] for k in await redis.keys(in_its_partition[:-1] + "*")]
     hashes = {
         int(name)
         for name in names
@@ -235,3 +238,96 @@ class TestAccounts:
         assert results.count(True) == 5
         assert await store.count(ACME) == 5
         await make(store, account=GLOBEX, limit=5)  # another account's count is its own
+
+
+class TestPartitioned:
+    """With 16 partitions, named as on a cluster, on a Redis that refuses any script over
+    two slots (CROSSSLOT): each account's webhooks live in its partition."""
+
+    async def test_create_update_rotate_delete_in_two_partitions(
+        self, partitioned_redis: Redis
+    ) -> None:
+        partitions = keys.partitioning()
+        acme, globex = partitions.of_account(ACME), partitions.of_account(GLOBEX)
+        assert acme != globex
+        store = WebhookStore(partitioned_redis)
+        first = await make(store, ("open", "click"), account=ACME)
+        second = await make(store, ("open",), account=ACME)
+        other = await make(store, ("*",), account=GLOBEX)
+        # Issued from each partition's own sequence; the id names the partition.
+        assert (first, second) == (1 * 16 + acme, 2 * 16 + acme)
+        assert other == 1 * 16 + globex
+        assert {partitions.of_webhook(i) for i in (first, second)} == {acme}
+        assert await partitioned_redis.get(keys.webhook_sequence(acme)) == b"2"
+
+        names = await assert_tagged(partitioned_redis)
+        assert keys.webhook(first) in in_partition(names, acme)
+        assert keys.account_webhooks(ACME) in in_partition(names, acme)
+        assert keys.subscribers(ACME, "click") in in_partition(names, acme)
+        assert keys.webhook(other) in in_partition(names, globex)
+        assert keys.subscribers(GLOBEX, "*") in in_partition(names, globex)
+        await assert_indexes_consistent(partitioned_redis, ACME)
+        await assert_indexes_consistent(partitioned_redis, GLOBEX)
+
+        assert await subscribed(store, "open", ACME) == {first, second}
+        assert await subscribed(store, "open", GLOBEX) == {other}
+        listed, _ = await store.list(ACME, after=0, limit=10)
+        assert [w.id for w in listed] == [first, second]
+
+        changes = WebhookChanges(events=("bounce",), url="https://b.example/")
+        updated = await store.update(first, ACME, changes, now="t2")
+        assert updated is not None
+        assert updated.events == ("bounce",)
+        assert await subscribed(store, "click", ACME) == set()
+        assert await subscribed(store, "bounce", ACME) == {first}
+        # Another partition's id is another account's: answered as missing, no CROSSSLOT.
+        assert await store.update(other, ACME, changes, now="t2") is None
+        assert await store.delete(other, ACME) is False
+        assert (
+            await store.rotate_secret(
+                other, ACME, secret="x" * 16, grace_seconds=60, now_ms=0, now="t3"
+            )
+            is None
+        )
+
+        rotated = await store.rotate_secret(
+            first, ACME, secret="new-secret-secret", grace_seconds=60, now_ms=0, now="t3"
+        )
+        assert rotated is not None
+        assert rotated.secret == "new-secret-secret"
+        assert [s for s, _ in rotated.previous_secrets] == ["secret-secret"]
+
+        assert await store.delete(first, GLOBEX) is False
+        assert await store.delete(first, ACME) is True
+        assert await store.get(first) is None
+        await assert_indexes_consistent(partitioned_redis, ACME)
+        assert await store.ids(ACME) == [second]
+
+    async def test_the_default_account_is_partitioned_like_any_other(
+        self, partitioned_redis: Redis
+    ) -> None:
+        store = WebhookStore(partitioned_redis)
+        webhook_id = await make(store, ("open",))
+        partition = keys.partitioning().of_account(DEFAULT_ACCOUNT)
+        assert keys.partitioning().of_webhook(webhook_id) == partition
+        names = await assert_tagged(partitioned_redis)
+        assert keys.WEBHOOK_INDEX not in names
+        assert keys.account_webhooks(DEFAULT_ACCOUNT) in in_partition(names, partition)
+        assert await subscribed(store, "open") == {webhook_id}
+
+    async def test_the_limit_holds_under_concurrent_creates(self, partitioned_redis: Redis) -> None:
+        store = WebhookStore(partitioned_redis)
+        results: list[bool] = []
+
+        async def attempt() -> None:
+            try:
+                await make(store, account=ACME, limit=5)
+                results.append(True)
+            except WebhookLimitReached:
+                results.append(False)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(20):
+                group.start_soon(attempt)
+        assert results.count(True) == 5
+        assert await store.count(ACME) == 5

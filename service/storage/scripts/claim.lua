@@ -3,7 +3,7 @@
 -- KEYS[1] delivery: the delivery hash
 -- KEYS[2] all_index: the webhook's index of every delivery
 -- KEYS[3] pending_index: the webhook's index of pending deliveries
--- KEYS[4] leases: every leased pending delivery, scored by lease expiry
+-- KEYS[4] leases: its partition's leased pending deliveries, scored by lease expiry
 -- KEYS[5] webhook: the webhook's hash (read only: is it still active?)
 -- ARGV[1] delivery_id: the delivery's id
 -- ARGV[2] webhook_id: its webhook

@@ -12,7 +12,7 @@
 -- KEYS[1] all_index: the webhook's index of every delivery
 -- KEYS[2] succeeded_index: its index of succeeded deliveries
 -- KEYS[3] failed_index: its index of failed deliveries
--- KEYS[4] stream: the events stream the deliveries' entries are in
+-- KEYS[4] stream: the events stream the deliveries' entries are in (their partition's)
 -- KEYS[5..] delivery, attempts: for each candidate, its hash and attempt log
 -- ARGV[1] retention_count: how many deliveries of each finished status the webhook keeps
 -- ARGV[2] cutoff: the index member bound of the retention age (older members go)

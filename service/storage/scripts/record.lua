@@ -12,8 +12,8 @@
 -- KEYS[5] failed_index: its index of failed deliveries
 -- KEYS[6] webhook: the webhook hash
 -- KEYS[7] all_index: its index of every delivery
--- KEYS[8] leases: every leased pending delivery, scored by lease expiry
--- KEYS[9] metrics: the metrics hash, counting the webhooks this disables
+-- KEYS[8] leases: its partition's leased pending deliveries, scored by lease expiry
+-- KEYS[9] metrics: its partition's metrics hash, counting the webhooks this disables
 -- ARGV[1] owner: who records (the lease holder, or it is "lost")
 -- ARGV[2] now_ms: now, in ms since the epoch
 -- ARGV[3] verdict: succeeded, retry, failed, gone or abandoned

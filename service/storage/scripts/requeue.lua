@@ -5,7 +5,7 @@
 -- KEYS[2] pending_index: the webhook's index of pending deliveries
 -- KEYS[3] failed_index: its index of failed deliveries
 -- KEYS[4] succeeded_index: its index of succeeded deliveries
--- KEYS[5] leases: every leased pending delivery, scored by lease expiry
+-- KEYS[5] leases: its partition's leased pending deliveries, scored by lease expiry
 -- KEYS[6] attempts: the delivery's attempt log
 -- ARGV[1] owner: who takes the lease
 -- ARGV[2] now_ms: now, in ms since the epoch
