@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from service.storage import keys
+from service.storage.connection import RedisClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +24,7 @@ class PortalSession:
 
 
 class PortalStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
 
     async def use_link(self, link_id: str, *, ttl_seconds: int) -> bool:
