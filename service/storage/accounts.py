@@ -30,6 +30,7 @@ from service.core.models import ApiKeyCreated
 from service.storage import keys, scripts, suppressions
 from service.storage.autopipeline import AutoPipeline
 from service.storage.connection import RedisClient, autopipeline_for, register_script
+from service.storage.transactions import transaction
 
 _CLAIM_EMAIL = scripts.load("claim_email")
 _FORGET_EMAIL = scripts.load("forget_email")
@@ -108,7 +109,7 @@ class AccountStore:
 
     async def create(self, account_id: str, name: str, *, now: str) -> StoredAccount:
         fields = {"id": account_id, "name": name, "created_at": now, "updated_at": now}
-        async with self._redis.pipeline(transaction=True) as tx:
+        async with transaction(self._redis, keys.account(account_id)) as tx:
             tx.hset(keys.account(account_id), mapping=fields)
             tx.zadd(keys.ACCOUNT_INDEX, {account_id: 0})
             await tx.execute()
@@ -123,7 +124,7 @@ class AccountStore:
         """Create the built-in default account unless it exists (single-account mode; every
         web process does it at start, so each field is set only if missing)."""
         key = keys.account(DEFAULT_ACCOUNT)
-        async with self._redis.pipeline(transaction=True) as tx:
+        async with transaction(self._redis, key) as tx:
             tx.hsetnx(key, "id", DEFAULT_ACCOUNT)
             tx.hsetnx(key, "name", DEFAULT_ACCOUNT_NAME)
             tx.hsetnx(key, "created_at", now)
@@ -185,7 +186,7 @@ class AccountStore:
         for key in await self.keys(account_id):
             await self.revoke(account_id, key.id)
         await self._forget_emails(account_id)
-        async with self._redis.pipeline(transaction=True) as tx:
+        async with transaction(self._redis, keys.account_keys(account_id)) as tx:
             tx.delete(keys.account_keys(account_id), keys.account_emails(account_id))
             # UNLINK: a long suppression list is freed in the background.
             tx.unlink(*suppressions.account_keys(account_id))
@@ -199,7 +200,7 @@ class AccountStore:
         self, account_id: str, *, key_id: str, digest: str, prefix: str, now: str
     ) -> StoredKey:
         fields = {"id": key_id, "account": account_id, "prefix": prefix, "created_at": now}
-        async with self._redis.pipeline(transaction=True) as tx:
+        async with transaction(self._redis, keys.api_key(digest)) as tx:
             tx.hset(keys.api_key(digest), mapping=fields)
             tx.hset(keys.account_keys(account_id), key_id, digest)
             await tx.execute()
@@ -235,7 +236,7 @@ class AccountStore:
         digest = await self._redis.hget(keys.account_keys(account_id), key_id)  # type: ignore[misc]
         if digest is None:
             return False
-        async with self._redis.pipeline(transaction=True) as tx:
+        async with transaction(self._redis, keys.api_key(digest.decode())) as tx:
             tx.delete(keys.api_key(digest.decode()))
             tx.hdel(keys.account_keys(account_id), key_id)
             await tx.execute()

@@ -24,7 +24,7 @@ def job_queue(redis: RedisClient) -> ArqRedis:
     REDIS_URL names, so that the processes start: arq's job and queue keys are in different
     slots, so its enqueues fail there until our own scheduled set replaces arq (issue #15)."""
     if isinstance(redis, RedisCluster):
-        node = redis.get_default_node()
+        node = next(iter(redis.nodes_manager.startup_nodes.values()))  # not connected yet
         return ArqRedis(
             host=node.host,
             port=node.port,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from service.storage import keys
 from service.storage.connection import RedisClient
+from service.storage.transactions import transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +45,7 @@ class PortalStore:
             "created_at": created_at,
             "expires_at": str(session.expires_at),
         }
-        async with self._redis.pipeline(transaction=True) as tx:
+        async with transaction(self._redis, key) as tx:
             tx.hset(key, mapping=fields)
             tx.expire(key, ttl_seconds)
             await tx.execute()
