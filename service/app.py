@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 
@@ -21,6 +20,7 @@ from service.core.clock import Clock, system_clock
 from service.core.errors import InvalidSignature
 from service.core.ids import format_timestamp
 from service.core.metrics import Tally
+from service.core.partitions import Partitioning
 from service.core.tracking import Signer
 from service.deadlines import Deadlines
 from service.http import (
@@ -47,10 +47,10 @@ from service.http.signing_keys import SigningKeys, signing_keys_client
 from service.http.state import STATE_KEY, AppState
 from service.providers.base import Provider
 from service.providers.registry import PROVIDERS
+from service.storage import keys
 from service.storage.accounts import AccountStore
-from service.storage.autopipeline import AutoPipeline
 from service.storage.capacity import Capacity
-from service.storage.connection import connect
+from service.storage.connection import RedisClient, autopipeline_for, connect
 from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
@@ -123,7 +123,7 @@ async def ensure_default_account(state: AppState) -> None:
 
 
 def create_app(
-    config: Config | None = None, *, redis: Redis | None = None, clock: Clock = system_clock
+    config: Config | None = None, *, redis: RedisClient | None = None, clock: Clock = system_clock
 ) -> Starlette:
     """The ASGI app. `redis` and `clock` are for tests; by default both come from the system."""
     config = config if config is not None else Config.from_env()
@@ -145,12 +145,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         client = redis if redis is not None else connect(config)
+        if redis is None:  # the process's own app; a test names its keys with keys.use
+            keys.use(Partitioning(config.event_partitions))
         keys_client = signing_keys_client()
         logger.info("web starting with %r", config)
         try:
             # One pipeline for the ingest path: a request's routing lookup and its append
             # travel with the other requests' commands.
-            pipeline = AutoPipeline(client)
+            pipeline = autopipeline_for(client)
             event_store = EventStore(
                 client,
                 maxlen=config.events_maxlen,

@@ -12,16 +12,18 @@ from typing import Any
 import fakeredis
 import httpx
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from starlette.applications import Starlette
 
 from config import Config
 from devtools import procfile
+from devtools.redis_cluster import PrivateCluster, redis_cli_path
 from devtools.redis_server import PrivateRedis, redis_server_path
 from service.app import create_app
 from service.core.clock import Clock
 from service.core.partitions import Partitioning
 from service.storage import keys
+from service.storage.connection import connect
 
 API_KEY = "test-api-key-0123456789"
 FIXED_NOW = datetime(2026, 3, 3, 10, 0, 0, tzinfo=UTC)
@@ -166,3 +168,26 @@ async def real_redis(redis_server: PrivateRedis) -> AsyncIterator[Redis]:
     await redis.flushall()
     yield redis
     await redis.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[PrivateCluster]:
+    """A private three-master Redis Cluster for the session, AOF on (fault tests restart its
+    nodes). Mandatory under CI=true: fail, never skip."""
+    if redis_server_path() is None or redis_cli_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server or redis-cli is not installed: CI must run the cluster tests")
+        pytest.skip("redis-server or redis-cli is not installed")
+    with PrivateCluster(durable=True) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def cluster_redis(redis_cluster: PrivateCluster) -> AsyncIterator[RedisCluster]:
+    """The service's own cluster client (connect() with REDIS_CLUSTER=true) of
+    `redis_cluster`, every master flushed."""
+    client = connect(Config(redis_url=redis_cluster.url, redis_cluster=True))
+    assert isinstance(client, RedisCluster)
+    await client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    yield client
+    await client.aclose()

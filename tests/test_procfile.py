@@ -12,6 +12,7 @@ import httpx
 import pytest
 import redis
 
+from devtools.redis_cluster import PrivateCluster
 from devtools.redis_server import PrivateRedis, free_port, wait_for_port
 from service.storage import keys
 from tests.conftest import API_KEY, StartProcess
@@ -129,3 +130,17 @@ def test_web_refuses_malformed_provider_keys(
     assert process.returncode != 0
     assert variable in output.decode()
     assert value not in output.decode()
+
+
+def test_web_starts_on_a_redis_cluster_from_any_node(
+    start_process: StartProcess, redis_cluster: PrivateCluster
+) -> None:
+    port = free_port()
+    node = redis_cluster.nodes[1]
+    process = start_process(
+        "web", REDIS_URL=node.url, REDIS_CLUSTER="true", PORT=str(port), quiet=True
+    )
+    wait_for_port(port, timeout=20, process=process)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").json() == {"status": "ready"}

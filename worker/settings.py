@@ -12,15 +12,21 @@ from typing import Any
 
 from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings
-from redis.asyncio import Redis
 
 from config import Config
 from service import logs
 from service.core.clock import Clock, system_clock
 from service.core.metrics import Tally
-from service.storage import jobs
+from service.core.partitions import Partitioning
+from service.storage import jobs, keys
 from service.storage.autopipeline import AutoPipeline
-from service.storage.connection import RETRY_ON, connect, retry_policy
+from service.storage.connection import (
+    RETRY_ON,
+    RedisClient,
+    autopipeline_for,
+    connect,
+    retry_policy,
+)
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.lanes import Lanes
@@ -103,8 +109,8 @@ class Stores:
     rates: RateLimits
 
     @classmethod
-    def create(cls, redis: Redis, config: Config) -> Stores:
-        pipeline = AutoPipeline(redis)
+    def create(cls, redis: RedisClient, config: Config) -> Stores:
+        pipeline = autopipeline_for(redis)
         return cls(
             pipeline=pipeline,
             webhooks=WebhookStore(redis, pipeline),
@@ -153,6 +159,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     config: Config = ctx["config"]
     configure_logging(config)  # again, for `arq worker.settings.WorkerSettings`
     logger.info("worker starting with %r", config)
+    keys.use(Partitioning(config.event_partitions))
     ctx["http"] = WebhookClient(config)
     # The delivery path's own client (the web process's kind): arq's pool stays for its jobs.
     ctx["store_redis"] = store_redis = connect(config)

@@ -12,7 +12,6 @@ from typing import Any
 
 import msgspec
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
 
 from config import Config
 from service.core.accounts import DEFAULT_ACCOUNT
@@ -28,6 +27,7 @@ from service.core.models import (
     ServiceStatus,
 )
 from service.storage.accounts import AccountStore, StoredAccount
+from service.storage.connection import RedisClient
 from service.storage.dead_letters import DeadLetterStore, NothingToRedrive
 from service.storage.deliveries import DeliveryStore, lease_ms
 from service.storage.jobs import job_queue, recover_failed, requeue_delivery
@@ -58,7 +58,7 @@ class Context:
     clock: Clock
 
     @classmethod
-    def create(cls, redis: Redis, config: Config, clock: Clock = system_clock) -> Context:
+    def create(cls, redis: RedisClient, config: Config, clock: Clock = system_clock) -> Context:
         return cls(
             config=config,
             accounts=AccountStore(redis),

@@ -24,6 +24,8 @@ from service.cli.commands import Context, Output
 from service.core.accounts import is_account_id
 from service.core.errors import MailhooksError
 from service.core.ids import dead_letter_entry, parse_timestamp
+from service.core.partitions import Partitioning
+from service.storage import keys
 from service.storage.connection import connect
 
 Command = Callable[[Context, argparse.Namespace], Awaitable[Output]]
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(config: Config, args: argparse.Namespace) -> Output:
+    keys.use(Partitioning(config.event_partitions))
     client = connect(config)
     try:
         run_command: Command = args.run

@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from redis.asyncio import Redis
-
 from service.core.accounts import (
     DEFAULT_ACCOUNT,
     DEFAULT_ACCOUNT_NAME,
@@ -31,6 +29,8 @@ from service.core.ids import epoch_ms, format_timestamp
 from service.core.models import ApiKeyCreated
 from service.storage import keys, scripts, suppressions
 from service.storage.autopipeline import AutoPipeline
+from service.storage.connection import RedisClient, autopipeline_for, register_script
+from service.storage.transactions import transaction
 
 _CLAIM_EMAIL = scripts.load("claim_email")
 _FORGET_EMAIL = scripts.load("forget_email")
@@ -104,12 +104,12 @@ class StoredKey:
 
 
 class AccountStore:
-    def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
+    def __init__(self, redis: RedisClient, pipeline: AutoPipeline | None = None) -> None:
         self._redis = redis
         # Routing lookups travel with the ingest's appends (service.http.routing).
-        self._pipeline = pipeline or AutoPipeline(redis)
-        self._claim_email = redis.register_script(_CLAIM_EMAIL.source)
-        self._forget_email = redis.register_script(_FORGET_EMAIL.source)
+        self._pipeline = pipeline or autopipeline_for(redis)
+        self._claim_email = register_script(redis, _CLAIM_EMAIL.source)
+        self._forget_email = register_script(redis, _FORGET_EMAIL.source)
 
     # Accounts
 
@@ -134,7 +134,7 @@ class AccountStore:
         key = keys.account(DEFAULT_ACCOUNT)
         # As in `create`: the index (another slot when partitioned) first, then the hash.
         await self._redis.zadd(keys.ACCOUNT_INDEX, {DEFAULT_ACCOUNT: 0})
-        async with self._redis.pipeline(transaction=True) as tx:
+        async with transaction(self._redis, key) as tx:
             tx.hsetnx(key, "id", DEFAULT_ACCOUNT)
             tx.hsetnx(key, "name", DEFAULT_ACCOUNT_NAME)
             tx.hsetnx(key, "created_at", now)
@@ -202,7 +202,7 @@ class AccountStore:
             for name in suppressions.account_keys(account_id):
                 pipe.unlink(name)
             await pipe.execute()
-        async with self._redis.pipeline(transaction=True) as tx:
+        async with transaction(self._redis, keys.account_keys(account_id)) as tx:
             tx.delete(keys.account_keys(account_id), keys.account_emails(account_id))
             tx.delete(keys.account(account_id))
             await tx.execute()
@@ -280,13 +280,18 @@ class AccountStore:
         account holds (left unchanged)."""
         unique = list(dict.fromkeys(email_ids))
         digests = [email_digest(e) for e in unique]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for digest in digests:
-                script_keys, args = claim_email_call(
+        # Through the AutoPipeline, not a redis-py Pipeline: on a cluster it sends each
+        # claim to its key's node, and it loads the script again wherever Redis lost it.
+        claims = [
+            self._pipeline.script(
+                self._claim_email,
+                *claim_email_call(
                     owner=keys.email_owner(digest), account=account_id, ttl_ms=ttl_ms
-                )
-                await self._claim_email(keys=script_keys, args=args, client=pipe)
-            claimed = await pipe.execute()
+                ),
+            )
+            for digest in digests
+        ]
+        claimed = await asyncio.gather(*claims)
         mine = {d: now_ms + ttl_ms for d, ok in zip(digests, claimed, strict=True) if ok}
         index = keys.account_emails(account_id)
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -342,11 +347,15 @@ class AccountStore:
             digests = await self._redis.zrange(index, 0, FORGET_BATCH - 1)
             if not digests:
                 return
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for digest in digests:
-                    script_keys, args = forget_email_call(
-                        owner=keys.email_owner(digest.decode()), account=account_id
+            await asyncio.gather(
+                *(
+                    self._pipeline.script(
+                        self._forget_email,
+                        *forget_email_call(
+                            owner=keys.email_owner(digest.decode()), account=account_id
+                        ),
                     )
-                    await self._forget_email(keys=script_keys, args=args, client=pipe)
-                pipe.zrem(index, *digests)
-                await pipe.execute()
+                    for digest in digests
+                )
+            )
+            await self._redis.zrem(index, *digests)

@@ -39,8 +39,13 @@ Pending = tuple[tuple[Any, ...], "asyncio.Future[Any]", AsyncScript | None]
 
 
 class AutoPipeline:
+    """One server's: every command goes down one connection of its pool at a time. On a
+    cluster, `autopipeline_for` gives a service.storage.cluster_pipeline.ClusterAutoPipeline,
+    which routes each command to one of these per node."""
+
     def __init__(self, redis: Redis, *, max_batch: int = 500, reply_timeout: float = 5.0) -> None:
         self._redis = redis
+        self._callbacks = redis.response_callbacks
         self._max_batch = max_batch
         # No command sent here blocks, so a batch unanswered this long means a connection
         # gone silent (a half-open socket after a failover): drop it and retry, rather than
@@ -85,9 +90,8 @@ class AutoPipeline:
     async def _send_queued(self) -> None:
         batch: list[Pending] = []
         connection: AbstractConnection | None = None
-        pool = self._redis.connection_pool
         try:
-            connection = held = await pool.get_connection()
+            connection = held = await self._connection()
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
@@ -98,6 +102,7 @@ class AutoPipeline:
                     )
                 except Exception as exc:  # retries ran out: this batch's callers see it
                     await held.disconnect(nowait=True)  # replies may be on their way
+                    self._lost(exc)
                     _fail(batch, exc)
                 batch = []
         except asyncio.CancelledError:
@@ -113,7 +118,32 @@ class AutoPipeline:
             if connection is not None:
                 if batch:  # cut off mid-batch: replies may still be on their way
                     await connection.disconnect(nowait=True)
-                await pool.release(connection)
+                await self._release(connection)
+
+    # What a sender to one node of a cluster replaces: where its connection comes from,
+    # where a lost script is loaded, what an error reply or an unreachable server means.
+
+    async def _connection(self) -> AbstractConnection:
+        connection: AbstractConnection = await self._redis.connection_pool.get_connection()
+        return connection
+
+    async def _release(self, connection: AbstractConnection) -> None:
+        await self._redis.connection_pool.release(connection)
+
+    async def _load(self, script: AsyncScript) -> Any:
+        return await self._redis.script_load(script.script)
+
+    def _error_reply(
+        self,
+        args: tuple[Any, ...],
+        future: asyncio.Future[Any],
+        script: AsyncScript | None,
+        exc: Exception,
+    ) -> None:
+        future.set_exception(exc)
+
+    def _lost(self, exc: Exception) -> None:
+        """Redis did not answer through every retry (the batch's callers fail with `exc`)."""
 
     async def _round_trip(self, connection: AbstractConnection, batch: list[Pending]) -> None:
         """Send the batch's unanswered commands and hand each caller its reply. After a
@@ -144,7 +174,7 @@ class AutoPipeline:
             ) from None
 
     async def _read_replies(self, connection: AbstractConnection, live: list[Pending]) -> None:
-        callbacks = self._redis.response_callbacks
+        callbacks = self._callbacks
         for args, future, script in live:
             try:
                 reply = await connection.read_response()
@@ -158,7 +188,7 @@ class AutoPipeline:
                 continue
             except redis.exceptions.ResponseError as exc:
                 if not future.done():
-                    future.set_exception(exc)
+                    self._error_reply(args, future, script, exc)
                 continue
             if future.done():
                 continue
@@ -180,9 +210,7 @@ class AutoPipeline:
         self._reloading.add(future)  # a retry of this batch must not send it again
         load = self._loads.get(script.sha)
         if load is None:
-            load = self._loads[script.sha] = asyncio.ensure_future(
-                self._redis.script_load(script.script)
-            )
+            load = self._loads[script.sha] = asyncio.ensure_future(self._load(script))
             load.add_done_callback(lambda _: self._loads.pop(script.sha, None))
 
         async def run() -> None:

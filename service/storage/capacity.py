@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
 from service.core.clock import Clock, system_clock
+from service.storage.connection import RedisClient
 
 logger = logging.getLogger("mailhooks")
 
@@ -26,6 +28,21 @@ READ_TIMEOUT_SECONDS = 2.0
 _INFO_UNAVAILABLE = ("unknown command", "noperm")
 
 
+async def memory(redis: RedisClient) -> tuple[int, int]:
+    """(used_memory, maxmemory) from INFO memory; on a cluster, the fullest master's: ingest
+    stops when any shard is full, since an account's events all go to one shard (a master
+    without maxmemory counts as empty)."""
+    if isinstance(redis, RedisCluster):
+        by_node = await redis.info("memory", target_nodes=RedisCluster.PRIMARIES)
+        readings = [_reading(info) for info in by_node.values()]
+        return max(readings, key=lambda r: r[0] / r[1] if r[1] else 0.0)
+    return _reading(await redis.info("memory"))
+
+
+def _reading(info: dict[str, Any]) -> tuple[int, int]:
+    return int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+
+
 def over_limit(used_memory: int, maxmemory: int, limit: float) -> bool:
     """maxmemory 0 means unlimited: never over."""
     return maxmemory > 0 and used_memory >= limit * maxmemory
@@ -34,7 +51,7 @@ def over_limit(used_memory: int, maxmemory: int, limit: float) -> bool:
 class Capacity:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         limit: float,
         refresh_seconds: float = REFRESH_SECONDS,
@@ -62,7 +79,7 @@ class Capacity:
 
     async def _read(self) -> None:
         try:
-            memory = await asyncio.wait_for(self._redis.info("memory"), self._read_timeout)
+            used, maxmemory = await asyncio.wait_for(memory(self._redis), self._read_timeout)
         except ResponseError as exc:
             if not str(exc).lower().startswith(_INFO_UNAVAILABLE):
                 self._retry_later(exc)
@@ -75,7 +92,6 @@ class Capacity:
         except (RedisError, TimeoutError) as exc:
             self._retry_later(exc)
             return
-        used, maxmemory = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
         self._full = over_limit(used, maxmemory, self._limit)
         self._next_read = self._now() + self._refresh_seconds
 

@@ -1,12 +1,13 @@
-"""Connecting to Redis from REDIS_URL (redis://, rediss:// with Heroku's self-signed certs)."""
+"""Connecting to Redis from REDIS_URL (redis://, rediss:// with Heroku's self-signed certs):
+one server, or with REDIS_CLUSTER=true a Redis Cluster discovered from any of its nodes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import hiredis
 import redis.exceptions
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import (
     AbstractConnection,
     Connection,
@@ -15,8 +16,11 @@ from redis.asyncio.connection import (
 )
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
 
 from config import Config
+from service.storage.autopipeline import AutoPipeline
+from service.storage.cluster_pipeline import ClusterAutoPipeline
 
 # A command that meets a dropped connection (Redis restarted, a failover) is retried on a
 # fresh one for up to about two seconds before the request answers 503. Our writes are safe
@@ -68,7 +72,13 @@ PACKING = {
 }
 
 
-def connect(config: Config) -> Redis:
+# What the stores are given: one server's client or a cluster's. The commands they issue
+# exist on both; a MULTI (`pipeline(transaction=True)`) does not exist on the cluster client,
+# see service.storage.transactions.
+RedisClient: TypeAlias = Redis | RedisCluster
+
+
+def connect(config: Config) -> RedisClient:
     options: dict[str, Any] = {
         "health_check_interval": 30,
         "socket_connect_timeout": 5,
@@ -77,7 +87,36 @@ def connect(config: Config) -> Redis:
     }
     if config.redis_url.startswith("rediss://"):
         options["ssl_cert_reqs"] = config.redis_ssl_cert_reqs
+    if config.redis_cluster:
+        return connect_cluster(config.redis_url, options)
     client: Redis = Redis.from_url(config.redis_url, **options)
     pool = client.connection_pool
     pool.connection_class = PACKING.get(pool.connection_class, pool.connection_class)
     return client
+
+
+def connect_cluster(url: str, options: dict[str, Any]) -> RedisCluster:
+    """The cluster client, finding every node from the one `url` names. Each node's
+    connections pack with hiredis too: the client passes one dict of connection options to
+    every node it creates (those it discovers, and those a MOVED names later), so the
+    packing class goes in there, and into the node it was given, made already."""
+    cluster: RedisCluster = RedisCluster.from_url(url, **options)
+    kwargs = cluster.connection_kwargs  # shared with the client's NodesManager
+    kwargs["connection_class"] = PACKING.get(kwargs["connection_class"], kwargs["connection_class"])
+    for node in cluster.nodes_manager.startup_nodes.values():
+        node.connection_class = kwargs["connection_class"]
+    return cluster
+
+
+def autopipeline_for(redis: RedisClient, **options: Any) -> AutoPipeline:
+    """The AutoPipeline for `redis`: one server's, or a cluster's (a sender per node)."""
+    if isinstance(redis, Redis):
+        return AutoPipeline(redis, **options)
+    return ClusterAutoPipeline(redis, **options)
+
+
+def register_script(redis: RedisClient, source: str) -> AsyncScript:
+    """`redis.register_script(source)` for either client. On a cluster, EVALSHA goes to the
+    node of the script's first key and a NOSCRIPT is answered by SCRIPT LOAD on every master
+    (redis-py's AsyncScript does both; only its annotation names the one-server client)."""
+    return AsyncScript(redis, source)  # type: ignore[arg-type]

@@ -15,11 +15,11 @@ import builtins
 from dataclasses import dataclass
 
 import msgspec
-from redis.asyncio import Redis
 
 from service.core.ids import dead_letter_entry, dead_letter_id, event_id
 from service.core.models import DeadLetter, Event
 from service.storage import keys, scripts
+from service.storage.connection import RedisClient, register_script
 from service.storage.events import INDEX_TTL_SECONDS, decode_entry
 from service.storage.trimming import index_keys
 
@@ -121,9 +121,9 @@ class StoredDeadLetter:
 
 
 class DeadLetterStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
-        self._redrive = redis.register_script(_REDRIVE.source)
+        self._redrive = register_script(redis, _REDRIVE.source)
 
     async def count(self) -> int:
         return int(await self._redis.xlen(keys.DEAD_LETTERS))

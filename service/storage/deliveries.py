@@ -18,14 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from redis.asyncio import Redis
-
 from config import Config
 from service.core.ids import delivery_member, member_delivery, ms_member_bound
 from service.core.metrics import WEBHOOKS_DISABLED, field_name
 from service.core.outcome import Verdict
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
+from service.storage.connection import RedisClient, autopipeline_for, register_script
 from service.storage.retention import PRUNE_INTERVAL_SECONDS, DeliveryPruner
 
 ATTEMPT_LOG_LENGTH = 50
@@ -217,7 +216,7 @@ def lease_ms(config: Config) -> int:
 class DeliveryStore:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         pipeline: AutoPipeline | None = None,
         *,
         prune_interval_seconds: float = PRUNE_INTERVAL_SECONDS,
@@ -225,10 +224,10 @@ class DeliveryStore:
         self._redis = redis
         # Claims and outcomes of concurrent attempts travel together (shared with whatever
         # else the worker sends at the same time, when given).
-        self._pipeline = pipeline or AutoPipeline(redis)
-        self._claim = redis.register_script(_CLAIM.source)
-        self._record = redis.register_script(_RECORD.source)
-        self._requeue = redis.register_script(_REQUEUE.source)
+        self._pipeline = pipeline or autopipeline_for(redis)
+        self._claim = register_script(redis, _CLAIM.source)
+        self._record = register_script(redis, _RECORD.source)
+        self._requeue = register_script(redis, _REQUEUE.source)
         # Retention, off the delivery path (service.storage.retention).
         self._pruner = DeliveryPruner(redis, interval_seconds=prune_interval_seconds)
 

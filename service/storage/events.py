@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
 
 from service.core.accounts import DEFAULT_ACCOUNT, indexed_account
@@ -28,6 +27,7 @@ from service.core.normalized import Ignored
 from service.core.suppressions import normalize_address, suppression_reason
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
+from service.storage.connection import RedisClient, autopipeline_for, register_script
 from service.storage.suppressions import (
     SUPPRESS_EVENTS,
     EventSuppression,
@@ -132,7 +132,7 @@ class EventFilter:
 class EventStore:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         maxlen: int,
         dedup_ttl_seconds: int,
@@ -143,11 +143,11 @@ class EventStore:
         self._scan_budget = scan_budget
         self._maxlen = maxlen
         self._dedup_ttl = dedup_ttl_seconds
-        self._append = redis.register_script(_APPEND.source)
-        self._suppress = redis.register_script(SUPPRESS_EVENTS.source)
+        self._append = register_script(redis, _APPEND.source)
+        self._suppress = register_script(redis, SUPPRESS_EVENTS.source)
         self._trimmer = EventTrimmer(redis, maxlen=maxlen)
         # Concurrent requests' appends, sent together.
-        self._pipeline = pipeline or AutoPipeline(redis)
+        self._pipeline = pipeline or autopipeline_for(redis)
 
     async def append(
         self,

@@ -4,9 +4,8 @@ values are; key names in service.storage.keys)."""
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from service.storage import keys, scripts
+from service.storage.connection import RedisClient, register_script
 
 _SETTLE = scripts.load("settle_idempotency")
 
@@ -17,9 +16,9 @@ def settle_call(*, record: str, marker: bytes, response: bytes, ttl_ms: int) -> 
 
 
 class IdempotencyStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
-        self._settle = redis.register_script(_SETTLE.source)
+        self._settle = register_script(redis, _SETTLE.source)
 
     async def claim(self, digest: str, marker: bytes, *, ttl_ms: int) -> bytes | None:
         """None if the key was free and now holds `marker` (the caller runs the request);

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import msgspec
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 
 from service.core.ids import LeaseTag, lease_owner
+from service.storage.connection import RedisClient
 from service.storage.deliveries import DeliveryStore, StoredDelivery
 
 RETRY_DELIVERY = "retry_delivery"
@@ -18,8 +19,18 @@ serialize = msgspec.msgpack.encode
 deserialize = msgspec.msgpack.decode
 
 
-def job_queue(redis: Redis) -> ArqRedis:
-    """An arq handle sharing `redis`'s connection pool."""
+def job_queue(redis: RedisClient) -> ArqRedis:
+    """An arq handle sharing `redis`'s connection pool. On a cluster, a client of the node
+    REDIS_URL names, so that the processes start: arq's job and queue keys are in different
+    slots, so its enqueues fail there until our own scheduled set replaces arq (issue #15)."""
+    if isinstance(redis, RedisCluster):
+        node = next(iter(redis.nodes_manager.startup_nodes.values()))  # not connected yet
+        return ArqRedis(
+            host=node.host,
+            port=node.port,
+            job_serializer=serialize,
+            job_deserializer=deserialize,
+        )
     return ArqRedis(
         connection_pool=redis.connection_pool,
         job_serializer=serialize,

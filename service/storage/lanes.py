@@ -16,11 +16,11 @@ from typing import Any
 
 import msgspec
 import redis.exceptions
-from redis.asyncio import Redis
 
 from service.core.models import Event
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
+from service.storage.connection import RedisClient, autopipeline_for, register_script
 from service.storage.events import decode_entry
 
 _SPILL = scripts.load("spill")
@@ -63,16 +63,16 @@ class LaneRead:
 class Lanes:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         pipeline: AutoPipeline | None = None,
         *,
         group: str = keys.DELIVERY_GROUP,
     ) -> None:
         self._redis = redis
-        self._pipeline = pipeline or AutoPipeline(redis)
+        self._pipeline = pipeline or autopipeline_for(redis)
         self._group = group
-        self._spill = redis.register_script(_SPILL.source)
-        self._ack = redis.register_script(_LANE_ACK.source)
+        self._spill = register_script(redis, _SPILL.source)
+        self._ack = register_script(redis, _LANE_ACK.source)
 
     async def spill(
         self, stream: str, partition: int, entries: Sequence[tuple[str, str]], now_ms: int

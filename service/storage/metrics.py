@@ -15,11 +15,11 @@ import logging
 from collections.abc import Mapping
 
 from arq.constants import default_queue_name
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.core.metrics import Snapshot, Tally
 from service.storage import keys
+from service.storage.connection import RedisClient
 from service.storage.status import StatusStore
 
 logger = logging.getLogger("mailhooks.metrics")
@@ -29,7 +29,7 @@ LATE_MS = 1000
 
 
 class MetricsStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
         self._status = StatusStore(redis)
 

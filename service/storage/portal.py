@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from service.storage import keys
+from service.storage.connection import RedisClient
+from service.storage.transactions import transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class PortalSession:
 
 
 class PortalStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
 
     async def use_link(self, link_id: str, *, ttl_seconds: int) -> bool:
@@ -45,7 +45,7 @@ class PortalStore:
             "created_at": created_at,
             "expires_at": str(session.expires_at),
         }
-        async with self._redis.pipeline(transaction=True) as tx:
+        async with transaction(self._redis, key) as tx:
             tx.hset(key, mapping=fields)
             tx.expire(key, ttl_seconds)
             await tx.execute()

@@ -7,10 +7,9 @@ Only webhooks with a `rate_limit` are looked up here; the others cost nothing.
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
+from service.storage.connection import RedisClient, autopipeline_for, register_script
 
 _RATE_SLOT = scripts.load("rate_slot")
 
@@ -21,10 +20,10 @@ def rate_slot_call(*, state: str, per_second: int, burst: int) -> scripts.Script
 
 
 class RateLimits:
-    def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
+    def __init__(self, redis: RedisClient, pipeline: AutoPipeline | None = None) -> None:
         # Slots taken by concurrent attempts travel with the worker's other commands.
-        self._pipeline = pipeline or AutoPipeline(redis)
-        self._script = redis.register_script(_RATE_SLOT.source)
+        self._pipeline = pipeline or autopipeline_for(redis)
+        self._script = register_script(redis, _RATE_SLOT.source)
 
     async def take_slot(self, webhook_id: int, *, per_second: int, burst: int) -> float:
         """Take the webhook's next delivery slot; seconds until it (0.0: now). The slot is

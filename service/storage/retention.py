@@ -19,11 +19,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
-
 from service.core.ids import member_delivery, ms_member_bound
 from service.storage import keys, scripts
 from service.storage.background import SingleFlight
+from service.storage.connection import RedisClient, register_script
 
 logger = logging.getLogger("mailhooks.retention")
 
@@ -75,9 +74,11 @@ class _Request:
 
 
 class DeliveryPruner:
-    def __init__(self, redis: Redis, *, interval_seconds: float = PRUNE_INTERVAL_SECONDS) -> None:
+    def __init__(
+        self, redis: RedisClient, *, interval_seconds: float = PRUNE_INTERVAL_SECONDS
+    ) -> None:
         self._redis = redis
-        self._script = redis.register_script(_PRUNE.source)
+        self._script = register_script(redis, _PRUNE.source)
         self._background = SingleFlight(
             self._prune_requested,
             rest_seconds=interval_seconds,

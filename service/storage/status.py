@@ -3,7 +3,6 @@ one pipeline."""
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from config import Config
@@ -11,6 +10,8 @@ from service.core.clock import Clock
 from service.core.models import ServiceStatus
 from service.core.status import Readings, assess
 from service.storage import keys
+from service.storage.capacity import memory
+from service.storage.connection import RedisClient
 from service.storage.deliveries import lease_ms
 
 # An entry is normally acknowledged within a lease of being read, or reclaimed after two
@@ -19,7 +20,7 @@ STUCK_AFTER_LEASES = 20
 
 
 class StatusStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
 
     async def ping(self) -> bool:
@@ -43,15 +44,15 @@ class StatusStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xlen(keys.EVENTS_STREAM)
             pipe.get(keys.WORKER_HEARTBEAT)
-            pipe.info("memory")
             pipe.xinfo_groups(keys.EVENTS_STREAM)
             pipe.xpending(keys.EVENTS_STREAM, keys.DELIVERY_GROUP)
             pipe.xinfo_stream(keys.EVENTS_STREAM)
             pipe.get(keys.UNREADABLE_EVENTS)
             pipe.xlen(keys.DEAD_LETTERS)
             replies = await pipe.execute(raise_on_error=False)
-        stored, heartbeat, memory, groups, pending, stream, unreadable, dead = replies
-        for reply in (stored, heartbeat, memory, unreadable, dead):
+        used_memory, maxmemory = await memory(self._redis)  # on a cluster: every master's
+        stored, heartbeat, groups, pending, stream, unreadable, dead = replies
+        for reply in (stored, heartbeat, unreadable, dead):
             if isinstance(reply, Exception):
                 raise reply
         # No stream yet ("no such key") or no group yet (NOGROUP): nothing read, nothing pending.
@@ -66,8 +67,8 @@ class StatusStore:
         return Readings(
             stored=stored,
             heartbeat=heartbeat.decode() if heartbeat else None,
-            used_memory=int(memory["used_memory"]),
-            maxmemory=int(memory["maxmemory"]),
+            used_memory=used_memory,
+            maxmemory=maxmemory,
             group_exists=group is not None,
             lag=None if group is None or group.get("lag") is None else int(group["lag"]),
             last_delivered=_text(group.get("last-delivered-id")) if group else None,

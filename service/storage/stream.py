@@ -16,11 +16,11 @@ from typing import Any
 
 import msgspec
 import redis.exceptions
-from redis.asyncio import Redis
 
 from service.core.models import Event
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
+from service.storage.connection import RedisClient, autopipeline_for, register_script
 from service.storage.events import decode_entry
 
 _FORGET_DEAD_CONSUMERS = scripts.load("forget_dead_consumers")
@@ -64,7 +64,7 @@ class StreamRead:
 class EventStream:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         pipeline: AutoPipeline | None = None,
         *,
         group: str = keys.DELIVERY_GROUP,
@@ -72,10 +72,10 @@ class EventStream:
         self._redis = redis
         self.key = keys.EVENTS_STREAM
         # Acknowledgements travel with whatever else is sent at the time (the worker's).
-        self._pipeline = pipeline or AutoPipeline(redis)
+        self._pipeline = pipeline or autopipeline_for(redis)
         self._group = group
-        self._forget = redis.register_script(_FORGET_DEAD_CONSUMERS.source)
-        self._dead_letter = redis.register_script(_DEAD_LETTER.source)
+        self._forget = register_script(redis, _FORGET_DEAD_CONSUMERS.source)
+        self._dead_letter = register_script(redis, _DEAD_LETTER.source)
 
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if missing, reading from the very first entry."""

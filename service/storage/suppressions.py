@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from typing import cast
 
 import msgspec
-from redis.asyncio import Redis
 
 from service.core.ids import entry_time, event_id, format_timestamp
 from service.core.models import Suppression, SuppressionReason
 from service.core.suppressions import REASONS
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
+from service.storage.connection import RedisClient, autopipeline_for, register_script
 
 SUPPRESS_EVENTS = scripts.load("suppress_events")
 _SUPPRESS = scripts.load("suppress")
@@ -98,12 +98,12 @@ def to_model(address: str, raw: bytes) -> Suppression:
 
 
 class SuppressionStore:
-    def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
+    def __init__(self, redis: RedisClient, pipeline: AutoPipeline | None = None) -> None:
         self._redis = redis
         # The sending path's check travels with whatever else the process is sending.
-        self._pipeline = pipeline or AutoPipeline(redis)
-        self._suppress = redis.register_script(_SUPPRESS.source)
-        self._unsuppress = redis.register_script(_UNSUPPRESS.source)
+        self._pipeline = pipeline or autopipeline_for(redis)
+        self._suppress = register_script(redis, _SUPPRESS.source)
+        self._unsuppress = register_script(redis, _UNSUPPRESS.source)
 
     async def get(self, account: str, address: str) -> Suppression | None:
         """`address` (normalised) on the account's list, or None: one HGET."""

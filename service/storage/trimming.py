@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
-from redis.asyncio import Redis
 
 from service.core.accounts import indexed_account
 from service.core.ids import entry_after, entry_key, entry_member
 from service.storage import keys, scripts
 from service.storage.background import SingleFlight
+from service.storage.connection import RedisClient, register_script
 
 logger = logging.getLogger("mailhooks.trim")
 
@@ -107,10 +107,10 @@ def plan_entries(rows: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> TrimPlan:
 
 
 class EventTrimmer:
-    def __init__(self, redis: Redis, *, maxlen: int) -> None:
+    def __init__(self, redis: RedisClient, *, maxlen: int) -> None:
         self._redis = redis
         self._maxlen = maxlen
-        self._script = redis.register_script(_TRIM.source)
+        self._script = register_script(redis, _TRIM.source)
         self._background = SingleFlight(
             self._trim_due,
             rest_seconds=REST_SECONDS,

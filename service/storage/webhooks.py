@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from msgspec import UNSET, UnsetType
-from redis.asyncio import Redis
 
 from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.event_types import SUBSCRIBABLE_TYPES, WILDCARD, format_event_types
@@ -28,6 +27,7 @@ from service.core.rotation import (
 )
 from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
+from service.storage.connection import RedisClient, autopipeline_for, register_script
 
 # Every subscriber set of an account, in a fixed order: scripts get them all as KEYS (so they
 # declare every key they touch) and are told by position which ones a webhook belongs in.
@@ -178,14 +178,14 @@ def _may_be_of(webhook_id: int, account: str) -> bool:
 
 
 class WebhookStore:
-    def __init__(self, redis: Redis, pipeline: AutoPipeline | None = None) -> None:
+    def __init__(self, redis: RedisClient, pipeline: AutoPipeline | None = None) -> None:
         self._redis = redis
         # Subscriber lookups travel with whatever else is sent at the time (the worker's).
-        self._pipeline = pipeline or AutoPipeline(redis)
-        self._create = redis.register_script(_CREATE.source)
-        self._update = redis.register_script(_UPDATE.source)
-        self._delete = redis.register_script(_DELETE.source)
-        self._rotate = redis.register_script(_ROTATE.source)
+        self._pipeline = pipeline or autopipeline_for(redis)
+        self._create = register_script(redis, _CREATE.source)
+        self._update = register_script(redis, _UPDATE.source)
+        self._delete = register_script(redis, _DELETE.source)
+        self._rotate = register_script(redis, _ROTATE.source)
 
     async def create(
         self,

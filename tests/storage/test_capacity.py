@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 import anyio
 import fakeredis
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import ConnectionError, ResponseError
 
-from service.storage.capacity import Capacity, over_limit
+from devtools.redis_cluster import PrivateCluster
+from service.storage.capacity import Capacity, memory, over_limit
 from tests.conftest import FIXED_NOW
 
 
@@ -130,4 +131,34 @@ async def test_a_failed_reading_keeps_the_last_and_tries_again_a_second_later() 
 async def test_no_maxmemory_field_means_unlimited() -> None:
     redis = ScriptedInfo({"used_memory": 10**12})
     capacity = Capacity(redis, limit=0.9, clock=MovingClock())  # type: ignore[arg-type]
+    assert await capacity.full() is False
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_on_a_cluster_the_fullest_master_counts(
+    cluster_redis: RedisCluster, redis_cluster: PrivateCluster
+) -> None:
+    clock = MovingClock()
+    capacity = Capacity(cluster_redis, limit=0.9, clock=clock)
+    assert await capacity.full() is False
+    assert (await memory(cluster_redis))[1] == 0  # no maxmemory: unlimited
+    node = redis_cluster.nodes[2]  # one master only, not the one REDIS_URL names
+    info = dict(
+        line.split(":", 1)
+        for line in redis_cluster.cli(node, "info", "memory").split()
+        if ":" in line
+    )
+    used = int(info["used_memory"])
+    redis_cluster.cli(node, "config", "set", "maxmemory-policy", "noeviction")
+    redis_cluster.cli(node, "config", "set", "maxmemory", str(used + 1024))
+    try:
+        clock.advance(1.0)
+        assert await capacity.full() is True
+        used_now, maxmemory = await memory(cluster_redis)
+        assert maxmemory == used + 1024
+        assert used_now >= 0.9 * maxmemory
+    finally:
+        redis_cluster.cli(node, "config", "set", "maxmemory", "0")
+    clock.advance(2.0)
     assert await capacity.full() is False

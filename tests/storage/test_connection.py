@@ -14,10 +14,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from redis.asyncio import RedisCluster
 
 from config import Config
+from devtools.redis_cluster import PrivateCluster
 from devtools.redis_server import PrivateRedis
-from service.storage.connection import HiredisPacking, connect
+from service.storage.connection import HiredisPacking, connect, register_script
 from worker.settings import redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -103,3 +105,48 @@ async def test_commands_packed_by_hiredis_mean_what_redis_py_would_send(
     with pytest.raises(redis.exceptions.DataError):
         await client.set("k", None)  # type: ignore[arg-type]
     await client.aclose()
+
+
+class TestCluster:
+    async def test_any_nodes_url_gives_a_client_of_the_whole_cluster(
+        self, redis_cluster: PrivateCluster
+    ) -> None:
+        for node in redis_cluster.nodes:
+            client = connect(Config(redis_url=node.url, redis_cluster=True))
+            assert isinstance(client, RedisCluster)
+            assert await client.ping() is True
+            assert {int(n.port) for n in client.get_primaries()} == {
+                n.port for n in redis_cluster.nodes
+            }
+            await client.aclose()
+
+    async def test_every_nodes_connections_pack_with_hiredis(
+        self, cluster_redis: RedisCluster
+    ) -> None:
+        await cluster_redis.initialize()
+        assert all(
+            issubclass(node.connection_class, HiredisPacking) for node in cluster_redis.get_nodes()
+        )
+        # Keys on each master (each its own slot), a two-word command name.
+        for i in range(20):
+            await cluster_redis.hset(f"h{i}", mapping={"s": "żółw", "i": i})
+            assert await cluster_redis.hgetall(f"h{i}") == {b"s": "żółw".encode(), b"i": b"%d" % i}
+        assert await cluster_redis.execute_command("CONFIG GET", "maxmemory") == {"maxmemory": "0"}
+
+    async def test_a_blocking_read_goes_to_its_streams_node(
+        self, cluster_redis: RedisCluster
+    ) -> None:
+        streams = [f"mh:test:stream:{i}" for i in range(6)]  # over every master
+        assert len({cluster_redis.get_node_from_key(s).name for s in streams}) == 3  # type: ignore[union-attr]
+        for stream in streams:
+            await cluster_redis.xgroup_create(stream, "g", id="0", mkstream=True)
+            await cluster_redis.xadd(stream, {"n": stream})
+            read = await cluster_redis.xreadgroup("g", "c", {stream: ">"}, count=1, block=100)
+            assert read[0][1][0][1] == {b"n": stream.encode()}
+
+    async def test_register_script_works_on_a_cluster_client(
+        self, cluster_redis: RedisCluster
+    ) -> None:
+        script = register_script(cluster_redis, "return redis.call('SET', KEYS[1], ARGV[1])")
+        for i in range(10):  # keys on every master; NOSCRIPT on each loads it there
+            assert await script(keys=[f"k{i}"], args=["v"]) == b"OK"
