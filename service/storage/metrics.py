@@ -14,7 +14,6 @@ import contextlib
 import logging
 from collections.abc import Mapping
 
-from arq.constants import default_queue_name
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -55,16 +54,18 @@ class MetricsStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.METRICS)
             pipe.zcount(keys.DELIVERY_LEASES, f"({now_ms + lease_ms}", "+inf")
-            # Jobs a second late or more: arq enqueues its cron jobs up to a second ahead.
-            pipe.zcount(default_queue_name, "-inf", now_ms - LATE_MS)
             pipe.xlen(keys.DEAD_LETTERS)
             pipe.xrange(keys.EVENTS_STREAM, first_unread, "+", count=1)
-            counts, scheduled, due, dead_letters, unread = await pipe.execute()
+            # Scheduled attempts a second late or more, in every partition's retry set (one
+            # being attempted is hidden ahead of now: not late).
+            for partition in keys.partitioning().all():
+                pipe.zcount(keys.retries(partition), "-inf", now_ms - LATE_MS)
+            counts, scheduled, dead_letters, unread, *due = await pipe.execute()
         return Snapshot(
             counts={name.decode(): value.decode() for name, value in counts.items()},
             readings=readings,
             retries_scheduled=int(scheduled),
-            retries_due=int(due),
+            retries_due=sum(int(late) for late in due),
             dead_letters=int(dead_letters),
             first_unread=unread[0][0].decode() if unread else None,
         )
