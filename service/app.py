@@ -55,9 +55,9 @@ from service.storage.dead_letters import DeadLetterStore
 from service.storage.deliveries import DeliveryStore
 from service.storage.events import EventStore
 from service.storage.idempotency import IdempotencyStore
-from service.storage.jobs import job_queue
 from service.storage.metrics import MetricsRecorder, MetricsStore
 from service.storage.portal import PortalStore
+from service.storage.retries import RetrySchedule
 from service.storage.status import StatusStore
 from service.storage.suppressions import SuppressionStore
 from service.storage.webhooks import WebhookStore
@@ -165,7 +165,7 @@ def create_app(
                 webhooks=WebhookStore(client),
                 events=event_store,
                 deliveries=DeliveryStore(client),
-                jobs=job_queue(client),
+                retries=RetrySchedule(client, pipeline),
                 clock=clock,
                 capacity=Capacity(client, limit=config.ingest_memory_limit, clock=clock),
                 deadlines=Deadlines(),

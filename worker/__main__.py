@@ -1,9 +1,11 @@
-"""`python -m worker`, the Procfile's worker: arq's worker, started again in this same process
-if Redis goes away for longer than a command's retries.
+"""`python -m worker`, the Procfile's worker: arq's worker on a single Redis, our own small
+runner on a Redis Cluster (worker/runner.py: arq cannot run there), either started again in
+this same process if Redis goes away for longer than a command's retries.
 
-arq's poll loop ends at the first Redis error it cannot retry. All state lives in Redis, so
-the loop is simply run again once Redis answers; the process (and its place in the platform's
-process list) stays. A signal (SIGTERM, Ctrl-C) still stops it for good.
+arq's poll loop (or a maintenance job of ours) ends at the first Redis error it cannot retry.
+All state lives in Redis, so the worker is simply run again once Redis answers; the process
+(and its place in the platform's process list) stays. A signal (SIGTERM, Ctrl-C) still stops
+it for good.
 """
 
 from __future__ import annotations
@@ -13,43 +15,44 @@ import gc
 import logging
 import sys
 import time
+from typing import Any
 
-import redis.exceptions
 import uvloop
 from arq.worker import create_worker
 
 from service import logs
+from worker import runner
+from worker.jobs import MAINTENANCE
+from worker.runner import OUTAGE_ERRORS
 from worker.settings import CONFIG, WorkerSettings, close_clients, configure_logging
 
 logger = logging.getLogger("mailhooks.worker")
-# What ends arq's loop when Redis goes away. WatchError too: redis-py raises it from a
-# WATCHed pipeline (arq's job bookkeeping) whose connection dropped or met a Redis still
-# loading its AOF ("A ConnectionError occurred on while watching one or more keys"); it is
-# no ConnectionError, and make soak saw it end the process at a Redis restart.
-OUTAGE_ERRORS = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.WatchError,
-    OSError,
-)
+
+__all__ = ["OUTAGE_ERRORS", "main"]
 
 
 def run_once() -> None:
     # uvloop (installed with uvicorn[standard]): Redis and HTTP round trips cost less CPU.
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    worker = create_worker(WorkerSettings)  # type: ignore[arg-type]
+    # On a cluster, our runner over the same dict on every run, as arq's own: a run cut
+    # short leaves its metrics there for the next.
+    worker = None if CONFIG.redis_cluster else create_worker(WorkerSettings)  # type: ignore[arg-type]
+    ctx: dict[str, Any] = WorkerSettings.ctx if worker is None else worker.ctx
     try:
-        worker.run()
+        if worker is None:
+            loop.run_until_complete(runner.serve(ctx, MAINTENANCE))
+        else:
+            worker.run()
     finally:
-        # After an outage arq's close() could not finish: cancel what it left behind, and
-        # close the clients its on_shutdown never reached.
+        # After an outage the worker could not shut down: cancel what it left behind, and
+        # close the clients its shutdown never reached.
         pending = asyncio.all_tasks(loop)
         for task in pending:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         try:
-            loop.run_until_complete(close_clients(worker.ctx))
+            loop.run_until_complete(close_clients(ctx))
         except Exception as exc:  # cleanup must not turn an outage fatal
             logger.warning("closing clients after the worker stopped: %r", exc)
         loop.close()

@@ -2,7 +2,8 @@
 
 First attempts come straight from the stream consumer, many in flight at once; later ones
 (retries, manual retries, hand-offs from a saturated endpoint, deliveries waiting for their
-webhook's rate-limit slot) arrive as arq jobs. Either way the delivery's lease
+webhook's rate-limit slot) are scheduled in the retry set (service.storage.retries) and
+come back through the retry runner (worker/retries.py). Either way the delivery's lease
 (service.storage.deliveries) lets only one attempt run at a time. Outcomes that the account
 should hear of (a webhook disabled, a delivery's schedule spent) are stored as operational
 events (service.core.operational).
@@ -20,7 +21,6 @@ from typing import Any
 
 import msgspec
 import redis.exceptions
-from arq.connections import ArqRedis
 
 from config import Config
 from service.core import operational
@@ -51,8 +51,8 @@ from service.storage.deliveries import (
     lease_ms,
 )
 from service.storage.events import EventStore
-from service.storage.jobs import enqueue_retry
 from service.storage.rate_limits import RateLimits
+from service.storage.retries import RetrySchedule
 from service.storage.webhooks import StoredWebhook, WebhookStore
 from worker.http import USER_AGENT
 from worker.limiter import EndpointLimiter, Slot, rate_burst
@@ -75,7 +75,7 @@ class Deliverer:
         deliveries: DeliveryStore,
         events: EventStore,
         rates: RateLimits,
-        jobs: ArqRedis,
+        retries: RetrySchedule,
         sender: Sender,
         config: Config,
         clock: Clock = system_clock,
@@ -89,7 +89,7 @@ class Deliverer:
         self._deliveries = deliveries
         self._events = events
         self._rates = rates
-        self._jobs = jobs
+        self._retries = retries
         self._sender = sender
         self._clock = clock
         self._rng = rng or random.Random()
@@ -136,11 +136,11 @@ class Deliverer:
         self, entry_id: str, event: Event, webhooks: list[StoredWebhook], *, owner: str
     ) -> Coroutine[Any, Any, bool]:
         """What delivers one stored event to `webhooks` (its subscribers, looked up after
-        the entry was read): a coroutine that returns once each delivery is done or handed
-        on (then the stream entry may be acknowledged), True if any was handed on because
-        its endpoint is saturated or over its rate. Built here, run by the caller's
-        task: for one webhook it is that delivery's own coroutine, with no wrapper frame
-        for each of its awaits to pass through."""
+        the entry was read): a coroutine that returns once each delivery is done or
+        scheduled for later (then the stream entry may be acknowledged), True if any was
+        put off because its endpoint is saturated or over its rate. Built here, run by the
+        caller's task: for one webhook it is that delivery's own coroutine, with no wrapper
+        frame for each of its awaits to pass through."""
         if event.exclude_webhook is not None:
             # An operational event is never sent to the webhook it is about.
             webhooks = [w for w in webhooks if w.id != event.exclude_webhook]
@@ -173,14 +173,14 @@ class Deliverer:
         id_ = delivery_id(entry_id, webhook.id)
         if self._endpoints.saturated(webhook.id):
             # A slow endpoint must not hold the stream back: persist the delivery with its
-            # payload and let arq attempt it when the endpoint has room.
+            # payload and schedule its attempt for when the endpoint has room.
             await self._hand_off(id_, webhook.id, event_id, event_type, body)
             return True
         if webhook.rate_limit is not None and webhook.active:
             wait = await self._take_rate_slot(webhook.id, webhook.rate_limit)
             if wait > 0:
-                # Over its rate: the delivery waits for its slot in arq, not here, so that
-                # the stream goes on for every other endpoint.
+                # Over its rate: the delivery waits for its slot in the retry set, not here,
+                # so that the stream goes on for every other endpoint.
                 owner = lease_owner(id_, LeaseTag.RATE_WAIT, self._now_ms())
                 await self._wait_for_slot(id_, webhook.id, event_id, event_type, body, owner, wait)
                 return True
@@ -288,9 +288,9 @@ class Deliverer:
         owner: str,
         wait: float,
     ) -> None:
-        """Hand the delivery to arq until its rate-limit slot, `wait` seconds from now, with
-        its payload and a lease that lasts until then (and a request's time after). The job
-        then attempts it without taking another slot. No attempt is made or counted, so
+        """Schedule the delivery for its rate-limit slot, `wait` seconds from now, with its
+        payload and a lease that lasts until then (and a request's time after). That attempt
+        is then made without taking another slot. No attempt is made or counted, so
         waiting never fails a delivery nor brings its webhook nearer to being disabled."""
         claim = await self._claim(
             id_,
@@ -310,14 +310,14 @@ class Deliverer:
         healthy endpoints need; jittered so that a backlog does not come back all at once."""
         return self.config.delivery_timeout * self._rng.uniform(0.5, 1.0)
 
-    # -- later attempts, as arq jobs ------------------------------------------------------
+    # -- later attempts, from the retry set -----------------------------------------------
 
     async def retry(self, id_: str, owner: str, *, rate_slot_taken: bool = False) -> bool:
         """Attempt a pending delivery whose lease `owner` holds (or nobody holds any more).
         False when its endpoint is saturated: the caller should try again later rather than
-        wait here (an arq job slot must not idle behind one slow endpoint). A webhook with a
-        rate limit is asked for a slot first, unless this job waited for one already
-        (`rate_slot_taken`); over its rate, the attempt waits for its slot in another job."""
+        wait here (a retry runner's place must not idle behind one slow endpoint). A webhook
+        with a rate limit is asked for a slot first, unless this attempt waited for one
+        already (`rate_slot_taken`); over its rate, it is scheduled again for its slot."""
         delivery = await self._deliveries.get(id_)
         if delivery is None or delivery.status != "pending":
             return True
@@ -367,7 +367,8 @@ class Deliverer:
     async def enqueue(
         self, id_: str, owner: str, *, delay: float, rate_slot_taken: bool = False
     ) -> None:
-        await enqueue_retry(self._jobs, id_, owner, delay=delay, rate_slot_taken=rate_slot_taken)
+        """Schedule an attempt as lease `owner` in `delay` seconds (again: a no-op)."""
+        await self._retries.schedule(id_, owner, delay=delay, rate_slot_taken=rate_slot_taken)
 
     async def _payload_from_stream(self, delivery: StoredDelivery) -> bytes | None:
         entry = entry_id(delivery.event_id)

@@ -1,11 +1,13 @@
-"""What the worker runs besides the consumer: retries as arq jobs, and maintenance."""
+"""What the worker runs besides the consumer and the retry runner: maintenance, at fixed
+times (MAINTENANCE), and for one release the arq job that moves retries enqueued by the
+version before into the retry set."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
-
-from arq import Retry
 
 from service.core.clock import system_clock
 from service.core.ids import LeaseTag, epoch_ms, format_timestamp, lease_owner
@@ -24,10 +26,12 @@ LEASE_GRACE_MS = 5_000
 async def retry_delivery(
     ctx: dict[str, Any], delivery_id: str, owner: str, rate_slot_taken: bool = False
 ) -> None:
-    deliverer: Deliverer = ctx["deliverer"]
-    if not await deliverer.retry(delivery_id, owner, rate_slot_taken=rate_slot_taken):
-        # Its endpoint is saturated: come back later instead of holding a job slot.
-        raise Retry(defer=deliverer.saturated_backoff())
+    """A retry job the version before this one enqueued in arq's queue: moved into the retry
+    set as arq starts it (at its due time), due now. Registered for one release, so that
+    retries scheduled across the upgrade are not lost; then removed (docs/delivery.md)."""
+    await ctx["stores"].retries.schedule(
+        delivery_id, owner, delay=0, rate_slot_taken=rate_slot_taken
+    )
 
 
 async def heartbeat(ctx: dict[str, Any]) -> None:
@@ -39,8 +43,8 @@ async def heartbeat(ctx: dict[str, Any]) -> None:
 
 
 async def requeue_expired_leases(ctx: dict[str, Any]) -> None:
-    """A delivery whose lease ran out with no attempt under way (its worker died between
-    scheduling a retry and handing it to arq) gets a new job."""
+    """A delivery whose lease ran out with no attempt under way or scheduled (its worker
+    died between recording an attempt and scheduling the next) is scheduled now."""
     deliverer: Deliverer = ctx["deliverer"]
     deliveries: DeliveryStore = ctx["stores"].deliveries
     now_ms = epoch_ms(system_clock())
@@ -56,7 +60,7 @@ async def requeue_expired_leases(ctx: dict[str, Any]) -> None:
             await deliverer.enqueue(
                 delivery_id, lease_owner(delivery_id, LeaseTag.SWEEP, now_ms), delay=0
             )
-            # Not again next round while that job waits its turn.
+            # Not again next round while that attempt waits its turn.
             await deliveries.extend_lease_index(delivery_id, now_ms + deliverer.lease_ms)
 
 
@@ -79,3 +83,31 @@ async def forget_dead_consumers(
     deleted = await ctx["stores"].stream.forget_dead_consumers(idle_limit_ms)
     if deleted:
         logger.info("forgot %d consumers idle with nothing pending", len(deleted))
+
+
+Job = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    """A maintenance job and its times: every `every` seconds (a divisor of 60, or 3600),
+    `offset` seconds past each multiple of it (UTC), and once at start if `at_startup`."""
+
+    job: Job
+    every: int
+    offset: int = 0
+    at_startup: bool = False
+
+    def next_run(self, now: float) -> float:
+        """The first of its times after `now` (seconds since the epoch)."""
+        return ((now - self.offset) // self.every + 1) * self.every + self.offset
+
+
+# Spread over each ten seconds so that they do not all run at once. arq runs them as cron
+# jobs on a single Redis, worker/runner.py on a cluster: the same times either way.
+MAINTENANCE = (
+    Periodic(heartbeat, every=HEARTBEAT_SECONDS, at_startup=True),
+    Periodic(requeue_expired_leases, every=10, offset=5),
+    Periodic(trim_events, every=10, offset=8),
+    Periodic(forget_dead_consumers, every=3600, offset=17 * 60),
+)

@@ -1,5 +1,5 @@
 """At most ENDPOINT_CONCURRENCY attempts in flight per endpoint, in this worker process, and
-the saturation test that hands a slow endpoint's next deliveries to arq instead; and the
+the saturation test that puts a slow endpoint's next deliveries off for later; and the
 burst a webhook's rate limit allows (the rate itself is kept in Redis, shared by every
 worker process: service.storage.rate_limits)."""
 
@@ -23,7 +23,8 @@ def rate_burst(per_second: int) -> int:
 class EndpointLimiter:
     """At most `limit` attempts in flight per endpoint. An endpoint is saturated when all its
     slots have been busy for SLOW_AFTER_SECONDS and `limit` more attempts wait: it is slow,
-    not merely bursty, and its next deliveries are handed to arq instead of waiting here."""
+    not merely bursty, and its next deliveries are scheduled for later instead of waiting
+    here."""
 
     SLOW_AFTER_SECONDS = 0.5
 

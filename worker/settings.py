@@ -1,5 +1,7 @@
-"""The arq worker's settings. The Procfile runs it as `python -m worker` (worker/__main__.py),
-which keeps it running through Redis outages; `arq worker.settings.WorkerSettings` works too."""
+"""The worker's start-up and shutdown, and arq's settings for it. The Procfile runs it as
+`python -m worker` (worker/__main__.py), which keeps it running through Redis outages: under
+arq on a single Redis (`arq worker.settings.WorkerSettings` works too), under our own small
+runner on a Redis Cluster, where arq cannot run (worker/runner.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +10,20 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import msgspec
 from arq import cron, func
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import RedisSettings
+from arq.cron import CronJob
+from arq.typing import WorkerCoroutine
 
 from config import Config
 from service import logs
 from service.core.clock import Clock, system_clock
 from service.core.metrics import Tally
 from service.core.partitions import Partitioning
-from service.storage import jobs, keys
+from service.storage import keys
 from service.storage.autopipeline import AutoPipeline
 from service.storage.connection import (
     RETRY_ON,
@@ -32,20 +37,15 @@ from service.storage.events import EventStore
 from service.storage.lanes import Lanes
 from service.storage.metrics import MetricsRecorder, MetricsStore
 from service.storage.rate_limits import RateLimits
+from service.storage.retries import RetrySchedule
 from service.storage.status import StatusStore
 from service.storage.stream import EventStream
 from service.storage.webhooks import WebhookStore
 from worker.consumer import Consumer, consumer_name
 from worker.deliverer import Deliverer
 from worker.http import WebhookClient
-from worker.jobs import (
-    HEARTBEAT_SECONDS,
-    forget_dead_consumers,
-    heartbeat,
-    requeue_expired_leases,
-    retry_delivery,
-    trim_events,
-)
+from worker.jobs import MAINTENANCE, Periodic, retry_delivery
+from worker.retries import RetryRunner
 from worker.sender import Sender
 
 logger = logging.getLogger("mailhooks.worker")
@@ -107,6 +107,7 @@ class Stores:
     lanes: Lanes
     status: StatusStore
     rates: RateLimits
+    retries: RetrySchedule
 
     @classmethod
     def create(cls, redis: RedisClient, config: Config) -> Stores:
@@ -125,13 +126,13 @@ class Stores:
             lanes=Lanes(redis, pipeline),
             status=StatusStore(redis),
             rates=RateLimits(redis, pipeline),
+            retries=RetrySchedule(redis, pipeline),
         )
 
 
 def build_deliverer(
     stores: Stores,
     *,
-    jobs: ArqRedis,
     http: WebhookClient,
     config: Config,
     clock: Clock = system_clock,
@@ -146,7 +147,7 @@ def build_deliverer(
         deliveries=stores.deliveries,
         events=stores.events,
         rates=stores.rates,
-        jobs=jobs,
+        retries=stores.retries,
         sender=sender,
         config=config,
         clock=clock,
@@ -161,7 +162,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     logger.info("worker starting with %r", config)
     keys.use(Partitioning(config.event_partitions))
     ctx["http"] = WebhookClient(config)
-    # The delivery path's own client (the web process's kind): arq's pool stays for its jobs.
+    # The delivery path's own client (the web process's kind); arq's pool is arq's.
     ctx["store_redis"] = store_redis = connect(config)
     stores = Stores.create(store_redis, config)
     ctx["stores"] = stores
@@ -171,9 +172,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     tally = left.tally if left is not None else Tally(per_account=config.metrics_per_account)
     ctx["metrics"] = metrics = MetricsRecorder(MetricsStore(store_redis), tally)
     metrics.start()
-    deliverer = build_deliverer(
-        stores, jobs=ctx["redis"], http=ctx["http"], config=config, metrics=metrics.tally
-    )
+    deliverer = build_deliverer(stores, http=ctx["http"], config=config, metrics=metrics.tally)
     ctx["deliverer"] = deliverer
     await stores.stream.ensure_group()
     consumer = Consumer(
@@ -190,11 +189,27 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     ctx["consumer"] = consumer
     ctx["consumer_task"] = asyncio.create_task(consumer.run(), name="consumer")
+    # Attempts scheduled for later (service.storage.retries), taken in every partition.
+    # Hidden for a lease while they run: a worker that dies leaves them due a lease later.
+    retries = RetryRunner(
+        stores.retries,
+        deliverer,
+        partitions=keys.partitioning().all(),
+        visibility_ms=deliverer.lease_ms,
+    )
+    ctx["retry_runner"] = retries
+    retries.start()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    # The consumer and the retry runner finish what they started together, in one grace.
+    stopping = []
+    if "retry_runner" in ctx:
+        stopping.append(ctx.pop("retry_runner").stop(grace_seconds=SHUTDOWN_GRACE_SECONDS))
     if "consumer" in ctx:
-        await ctx["consumer"].stop(grace_seconds=SHUTDOWN_GRACE_SECONDS)
+        stopping.append(ctx["consumer"].stop(grace_seconds=SHUTDOWN_GRACE_SECONDS))
+    await asyncio.gather(*stopping)
+    if "consumer" in ctx:
         # Interrupt its blocking read: entries it was being handed stay pending in the group
         # and are reclaimed by the next consumer, so nothing is lost.
         task: asyncio.Task[None] = ctx["consumer_task"]
@@ -218,23 +233,27 @@ async def close_clients(ctx: dict[str, Any]) -> None:
 CONFIG = Config.from_env()  # read once, when the worker process starts
 
 
+def arq_cron(periodic: Periodic) -> CronJob:
+    """A maintenance job as arq's cron job, at the same times."""
+    job = cast(WorkerCoroutine, periodic.job)  # arq's type takes any further arguments
+    if periodic.every < 60:
+        seconds = set(range(periodic.offset, 60, periodic.every))
+        return cron(job, second=seconds, run_at_startup=periodic.at_startup)
+    minute, second = divmod(periodic.offset, 60)
+    return cron(job, minute=minute, second=second, run_at_startup=periodic.at_startup)
+
+
 class WorkerSettings:
-    # A retry re-deferred because its endpoint is saturated is not a failure: no try limit.
-    functions = [func(retry_delivery, max_tries=1_000_000)]
-    cron_jobs = [
-        cron(heartbeat, second=set(range(0, 60, HEARTBEAT_SECONDS)), run_at_startup=True),
-        cron(requeue_expired_leases, second=set(range(5, 60, 10))),
-        cron(trim_events, second=set(range(8, 60, 10))),
-        cron(forget_dead_consumers, minute=17, second=0),
-    ]
+    # Retries are no arq jobs (worker/retries.py); this one only moves those that the version
+    # before enqueued into the retry set. Remove it in the release after.
+    functions = [func(retry_delivery, max_tries=5)]
+    cron_jobs = [arq_cron(periodic) for periodic in MAINTENANCE]
     redis_settings = redis_settings(CONFIG)
     ctx = {"config": CONFIG}
     on_startup = startup
     on_shutdown = shutdown
-    job_serializer = jobs.serialize
-    job_deserializer = jobs.deserialize
-    # Retry jobs mostly wait on a slow endpoint's slots: many may run at once, cheaply.
-    max_jobs = 500
-    job_timeout = 3600
+    # msgpack, never pickle from Redis into a process (the old retry jobs were encoded so).
+    job_serializer = msgspec.msgpack.encode
+    job_deserializer = msgspec.msgpack.decode
     keep_result = 0
     poll_delay = 0.2

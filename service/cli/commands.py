@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from arq.connections import ArqRedis
 
 from config import Config
 from service.core.accounts import DEFAULT_ACCOUNT
@@ -30,7 +29,7 @@ from service.storage.accounts import AccountStore, StoredAccount
 from service.storage.connection import RedisClient
 from service.storage.dead_letters import DeadLetterStore, NothingToRedrive
 from service.storage.deliveries import DeliveryStore, lease_ms
-from service.storage.jobs import job_queue, recover_failed, requeue_delivery
+from service.storage.retries import RetrySchedule, recover_failed, requeue_delivery
 from service.storage.status import StatusStore
 from service.storage.webhooks import StoredWebhook, WebhookStore
 
@@ -54,7 +53,7 @@ class Context:
     deliveries: DeliveryStore
     dead_letters: DeadLetterStore
     status: StatusStore
-    jobs: ArqRedis
+    retries: RetrySchedule
     clock: Clock
 
     @classmethod
@@ -66,7 +65,7 @@ class Context:
             deliveries=DeliveryStore(redis),
             dead_letters=DeadLetterStore(redis),
             status=StatusStore(redis),
-            jobs=job_queue(redis),
+            retries=RetrySchedule(redis),
             clock=clock,
         )
 
@@ -199,7 +198,7 @@ async def retry_delivery(ctx: Context, args: argparse.Namespace) -> Output:
         raise NotFound(f"delivery {args.delivery_id} does not exist")
     if not await requeue_delivery(
         ctx.deliveries,
-        ctx.jobs,
+        ctx.retries,
         delivery,
         LeaseTag.MANUAL_RETRY,
         now_ms=ctx.now_ms(),
@@ -215,7 +214,7 @@ async def recover(ctx: Context, args: argparse.Namespace) -> Output:
         raise NotFound(f"webhook {args.webhook} does not exist")
     requeued = await recover_failed(
         ctx.deliveries,
-        ctx.jobs,
+        ctx.retries,
         args.webhook,
         since_ms=epoch_ms(args.since),
         now_ms=ctx.now_ms(),

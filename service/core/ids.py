@@ -5,6 +5,8 @@ test event id   evt_test_{token}               (never stored in the stream)
 delivery id     dlv_{entry id}_{webhook id}    deterministic: a re-read finds it again
 dead letter id  dl_{dead-letter entry id}      dl_1772532000000-0 (an entry of mh:events:dead)
 lease owner     {delivery id}:{tag}{detail}    who may attempt a delivery now (LeaseTag)
+retry member    {lease owner}[:rate]           a scheduled attempt (mh:retries); :rate when
+                                               its rate-limit slot is taken already
 operational     {type}:{delivery id}:{attempt} provider_event_id of a webhook.disabled or
                                                delivery.exhausted event (de-duplication)
 timestamps      2026-03-03T10:00:00Z           ISO 8601, UTC, to the second (the API page)
@@ -124,16 +126,34 @@ class LeaseTag(Enum):
     its own, so two ways can never renew each other's lease by accident."""
 
     ATTEMPT = "a"  # the next attempt on the retry schedule: {id}:a{attempt number}
-    HAND_OFF = "h"  # a first attempt handed to arq, its endpoint saturated: {id}:h{ms}
+    HAND_OFF = "h"  # a first attempt put off, its endpoint saturated: {id}:h{ms}
     SWEEP = "s"  # re-queued by maintenance after its lease lapsed: {id}:s{ms}
     MANUAL_RETRY = "m"  # POST …/deliveries/{id}/retry: {id}:m{ms}
     RECOVER = "r"  # POST …/recover: {id}:r{ms}
     TEST = "t"  # POST …/test: {id}:t
-    RATE_WAIT = "w"  # a first attempt handed to arq to wait for its rate-limit slot: {id}:w{ms}
+    RATE_WAIT = "w"  # a first attempt scheduled for its rate-limit slot: {id}:w{ms}
 
 
 def lease_owner(delivery_id: str, tag: LeaseTag, detail: int | str = "") -> str:
     return f"{delivery_id}:{tag.value}{detail}"
+
+
+RATE_SLOT_TAKEN_SUFFIX = ":rate"
+
+
+def retry_member(owner: str, *, rate_slot_taken: bool = False) -> str:
+    """A scheduled attempt: the lease owner that will make it (which names the delivery),
+    marked when it waited for its rate-limit slot already. The same attempt scheduled twice
+    is the same member (once in the set); the owner's own attempt may schedule its wait for
+    a slot, which is therefore another member."""
+    return owner + RATE_SLOT_TAKEN_SUFFIX if rate_slot_taken else owner
+
+
+def parse_retry_member(member: str) -> tuple[str, str, bool]:
+    """(delivery id, lease owner, rate slot taken) of a retry member."""
+    rate_slot_taken = member.endswith(RATE_SLOT_TAKEN_SUFFIX)
+    owner = member.removesuffix(RATE_SLOT_TAKEN_SUFFIX)
+    return owner.rsplit(":", 1)[0], owner, rate_slot_taken
 
 
 def operational_event_key(event_type: str, delivery_id: str, attempt: int) -> str:

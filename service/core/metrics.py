@@ -156,8 +156,8 @@ RETRIES_SCHEDULED = Family(
 RETRIES_DUE = Family(
     "retries_due",
     Kind.GAUGE,
-    "Delivery jobs a second or more past their time, not finished: above 0 for long, the "
-    "worker is behind on retries",
+    "Scheduled delivery attempts a second or more past their time, not started: above 0 for "
+    "long, the worker is behind on retries",
 )
 DEAD_LETTERS = Family(
     "dead_letters", Kind.GAUGE, "Entries in the dead-letter stream (mh:events:dead)"

@@ -38,7 +38,7 @@ from service.http.responses import json_response, page_response
 from service.http.state import AppState, app_state
 from service.http.webhooks import path_id, query_int
 from service.storage.deliveries import StoredDelivery, lease_ms
-from service.storage.jobs import enqueue_retry, recover_failed, requeue_delivery
+from service.storage.retries import recover_failed, requeue_delivery
 from service.storage.webhooks import StoredWebhook
 
 MAX_PAGE = 1000
@@ -92,7 +92,7 @@ def now_ms(state: AppState) -> int:
 async def requeue(state: AppState, delivery: StoredDelivery, tag: LeaseTag) -> bool:
     return await requeue_delivery(
         state.deliveries,
-        state.jobs,
+        state.retries,
         delivery,
         tag,
         now_ms=now_ms(state),
@@ -123,7 +123,7 @@ async def recover_since(state: AppState, webhook: StoredWebhook, since: str) -> 
         raise ValidationFailed("since must be an ISO 8601 time", field="since")
     return await recover_failed(
         state.deliveries,
-        state.jobs,
+        state.retries,
         webhook.id,
         since_ms=epoch_ms(moment),
         now_ms=now_ms(state),
@@ -163,7 +163,7 @@ async def send_test_event(
         lease_ms=lease_ms(state.config),
         payload=payload,
     )
-    await enqueue_retry(state.jobs, delivery_id, owner, delay=0)
+    await state.retries.schedule(delivery_id, owner, delay=0)
     created = await state.deliveries.get(delivery_id)
     assert created is not None
     return created

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from arq.connections import ArqRedis
 from starlette.requests import Request
 
 from config import Config
@@ -20,6 +19,7 @@ from service.storage.events import EventStore
 from service.storage.idempotency import IdempotencyStore
 from service.storage.metrics import MetricsRecorder
 from service.storage.portal import PortalStore
+from service.storage.retries import RetrySchedule
 from service.storage.status import StatusStore
 from service.storage.suppressions import SuppressionStore
 from service.storage.webhooks import WebhookStore
@@ -32,7 +32,8 @@ class AppState:
     webhooks: WebhookStore
     events: EventStore
     deliveries: DeliveryStore
-    jobs: ArqRedis
+    # Attempts scheduled for the worker: manual retries, recover, test events.
+    retries: RetrySchedule
     clock: Clock
     capacity: Capacity
     # READ_TIMEOUT and INGEST_TIMEOUT, on one coarse timer (asyncio.timeout per request

@@ -199,10 +199,19 @@ DELIVERIES_BY_STATUS = PREFIX + "deliveries:{webhook_id}:{status}"
 
 # Sorted set of every leased pending delivery, scored by lease expiry (ms): maintenance
 # re-queues those whose lease ran out with nobody attempting them (a worker that died
-# between scheduling a retry and handing it to arq). One per partition
+# between recording an attempt and scheduling the next). One per partition
 # (`delivery_leases`), holding that partition's deliveries, as the claim, record and requeue
 # scripts change it with the delivery; the sweep reads each partition's in turn.
 DELIVERY_LEASES = PREFIX + "delivery-leases"
+
+# Sorted set per partition of the attempts scheduled for later (retries, manual retries,
+# recover, hand-offs from a saturated endpoint, waits for a rate-limit slot, the lease
+# sweep's), scored by when each is due (ms since the epoch). Members are
+# service.core.ids.retry_member: the lease owner that makes the attempt (it names the
+# delivery), so scheduling one twice is a no-op. A worker taking due members pushes their
+# score a visibility window ahead (take_due_retries.lua): one that dies holding them loses
+# nothing. One set per partition, in its deliveries' slot (mh:retries with one partition).
+RETRIES = "retries"
 
 # String counter of stream entries that were no event (written there by something else): the
 # worker acknowledges and skips them, the event reads skip them, /api/status shows the count.
@@ -326,6 +335,10 @@ def events_by_account(account_id: str) -> str:
 
 def seen(provider: str, digest: str) -> str:
     return SEEN.format(provider=provider, digest=digest)
+
+
+def retries(partition: int) -> str:
+    return in_partition(partition) + RETRIES
 
 
 def delivery(delivery_id: str) -> str:

@@ -14,7 +14,6 @@ import contextlib
 import logging
 from collections.abc import Mapping
 
-from arq.constants import default_queue_name
 from redis.exceptions import RedisError
 
 from service.core.metrics import Snapshot, Tally
@@ -55,25 +54,29 @@ class MetricsStore:
         partitions = keys.partitioning().all()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.METRICS)
-            # Jobs a second late or more: arq enqueues its cron jobs up to a second ahead.
-            pipe.zcount(default_queue_name, "-inf", now_ms - LATE_MS)
             pipe.xlen(keys.DEAD_LETTERS)
             pipe.xrange(keys.EVENTS_STREAM, first_unread, "+", count=1)
             for partition in partitions:
                 pipe.zcount(keys.delivery_leases(partition), f"({now_ms + lease_ms}", "+inf")
+            # Scheduled attempts a second late or more, in every partition's retry set (one
+            # being attempted is hidden ahead of now: not late).
+            for partition in partitions:
+                pipe.zcount(keys.retries(partition), "-inf", now_ms - LATE_MS)
             if len(partitions) > 1:
                 for partition in partitions:
                     pipe.hgetall(keys.partition_metrics(partition))
-            counts, due, dead_letters, unread, *per_partition = await pipe.execute()
-        scheduled = sum(int(n) for n in per_partition[: len(partitions)])
+            counts, dead_letters, unread, *per_partition = await pipe.execute()
+        count = len(partitions)
+        scheduled = sum(int(n) for n in per_partition[:count])
+        due = sum(int(n) for n in per_partition[count : 2 * count])
         merged = {name.decode(): value.decode() for name, value in counts.items()}
-        for partition_counts in per_partition[len(partitions) :]:
+        for partition_counts in per_partition[2 * count :]:
             _add_counts(merged, partition_counts)
         return Snapshot(
             counts=merged,
             readings=readings,
             retries_scheduled=scheduled,
-            retries_due=int(due),
+            retries_due=due,
             dead_letters=int(dead_letters),
             first_unread=unread[0][0].decode() if unread else None,
         )

@@ -57,6 +57,21 @@ class TestDeliveryIds:
         assert len(owners) == len(LeaseTag)
         assert ids.lease_owner("dlv_1", LeaseTag.ATTEMPT, 2) == "dlv_1:a2"
 
+    @pytest.mark.parametrize("delivery_id", ["dlv_17-2_5", "dlv_test_abc_5"])
+    @pytest.mark.parametrize("tag", list(LeaseTag))
+    @pytest.mark.parametrize("rate_slot_taken", [False, True])
+    def test_retry_members_name_delivery_owner_and_rate_slot(
+        self, delivery_id: str, tag: LeaseTag, rate_slot_taken: bool
+    ) -> None:
+        owner = ids.lease_owner(delivery_id, tag, 1772532000999)
+        member = ids.retry_member(owner, rate_slot_taken=rate_slot_taken)
+        assert ids.parse_retry_member(member) == (delivery_id, owner, rate_slot_taken)
+
+    def test_the_same_attempt_is_the_same_retry_member(self) -> None:
+        owner = ids.lease_owner("dlv_1-0_3", LeaseTag.ATTEMPT, 2)
+        assert ids.retry_member(owner) == ids.retry_member(owner) == owner
+        assert ids.retry_member(owner, rate_slot_taken=True) != owner
+
 
 def test_timestamps_are_the_api_pages_format() -> None:
     moment = datetime(2026, 3, 3, 10, 0, 0, 999000, tzinfo=UTC)

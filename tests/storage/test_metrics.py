@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.exceptions
-from arq.constants import default_queue_name
 from redis.asyncio import Redis
 
 from service.core.metrics import DeliveryOutcome, RequestOutcome, Tally
@@ -114,9 +113,9 @@ class TestSnapshot:
 
     async def test_reads_the_counts_and_the_gauges(self, real_redis: Redis) -> None:
         await real_redis.hset(keys.METRICS, "deliveries|succeeded", 7)
-        await real_redis.zadd(  # arq's queue: jobs late, due now, and cron jobs queued ahead
-            default_queue_name,
-            {"late": NOW_MS - 5000, "now": NOW_MS, "cron:heartbeat:1": NOW_MS + 500},
+        await real_redis.zadd(  # scheduled attempts: late, due now, and one being made
+            keys.retries(0),
+            {"dlv_1-0_1:a2": NOW_MS - 5000, "dlv_2-0_1:a2": NOW_MS, "dlv_3-0_1:m1": NOW_MS + 500},
         )
         await real_redis.zadd(  # leases: under way (from now), waiting for a later attempt
             keys.DELIVERY_LEASES,

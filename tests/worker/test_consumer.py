@@ -13,7 +13,6 @@ from contextlib import AsyncExitStack
 
 import httpx
 import pytest
-from arq.connections import create_pool
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -28,7 +27,7 @@ from tests.receiver import Receiver, Reply
 from tests.worker.test_deliverer import eventually
 from worker.consumer import Consumer
 from worker.http import WebhookClient
-from worker.settings import Stores, build_deliverer, redis_settings
+from worker.settings import Stores, build_deliverer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -288,9 +287,8 @@ async def test_a_backlog_beyond_the_in_flight_cap_is_delivered_whole(
     await ingest(api, 0, 30)
     redis = connect(config)
     http = WebhookClient(config)
-    jobs = await create_pool(redis_settings(config))
     stores = Stores.create(redis, config)
-    deliverer = build_deliverer(stores, jobs=jobs, http=http, config=config)
+    deliverer = build_deliverer(stores, http=http, config=config)
     await stores.stream.ensure_group()
     consumer = Consumer(
         stores.stream,
@@ -313,7 +311,6 @@ async def test_a_backlog_beyond_the_in_flight_cap_is_delivered_whole(
             await running
         await http.aclose()
         await redis.aclose()
-        await jobs.aclose()
     assert await redis_pending(durable_redis) == 0
 
 

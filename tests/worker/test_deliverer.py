@@ -1,5 +1,6 @@
-"""Delivery end to end, in process: real Redis, the real arq worker (WorkerSettings), real
-local HTTP receivers. Ingest goes through the HTTP API; what receivers got is asserted."""
+"""Delivery end to end, in process: real Redis, the real worker (arq's, with WorkerSettings:
+the consumer and the retry runner), real local HTTP receivers. Ingest goes through the HTTP
+API; what receivers got is asserted."""
 
 from __future__ import annotations
 
@@ -124,7 +125,8 @@ async def start_env(redis_server: PrivateRedis, real_redis: Redis) -> AsyncItera
             return Env(api, real_redis, config, started[0], started)
 
         async def start_worker(config: Config) -> Worker:
-            """One worker process's arq Worker (consumer, jobs), in this process."""
+            """One worker process's arq Worker (consumer, retry runner, maintenance), in this
+            process."""
             worker = create_worker(
                 WorkerSettings,  # type: ignore[arg-type]
                 redis_settings=redis_settings(config),

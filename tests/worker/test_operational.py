@@ -16,6 +16,7 @@ import pytest
 import standardwebhooks
 
 from service.core.signing import signature_hex, standard_webhooks_key
+from service.storage import keys
 from tests.receiver import Received, Receiver, Reply
 from tests.worker.test_deliverer import (  # noqa: F401 (fixtures)
     SECRET,
@@ -70,8 +71,8 @@ async def settled(env: Env) -> None:
 
     async def quiet() -> bool:
         [group] = await env.redis.xinfo_groups("mh:events")
-        jobs = await env.redis.zcard("arq:queue")
-        return group["lag"] == 0 and group["pending"] == 0 and jobs == 0
+        scheduled = await env.redis.zcard(keys.retries(0))
+        return group["lag"] == 0 and group["pending"] == 0 and scheduled == 0
 
     await eventually(quiet, timeout=15)
 
