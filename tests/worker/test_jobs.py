@@ -7,8 +7,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import redis.exceptions
-from arq.constants import default_queue_name
 from redis.asyncio import Redis
 
 from config import Config
@@ -16,7 +14,6 @@ from service.core.ids import delivery_id
 from service.core.outcome import Verdict
 from service.storage import keys
 from service.storage.events import EventStore
-from service.storage.jobs import job_queue
 from service.storage.stream import EventStream
 from tests.storage.test_events import consume, event
 from worker.http import WebhookClient
@@ -73,7 +70,7 @@ async def worker_ctx(redis: Redis) -> AsyncIterator[dict[str, Any]]:
     config = Config()
     stores = Stores.create(redis, config)
     http = WebhookClient(config)
-    deliverer = build_deliverer(stores, jobs=job_queue(redis), http=http, config=config)
+    deliverer = build_deliverer(stores, http=http, config=config)
     try:
         yield {"redis": redis, "stores": stores, "deliverer": deliverer}
     finally:
@@ -86,7 +83,7 @@ async def sweep_ctx(partitioned_redis: Redis) -> AsyncIterator[dict[str, Any]]:
         yield ctx
 
 
-async def test_a_pending_delivery_whose_lease_ran_out_gets_a_job(real_redis: Redis) -> None:
+async def test_a_pending_delivery_whose_lease_ran_out_is_scheduled(real_redis: Redis) -> None:
     async with worker_ctx(real_redis) as ctx:
         deliveries = ctx["stores"].deliveries
         stuck = delivery_id("1-0", 1)
@@ -95,11 +92,11 @@ async def test_a_pending_delivery_whose_lease_ran_out_gets_a_job(real_redis: Red
             owner="dead-worker", now_ms=0, lease_ms=1,
         )  # fmt: skip
         await requeue_expired_leases(ctx)
-        assert await real_redis.zcard(default_queue_name) == 1
-        # Not again next round while that job waits: its lease index entry moved on.
+        assert await real_redis.zcard(keys.retries(0)) == 1
+        # Not again next round while that attempt waits: its lease index entry moved on.
         assert await real_redis.zscore(keys.DELIVERY_LEASES, stuck) > 10**12
         await requeue_expired_leases(ctx)
-        assert await real_redis.zcard(default_queue_name) == 1
+        assert await real_redis.zcard(keys.retries(0)) == 1
 
 
 class TestLeaseSweep:
@@ -140,12 +137,6 @@ class TestLeaseSweep:
         for partition in keys.partitioning().all():
             assert await redis.zcard(keys.delivery_leases(partition)) == 0
 
-    # arq's enqueue_job is one MULTI over its job key and its queue, two slots: retries as a
-    # scheduled set in the delivery's partition (another part of issue #15) lift this. Strict,
-    # so that the mark goes once they do.
-    @pytest.mark.xfail(
-        raises=redis.exceptions.ResponseError, strict=True, reason="arq's enqueue is CROSSSLOT"
-    )
     async def test_a_pending_delivery_whose_lease_ran_out_is_requeued(
         self, sweep_ctx: dict[str, Any]
     ) -> None:
@@ -162,5 +153,7 @@ class TestLeaseSweep:
         )  # fmt: skip
         await requeue_expired_leases(sweep_ctx)
         partition = keys.partitioning().of_webhook(hook.id)
-        # Not again next round while its job waits: its lease index entry moved a lease on.
+        # Scheduled in its own partition's retry set, on the slot-checking Redis.
+        assert await redis.zcard(keys.retries(partition)) == 1
+        # Not again next round while it waits: its lease index entry moved a lease on.
         assert await redis.zscore(keys.delivery_leases(partition), stuck) > 10**12
