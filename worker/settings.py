@@ -18,7 +18,7 @@ from config import Config
 from service import logs
 from service.core.clock import Clock, system_clock
 from service.core.metrics import Tally
-from service.storage import jobs
+from service.storage import jobs, keys
 from service.storage.autopipeline import AutoPipeline
 from service.storage.connection import RETRY_ON, connect, retry_policy
 from service.storage.deliveries import DeliveryStore
@@ -96,13 +96,18 @@ class Stores:
     webhooks: WebhookStore
     deliveries: DeliveryStore
     events: EventStore
-    stream: EventStream
+    stream: EventStream  # partition 0's: the only one of a single Redis
+    streams: tuple[EventStream, ...]  # one per partition (keys.partitioning())
     status: StatusStore
     rates: RateLimits
 
     @classmethod
     def create(cls, redis: Redis, config: Config) -> Stores:
         pipeline = AutoPipeline(redis)
+        streams = tuple(
+            EventStream(redis, pipeline, partition=partition)
+            for partition in keys.partitioning().all()
+        )
         return cls(
             pipeline=pipeline,
             webhooks=WebhookStore(redis, pipeline),
@@ -113,7 +118,8 @@ class Stores:
                 dedup_ttl_seconds=config.dedup_ttl_seconds,
                 pipeline=pipeline,
             ),
-            stream=EventStream(redis, pipeline),
+            stream=streams[0],
+            streams=streams,
             status=StatusStore(redis),
             rates=RateLimits(redis, pipeline),
         )
@@ -165,7 +171,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         stores, jobs=ctx["redis"], http=ctx["http"], config=config, metrics=metrics.tally
     )
     ctx["deliverer"] = deliverer
-    await stores.stream.ensure_group()
+    for stream in stores.streams:  # every partition's: trimming waits for a group
+        await stream.ensure_group()
     consumer = Consumer(
         stores.stream,
         deliverer,

@@ -18,6 +18,7 @@ from arq.constants import default_queue_name
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from service.core.ids import entry_order
 from service.core.metrics import Snapshot, Tally
 from service.storage import keys
 from service.storage.status import StatusStore
@@ -48,25 +49,27 @@ class MetricsStore:
         attempt: an attempt under way holds a lease from its start, a scheduled one from its
         time (service.storage.deliveries)."""
         readings = await self._status.readings()
-        if readings.group_exists and readings.last_delivered is not None:
-            first_unread = f"({readings.last_delivered}"
-        else:
-            first_unread = "-"  # no group yet: it will read from the first entry
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.METRICS)
             pipe.zcount(keys.DELIVERY_LEASES, f"({now_ms + lease_ms}", "+inf")
             # Jobs a second late or more: arq enqueues its cron jobs up to a second ahead.
             pipe.zcount(default_queue_name, "-inf", now_ms - LATE_MS)
-            pipe.xlen(keys.DEAD_LETTERS)
-            pipe.xrange(keys.EVENTS_STREAM, first_unread, "+", count=1)
-            counts, scheduled, due, dead_letters, unread = await pipe.execute()
+            # Each partition's stream's first entry its group has not read.
+            for partition, stream in enumerate(readings.parts or (readings,)):
+                if stream.group_exists and stream.last_delivered is not None:
+                    first_unread = f"({stream.last_delivered}"
+                else:
+                    first_unread = "-"  # no group yet: it will read from the first entry
+                pipe.xrange(keys.events_stream(partition), first_unread, "+", count=1)
+            counts, scheduled, due, *unread = await pipe.execute()
+        firsts = [rows[0][0].decode() for rows in unread if rows]
         return Snapshot(
             counts={name.decode(): value.decode() for name, value in counts.items()},
             readings=readings,
             retries_scheduled=int(scheduled),
             retries_due=int(due),
-            dead_letters=int(dead_letters),
-            first_unread=unread[0][0].decode() if unread else None,
+            dead_letters=readings.dead_letters,
+            first_unread=min(firsts, key=entry_order, default=None),
         )
 
 
