@@ -281,7 +281,9 @@ class EventStore:
                     seen_key,
                     keys.events_by_email(event.email_id, partition),
                     keys.events_by_recipient(event.recipient or "", partition),
-                    keys.events_by_account(account or DEFAULT_ACCOUNT),
+                    # Written only for an indexed account (account_flag), always of this
+                    # partition; named for every event, in this partition's slot.
+                    keys.events_by_account(account or DEFAULT_ACCOUNT, partition),
                 )
             )
             event_args.append(

@@ -282,8 +282,11 @@ def inbound_counts(partition: int) -> str:
     return in_partition(partition) + "inbound:counts"
 
 
-def events_by_account(account_id: str) -> str:
-    partition = _partitioning.of_account(account_id)
+def events_by_account(account_id: str, partition: int | None = None) -> str:
+    """In the account's partition; `partition` names it when known (the append, whose
+    unrouted events in partition 0 name the default account's, which they never write)."""
+    if partition is None:
+        partition = _partitioning.of_account(account_id)
     return f"{in_partition(partition)}events:account:{account_id}"
 
 
