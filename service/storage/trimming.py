@@ -1,5 +1,6 @@
-"""Trimming the events stream back to `maxlen`, in two phases, never past what a consumer
-group still needs.
+"""Trimming an events stream back to `maxlen`, in two phases, never past what a consumer
+group still needs. One EventTrimmer per partition's stream (EventStore gives each its share
+of EVENTS_MAXLEN); the index keys it names are that partition's.
 
 1. Plan (Python, reads only): the stream's length; the group bound, the oldest entry a
    group still needs (for each group the oldest entry it has read and not acknowledged,
