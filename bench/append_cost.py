@@ -35,17 +35,21 @@ def event(n: int) -> Event:
     )
 
 
+# The one stream of a single Redis (one partition, as this benchmark runs).
+STREAM = keys.events_stream(0)
+
+
 async def acknowledge_all(redis: Redis) -> None:
     while response := await redis.xreadgroup(
-        keys.DELIVERY_GROUP, "bench", {keys.EVENTS_STREAM: ">"}, count=1000
+        keys.DELIVERY_GROUP, "bench", {STREAM: ">"}, count=1000
     ):
-        await redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, *[i for i, _ in response[0][1]])
+        await redis.xack(STREAM, keys.DELIVERY_GROUP, *[i for i, _ in response[0][1]])
 
 
 async def one_run(url: str) -> float:
     redis = Redis.from_url(url)
     await redis.flushall()
-    await redis.xgroup_create(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, id="0", mkstream=True)
+    await redis.xgroup_create(STREAM, keys.DELIVERY_GROUP, id="0", mkstream=True)
     store = EventStore(redis, maxlen=MAXLEN, dedup_ttl_seconds=60)
     for n in range(MAXLEN + 100):
         await store.append("sendgrid", [event(n)])

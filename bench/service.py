@@ -684,7 +684,8 @@ def bench_memory(s: Settings) -> tuple[Table, dict[str, Any]]:
     base = used()
     asyncio.run(preload_events(s.redis_url, events, "mem-"))
     per_event = (used() - base) / events
-    stream_bytes = (cast(int | None, client.memory_usage(keys.EVENTS_STREAM)) or 0) / events
+    streams = [keys.events_stream(p) for p in keys.partitioning().all()]
+    stream_bytes = sum(cast(int | None, client.memory_usage(s)) or 0 for s in streams) / events
 
     async def pending(count: int, payload: bytes) -> None:
         from redis.asyncio import Redis

@@ -194,8 +194,16 @@ def redis_state(redis_url: str, webhook_ids: dict[int, int]) -> dict[str, Any]:
                 if webhook is not None:
                     records[int(webhook)] += 1
                     attempts[int(webhook)] += max(0, int(made or 0) - 1)
-        groups = cast(list[dict[str, Any]], client.xinfo_groups(keys.EVENTS_STREAM))
-        counts = cast(dict[bytes, bytes], client.hgetall(keys.INBOUND_COUNTS))
+        groups: list[dict[str, Any]] = []
+        counts: Counter[bytes] = Counter()
+        for partition in keys.partitioning().all():  # every partition's stream and counters
+            stream = keys.events_stream(partition)
+            if client.exists(stream):
+                groups += cast(list[dict[str, Any]], client.xinfo_groups(stream))
+            partition_counts = client.hgetall(keys.inbound_counts(partition))
+            counts.update(
+                {k: int(v) for k, v in cast(dict[bytes, bytes], partition_counts).items()}
+            )
         webhooks = {
             number: {
                 k.decode(): v.decode()

@@ -160,6 +160,7 @@ def bench_tracking(s: Any) -> tuple[Table, dict[str, Any]]:
 def _stored(redis_url: str) -> int:
     client = sync_redis(redis_url)
     try:
-        return cast(int, client.xlen(keys.EVENTS_STREAM))
+        streams = [keys.events_stream(p) for p in keys.partitioning().all()]
+        return sum(cast(int, client.xlen(stream)) for stream in streams)
     finally:
         client.close()

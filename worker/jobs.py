@@ -79,8 +79,11 @@ async def forget_dead_consumers(
     ctx: dict[str, Any], idle_limit_ms: int = CONSUMER_IDLE_LIMIT_MS
 ) -> None:
     """Every process joins the group under a new name; drop those idle for a day with nothing
-    pending (anything pending is reclaimed by the live consumers first)."""
-    deleted = await ctx["stores"].stream.forget_dead_consumers(idle_limit_ms)
+    pending (anything pending is reclaimed by the live consumers first), in every
+    partition's group."""
+    deleted = []
+    for stream in ctx["stores"].streams:
+        deleted += await stream.forget_dead_consumers(idle_limit_ms)
     if deleted:
         logger.info("forgot %d consumers idle with nothing pending", len(deleted))
 

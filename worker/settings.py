@@ -103,7 +103,8 @@ class Stores:
     webhooks: WebhookStore
     deliveries: DeliveryStore
     events: EventStore
-    stream: EventStream
+    stream: EventStream  # partition 0's: the only one of a single Redis
+    streams: tuple[EventStream, ...]  # one per partition (keys.partitioning())
     lanes: Lanes
     status: StatusStore
     rates: RateLimits
@@ -112,6 +113,10 @@ class Stores:
     @classmethod
     def create(cls, redis: RedisClient, config: Config) -> Stores:
         pipeline = autopipeline_for(redis)
+        streams = tuple(
+            EventStream(redis, pipeline, partition=partition)
+            for partition in keys.partitioning().all()
+        )
         return cls(
             pipeline=pipeline,
             webhooks=WebhookStore(redis, pipeline),
@@ -122,7 +127,8 @@ class Stores:
                 dedup_ttl_seconds=config.dedup_ttl_seconds,
                 pipeline=pipeline,
             ),
-            stream=EventStream(redis, pipeline),
+            stream=streams[0],
+            streams=streams,
             lanes=Lanes(redis, pipeline),
             status=StatusStore(redis),
             rates=RateLimits(redis, pipeline),
@@ -174,9 +180,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     metrics.start()
     deliverer = build_deliverer(stores, http=ctx["http"], config=config, metrics=metrics.tally)
     ctx["deliverer"] = deliverer
-    await stores.stream.ensure_group()
+    for stream in stores.streams:  # every partition's: trimming waits for a group
+        await stream.ensure_group()
     consumer = Consumer(
-        stores.stream,
+        {stream.partition: stream for stream in stores.streams},
         deliverer,
         name=consumer_name(),
         reclaim_idle_ms=2 * deliverer.lease_ms,

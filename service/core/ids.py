@@ -1,9 +1,13 @@
 """Every id and time format of the service, built and parsed in this one place (pure).
 
 event id        evt_{stream entry id}          evt_1772532000000-0
+                evt_{entry id}_{partition}     evt_1772532000000-0_3 with several partitions
+                                               (service.core.partitions): entry ids are per
+                                               partition's stream, so the id names it
 test event id   evt_test_{token}               (never stored in the stream)
 delivery id     dlv_{entry id}_{webhook id}    deterministic: a re-read finds it again
 dead letter id  dl_{dead-letter entry id}      dl_1772532000000-0 (an entry of mh:events:dead)
+                dl_{entry id}_{partition}      with several partitions, as event ids
 lease owner     {delivery id}:{tag}{detail}    who may attempt a delivery now (LeaseTag)
 retry member    {lease owner}[:rate]           a scheduled attempt (mh:retries); :rate when
                                                its rate-limit slot is taken already
@@ -22,13 +26,17 @@ from enum import Enum
 EVENT_ID_PREFIX = "evt_"
 DELIVERY_ID_PREFIX = "dlv_"
 DEAD_LETTER_ID_PREFIX = "dl_"
-_EVENT_ID = re.compile(r"^evt_(\d{1,20})-(\d{1,20})$")
-_DEAD_LETTER_ID = re.compile(r"^dl_(\d{1,20})-(\d{1,20})$")
+_PARTITION = r"(?:_(\d{1,4}))?"
+_EVENT_ID = re.compile(r"^evt_(\d{1,20})-(\d{1,20})" + _PARTITION + "$")
+_DEAD_LETTER_ID = re.compile(r"^dl_(\d{1,20})-(\d{1,20})" + _PARTITION + "$")
 
 
-def event_id(entry_id: str) -> str:
-    """The public id of the event stored as stream entry `entry_id`."""
-    return EVENT_ID_PREFIX + entry_id
+def event_id(entry_id: str, partition: int | None = None) -> str:
+    """The public id of the event stored as stream entry `entry_id`: of `partition`'s stream
+    when given (only with several partitions; with one, ids are as before partitions)."""
+    if partition is None:
+        return EVENT_ID_PREFIX + entry_id
+    return f"{EVENT_ID_PREFIX}{entry_id}_{partition}"
 
 
 def entry_id(event_id: str) -> str | None:
@@ -36,14 +44,35 @@ def entry_id(event_id: str) -> str | None:
     return _stream_id(_EVENT_ID.match(event_id))
 
 
-def dead_letter_id(entry_id: str) -> str:
-    """The public id of the dead letter stored as entry `entry_id` of the dead-letter stream."""
-    return DEAD_LETTER_ID_PREFIX + entry_id
+def event_location(event_id: str) -> tuple[str, int | None] | None:
+    """The stream entry id an event id denotes and the partition it names (None: no
+    partition, as with one), or None if it is not one of ours."""
+    return _located(_EVENT_ID.match(event_id))
+
+
+def dead_letter_id(entry_id: str, partition: int | None = None) -> str:
+    """The public id of the dead letter stored as entry `entry_id` of the dead-letter stream
+    (of `partition`, as event_id)."""
+    if partition is None:
+        return DEAD_LETTER_ID_PREFIX + entry_id
+    return f"{DEAD_LETTER_ID_PREFIX}{entry_id}_{partition}"
 
 
 def dead_letter_entry(dead_letter_id: str) -> str | None:
     """The dead-letter stream entry id a dead letter id denotes, or None if it is none."""
     return _stream_id(_DEAD_LETTER_ID.match(dead_letter_id))
+
+
+def dead_letter_location(dead_letter_id: str) -> tuple[str, int | None] | None:
+    """As event_location, for a dead letter id."""
+    return _located(_DEAD_LETTER_ID.match(dead_letter_id))
+
+
+def _located(match: re.Match[str] | None) -> tuple[str, int | None] | None:
+    entry = _stream_id(match)
+    if entry is None or match is None:
+        return None
+    return entry, None if match[3] is None else int(match[3])
 
 
 def _stream_id(match: re.Match[str] | None) -> str | None:

@@ -160,7 +160,7 @@ RETRIES_DUE = Family(
     "long, the worker is behind on retries",
 )
 DEAD_LETTERS = Family(
-    "dead_letters", Kind.GAUGE, "Entries in the dead-letter stream (mh:events:dead)"
+    "dead_letters", Kind.GAUGE, "Entries in the dead-letter streams (mh:events:dead)"
 )
 WORKER_UP = Family(
     "worker_up", Kind.GAUGE, "1 while some worker's heartbeat is fresh (under a minute old)"
@@ -465,16 +465,20 @@ class Snapshot:
     retries_scheduled: int
     retries_due: int
     dead_letters: int
-    first_unread: str | None  # the entry id of the oldest event not read yet, if any
+    # The entry id of the oldest event not read yet, if any (of every partition's stream).
+    first_unread: str | None
 
 
 def gauge_values(snapshot: Snapshot, now: datetime) -> list[Values]:
     """Each gauge's value (a gauge Redis cannot give is absent, not 0)."""
     readings = snapshot.readings
     unread_count = unread(readings)
-    oldest = readings.oldest_in_progress if readings.in_progress else None
-    if oldest is None and unread_count != 0:
-        oldest = snapshot.first_unread
+    # The older of the two: with one stream, any entry in progress is older than the first
+    # unread; of several partitions' streams, either may be.
+    candidates = [readings.oldest_in_progress] if readings.in_progress else []
+    if unread_count != 0:
+        candidates.append(snapshot.first_unread)
+    oldest = min((c for c in candidates if c is not None), key=entry_order, default=None)
     oldest_age = 0.0
     if oldest is not None:
         oldest_age = max(0.0, now.timestamp() - entry_order(oldest)[0] / 1000)

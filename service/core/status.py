@@ -3,7 +3,8 @@ report. Thresholds and what to do about each problem: docs/operations.md."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from service.core.ids import entry_order, entry_time, format_timestamp
@@ -26,6 +27,30 @@ class Readings:
     oldest_in_progress: str | None  # stream entry id
     unreadable: int = 0  # stream entries that were no event, set aside by the worker
     dead_letters: int = 0  # entries set aside as dead letters, not yet redriven or deleted
+    # With several partitions: each partition's stream's readings (`combined`), of which the
+    # stream fields above are the sums or the oldest.
+    parts: tuple[Readings, ...] = ()
+
+
+def combined(parts: Sequence[Readings]) -> Readings:
+    """The readings of every partition's stream as one: counts added up, the oldest entry in
+    progress of them all; what is unread is each part's (`unread`). One part: itself."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    in_progress = [p.oldest_in_progress for p in parts if p.oldest_in_progress is not None]
+    return replace(
+        first,
+        stored=sum(p.stored for p in parts),
+        group_exists=all(p.group_exists for p in parts),
+        lag=None,
+        last_delivered=None,
+        last_entry=None,
+        in_progress=sum(p.in_progress for p in parts),
+        oldest_in_progress=min(in_progress, key=entry_order, default=None),
+        dead_letters=sum(p.dead_letters for p in parts),
+        parts=tuple(parts),
+    )
 
 
 def assess(
@@ -96,7 +121,10 @@ def unread(readings: Readings) -> int | None:
     wrong once reads cross trimmed entries or an AOF is reloaded: it said 2,899 with nothing
     left to read. What survives both is the group's last-delivered id against the stream's
     last id: at or past it, nothing is unread; behind it, Redis's count, never more than
-    the stream holds."""
+    the stream holds. Of several partitions, the sum of theirs (None if one cannot tell)."""
+    if readings.parts:
+        counts = [unread(part) for part in readings.parts]
+        return None if None in counts else sum(c for c in counts if c is not None)
     if not readings.group_exists:
         return readings.stored  # the group will read from the very first entry
     if readings.last_entry is None or readings.stored == 0:

@@ -1,26 +1,34 @@
 """Dead letters: the events stream entries the worker set aside (service.storage.stream's
 `dead_letter` puts them here), read, redriven and deleted by operators.
 
-A dead letter is an entry of the dead-letter stream (`keys.DEAD_LETTERS`); its public id is
-`dl_` + that entry id, so its id is also when it was set aside. Redriving appends the
-original fields (the event, and its account in field a) to the events stream as a new entry
-and deletes the dead letter, in one script (which also removes the original entry, when no
+A dead letter is an entry of a partition's dead-letter stream (`keys.dead_letters`); its
+public id is `dl_` + that entry id (+ `_` + the partition when there are several, as event
+ids), so its id is also when it was set aside. Redriving appends the original fields (the
+event, and its account in field a) to the same partition's events stream as a new entry and
+deletes the dead letter, in one script (which also removes the original entry, when no
 consumer group needs it any more): the event gets a new id and is delivered again to every
-subscriber, as any new event.
+subscriber, as any new event. Listing merges the partitions' dead letters, newest first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from dataclasses import dataclass
 
 import msgspec
 
-from service.core.ids import dead_letter_entry, dead_letter_id, event_id
+from service.core.ids import dead_letter_id, dead_letter_location, entry_key
 from service.core.models import DeadLetter, Event
 from service.storage import keys, scripts
 from service.storage.connection import RedisClient, register_script
-from service.storage.events import INDEX_TTL_SECONDS, decode_entry
+from service.storage.events import (
+    INDEX_TTL_SECONDS,
+    decode_entry,
+    in_deployment,
+    older_than,
+    stored_event_id,
+)
 from service.storage.trimming import index_keys
 
 # Redriving everything reads the dead letters this many at a time.
@@ -51,9 +59,12 @@ class StoredDeadLetter:
     deliveries: int
     consumer: str
     fields: dict[bytes, bytes]  # the original entry's, as they were
+    partition: int = 0  # of both streams, the events' and the dead letters'
 
     @classmethod
-    def from_row(cls, raw_id: bytes, row: dict[bytes, bytes]) -> StoredDeadLetter:
+    def from_row(
+        cls, raw_id: bytes, row: dict[bytes, bytes], partition: int = 0
+    ) -> StoredDeadLetter:
         def text(name: bytes) -> str:
             return row.get(name, b"").decode(errors="backslashreplace")
 
@@ -71,16 +82,17 @@ class StoredDeadLetter:
                 for name, value in row.items()
                 if name.startswith(FIELD_PREFIX)
             },
+            partition=partition,
         )
 
     @property
     def id(self) -> str:
-        return dead_letter_id(self.entry)
+        return stored_dead_letter_id(self.entry, self.partition)
 
     @property
     def event_id(self) -> str:
         """The original event's id (evt_…), by which it was stored and maybe delivered."""
-        return event_id(self.original)
+        return stored_event_id(self.original, self.partition)
 
     @property
     def account_id(self) -> str | None:
@@ -91,7 +103,7 @@ class StoredDeadLetter:
     def event(self) -> Event | None:
         """The event it holds, or None if it holds none (an unreadable entry)."""
         try:
-            return decode_entry(self.original, self.fields)
+            return decode_entry(self.original, self.fields, self.partition)
         except (KeyError, UnicodeDecodeError, msgspec.DecodeError):
             return None
 
@@ -120,69 +132,113 @@ class StoredDeadLetter:
         }
 
 
+def stored_dead_letter_id(entry: str, partition: int) -> str:
+    """The public id of dead letter `entry` of `partition`: naming the partition only when
+    there are several (as event ids)."""
+    return dead_letter_id(entry, partition if keys.partitioning().count > 1 else None)
+
+
+def _located(letter_id: str) -> tuple[str, int] | None:
+    return in_deployment(dead_letter_location(letter_id))
+
+
 class DeadLetterStore:
     def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
         self._redrive = register_script(redis, _REDRIVE.source)
 
     async def count(self) -> int:
-        return int(await self._redis.xlen(keys.DEAD_LETTERS))
+        """Every partition's dead letters."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in keys.partitioning().all():
+                pipe.xlen(keys.dead_letters(partition))
+            return sum(int(n) for n in await pipe.execute())
 
     async def page(
         self, *, before: str | None, limit: int
     ) -> tuple[builtins.list[StoredDeadLetter], str | None]:
-        """Newest first, strictly older than the dead letter id `before`; and the next
-        page's `before`."""
-        upper = "+"
+        """Newest first (by entry id, then partition), strictly older than the dead letter id
+        `before`; and the next page's `before`."""
+        cursor: tuple[str, int] | None = None
         if before is not None:
-            entry = dead_letter_entry(before)
-            if entry is None:
+            located = dead_letter_location(before)
+            if located is None:
                 return [], None
-            upper = f"({entry}"
-        rows = await self._redis.xrevrange(keys.DEAD_LETTERS, upper, "-", count=limit + 1)
-        found = [StoredDeadLetter.from_row(raw_id, row) for raw_id, row in rows[:limit]]
-        return found, found[-1].id if len(rows) > limit else None
+            cursor = (located[0], located[1] or 0)
+        partitions = keys.partitioning().all()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition in partitions:
+                upper = older_than(cursor, partition)
+                pipe.xrevrange(keys.dead_letters(partition), upper, "-", count=limit + 1)
+            replies = await pipe.execute()
+        ranked = sorted(
+            (
+                ((entry_key(raw_id.decode()), partition), raw_id, row)
+                for partition, rows in zip(partitions, replies, strict=True)
+                for raw_id, row in rows
+            ),
+            key=lambda ranked: ranked[0],
+            reverse=True,
+        )
+        found = [
+            StoredDeadLetter.from_row(raw_id, row, position[1])
+            for position, raw_id, row in ranked[:limit]
+        ]
+        return found, found[-1].id if len(ranked) > limit else None
 
     async def get(self, letter_id: str) -> StoredDeadLetter | None:
-        entry = dead_letter_entry(letter_id)
-        if entry is None:
+        located = _located(letter_id)
+        if located is None:
             return None
-        rows = await self._redis.xrange(keys.DEAD_LETTERS, entry, entry)
-        return StoredDeadLetter.from_row(*rows[0]) if rows else None
+        entry, partition = located
+        rows = await self._redis.xrange(keys.dead_letters(partition), entry, entry)
+        if not rows:
+            return None
+        raw_id, row = rows[0]
+        return StoredDeadLetter.from_row(raw_id, row, partition)
 
     async def redrive(self, letter_id: str) -> str | None:
-        """Append the dead letter's event to the events stream again, as a new entry, and
-        delete the dead letter (one script). The new event's id, or None if there is no
-        such dead letter. NothingToRedrive if it holds no original fields."""
+        """Append the dead letter's event to its partition's events stream again, as a new
+        entry, and delete the dead letter (one script). The new event's id, or None if there
+        is no such dead letter. NothingToRedrive if it holds no original fields."""
         letter = await self.get(letter_id)
         if letter is None:
             return None
+        partition = letter.partition
         script_keys, args = redrive_call(
-            dead=keys.DEAD_LETTERS,
-            stream=keys.EVENTS_STREAM,
-            index_keys=index_keys(letter.fields),
+            dead=keys.dead_letters(partition),
+            stream=keys.events_stream(partition),
+            index_keys=index_keys(letter.fields, partition),
             letter_id=letter.entry,
             index_ttl=INDEX_TTL_SECONDS,
         )
         new_entry = await self._redrive(keys=script_keys, args=args)
         if new_entry == 0:
             raise NothingToRedrive(f"dead letter {letter_id} holds no event to redrive")
-        return event_id(new_entry.decode()) if new_entry else None
+        return stored_event_id(new_entry.decode(), partition) if new_entry else None
 
     async def redrive_all(self, *, since_ms: int | None = None) -> int:
         """Redrive every dead letter set aside since `since_ms` (all without it) that was
         there when this began (those set aside again meanwhile stay). How many went."""
-        newest = await self._redis.xrevrange(keys.DEAD_LETTERS, "+", "-", count=1)
+        counts = await asyncio.gather(
+            *(self._redrive_all_in(p, since_ms) for p in keys.partitioning().all())
+        )
+        return sum(counts)
+
+    async def _redrive_all_in(self, partition: int, since_ms: int | None) -> int:
+        dead = keys.dead_letters(partition)
+        newest = await self._redis.xrevrange(dead, "+", "-", count=1)
         if not newest:
             return 0
         last = newest[0][0].decode()
         lower = "-" if since_ms is None else f"{since_ms}-0"
         redriven = 0
         while True:
-            rows = await self._redis.xrange(keys.DEAD_LETTERS, lower, last, count=REDRIVE_BATCH)
+            rows = await self._redis.xrange(dead, lower, last, count=REDRIVE_BATCH)
             for raw_id, _ in rows:
+                letter_id = stored_dead_letter_id(raw_id.decode(), partition)
                 try:
-                    redriven += await self.redrive(dead_letter_id(raw_id.decode())) is not None
+                    redriven += await self.redrive(letter_id) is not None
                 except NothingToRedrive:
                     continue  # kept, for people to read and delete
             if len(rows) < REDRIVE_BATCH:
@@ -190,5 +246,8 @@ class DeadLetterStore:
             lower = f"({rows[-1][0].decode()}"
 
     async def delete(self, letter_id: str) -> bool:
-        entry = dead_letter_entry(letter_id)
-        return entry is not None and bool(await self._redis.xdel(keys.DEAD_LETTERS, entry))
+        located = _located(letter_id)
+        if located is None:
+            return False
+        entry, partition = located
+        return bool(await self._redis.xdel(keys.dead_letters(partition), entry))

@@ -82,21 +82,23 @@ EMAIL_OWNER = PREFIX + "email-owner:{digest}"
 ACCOUNT_EMAILS = PREFIX + "account:{account_id}:emails"
 
 # Hash per account of its suppressed addresses (lower case) → JSON {"reason", and "entry": the
-# stream entry id of the event that suppressed it, or "at": when it was added by hand}. The
-# sending path's check is one HGET. Written at ingest, in the append's pipeline
-# (service.storage.suppressions); deleting the account deletes it.
+# stream entry id of the event that suppressed it (in the account's partition's stream), or
+# "at": when it was added by hand}. The sending path's check is one HGET. Written at ingest, in
+# the append's pipeline (service.storage.suppressions), so in the account's partition with its
+# seen keys; deleting the account deletes it. Name: suppressions(account).
 SUPPRESSIONS = PREFIX + "account:{account_id}:suppressions"
 
 # Sorted set per account and reason (hard_bounce, complaint, unsubscribe, manual), all scores 0,
 # members the addresses, so lexicographic order pages them by `after`: GET /api/suppressions
 # reads one (a reason's) or merges the four (every address), rather than a fifth set of every
-# address costing memory again.
+# address costing memory again. In the account's partition. Name: suppressed(account, reason).
 SUPPRESSED = PREFIX + "account:{account_id}:suppressed:{reason}"
 
 # Sorted set per account (the default account excepted) of its events: members as in
 # EVENTS_BY_EMAIL. GET /api/events reads an account's events here instead of scanning the
 # stream; the default account, whose events are most of the stream in single-account mode
-# and include those stored before accounts existed, scans. Trimming removes members.
+# and include those stored before accounts existed, scans. Trimming removes members. In the
+# account's partition, beside its stream. Name: events_by_account(account).
 EVENTS_BY_ACCOUNT = PREFIX + "events:account:{account_id}"
 
 # Stream per account of its events that the workers could not hold in memory: spilled from
@@ -151,15 +153,22 @@ DEFAULT_SUBSCRIBERS = PREFIX + "subscribers:{event_type}"
 # event id is "evt_" + the entry id, so the id costs no memory and finds its entry with one
 # XRANGE. Field "a" holds the account it was routed to, "" when unrouted; an entry without it
 # was stored before accounts existed and is the default account's.
+# One stream per partition (events_stream(partition)): an account's events are in its
+# partition's, unrouted events in partition 0's. Entry ids are per stream, so with several
+# partitions an event id also names its partition (service.core.ids). Each partition's stream
+# is trimmed to about EVENTS_MAXLEN / partitions. EVENTS_STREAM is the name with one
+# partition (as before partitions): the code names it with events_stream().
 EVENTS_STREAM = PREFIX + "events"
 
 # String per provider event already stored (value: its entry id), expiring after
 # DEDUP_TTL_SECONDS: a provider's retry of the same event is recognised and stored once.
 # {digest} is a short hash of the provider's event id, so keys stay small whatever its length.
+# In the partition of the event's account (the append script sets it with the XADD).
 SEEN = PREFIX + "seen:{provider}:{digest}"
 
 # String per signature token a provider signs without the body (Mailgun), value: the event it
 # came with. The same token with another event is a replayed signature over a forged body.
+# Untagged: only SET NX and GET touch it, alone, before the events' account is known.
 TOKEN = PREFIX + "token:{provider}:{digest}"
 
 # Sorted sets (all scores 0, members = zero-padded entry ids, so lexicographic order is time
@@ -167,12 +176,16 @@ TOKEN = PREFIX + "token:{provider}:{digest}"
 # Trimming an entry removes its members (service.storage.trimming); each key also expires
 # INDEX_TTL after its last event, a backstop. A member whose entry is gone is skipped. An entry
 # whose recipient str.lower changes beyond ASCII letters names its recipient key in field "r".
+# In the partition of the event's account, beside its stream: two accounts of different
+# partitions that send the same email id or recipient have an index each.
 EVENTS_BY_EMAIL = PREFIX + "events:email:{email_id}"
 EVENTS_BY_RECIPIENT = PREFIX + "events:recipient:{recipient}"
 
 # Hash of inbound counters: "{provider}:stored", "{provider}:duplicate",
 # "{provider}:ignored:{provider_type}" (events with no canonical type, accepted, not stored),
 # "{provider}:unrouted" (stored events of no existing account, delivered to nobody).
+# One per partition (inbound_counts(partition)), counted by the append script of that
+# partition's events; readers add them up. INBOUND_COUNTS is the name with one partition.
 INBOUND_COUNTS = PREFIX + "inbound:counts"
 
 # The consumer group the workers read the events stream with.
@@ -215,6 +228,7 @@ RETRIES = "retries"
 
 # String counter of stream entries that were no event (written there by something else): the
 # worker acknowledges and skips them, the event reads skip them, /api/status shows the count.
+# One for every partition, untagged: only INCRBY and GET touch it, alone.
 UNREADABLE_EVENTS = PREFIX + "events:unreadable"
 
 # Stream of dead letters: events stream entries the worker could not process (not an event,
@@ -223,6 +237,8 @@ UNREADABLE_EVENTS = PREFIX + "events:unreadable"
 # reason (unreadable, failed, reclaimed), detail, at (ISO 8601), deliveries (how many times
 # the group handed the entry out), consumer, and the original fields each prefixed "f:"
 # (f:e, f:a, f:r). Never trimmed: redrive or delete them. XLEN is their count (/api/status).
+# One per partition (dead_letters(partition)), beside its events stream: setting aside and
+# redriving touch both in one script. DEAD_LETTERS is the name with one partition.
 DEAD_LETTERS = PREFIX + "events:dead"
 
 # String per Idempotency-Key in use, expiring: while its first request runs, a marker
@@ -329,12 +345,33 @@ def account_emails(account_id: str) -> str:
     return _placed(ACCOUNT_EMAILS.format(account_id=account_id), _of_account(account_id))
 
 
-def events_by_account(account_id: str) -> str:
-    return EVENTS_BY_ACCOUNT.format(account_id=account_id)
+# The event log's keys (docs/design.md#partitions): each in the partition of the account whose
+# events it holds. Built with f-strings from the partition's start (no str.format): the
+# append names four per event.
 
 
-def seen(provider: str, digest: str) -> str:
-    return SEEN.format(provider=provider, digest=digest)
+def events_stream(partition: int) -> str:
+    return in_partition(partition) + "events"
+
+
+def dead_letters(partition: int) -> str:
+    return in_partition(partition) + "events:dead"
+
+
+def inbound_counts(partition: int) -> str:
+    return in_partition(partition) + "inbound:counts"
+
+
+def events_by_account(account_id: str, partition: int | None = None) -> str:
+    """In the account's partition; `partition` names it when known (the append, whose
+    unrouted events in partition 0 name the default account's, which they never write)."""
+    if partition is None:
+        partition = _partitioning.of_account(account_id)
+    return f"{in_partition(partition)}events:account:{account_id}"
+
+
+def seen(provider: str, digest: str, partition: int) -> str:
+    return f"{in_partition(partition)}seen:{provider}:{digest}"
 
 
 def retries(partition: int) -> str:
@@ -383,20 +420,24 @@ def token(provider: str, digest: str) -> str:
     return TOKEN.format(provider=provider, digest=digest)
 
 
-def events_by_email(email_id: str) -> str:
-    return EVENTS_BY_EMAIL.format(email_id=email_id)
+# The partition defaults to 0, the only one of a single Redis (where these names are as before
+# partitions); the service always passes it.
+def events_by_email(email_id: str, partition: int = 0) -> str:
+    return f"{in_partition(partition)}events:email:{email_id}"
 
 
-def events_by_recipient(recipient: str) -> str:
-    return EVENTS_BY_RECIPIENT.format(recipient=recipient.lower())
+def events_by_recipient(recipient: str, partition: int = 0) -> str:
+    return f"{in_partition(partition)}events:recipient:{recipient.lower()}"
 
 
 def suppressions(account_id: str) -> str:
-    return SUPPRESSIONS.format(account_id=account_id)
+    partition = _partitioning.of_account(account_id)
+    return f"{in_partition(partition)}account:{account_id}:suppressions"
 
 
 def suppressed(account_id: str, reason: str) -> str:
-    return SUPPRESSED.format(account_id=account_id, reason=reason)
+    partition = _partitioning.of_account(account_id)
+    return f"{in_partition(partition)}account:{account_id}:suppressed:{reason}"
 
 
 def portal_link(link_id: str) -> str:

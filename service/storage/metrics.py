@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from redis.exceptions import RedisError
 
+from service.core.ids import entry_order
 from service.core.metrics import Snapshot, Tally
 from service.storage import keys
 from service.storage.connection import RedisClient
@@ -47,15 +48,17 @@ class MetricsStore:
         attempt: an attempt under way holds a lease from its start, a scheduled one from its
         time (service.storage.deliveries)."""
         readings = await self._status.readings()
-        if readings.group_exists and readings.last_delivered is not None:
-            first_unread = f"({readings.last_delivered}"
-        else:
-            first_unread = "-"  # no group yet: it will read from the first entry
         partitions = keys.partitioning().all()
+        streams = readings.parts or (readings,)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.METRICS)
-            pipe.xlen(keys.DEAD_LETTERS)
-            pipe.xrange(keys.EVENTS_STREAM, first_unread, "+", count=1)
+            # Each partition's stream's first entry its group has not read.
+            for partition, stream in enumerate(streams):
+                if stream.group_exists and stream.last_delivered is not None:
+                    first_unread = f"({stream.last_delivered}"
+                else:
+                    first_unread = "-"  # no group yet: it will read from the first entry
+                pipe.xrange(keys.events_stream(partition), first_unread, "+", count=1)
             for partition in partitions:
                 pipe.zcount(keys.delivery_leases(partition), f"({now_ms + lease_ms}", "+inf")
             # Scheduled attempts a second late or more, in every partition's retry set (one
@@ -65,7 +68,9 @@ class MetricsStore:
             if len(partitions) > 1:
                 for partition in partitions:
                     pipe.hgetall(keys.partition_metrics(partition))
-            counts, dead_letters, unread, *per_partition = await pipe.execute()
+            counts, *replies = await pipe.execute()
+        unread, per_partition = replies[: len(streams)], replies[len(streams) :]
+        firsts = [rows[0][0].decode() for rows in unread if rows]
         count = len(partitions)
         scheduled = sum(int(n) for n in per_partition[:count])
         due = sum(int(n) for n in per_partition[count : 2 * count])
@@ -77,8 +82,8 @@ class MetricsStore:
             readings=readings,
             retries_scheduled=scheduled,
             retries_due=due,
-            dead_letters=int(dead_letters),
-            first_unread=unread[0][0].decode() if unread else None,
+            dead_letters=readings.dead_letters,
+            first_unread=min(firsts, key=entry_order, default=None),
         )
 
 

@@ -158,8 +158,8 @@ class DeliveryPruner:
             all_index=keys.deliveries(webhook_id),
             succeeded_index=keys.deliveries(webhook_id, "succeeded"),
             failed_index=keys.deliveries(webhook_id, "failed"),
-            # The stream of the webhook's partition (its account's) holds these entries.
-            stream=keys.partition_events_stream(keys.partitioning().of_webhook(webhook_id)),
+            # The stream of the webhook's partition (its account's), its deliveries' slot.
+            stream=keys.events_stream(keys.partitioning().of_webhook(webhook_id)),
             candidate_keys=[
                 (keys.delivery(id_), keys.delivery_attempts(id_))
                 for id_ in map(member_delivery, plan.members)

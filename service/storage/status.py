@@ -3,12 +3,14 @@ one pipeline."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.exceptions import ResponseError
 
 from config import Config
 from service.core.clock import Clock
 from service.core.models import ServiceStatus
-from service.core.status import Readings, assess
+from service.core.status import Readings, assess, combined
 from service.storage import keys
 from service.storage.capacity import memory
 from service.storage.connection import RedisClient
@@ -41,43 +43,65 @@ class StatusStore:
         )
 
     async def readings(self) -> Readings:
+        """One pipeline: the shared readings, and each partition's stream's (combined)."""
+        partitions = keys.partitioning().all()
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(keys.EVENTS_STREAM)
             pipe.get(keys.WORKER_HEARTBEAT)
-            pipe.xinfo_groups(keys.EVENTS_STREAM)
-            pipe.xpending(keys.EVENTS_STREAM, keys.DELIVERY_GROUP)
-            pipe.xinfo_stream(keys.EVENTS_STREAM)
             pipe.get(keys.UNREADABLE_EVENTS)
-            pipe.xlen(keys.DEAD_LETTERS)
+            for partition in partitions:
+                stream = keys.events_stream(partition)
+                pipe.xlen(stream)
+                pipe.xinfo_groups(stream)
+                pipe.xpending(stream, keys.DELIVERY_GROUP)
+                pipe.xinfo_stream(stream)
+                pipe.xlen(keys.dead_letters(partition))
             replies = await pipe.execute(raise_on_error=False)
-        used_memory, maxmemory = await memory(self._redis)  # on a cluster: every master's
-        stored, heartbeat, groups, pending, stream, unreadable, dead = replies
-        for reply in (stored, heartbeat, unreadable, dead):
+        # Memory on its own: on a cluster, every master's (the fullest counts).
+        used_memory, maxmemory = await memory(self._redis)
+        heartbeat, unreadable = replies[:2]
+        for reply in (heartbeat, unreadable):
             if isinstance(reply, Exception):
                 raise reply
-        # No stream yet ("no such key") or no group yet (NOGROUP): nothing read, nothing pending.
-        if isinstance(groups, ResponseError):
-            groups = []
-        if isinstance(pending, ResponseError):
-            pending = {"pending": 0, "min": None}
-        if isinstance(stream, ResponseError):
-            stream = {}
-        group = next((g for g in groups if g["name"] == keys.DELIVERY_GROUP.encode()), None)
-        oldest = pending["min"]
-        return Readings(
-            stored=stored,
-            heartbeat=heartbeat.decode() if heartbeat else None,
-            used_memory=used_memory,
-            maxmemory=maxmemory,
-            group_exists=group is not None,
-            lag=None if group is None or group.get("lag") is None else int(group["lag"]),
-            last_delivered=_text(group.get("last-delivered-id")) if group else None,
-            last_entry=_text(stream.get("last-generated-id")),
-            in_progress=int(pending["pending"]),
-            oldest_in_progress=_text(oldest),
-            unreadable=int(unreadable or 0),
-            dead_letters=int(dead),
+        shared = {
+            "heartbeat": heartbeat.decode() if heartbeat else None,
+            "used_memory": used_memory,
+            "maxmemory": maxmemory,
+            "unreadable": int(unreadable or 0),
+        }
+        per_partition = replies[2:]
+        return combined(
+            [
+                _stream_readings(per_partition[i : i + 5], shared)
+                for i in range(0, len(per_partition), 5)
+            ]
         )
+
+
+def _stream_readings(replies: list[Any], shared: dict[str, Any]) -> Readings:
+    stored, groups, pending, stream, dead = replies
+    for reply in (stored, dead):
+        if isinstance(reply, Exception):
+            raise reply
+    # No stream yet ("no such key") or no group yet (NOGROUP): nothing read, nothing pending.
+    if isinstance(groups, ResponseError):
+        groups = []
+    if isinstance(pending, ResponseError):
+        pending = {"pending": 0, "min": None}
+    if isinstance(stream, ResponseError):
+        stream = {}
+    group = next((g for g in groups if g["name"] == keys.DELIVERY_GROUP.encode()), None)
+    oldest = pending["min"]
+    return Readings(
+        stored=stored,
+        group_exists=group is not None,
+        lag=None if group is None or group.get("lag") is None else int(group["lag"]),
+        last_delivered=_text(group.get("last-delivered-id")) if group else None,
+        last_entry=_text(stream.get("last-generated-id")),
+        in_progress=int(pending["pending"]),
+        oldest_in_progress=_text(oldest),
+        dead_letters=int(dead),
+        **shared,
+    )
 
 
 def _text(value: bytes | str | None) -> str | None:

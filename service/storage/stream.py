@@ -1,5 +1,7 @@
-"""The events stream as the delivery group reads it: new entries, entries a dead consumer
-left pending, acknowledgements, and the group's upkeep.
+"""An events stream as the delivery group reads it: new entries, entries a dead consumer
+left pending, acknowledgements, and the group's upkeep. One EventStream per partition's
+stream (`partition`; one partition: the one stream as before partitions), its dead letters
+in the partition's dead-letter stream, so each script touches one slot.
 
 Reads hand back decoded events with their entry ids, and apart the ids of entries that are
 not events (written by hand, or by a bug): the consumer sets those aside as dead letters
@@ -68,9 +70,13 @@ class EventStream:
         pipeline: AutoPipeline | None = None,
         *,
         group: str = keys.DELIVERY_GROUP,
+        partition: int = 0,
     ) -> None:
         self._redis = redis
-        self.key = keys.EVENTS_STREAM
+        self.partition = partition
+        self._stream = keys.events_stream(partition)
+        self._dead = keys.dead_letters(partition)
+        self.key = self._stream
         # Acknowledgements travel with whatever else is sent at the time (the worker's).
         self._pipeline = pipeline or autopipeline_for(redis)
         self._group = group
@@ -80,7 +86,7 @@ class EventStream:
     async def ensure_group(self) -> None:
         """Create the group (and the stream) if missing, reading from the very first entry."""
         try:
-            await self._redis.xgroup_create(keys.EVENTS_STREAM, self._group, id="0", mkstream=True)
+            await self._redis.xgroup_create(self._stream, self._group, id="0", mkstream=True)
         except redis.exceptions.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -89,15 +95,15 @@ class EventStream:
         """Entries no consumer of the group has read yet, waiting up to `block_ms` for some.
         Blocking: on the client's own connection, never through the AutoPipeline."""
         response = await self._redis.xreadgroup(
-            self._group, consumer, {keys.EVENTS_STREAM: ">"}, count=count, block=block_ms
+            self._group, consumer, {self._stream: ">"}, count=count, block=block_ms
         )
-        return _decoded(response[0][1] if response else [])
+        return _decoded(response[0][1] if response else [], self.partition)
 
     async def reclaim(self, consumer: str, *, min_idle_ms: int, count: int) -> StreamRead:
         """Take over entries left pending (read, unacknowledged) longer than `min_idle_ms`,
         with the number of times each has been handed out (XPENDING's delivery count)."""
         _, entries, deleted = await self._redis.xautoclaim(
-            keys.EVENTS_STREAM,
+            self._stream,
             self._group,
             consumer,
             min_idle_time=min_idle_ms,
@@ -105,12 +111,12 @@ class EventStream:
             count=count,
         )
         claimed = [(raw_id, fields) for raw_id, fields in entries if fields]
-        read = _decoded(claimed)
+        read = _decoded(claimed, self.partition)
         read.deleted = [raw.decode() if isinstance(raw, bytes) else raw for raw in deleted]
         if claimed:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for raw_id, _ in claimed:
-                    pipe.xpending_range(keys.EVENTS_STREAM, self._group, raw_id, raw_id, 1)
+                    pipe.xpending_range(self._stream, self._group, raw_id, raw_id, 1)
                 replies = await pipe.execute()
             for rows in replies:
                 for row in rows:  # none when acknowledged meanwhile
@@ -131,8 +137,8 @@ class EventStream:
         dead_letter.lua): only while `consumer` holds it and it has been handed out at least
         `min_deliveries` times. The dead letter's entry id, or None when left as it is."""
         script_keys, args = dead_letter_call(
-            stream=keys.EVENTS_STREAM,
-            dead=keys.DEAD_LETTERS,
+            stream=self._stream,
+            dead=self._dead,
             group=self._group,
             entry_id=entry_id,
             consumer=consumer,
@@ -153,24 +159,24 @@ class EventStream:
 
     def ack(self, entry_ids: Sequence[str]) -> asyncio.Future[Any]:
         """XACK these entries, with the next AutoPipeline batch: await it for the reply."""
-        return self._pipeline.execute("XACK", keys.EVENTS_STREAM, self._group, *entry_ids)
+        return self._pipeline.execute("XACK", self._stream, self._group, *entry_ids)
 
     async def forget_dead_consumers(self, idle_limit_ms: int) -> list[str]:
         """Delete the group's consumers idle longer than `idle_limit_ms` with nothing pending
         (checked and deleted in one script: see forget_dead_consumers.lua). Their names."""
         script_keys, args = forget_dead_consumers_call(
-            stream=keys.EVENTS_STREAM, group=self._group, idle_limit_ms=idle_limit_ms
+            stream=self._stream, group=self._group, idle_limit_ms=idle_limit_ms
         )
         deleted = await self._forget(keys=script_keys, args=args)
         return [name.decode() for name in deleted]
 
 
-def _decoded(entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> StreamRead:
+def _decoded(entries: Sequence[tuple[bytes, dict[bytes, bytes]]], partition: int) -> StreamRead:
     read = StreamRead()
     for raw_id, fields in entries:
         entry_id = raw_id.decode()
         try:
-            read.events.append((entry_id, decode_entry(entry_id, fields)))
+            read.events.append((entry_id, decode_entry(entry_id, fields, partition)))
         except KeyError:
             read.not_events.append(entry_id)
             read.why_not[entry_id] = "no event field (e)"

@@ -4,6 +4,8 @@ addresses of each reason, for listing. Key names live in `service.storage.keys`.
 Events add to it at ingest: `EventStore.append` queues `suppress_events.lua` right behind its
 own script in the same pipeline (one round trip), for the hard bounces, complaints and
 unsubscribes it stores (`service.core.suppressions`). People add and lift entries here.
+An account's lists are in its partition, with its events (a stored entry is of that
+partition's stream).
 """
 
 from __future__ import annotations
@@ -86,13 +88,19 @@ def account_keys(account: str) -> list[str]:
     return [keys.suppressions(account), *reason_sets(account)]
 
 
-def to_model(address: str, raw: bytes) -> Suppression:
+def to_model(address: str, raw: bytes, account: str) -> Suppression:
     stored = _DECODER.decode(raw)
     reason = cast(SuppressionReason, stored.reason)  # written from REASONS only
     if stored.entry is not None:
         created_at = format_timestamp(entry_time(stored.entry))
+        # The entry is of the account's partition's stream (the id names it when several).
+        partitioning = keys.partitioning()
+        partition = partitioning.of_account(account) if partitioning.count > 1 else None
         return Suppression(
-            email=address, reason=reason, created_at=created_at, event_id=event_id(stored.entry)
+            email=address,
+            reason=reason,
+            created_at=created_at,
+            event_id=event_id(stored.entry, partition),
         )
     return Suppression(email=address, reason=reason, created_at=stored.at or "", event_id=None)
 
@@ -108,7 +116,7 @@ class SuppressionStore:
     async def get(self, account: str, address: str) -> Suppression | None:
         """`address` (normalised) on the account's list, or None: one HGET."""
         raw = await self._pipeline.execute("HGET", keys.suppressions(account), address)
-        return to_model(address, raw) if raw is not None else None
+        return to_model(address, raw, account) if raw is not None else None
 
     async def add(
         self, account: str, address: str, reason: str, *, now: str
@@ -122,7 +130,7 @@ class SuppressionStore:
             record=record,
         )
         added, stored = await self._suppress(keys=script_keys, args=args)
-        return to_model(address, stored), bool(added)
+        return to_model(address, stored, account), bool(added)
 
     async def remove(self, account: str, address: str) -> bool:
         script_keys, args = unsuppress_call(
@@ -150,5 +158,5 @@ class SuppressionStore:
         if page:
             rows = await self._redis.hmget(keys.suppressions(account), page)  # type: ignore[misc]
             # An address lifted between the two reads is simply not listed.
-            found = [to_model(a, raw) for a, raw in zip(page, rows, strict=True) if raw]
+            found = [to_model(a, raw, account) for a, raw in zip(page, rows, strict=True) if raw]
         return found, page[-1] if len(members) > limit else None

@@ -1,5 +1,6 @@
-"""Trimming the events stream back to `maxlen`, in two phases, never past what a consumer
-group still needs.
+"""Trimming an events stream back to `maxlen`, in two phases, never past what a consumer
+group still needs. One EventTrimmer per partition's stream (EventStore gives each its share
+of EVENTS_MAXLEN); the index keys it names are that partition's.
 
 1. Plan (Python, reads only): the stream's length; the group bound, the oldest entry a
    group still needs (for each group the oldest entry it has read and not acknowledged,
@@ -75,41 +76,54 @@ class TrimPlan:
     members: list[str] = field(default_factory=list)  # one per index key
 
 
-def index_keys(fields: dict[bytes, bytes]) -> list[str]:
-    """The email, recipient and account index keys the append gave an entry with these
-    fields (none when they hold no event): what a trim removes it from, and a redriven dead
-    letter is added to."""
+def index_keys(fields: dict[bytes, bytes], partition: int = 0) -> list[str]:
+    """The email, recipient and account index keys the append gave an entry of `partition`'s
+    stream with these fields (none when they hold no event): what a trim removes it from, and
+    a redriven dead letter is added to."""
     try:
         event = _INDEXED.decode(fields[b"e"])
     except (KeyError, msgspec.DecodeError):
         return []
     # Operational events (webhook.disabled, …) are about no email: no email index.
-    found = [keys.events_by_email(event.email_id)] if event.email_id else []
+    found = [keys.events_by_email(event.email_id, partition)] if event.email_id else []
     if event.recipient:
         # The append's index key: named in field r when ASCII lowering would miss it.
         named = fields.get(b"r")
-        found.append(named.decode() if named else keys.events_by_recipient(event.recipient))
-    account = fields.get(b"a")
-    if account is not None and indexed_account(account.decode() or None):
-        found.append(keys.events_by_account(account.decode()))
+        found.append(
+            named.decode() if named else keys.events_by_recipient(event.recipient, partition)
+        )
+    account = (fields.get(b"a") or b"").decode() or None
+    # An account of another partition cannot have been indexed here (its key is in another
+    # slot: naming it would fail the whole script).
+    if (
+        account is not None
+        and indexed_account(account)
+        and keys.partitioning().of_account(account) == partition
+    ):
+        found.append(keys.events_by_account(account))
     return found
 
 
-def plan_entries(rows: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> TrimPlan:
-    """The plan for removing `rows` (XRANGE from the oldest): their index keys and members."""
+def plan_entries(rows: Sequence[tuple[bytes, dict[bytes, bytes]]], partition: int = 0) -> TrimPlan:
+    """The plan for removing `rows` (XRANGE from the oldest of `partition`'s stream): their
+    index keys and members."""
     plan = TrimPlan(below_id=entry_after(rows[-1][0].decode()), entries=len(rows))
     for raw_id, fields in rows:
         member = entry_member(raw_id.decode())
-        for key in index_keys(fields):
+        for key in index_keys(fields, partition):
             plan.index_keys.append(key)
             plan.members.append(member)
     return plan
 
 
 class EventTrimmer:
-    def __init__(self, redis: RedisClient, *, maxlen: int) -> None:
+    """Trims one partition's stream (EventStore has one per partition)."""
+
+    def __init__(self, redis: RedisClient, *, maxlen: int, partition: int = 0) -> None:
         self._redis = redis
         self._maxlen = maxlen
+        self._partition = partition
+        self._stream = keys.events_stream(partition)
         self._script = register_script(redis, _TRIM.source)
         self._background = SingleFlight(
             self._trim_due,
@@ -143,8 +157,8 @@ class EventTrimmer:
         """What to remove next, if at least `min_excess` entries are past maxlen and some
         of those are below the group bound."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(keys.EVENTS_STREAM)
-            pipe.xinfo_groups(keys.EVENTS_STREAM)
+            pipe.xlen(self._stream)
+            pipe.xinfo_groups(self._stream)
             length, groups = await pipe.execute(raise_on_error=False)
         excess = length - self._maxlen
         if excess < min_excess:
@@ -156,7 +170,7 @@ class EventTrimmer:
         async with self._redis.pipeline(transaction=False) as pipe:
             for group in groups:
                 if group["pending"]:
-                    pipe.xpending(keys.EVENTS_STREAM, group["name"])
+                    pipe.xpending(self._stream, group["name"])
             summaries = iter(await pipe.execute())
         needed = []
         for group in groups:
@@ -170,13 +184,13 @@ class EventTrimmer:
         # Its own connection, not the AutoPipeline: this reply can be megabytes, and the
         # commands batched behind it would wait for it.
         rows = await self._redis.xrange(
-            keys.EVENTS_STREAM, "-", f"({bound}", count=min(excess, TRIM_BATCH)
+            self._stream, "-", f"({bound}", count=min(excess, TRIM_BATCH)
         )
-        return plan_entries(rows) if rows else None
+        return plan_entries(rows, self._partition) if rows else None
 
     async def apply(self, plan: TrimPlan) -> int:
         script_keys, args = trim_events_call(
-            stream=keys.EVENTS_STREAM,
+            stream=self._stream,
             below_id=plan.below_id,
             index_keys=plan.index_keys,
             members=plan.members,

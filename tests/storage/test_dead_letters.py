@@ -12,7 +12,7 @@ from service.storage.dead_letters import DeadLetterStore, NothingToRedrive
 from service.storage.events import EventFilter, EventStore
 from service.storage.stream import EventStream
 from service.storage.trimming import EventTrimmer
-from tests.storage.test_events import event
+from tests.storage.test_events import ACME, OTHER, event, partition_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -242,3 +242,53 @@ class TestRedrive:
         assert not await store.delete(dead_letter_id(letter))
         assert not await store.delete("nonsense")
         assert await store.count() == 0
+
+
+class TestPartitioned:
+    async def test_set_aside_listed_and_redriven_in_their_partitions(
+        self, partitioned_redis: Redis
+    ) -> None:
+        events = EventStore(partitioned_redis, maxlen=10_000, dedup_ttl_seconds=60)
+        stored = (
+            await events.append("sendgrid", [event(1, account_id=ACME), event(2, account_id=OTHER)])
+        ).stored
+        letters = []
+        for account in (ACME, OTHER):
+            stream = EventStream(partitioned_redis, partition=partition_of(account))
+            await stream.ensure_group()
+            [(entry, _)] = (await stream.read_new("c1", count=10, block_ms=1)).events
+            letter = await stream.dead_letter(
+                entry, consumer="c1", reason="failed", detail="boom", at=AT
+            )
+            assert letter is not None
+            letters.append(letter)
+        acme_dead = keys.dead_letters(partition_of(ACME))
+        assert acme_dead.startswith("mh:{p4.")
+        assert await partitioned_redis.xlen(acme_dead) == 1
+        store = DeadLetterStore(partitioned_redis)
+        assert await store.count() == 2
+        # Listed newest first over the partitions, a page at a time; ids name the partition.
+        first, before = await store.page(before=None, limit=1)
+        second, last = await store.page(before=before, limit=1)
+        listed = first + second
+        assert last is None
+        assert {letter.event_id for letter in listed} == set(stored)
+        assert {letter.account_id for letter in listed} == {ACME, OTHER}
+        acme = next(letter for letter in listed if letter.account_id == ACME)
+        assert acme.id.endswith(f"_{partition_of(ACME)}")
+        shown = await store.get(acme.id)
+        assert shown is not None
+        assert shown.public().event_id == stored[0]
+        # Redriven into its own partition's stream, indexed there.
+        new_id = await store.redrive(acme.id)
+        assert new_id is not None
+        assert new_id.endswith(f"_{partition_of(ACME)}")
+        again = await events.get(new_id)
+        assert again is not None
+        assert again.account_id == ACME
+        found, _ = await events.recent(EventFilter(account=ACME), before=None, limit=10)
+        assert [e.id for e in found] == [new_id]
+        assert await store.redrive_all() == 1
+        assert await store.count() == 0
+        assert await store.get(acme.id) is None
+        assert not await store.delete(acme.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import anyio
+import msgspec
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import OutOfMemoryError
@@ -16,6 +17,7 @@ from service.core.models import Event
 from service.core.normalized import Ignored
 from service.storage import keys
 from service.storage.events import EventFilter, EventStore
+from service.storage.stream import EventStream
 
 
 def event(n: int, **fields: str | None) -> Event:
@@ -356,3 +358,181 @@ class TestOnRealRedis:
             pages += 1
         assert [e.provider_event_id for e in found] == ["sg-0"]
         assert pages == 3
+
+
+# -- with several partitions (16, on a Redis that refuses CROSSSLOT as a cluster does) --------
+
+ACME = "acc_0kx8q2m4n1a7b3c9d2e5"  # partition 4 of 16
+OTHER = "acc_0kx8q2m4n1zzzzzzzzzz"  # partition 14 of 16
+
+
+def partition_of(account: str | None) -> int:
+    return keys.partitioning().of_account(account)
+
+
+async def consume_partition(redis: Redis, partition: int) -> list[str]:
+    """Create the partition's group, read everything in it and acknowledge it: the ids read."""
+    stream = EventStream(redis, partition=partition)
+    await stream.ensure_group()
+    read = await stream.read_new("test", count=10_000, block_ms=1)
+    ids = [entry for entry, _ in read.events] + read.not_events
+    if ids:
+        await stream.ack(ids)
+    return ids
+
+
+def mixed_batch(start: int) -> list[Event]:
+    """A SendGrid-style batch: events of two accounts, the default one and an unrouted one."""
+    return [
+        event(start, account_id=ACME),
+        event(start + 1, account_id=OTHER),
+        event(start + 2, account_id=ACME),
+        event(start + 3),  # the default account
+        event(start + 4, account_id=None),  # unrouted
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+class TestPartitioned:
+    async def test_a_mixed_batch_goes_to_each_accounts_partition_in_order(
+        self, partitioned_redis: Redis
+    ) -> None:
+        store = EventStore(partitioned_redis, maxlen=10_000, dedup_ttl_seconds=60)
+        batch = mixed_batch(1)
+        result = await store.append("sendgrid", batch, [Ignored("sendgrid", "processed")])
+        assert result.new == [True] * 5
+        # The ids, in the caller's order, name the partition of each event's stream.
+        expected = [partition_of(e.account_id) for e in batch]
+        assert [int(id_.rsplit("_", 1)[1]) for id_ in result.stored] == expected
+        assert len(set(expected)) == 4
+        assert partition_of(None) == 0
+        for id_, sent in zip(result.stored, batch, strict=True):
+            found = await store.get(id_)
+            assert found is not None
+            assert found.email_id == sent.email_id
+            assert found.account_id == sent.account_id
+        # Each partition's stream is named with its tag, and holds that partition's events.
+        acme = keys.events_stream(partition_of(ACME))
+        assert acme.startswith("mh:{p4.")
+        assert acme.endswith("}:events")
+        assert await partitioned_redis.xlen(acme) == 2
+        assert await partitioned_redis.xlen(keys.events_stream(partition_of(OTHER))) == 1
+        assert await partitioned_redis.xlen(keys.events_stream(0)) == 1  # the unrouted
+        assert not await partitioned_redis.exists(keys.EVENTS_STREAM)  # no untagged stream
+        # Seen keys and indexes are in the partition of their event's account.
+        for name in [k.decode() async for k in partitioned_redis.scan_iter(match="mh:*")]:
+            if ":seen:" in name or ":events:email:" in name or ":events:account:" in name:
+                assert name.startswith("mh:{p"), name
+        assert await partitioned_redis.zcard(keys.events_by_account(ACME)) == 2
+        assert await partitioned_redis.zcard(keys.events_by_email("msg_1", 4)) == 1
+        # Counters: per partition, the ignored and the unrouted in partition 0's.
+        zero = await partitioned_redis.hgetall(keys.inbound_counts(0))
+        assert zero == {b"sendgrid:stored": b"1", b"sendgrid:unrouted": b"1",
+                        b"sendgrid:ignored:processed": b"1"}  # fmt: skip
+        four = await partitioned_redis.hgetall(keys.inbound_counts(partition_of(ACME)))
+        assert four == {b"sendgrid:stored": b"2"}
+
+    async def test_a_retried_batch_is_recognised_in_each_partition(
+        self, partitioned_redis: Redis
+    ) -> None:
+        store = EventStore(partitioned_redis, maxlen=10_000, dedup_ttl_seconds=60)
+        first = await store.append("sendgrid", mixed_batch(1))
+        again = await store.append("sendgrid", mixed_batch(1))
+        assert again.stored == []
+        assert again.new == [False] * 5
+        assert again.duplicates == first.stored  # the originals' ids, partitions and all
+        counts = await partitioned_redis.hgetall(keys.inbound_counts(partition_of(ACME)))
+        assert counts[b"sendgrid:duplicate"] == b"2"
+
+    async def test_an_accounts_reads_read_its_partition(self, partitioned_redis: Redis) -> None:
+        store = EventStore(partitioned_redis, maxlen=10_000, dedup_ttl_seconds=60)
+        result = await store.append("sendgrid", mixed_batch(1))
+        # The same email id and recipient sent by another account: its own index.
+        await store.append("sendgrid", [event(1, account_id=OTHER, provider_event_id="x")])
+        acme, _ = await store.recent(EventFilter(account=ACME), before=None, limit=10)
+        assert [e.id for e in acme] == [result.stored[2], result.stored[0]]
+        by_email, _ = await store.recent(
+            EventFilter(account=ACME, email_id="msg_1"), before=None, limit=10
+        )
+        assert [e.id for e in by_email] == [result.stored[0]]
+        by_recipient, _ = await store.recent(
+            EventFilter(account=OTHER, recipient="USER1@example.com"), before=None, limit=10
+        )
+        assert [e.account_id for e in by_recipient] == [OTHER]
+        default, _ = await store.recent(EventFilter(), before=None, limit=10)
+        assert [e.id for e in default] == [result.stored[3]]
+        unrouted, _ = await store.recent(EventFilter(account=None), before=None, limit=10)
+        assert [e.id for e in unrouted] == [result.stored[4]]
+        # An id naming another partition, or none, is no event here.
+        entry, _, partition = result.stored[0].removeprefix("evt_").partition("_")
+        assert await store.get(f"evt_{entry}_{int(partition) + 1}") is None
+        assert await store.get(f"evt_{entry}") is None
+        assert await store.get(f"evt_{entry}_16") is None
+
+    async def test_the_every_account_view_merges_the_partitions_newest_first(
+        self, partitioned_redis: Redis
+    ) -> None:
+        store = EventStore(partitioned_redis, maxlen=10_000, dedup_ttl_seconds=60)
+        stored: list[str] = []
+        for n in range(0, 30, 5):
+            stored += (await store.append("sendgrid", mixed_batch(n))).stored
+        seen, before = [], None
+        while True:
+            page, before = await store.recent(
+                EventFilter(every_account=True), before=before, limit=4
+            )
+            seen += [str(e.id) for e in page]
+            if before is None:
+                break
+        assert sorted(seen) == sorted(stored)
+        assert len(set(seen)) == 30
+        times = [entry_id(id_) for id_ in seen]
+        assert times == sorted(times, key=lambda e: tuple(map(int, str(e).split("-"))))[::-1]
+
+    async def test_the_same_entry_id_in_two_partitions_is_listed_once_each(
+        self, partitioned_redis: Redis
+    ) -> None:
+        """Entry ids are per stream: two partitions' events added in the same millisecond
+        can share one. Their ids differ by partition, and paging sees both."""
+        for account in (ACME, OTHER):
+            payload = msgspec.json.encode(event(1, account_id=None))
+            stream = keys.events_stream(partition_of(account))
+            await partitioned_redis.xadd(stream, {"e": payload, "a": account}, id="999-0")
+            await partitioned_redis.xadd(stream, {"e": payload, "a": account}, id="1000-0")
+        store = EventStore(partitioned_redis, maxlen=10_000, dedup_ttl_seconds=60)
+        seen, before = [], None
+        while True:
+            page, before = await store.recent(
+                EventFilter(every_account=True), before=before, limit=1
+            )
+            seen += [str(e.id) for e in page]
+            if before is None:
+                break
+        assert seen == ["evt_1000-0_14", "evt_1000-0_4", "evt_999-0_14", "evt_999-0_4"]
+        found = await store.get("evt_1000-0_4")
+        assert found is not None
+        assert found.account_id == ACME
+
+    async def test_a_filtered_every_account_view_within_a_small_scan_budget_misses_nothing(
+        self, partitioned_redis: Redis
+    ) -> None:
+        store = EventStore(partitioned_redis, maxlen=10_000, dedup_ttl_seconds=60, scan_budget=20)
+        clicks = []
+        for n in range(0, 60, 5):
+            batch = mixed_batch(n)
+            batch[n % 5].type = "email.click"
+            result = await store.append("sendgrid", batch)
+            clicks.append(result.stored[n % 5])
+        seen, before, pages = [], None, 0
+        while True:
+            page, before = await store.recent(
+                EventFilter(every_account=True, type="email.click"), before=before, limit=5
+            )
+            seen += [str(e.id) for e in page]
+            pages += 1
+            if before is None:
+                break
+        assert sorted(seen) == sorted(clicks)
+        assert len(seen) == len(set(seen))
+        assert pages > 3  # the budget cut pages short, and the cursor resumed each

@@ -170,3 +170,27 @@ class TestByHand:
         assert await accounts.start_delete(ACME)
         await accounts.finish_delete(ACME)
         assert [k async for k in real_redis.scan_iter(match="*")] == []
+
+
+class TestPartitioned:
+    async def test_a_hard_bounce_suppresses_in_its_accounts_partition(
+        self, partitioned_redis: Redis
+    ) -> None:
+        events, suppressions = stores(partitioned_redis)
+        complaint = event(2, type="email.complaint", account_id=OTHER)
+        result = await events.append("sendgrid", [bounce(1), complaint, event(3)])
+        found = await suppressions.get(ACME, "user1@example.com")
+        assert found is not None
+        assert found.reason == "hard_bounce"
+        assert found.event_id == result.stored[0]  # naming the partition of ACME's stream
+        other = await suppressions.get(OTHER, "user2@example.com")
+        assert other is not None
+        assert other.event_id == result.stored[1]
+        assert keys.suppressions(ACME).startswith("mh:{p4.")
+        assert await partitioned_redis.hlen(keys.suppressions(ACME)) == 1
+        listed, _ = await suppressions.list(ACME, reason=None, after=None, limit=10)
+        assert [s.email for s in listed] == ["user1@example.com"]
+        assert await suppressions.remove(ACME, "user1@example.com")
+        added, new = await suppressions.add(OTHER, "x@example.com", "manual", now="2026-03-03")
+        assert new
+        assert added.reason == "manual"

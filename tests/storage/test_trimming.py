@@ -13,7 +13,15 @@ from service.core.ids import entry_id, entry_member
 from service.storage import keys
 from service.storage.events import EventStore
 from service.storage.trimming import EventTrimmer
-from tests.storage.test_events import consume, event, make_group
+from tests.storage.test_events import (
+    ACME,
+    OTHER,
+    consume,
+    consume_partition,
+    event,
+    make_group,
+    partition_of,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -153,3 +161,47 @@ class TestBackgroundTrim:
             await store.drain()
         assert len(result.stored) == 1200
         assert "trimming the events stream failed" in caplog.text
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+class TestPartitioned:
+    async def test_each_partitions_stream_is_trimmed_to_its_share_with_its_indexes(
+        self, partitioned_redis: Redis
+    ) -> None:
+        # 1,600 over 16 partitions: 100 each.
+        store = EventStore(partitioned_redis, maxlen=1600, dedup_ttl_seconds=60)
+        for n in range(0, 600, 3):
+            await store.append(
+                "sendgrid",
+                [
+                    event(n, account_id=ACME),
+                    event(n + 1, account_id=OTHER),
+                    event(n + 2, account_id=None),
+                ],
+            )
+        await store.drain()  # no group yet: nothing can go
+        for account in (ACME, OTHER, None):
+            await consume_partition(partitioned_redis, partition_of(account))
+        removed = await store.trim()
+        assert removed == 3 * 100  # each of the three streams, from 200 to 100
+        for account in (ACME, OTHER, None):
+            partition = partition_of(account)
+            stream = keys.events_stream(partition)
+            assert await partitioned_redis.xlen(stream) == 100
+            # The index members left are those of entries left, in the partition's indexes.
+            left = {entry_member(raw.decode()) for raw, _ in await partitioned_redis.xrange(stream)}
+            email_keys = [
+                key
+                async for key in partitioned_redis.scan_iter(
+                    match=keys.events_by_email("*", partition)
+                )
+            ]
+            members = {
+                m.decode() for key in email_keys for m in await partitioned_redis.zrange(key, 0, -1)
+            }
+            assert members == left
+        indexed = {
+            m.decode() for m in await partitioned_redis.zrange(keys.events_by_account(ACME), 0, -1)
+        }
+        assert len(indexed) == 100

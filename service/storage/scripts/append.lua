@@ -5,7 +5,7 @@
 -- background). Nothing is written before the first XADD, so a full Redis refuses the
 -- append having written nothing (EventStore.append trims and tries again).
 --
--- KEYS[1] stream: the events stream
+-- KEYS[1] stream: the events stream of one partition (every key here is in its slot)
 -- KEYS[2] counts: the inbound counters hash
 -- KEYS[3..] seen_key, email_index, recipient_index, account_index: for each event, in order
 -- ARGV[1] trim_at: the stream length from which a trim is due

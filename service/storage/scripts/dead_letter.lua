@@ -5,8 +5,8 @@
 -- (Redis's delivery count): an entry finished or taken over meanwhile, or not tried often
 -- enough yet, is left as it is.
 --
--- KEYS[1] stream: the events stream
--- KEYS[2] dead: the dead-letter stream
+-- KEYS[1] stream: the events stream of one partition (every key here is in its slot)
+-- KEYS[2] dead: the dead-letter stream of the same partition
 -- ARGV[1] group: the consumer group
 -- ARGV[2] entry_id: the entry to set aside
 -- ARGV[3] consumer: the consumer that holds it

@@ -2,7 +2,7 @@
 -- deleted in one script: deleting a consumer drops its pending entries from the group, so
 -- one that read something between a check and a separate XGROUP DELCONSUMER would lose it.
 --
--- KEYS[1] stream: the events stream
+-- KEYS[1] stream: the events stream of one partition (every key here is in its slot)
 -- ARGV[1] group: the consumer group
 -- ARGV[2] idle_limit_ms: how long a consumer must have been idle to go
 -- Returns: the names of the consumers deleted.

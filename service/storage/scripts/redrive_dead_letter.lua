@@ -6,8 +6,8 @@
 -- (the same index keys: the same fields), unless a consumer group still needs it (not read
 -- yet, or pending): the event is then listed once, under its new id.
 --
--- KEYS[1] dead: the dead-letter stream
--- KEYS[2] stream: the events stream
+-- KEYS[1] dead: the dead-letter stream of one partition (every key here is in its slot)
+-- KEYS[2] stream: the events stream of the dead letter's partition
 -- KEYS[3..] index_key: the email, recipient and account indexes the event belongs in
 -- ARGV[1] letter_id: the dead letter's entry id
 -- ARGV[2] index_ttl: seconds an index key lasts after its last event

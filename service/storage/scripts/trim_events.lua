@@ -6,7 +6,7 @@
 -- and removes only what is strictly older than it, as well as below `below_id`. With no
 -- group, nothing goes (the delivery group reads from the very first entry).
 --
--- KEYS[1] stream: the events stream
+-- KEYS[1] stream: the events stream of one partition (every key here is in its slot)
 -- KEYS[2..] index_key: the email, recipient or account index of the member at that position
 -- ARGV[1] below_id: the entry id just after the newest entry planned to go
 -- ARGV[2..] member: the index member (of a planned entry) to remove from that index_key
