@@ -24,6 +24,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -218,6 +219,7 @@ request = function()
 end
 response = function(status, headers, body)
   answered = answered + 1
+  if status ~= 200 then io.write("WRKSTATUS ", status, "\\n"); io.flush() end
   if answered == {enough} then
     io.write("WRKDONE\\n"); io.flush()
     wrk.thread:stop()
@@ -226,7 +228,7 @@ end
 """
 
 
-def ingest_backlog(api: str, account: str, tag: str, count: int) -> dict[str, float]:
+def ingest_backlog(api: str, account: str, tag: str, count: int) -> dict[str, Any]:
     """Post `count` events for `account` as fast as the web process takes them: wrk -t2
     -c50 with backlog_script. A stopped wrk thread does not end wrk (its main thread sleeps
     out -d), so wrk gets SIGINT once every thread has printed WRKDONE; it then reports as
@@ -241,9 +243,11 @@ def ingest_backlog(api: str, account: str, tag: str, count: int) -> dict[str, fl
         [*command, "-s", str(path), api + "/api/webhooks"], stdout=subprocess.PIPE, text=True
     ) as wrk:
         assert wrk.stdout is not None
-        done, data = 0, None
+        done, data, refused = 0, None, Counter[str]()
         for line in wrk.stdout:
-            if line.startswith("WRKDONE"):
+            if line.startswith("WRKSTATUS "):
+                refused[line.split()[1]] += 1
+            elif line.startswith("WRKDONE"):
                 done += 1
                 if done == threads:
                     wrk.send_signal(signal.SIGINT)
@@ -258,6 +262,7 @@ def ingest_backlog(api: str, account: str, tag: str, count: int) -> dict[str, fl
         "requests": data["requests"],
         "errors": data["errors"],
         "non2xx": data["non2xx"],
+        "refused": dict(refused),  # status → answers, for every answer but 200
         "seconds": seconds,
         "events_per_s": count / seconds,
     }
@@ -300,7 +305,7 @@ def phase(s: Settings, ends: Endpoints, *, seconds: float, backlog: int) -> dict
         arrivals(ends.fast)
         slow_start = posts(ends.slow)
         if backlog:
-            ingest: dict[str, float] = ingest_backlog(api, account_a, f"a{tag}", backlog)
+            ingest = ingest_backlog(api, account_a, f"a{tag}", backlog)
             ingest["a_delivered_meanwhile"] = posts(ends.slow) - slow_start
             result["ingest"] = ingest
             print(
@@ -358,6 +363,7 @@ def bench_tenants(s: Settings) -> tuple[Table, dict[str, Any]]:
         )
 
     ingest = loaded["ingest"]
+    refused = ", ".join(f"{n} x {status}" for status, n in sorted(ingest["refused"].items()))
     ratio = f"{judged.ratio:.2f}" if math.isfinite(judged.ratio) else "unbounded"
     table = [
         f"Two accounts made through the accounts API, one webhook each (`*`): A's endpoint "
@@ -376,8 +382,9 @@ def bench_tenants(s: Settings) -> tuple[Table, dict[str, Any]]:
         row(f"B with A's {BACKLOG:,}-event backlog", loaded),
         "",
         f"A's backlog ingested in {ingest['seconds']:.1f} s ({ingest['events_per_s']:,.0f} "
-        f"events/s; wrk errors {ingest['errors']:.0f}, non-2xx {ingest['non2xx']:.0f}: a 503 "
-        "past INGEST_TIMEOUT may or may not have stored its event, and is not retried); "
+        f"events/s; wrk errors {ingest['errors']:.0f}, answers other than 200: "
+        f"{refused or 'none'}, not retried: a 503 past INGEST_TIMEOUT may or may not have "
+        "stored its event); "
         f"{loaded['a_backlog_at_b_start']:,} of A's events undelivered when B began; A's "
         f"endpoint received {loaded['a_delivered_total']:,} deliveries in the whole phase.",
         "",
