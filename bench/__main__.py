@@ -1,8 +1,9 @@
 """`python -m bench [--quick] [--only NAME ...]`: every benchmark, in sequence.
 
 Runs bench.transport (in its own process, as before), then the service benchmarks of
-bench/service.py against a private redis-server, the Procfile's web and worker lines, the
-local receiver and wrk. Prints a markdown table per benchmark and writes bench/results.json.
+bench/service.py and bench/tenants.py against a private redis-server, the Procfile's web and
+worker lines, the local receivers and wrk. Prints a markdown table per benchmark and writes
+bench/results.json.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.service import BENCHMARKS, Settings, bench_latency
+from bench.tenants import bench_tenants
 from bench.transport import machine
 from devtools.redis_server import PrivateRedis
 
@@ -30,6 +32,7 @@ ORDER = (
     "latency",
     "fanout",
     "isolation",
+    "tenants",
     "memory",
     "scaleout",
 )
@@ -69,6 +72,8 @@ def main() -> None:
                 if name == "latency":
                     rate = max_rate or 200.0
                     table, data = bench_latency(settings, rate)
+                elif name == "tenants":
+                    table, data = bench_tenants(settings)
                 else:
                     table, data = BENCHMARKS[name](settings)
             except Exception as exc:  # one failure must not lose the other results
