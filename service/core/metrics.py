@@ -147,6 +147,12 @@ OLDEST_UNDELIVERED = Family(
     "acknowledged once its deliveries succeeded, failed or were handed to a retry job",
 )
 EVENTS_STORED = Family("events_stored", Kind.GAUGE, "Entries in the events stream")
+LANE_EVENTS = Family(
+    "lane_events",
+    Kind.GAUGE,
+    "Events waiting in accounts' lanes: an account's backlog beyond what a worker holds, "
+    "delivered in turn with every other account's (part of backlog_events)",
+)
 RETRIES_SCHEDULED = Family(
     "retries_scheduled",
     Kind.GAUGE,
@@ -171,6 +177,7 @@ REDIS_MAX = Family("redis_memory_max_bytes", Kind.GAUGE, "Redis maxmemory (0: no
 GAUGES: tuple[Family, ...] = (
     BACKLOG,
     IN_PROGRESS,
+    LANE_EVENTS,
     OLDEST_UNDELIVERED,
     EVENTS_STORED,
     RETRIES_SCHEDULED,
@@ -478,12 +485,19 @@ def gauge_values(snapshot: Snapshot, now: datetime) -> list[Values]:
     candidates = [readings.oldest_in_progress] if readings.in_progress else []
     if unread_count != 0:
         candidates.append(snapshot.first_unread)
+    if readings.in_lanes:
+        candidates.append(readings.oldest_in_lane)
     oldest = min((c for c in candidates if c is not None), key=entry_order, default=None)
     oldest_age = 0.0
     if oldest is not None:
         oldest_age = max(0.0, now.timestamp() - entry_order(oldest)[0] / 1000)
     found: dict[Family, float | None] = {
-        BACKLOG: None if unread_count is None else unread_count + readings.in_progress,
+        BACKLOG: (
+            None
+            if unread_count is None
+            else unread_count + readings.in_progress + readings.in_lanes
+        ),
+        LANE_EVENTS: readings.in_lanes,
         IN_PROGRESS: readings.in_progress,
         OLDEST_UNDELIVERED: round(oldest_age, 3),
         EVENTS_STORED: readings.stored,

@@ -479,6 +479,15 @@ class EventsStatus(Model):
             )
         ),
     ]
+    in_lanes: Annotated[
+        int,
+        Meta(
+            description=(
+                "Events of accounts with more waiting than a worker holds, moved to their "
+                "account's lane to be delivered in turn (fair delivery: docs/delivery.md)"
+            )
+        ),
+    ] = 0
 
 
 class MemoryStatus(Model):

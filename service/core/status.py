@@ -27,6 +27,10 @@ class Readings:
     oldest_in_progress: str | None  # stream entry id
     unreadable: int = 0  # stream entries that were no event, set aside by the worker
     dead_letters: int = 0  # entries set aside as dead letters, not yet redriven or deleted
+    # Events of accounts over their share, waiting in their lanes (acknowledged in the
+    # stream, not delivered: service.storage.lanes), and the oldest of them (its entry id).
+    in_lanes: int = 0
+    oldest_in_lane: str | None = None
     # With several partitions: each partition's stream's readings (`combined`), of which the
     # stream fields above are the sums or the oldest.
     parts: tuple[Readings, ...] = ()
@@ -105,6 +109,7 @@ def assess(
             oldest_in_progress_age_seconds=oldest_age,
             unreadable=readings.unreadable,
             dead_letters=readings.dead_letters,
+            in_lanes=readings.in_lanes,
         ),
         redis_memory=MemoryStatus(
             used_bytes=readings.used_memory,

@@ -9,6 +9,7 @@ from redis.exceptions import ResponseError
 
 from config import Config
 from service.core.clock import Clock
+from service.core.ids import entry_order
 from service.core.models import ServiceStatus
 from service.core.status import Readings, assess, combined
 from service.storage import keys
@@ -55,7 +56,12 @@ class StatusStore:
                 pipe.xpending(stream, keys.DELIVERY_GROUP)
                 pipe.xinfo_stream(stream)
                 pipe.xlen(keys.dead_letters(partition))
+            for partition in partitions:
+                pipe.zrange(keys.lanes(partition), 0, -1)
             replies = await pipe.execute(raise_on_error=False)
+        lanes = replies[-len(partitions) :]
+        replies = replies[: -len(partitions)]
+        in_lanes, oldest_in_lane = await self._lanes(lanes)
         # Memory on its own: on a cluster, every master's (the fullest counts).
         used_memory, maxmemory = await memory(self._redis)
         heartbeat, unreadable = replies[:2]
@@ -67,6 +73,8 @@ class StatusStore:
             "used_memory": used_memory,
             "maxmemory": maxmemory,
             "unreadable": int(unreadable or 0),
+            "in_lanes": in_lanes,
+            "oldest_in_lane": oldest_in_lane,
         }
         per_partition = replies[2:]
         return combined(
@@ -75,6 +83,26 @@ class StatusStore:
                 for i in range(0, len(per_partition), 5)
             ]
         )
+
+    async def _lanes(self, listed: list[Any]) -> tuple[int, str | None]:
+        """Events waiting in accounts' lanes (service.storage.lanes), and the oldest of them
+        (its original entry id): each listed lane's length and first entry."""
+        lanes = [keys.lane(_text(a) or "") for found in listed if not isinstance(found, Exception)
+                 for a in found]  # fmt: skip
+        if not lanes:
+            return 0, None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for lane in lanes:
+                pipe.xlen(lane)
+                pipe.xrange(lane, "-", "+", count=1)
+            replies = await pipe.execute(raise_on_error=False)
+        waiting, heads = 0, []
+        for length, head in zip(replies[::2], replies[1::2], strict=True):
+            if isinstance(length, int):
+                waiting += length
+            if isinstance(head, list) and head and b"id" in head[0][1]:
+                heads.append(head[0][1][b"id"].decode())
+        return waiting, min(heads, key=entry_order, default=None)
 
 
 def _stream_readings(replies: list[Any], shared: dict[str, Any]) -> Readings:

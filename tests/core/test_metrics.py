@@ -261,6 +261,7 @@ class TestGauges:
         assert gauges(snapshot()) == {
             "mailhooks_backlog_events": 0.0,
             "mailhooks_events_in_progress": 0.0,
+            "mailhooks_lane_events": 0.0,
             "mailhooks_oldest_undelivered_seconds": 0.0,
             "mailhooks_events_stored": 10.0,
             "mailhooks_retries_scheduled": 4.0,
@@ -296,6 +297,20 @@ class TestGauges:
         assert values["mailhooks_backlog_events"] == 3.0
         assert values["mailhooks_oldest_undelivered_seconds"] == 12.5
         assert values["mailhooks_worker_up"] == 0.0
+
+    def test_events_waiting_in_lanes_are_backlog_and_the_oldest_may_be_theirs(self) -> None:
+        found = snapshot(
+            readings=readings(
+                in_progress=1,
+                oldest_in_progress=f"{NOW_MS - 2_000}-0",
+                in_lanes=40,
+                oldest_in_lane=f"{NOW_MS - 60_000}-3",
+            )
+        )
+        values = gauges(found)
+        assert values["mailhooks_lane_events"] == 40.0
+        assert values["mailhooks_backlog_events"] == 41.0
+        assert values["mailhooks_oldest_undelivered_seconds"] == 60.0
 
     def test_a_backlog_redis_cannot_count_is_absent_not_zero(self) -> None:
         found = snapshot(readings=readings(lag=None, last_delivered="8-0"))

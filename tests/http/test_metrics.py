@@ -229,6 +229,7 @@ class TestAfterRealTraffic:
             for name in (
                 "mailhooks_backlog_events",
                 "mailhooks_events_in_progress",
+                "mailhooks_lane_events",
                 "mailhooks_oldest_undelivered_seconds",
                 "mailhooks_events_stored",
                 "mailhooks_retries_scheduled",
@@ -241,6 +242,7 @@ class TestAfterRealTraffic:
         assert gauges == {
             "mailhooks_backlog_events": 0.0,
             "mailhooks_events_in_progress": 0.0,
+            "mailhooks_lane_events": 0.0,
             "mailhooks_oldest_undelivered_seconds": 0.0,
             "mailhooks_events_stored": 4.0,  # three ingested, one operational
             "mailhooks_retries_scheduled": 0.0,

@@ -11,6 +11,7 @@ from service.core.ids import entry_id
 from service.storage import keys
 from service.storage.events import EventStore
 from service.storage.lanes import Lanes
+from service.storage.status import StatusStore
 from service.storage.stream import EventStream
 from tests.storage.test_events import event
 
@@ -115,3 +116,11 @@ async def test_partitioned_lanes_touch_one_slot(partitioned_redis: Redis) -> Non
     lane_id = read[0][1][0][0].decode()
     assert await lanes.ack(account, [lane_id]) == 1
     assert await lanes.accounts(partition) == []
+
+
+async def test_status_counts_what_waits_in_lanes_and_its_oldest(real_redis: Redis) -> None:
+    entries = await stored(real_redis, 3)
+    await Lanes(real_redis).spill(keys.EVENTS_STREAM, 0, [(e, ACCOUNT) for e in entries], 1)
+    readings = await StatusStore(real_redis).readings()
+    assert (readings.in_lanes, readings.oldest_in_lane) == (3, entries[0])
+    assert readings.in_progress == 0  # acknowledged in the stream, not delivered
