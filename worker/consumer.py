@@ -406,26 +406,20 @@ class Consumer:
             logger.error("lane entries %s of %s are not events; dropped", read.not_events, account)
             for lane_id in read.not_events:
                 self._lane_acks.add(account, lane_id)
-        batch = [
-            (lane_id, entry_id, event)
-            for lane_id, entry_id, event in read.events
-            if entry_id not in self._running
-            and read.deliveries.get(lane_id, 1) <= self._dead_letter_after
-        ]
-        if len(batch) < len(read.events):
-            exhausted = (
-                len(read.events)
-                - len(batch)
-                - sum(1 for _, entry_id, _ in read.events if entry_id in self._running)
+        batch = []
+        limit = self._dead_letter_after
+        for lane_id, entry_id, event in read.events:
+            if entry_id in self._running:
+                continue  # reclaimed from ourselves while still at work on it
+            times = read.deliveries.get(lane_id, 1)
+            if times <= limit:
+                batch.append((lane_id, entry_id, event))
+                continue
+            detail = (
+                f"handed out {times - 1} times from its account's lane without being "
+                "finished: the worker holding it stopped, crashed or lost Redis each time"
             )
-            if exhausted:
-                logger.error(
-                    "%d lane entries of %s were handed out more than %d times without being "
-                    "finished; they stay pending in the lane (see the worker logs)",
-                    exhausted,
-                    account,
-                    self._dead_letter_after,
-                )
+            self._set_lane_entry_aside(account, lane_id, "reclaimed", detail, limit + 1)
         if not batch:
             if not read.events and not read.not_events:
                 self._lane_rest[account] = time.monotonic() + LANE_IDLE_SECONDS
@@ -518,11 +512,14 @@ class Consumer:
 
     def _failed(self, work: Work, exc: BaseException) -> None:
         """Processing raised (a bug, not an outage): set the entry aside if the group has
-        handed it out `dead_letter_after` times, else leave it to be tried again. (A lane
-        entry stays pending in its lane and is tried again when reclaimed.)"""
-        if work.lane_id is not None:
-            return
+        handed it out `dead_letter_after` times, else leave it to be tried again (from the
+        stream, or from its account's lane)."""
         detail = f"{type(exc).__name__}: {exc}"[:DETAIL_CHARS]
+        if work.lane_id is not None and work.event.account_id is not None:
+            self._set_lane_entry_aside(
+                work.event.account_id, work.lane_id, "failed", detail, self._dead_letter_after
+            )
+            return
         stream = self._streams[work.partition]
         self._set_aside(
             stream, work.entry_id, "failed", detail, min_deliveries=self._dead_letter_after
@@ -538,6 +535,39 @@ class Consumer:
     ) -> None:
         """Make the entry a dead letter, in the background (the read loop does not wait)."""
         self._in_background(self._dead_letter(stream, entry_id, reason, detail, min_deliveries))
+
+    def _set_lane_entry_aside(
+        self, account: str, lane_id: str, reason: str, detail: str, min_deliveries: int
+    ) -> None:
+        assert self._lanes is not None
+        lanes = self._lanes
+
+        async def set_aside() -> None:
+            try:
+                letter = await lanes.dead_letter(
+                    account,
+                    lane_id,
+                    consumer=self.name,
+                    reason=reason,
+                    detail=detail,
+                    at=format_timestamp(self._clock()),
+                    min_deliveries=min_deliveries,
+                )
+            except redis.exceptions.RedisError as exc:
+                logger.warning("setting lane entry %s aside failed (%r)", lane_id, exc)
+                return
+            if letter is not None:
+                logger.error(
+                    "lane entry %s of %s set aside as dead letter %s (%s: %s); see GET "
+                    "/api/dead-letters",
+                    lane_id,
+                    account,
+                    letter,
+                    reason,
+                    detail,
+                )
+
+        self._in_background(set_aside())
 
     def _in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

@@ -22,9 +22,11 @@ from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
 from service.storage.connection import RedisClient, autopipeline_for, register_script
 from service.storage.events import decode_entry
+from service.storage.stream import dead_letter_call
 
 _SPILL = scripts.load("spill")
 _LANE_ACK = scripts.load("lane_ack")
+_DEAD_LETTER = scripts.load("dead_letter")
 
 
 def spill_call(
@@ -73,6 +75,7 @@ class Lanes:
         self._group = group
         self._spill = register_script(redis, _SPILL.source)
         self._ack = register_script(redis, _LANE_ACK.source)
+        self._dead_letter = register_script(redis, _DEAD_LETTER.source)
 
     async def spill(
         self, stream: str, partition: int, entries: Sequence[tuple[str, str]], now_ms: int
@@ -147,6 +150,39 @@ class Lanes:
             lane_entry_ids=lane_entry_ids,
         )
         return self._pipeline.script(self._ack, script_keys, args)
+
+    async def dead_letter(
+        self,
+        account: str,
+        lane_id: str,
+        *,
+        consumer: str,
+        reason: str,
+        detail: str,
+        at: str,
+        min_deliveries: int,
+    ) -> str | None:
+        """Set a lane entry aside as a dead letter of its partition (dead_letter.lua, with the
+        lane as the stream: only while `consumer` holds it and the group has handed it out
+        `min_deliveries` times), then delete it from the lane. The letter's fields keep the
+        entry's, its original entry id (`f:id`) among them. The letter's id, or None."""
+        partition = keys.partitioning().of_account(account)
+        script_keys, args = dead_letter_call(
+            stream=keys.lane(account),
+            dead=keys.dead_letters(partition),
+            group=self._group,
+            entry_id=lane_id,
+            consumer=consumer,
+            reason=reason,
+            detail=detail,
+            at=at,
+            min_deliveries=min_deliveries,
+        )
+        letter = await self._pipeline.script(self._dead_letter, script_keys, args)
+        if not letter:
+            return None
+        await self.ack(account, [lane_id])
+        return _text(letter)
 
     async def accounts(self, partition: int) -> list[str]:
         """The accounts with a lane in `partition`."""

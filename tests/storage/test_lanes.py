@@ -124,3 +124,22 @@ async def test_status_counts_what_waits_in_lanes_and_its_oldest(real_redis: Redi
     readings = await StatusStore(real_redis).readings()
     assert (readings.in_lanes, readings.oldest_in_lane) == (3, entries[0])
     assert readings.in_progress == 0  # acknowledged in the stream, not delivered
+
+
+async def test_a_lane_entry_is_set_aside_as_a_dead_letter_once_handed_out_enough(
+    real_redis: Redis,
+) -> None:
+    [entry] = await stored(real_redis, 1)
+    lanes = Lanes(real_redis)
+    await lanes.spill(keys.EVENTS_STREAM, 0, [(entry, ACCOUNT)], 1000)
+    read = await lanes.read(ACCOUNT, "c2", count=1)
+    lane_id = read.events[0][0]
+    aside = {"consumer": "c2", "reason": "failed", "detail": "boom", "at": "t"}
+    # Handed out once: not yet (at least 2 asked); then once more, by a reclaim.
+    assert await lanes.dead_letter(ACCOUNT, lane_id, **aside, min_deliveries=2) is None
+    await lanes.reclaim(ACCOUNT, "c2", min_idle_ms=0, count=1)
+    letter = await lanes.dead_letter(ACCOUNT, lane_id, **aside, min_deliveries=2)
+    assert letter is not None
+    [(_, fields)] = await real_redis.xrange(keys.DEAD_LETTERS)
+    assert (fields[b"reason"], fields[b"f:id"].decode()) == (b"failed", entry)
+    assert not await real_redis.exists(keys.lane(ACCOUNT))  # it was the lane's last entry
