@@ -55,6 +55,7 @@ RECLAIM_EVERY_SECONDS = 5.0
 # one's), and waits before reading again a lane that had nothing unread.
 LANE_SCAN_SECONDS = 1.0
 LANE_IDLE_SECONDS = 0.1
+LANE_IDLE_MAX_SECONDS = 2.0
 # A dead letter's detail (an exception's text) is cut to this many characters.
 DETAIL_CHARS = 1024
 
@@ -209,6 +210,7 @@ class Consumer:
         self._lane_accounts: set[str] = set()
         self._lane_reading: set[str] = set()
         self._lane_rest: dict[str, float] = {}
+        self._lane_idle: dict[str, float] = {}  # the last rest after an empty read
 
     def _in_memory(self) -> int:
         return self.fair.queued + self.fair.in_flight
@@ -318,6 +320,8 @@ class Consumer:
     def _pump(self) -> None:
         """Start what the fair scheduler lets start, and read back lanes with room."""
         self._pump_due = False
+        if self._stopping.is_set():
+            return  # what waits stays pending: another worker reclaims it
         fair = self.fair
         while fair.in_flight < self._max_in_flight:
             took = fair.take()
@@ -422,8 +426,13 @@ class Consumer:
             self._set_lane_entry_aside(account, lane_id, "reclaimed", detail, limit + 1)
         if not batch:
             if not read.events and not read.not_events:
-                self._lane_rest[account] = time.monotonic() + LANE_IDLE_SECONDS
+                # Nothing unread: the rest is in flight here or at another worker. Look again
+                # later, less often each time it is still so (every worker lists every lane).
+                rest = min(LANE_IDLE_MAX_SECONDS, self._lane_idle.get(account, 0.0) * 2)
+                self._lane_idle[account] = rest = max(LANE_IDLE_SECONDS, rest)
+                self._lane_rest[account] = time.monotonic() + rest
             return
+        self._lane_idle.pop(account, None)
         subscribers = await self._subscribers([(entry_id, e) for _, entry_id, e in batch])
         for lane_id, entry_id, event in batch:
             webhooks = subscribers[event.account_id, event.type]
@@ -474,6 +483,7 @@ class Consumer:
         """The account's lane is empty and gone: its events queue in memory again."""
         self._lane_accounts.discard(account)
         self._lane_rest.pop(account, None)
+        self._lane_idle.pop(account, None)
         self.fair.lane_drained(account)
 
     async def _reclaim(self, stream: EventStream, count: int) -> StreamRead:
