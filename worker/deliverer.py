@@ -146,7 +146,8 @@ class Deliverer:
             webhooks = [w for w in webhooks if w.id != event.exclude_webhook]
         if not webhooks:
             return _nothing()
-        event_id = event_id_of(entry_id)
+        # Set when the entry was read: with several partitions it names the partition.
+        event_id = event.id if isinstance(event.id, str) else event_id_of(entry_id)
         payload = build_payload(event, event_id=event_id, stored_at=entry_time(entry_id))
         body = encode(payload)
         if len(webhooks) == 1:

@@ -218,7 +218,10 @@ def _decoded(entries: Sequence[tuple[bytes | str, dict[bytes, bytes]]]) -> LaneR
         lane_id = _text(raw_id)
         try:
             original = fields[b"id"].decode()
-            read.events.append((lane_id, original, decode_entry(original, fields)))
+            # The event's id names its partition (with several): its account's.
+            account = fields.get(b"a", b"").decode() or None
+            partition = keys.partitioning().of_account(account)
+            read.events.append((lane_id, original, decode_entry(original, fields, partition)))
         except (KeyError, UnicodeDecodeError, msgspec.DecodeError):
             read.not_events.append(lane_id)
     return read
