@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 import hiredis
 import redis.exceptions
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import (
     AbstractConnection,
     Connection,
@@ -17,6 +18,7 @@ from redis.asyncio.connection import (
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisClusterException
 
 from config import Config
 from service.storage.autopipeline import AutoPipeline
@@ -100,12 +102,51 @@ def connect_cluster(url: str, options: dict[str, Any]) -> RedisCluster:
     connections pack with hiredis too: the client passes one dict of connection options to
     every node it creates (those it discovers, and those a MOVED names later), so the
     packing class goes in there, and into the node it was given, made already."""
-    cluster: RedisCluster = RedisCluster.from_url(url, **options)
+    cluster: SeededCluster = SeededCluster.from_url(url, **options)
     kwargs = cluster.connection_kwargs  # shared with the client's NodesManager
     kwargs["connection_class"] = PACKING.get(kwargs["connection_class"], kwargs["connection_class"])
     for node in cluster.nodes_manager.startup_nodes.values():
         node.connection_class = kwargs["connection_class"]
+    cluster.seeds = dict(cluster.nodes_manager.startup_nodes)
     return cluster
+
+
+class SeededCluster(RedisCluster):
+    """redis-py drops a node from its startup nodes at each connection error, then reads the
+    slot map again from the ones left: once every node has failed once (the whole cluster
+    restarted, or a network blip to all of them) none is left, and the client fails every
+    command for good ("Redis Cluster cannot be connected … reachable node: None") while the
+    cluster is back and well. So before each reading of the slot map the node REDIS_URL
+    names, and every node known so far, become startup nodes again: a restarted cluster is
+    found again at the first command after it answers. (Svix's users met the same: a hang
+    after a Redis restart, its issue #1844.)"""
+
+    seeds: dict[str, ClusterNode]
+
+    async def initialize(self) -> SeededCluster:
+        if self._initialize:  # the slot map is read again
+            manager = self.nodes_manager
+            for name, node in (*self.seeds.items(), *manager.nodes_cache.items()):
+                manager.startup_nodes.setdefault(name, node)
+        try:
+            await super().initialize()
+        except RedisClusterException as exc:
+            raise _unavailable(exc) from exc
+        return self
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: RedisClusterException) -> redis.exceptions.ConnectionError:
+    """redis-py's cluster errors that are no RedisError (no node reachable, a slot no master
+    serves during a failover) as what they mean here, converted once at the edge: Redis is
+    unavailable for now. Requests answer 503, the worker waits and retries, as with one
+    Redis."""
+    return redis.exceptions.ConnectionError(f"redis cluster unavailable: {exc}")
 
 
 def autopipeline_for(redis: RedisClient, **options: Any) -> AutoPipeline:
