@@ -48,6 +48,7 @@ class Context:
     """The stores of one run, over one Redis client."""
 
     config: Config
+    redis: RedisClient
     accounts: AccountStore
     webhooks: WebhookStore
     deliveries: DeliveryStore
@@ -60,6 +61,7 @@ class Context:
     def create(cls, redis: RedisClient, config: Config, clock: Clock = system_clock) -> Context:
         return cls(
             config=config,
+            redis=redis,
             accounts=AccountStore(redis),
             webhooks=WebhookStore(redis),
             deliveries=DeliveryStore(redis),

@@ -19,7 +19,7 @@ import redis.exceptions
 
 from config import Config, ConfigError
 from service import __version__
-from service.cli import commands
+from service.cli import commands, migrate
 from service.cli.commands import Context, Output
 from service.core.accounts import is_account_id
 from service.core.errors import MailhooksError
@@ -131,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--since", type=since, metavar="TIME", help="set aside since then")
     delete = command(letters, "delete", commands.delete_dead_letter, "delete one")
     delete.add_argument("dead_letter_id", type=dead_letter_id, metavar="ID")
+    moving = command(
+        nouns,
+        "migrate",
+        migrate.migrate,
+        "copy accounts, keys, webhooks, email registrations and suppressions to another Redis "
+        "(a cluster), keys named for its partitions; never writes to REDIS_URL's",
+    )
+    migrate.add_arguments(moving)
     return parser
 
 

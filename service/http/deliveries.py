@@ -36,7 +36,7 @@ from service.http.idempotency import idempotent
 from service.http.requests import read_json
 from service.http.responses import json_response, page_response
 from service.http.state import AppState, app_state
-from service.http.webhooks import path_id, query_int
+from service.http.webhooks import path_id, query_int, webhook_in_account
 from service.storage.deliveries import StoredDelivery, lease_ms
 from service.storage.retries import recover_failed, requeue_delivery
 from service.storage.webhooks import StoredWebhook
@@ -69,11 +69,9 @@ def public(delivery: StoredDelivery, attempts: list[bytes] | None = None) -> Del
 
 
 async def existing_webhook(request: Request, account: str) -> StoredWebhook:
-    """The path's webhook; another account's answers 404 exactly like a missing one."""
-    webhook = await app_state(request).webhooks.get(path_id(request), account)
-    if webhook is None:
-        raise NotFound(f"webhook {path_id(request)} does not exist")
-    return webhook
+    """The path's webhook (or the one a migration renamed it to); another account's answers
+    404 exactly like a missing one."""
+    return await webhook_in_account(app_state(request), account, path_id(request))
 
 
 async def existing_delivery(request: Request, account: str) -> StoredDelivery:

@@ -97,6 +97,20 @@ def path_id(request: Request) -> int:
     return webhook_id
 
 
+async def webhook_in_account(state: AppState, account: str, webhook_id: int) -> StoredWebhook:
+    """The account's webhook `webhook_id`, or the one `mailhooks migrate` renamed it to (its
+    old id keeps working: docs/operations.md#moving-to-a-cluster); NotFound otherwise, another
+    account's included."""
+    webhook = await state.webhooks.get(webhook_id, account)
+    if webhook is None:
+        renamed = await state.webhooks.renamed(account, webhook_id)
+        if renamed is not None:
+            webhook = await state.webhooks.get(renamed, account)
+    if webhook is None:
+        raise NotFound(f"webhook {webhook_id} does not exist")
+    return webhook
+
+
 async def create_in_account(
     state: AppState,
     account: str,
@@ -154,9 +168,10 @@ async def update_in_account(
         rate_limit=rate_limit,
         headers=None if headers is UNSET else checked_headers(headers),
     )
-    webhook = await state.webhooks.update(
-        webhook_id, account, changes, now=format_timestamp(state.clock())
-    )
+    now = format_timestamp(state.clock())
+    webhook = await state.webhooks.update(webhook_id, account, changes, now=now)
+    if webhook is None and (renamed := await state.webhooks.renamed(account, webhook_id)):
+        webhook = await state.webhooks.update(renamed, account, changes, now=now)
     if webhook is None:
         raise NotFound(f"webhook {webhook_id} does not exist")
     return webhook
@@ -205,9 +220,7 @@ async def create_webhook(request: Request, account: str) -> Response:
 
 @in_account
 async def get_webhook(request: Request, account: str) -> Response:
-    webhook = await app_state(request).webhooks.get(path_id(request), account)
-    if webhook is None:
-        raise NotFound(f"webhook {path_id(request)} does not exist")
+    webhook = await webhook_in_account(app_state(request), account, path_id(request))
     return json_response(public(webhook))
 
 
@@ -254,8 +267,9 @@ async def rotate_in_account(
     result, once): the API's route and the portal's form."""
     new_secret = secret if secret is not None else generate_secret()
     now = state.clock()
-    try:
-        webhook = await state.webhooks.rotate_secret(
+
+    async def rotate(webhook_id: int) -> StoredWebhook | None:
+        return await state.webhooks.rotate_secret(
             webhook_id,
             account,
             secret=new_secret,
@@ -263,6 +277,11 @@ async def rotate_in_account(
             now_ms=epoch_ms(now),
             now=format_timestamp(now),
         )
+
+    try:
+        webhook = await rotate(webhook_id)
+        if webhook is None and (renamed := await state.webhooks.renamed(account, webhook_id)):
+            webhook = await rotate(renamed)
     except SecretsChanged:
         raise Conflict("the secret is being rotated by another request: try again") from None
     if webhook is None:
@@ -289,12 +308,16 @@ def format_ms(ms: int) -> str:
 
 @in_account
 async def delete_webhook(request: Request, account: str) -> Response:
-    if not await app_state(request).webhooks.delete(path_id(request), account):
+    webhooks, webhook_id = app_state(request).webhooks, path_id(request)
+    deleted = await webhooks.delete(webhook_id, account)
+    if not deleted and (renamed := await webhooks.renamed(account, webhook_id)):
+        deleted = await webhooks.delete(webhook_id := renamed, account)
+    if not deleted:
         raise NotFound(f"webhook {path_id(request)} does not exist")
     logger.info(
         "webhook %d deleted",
-        path_id(request),
-        extra=logs.ids(request.headers, webhook_id=path_id(request), account_id=account),
+        webhook_id,
+        extra=logs.ids(request.headers, webhook_id=webhook_id, account_id=account),
     )
     return Response(status_code=204)
 

@@ -203,7 +203,11 @@ class AccountStore:
                 pipe.unlink(name)
             await pipe.execute()
         async with transaction(self._redis, keys.account_keys(account_id)) as tx:
-            tx.delete(keys.account_keys(account_id), keys.account_emails(account_id))
+            tx.delete(
+                keys.account_keys(account_id),
+                keys.account_emails(account_id),
+                keys.webhook_aliases(account_id),
+            )
             tx.delete(keys.account(account_id))
             await tx.execute()
         # The index is another slot when partitioned: last, as a listing skips an id whose

@@ -5,6 +5,8 @@ and an operator can find (or delete) everything it owns with `SCAN MATCH mh:*`.
 """
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.partitions import Partitioning
@@ -31,6 +33,19 @@ def use(partitioning: Partitioning) -> None:
 
 def partitioning() -> Partitioning:
     return _partitioning
+
+
+@contextmanager
+def naming(partitioning: Partitioning) -> Iterator[None]:
+    """Name keys for `partitioning` inside the block, then as before: for `mailhooks migrate`,
+    which names the same data for two deployments. The naming is process-wide, so the block
+    must not await (another task would name its keys for the wrong deployment)."""
+    before = _partitioning
+    use(partitioning)
+    try:
+        yield
+    finally:
+        use(before)
 
 
 def in_partition(partition: int) -> str:
@@ -70,6 +85,20 @@ API_KEY = PREFIX + "api-key:{digest}"
 # counting against MAX_WEBHOOKS_PER_ACCOUNT). The default account keeps WEBHOOK_INDEX with
 # one partition. Partitioned: its account's.
 ACCOUNT_WEBHOOKS = PREFIX + "account:{account_id}:webhooks"
+
+# Hash per account of the webhook ids `mailhooks migrate` changed (old id → new id): an id
+# that does not name its account's partition on the new deployment is given a new one there.
+# The management API and the portal read it only when an id is not found, so that customers'
+# old ids keep working; nothing on the ingest or delivery path reads it. Deleting the account
+# deletes it. Partitioned: its account's.
+WEBHOOK_ALIASES = PREFIX + "account:{account_id}:webhook-aliases"
+
+# Hash written by `mailhooks migrate` on the deployment it copies to: the partitions it named
+# keys for, the id ceiling (every webhook id the source had issued is at most this; the
+# sequences start above it), when the first run started, when the last complete run did. A
+# second run reads it, so that it renames the same ids the same way and refuses another
+# partition count. Not partitioned: single-key commands only.
+MIGRATION = PREFIX + "migration"
 
 # String per email id registered by POST /api/emails: the account that sent it, expiring
 # EMAIL_OWNER_TTL after its last registration. {digest} as for SEEN. Not partitioned (found
@@ -331,6 +360,10 @@ def account(account_id: str) -> str:
 
 def account_keys(account_id: str) -> str:
     return _placed(ACCOUNT_KEYS.format(account_id=account_id), _of_account(account_id))
+
+
+def webhook_aliases(account_id: str) -> str:
+    return _placed(WEBHOOK_ALIASES.format(account_id=account_id), _of_account(account_id))
 
 
 def api_key(digest: str) -> str:

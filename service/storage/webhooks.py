@@ -255,6 +255,13 @@ class WebhookStore:
         webhook = StoredWebhook.from_hash(fields)
         return webhook if account is None or webhook.account == account else None
 
+    async def renamed(self, account: str, webhook_id: int) -> int | None:
+        """The id `mailhooks migrate` gave the account's webhook `webhook_id` on this
+        deployment, if it gave it another (keys.WEBHOOK_ALIASES): read only when an id is
+        not found, never on the ingest or delivery path."""
+        raw = await self._redis.hget(keys.webhook_aliases(account), str(webhook_id))  # type: ignore[misc]
+        return None if raw is None else int(raw)
+
     async def count(self, account: str) -> int:
         return int(await self._redis.zcard(keys.account_webhooks(account)))
 

@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.core.accounts import DEFAULT_ACCOUNT
+from service.storage import keys
 from service.storage.webhooks import WebhookStore
 from tests.conftest import API_KEY, MakeClient
 
@@ -723,3 +724,34 @@ class TestRotationOnRealRedis:
         kept = {s for s, _ in webhook.previous_secrets}
         assert kept | {webhook.secret} == {"first-secret-value", *secrets}
         assert webhook.secret not in kept
+
+
+class TestRenamedByAMigration:
+    """An id `mailhooks migrate` replaced (keys.WEBHOOK_ALIASES) answers as its webhook under
+    the new id, on every route; another account's alias does not exist for this one."""
+
+    async def test_every_route_follows_the_alias(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        created = await create(client, secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        new_id, old_id = created["id"], 700
+        await fake_redis.hset(keys.webhook_aliases(DEFAULT_ACCOUNT), str(old_id), str(new_id))  # type: ignore[misc]
+
+        shown = await client.get(f"{MANAGE}/{old_id}")
+        assert shown.json() == created
+        updated = await client.patch(f"{MANAGE}/{old_id}", json={"events": "click"})
+        assert (updated.status_code, updated.json()["id"]) == (200, new_id)
+        rotated = await client.post(f"{MANAGE}/{old_id}/secret/rotate", json={})
+        assert rotated.json()["webhook_id"] == new_id
+        deliveries = await client.get(f"{MANAGE}/{old_id}/deliveries")
+        assert deliveries.status_code == 200
+        assert (await client.delete(f"{MANAGE}/{old_id}")).status_code == 204
+        assert (await client.get(f"{MANAGE}/{new_id}")).status_code == 404
+        assert (await client.get(f"{MANAGE}/{old_id}")).status_code == 404
+
+    async def test_an_alias_of_another_account_is_not_followed(
+        self, client: httpx.AsyncClient, fake_redis: Redis
+    ) -> None:
+        created = await create(client)
+        await fake_redis.hset(keys.webhook_aliases("acc_other"), "700", str(created["id"]))  # type: ignore[misc]
+        assert (await client.get(f"{MANAGE}/700")).status_code == 404

@@ -21,6 +21,7 @@ from service.storage import (
     events,
     idempotency,
     lanes,
+    migration,
     rate_limits,
     retention,
     retries,
@@ -88,6 +89,17 @@ CASES = {
         groups={"subscriber_sets": ["subscriber_set"] * 2, "fields": [("field", "value")] * 3},
         repeats={"subscriber_set": 2, "field": 3},
     ),
+    "migrate_webhook": Case(
+        migration.migrate_webhook_call,
+        groups={
+            "subscriber_sets": ["subscriber_set"] * 3,
+            "fields": [("field", "value")] * 2,
+            "positions": ["position"] * 2,
+        },
+        repeats={"subscriber_set": 3, "field": 2, "position": 2},
+        computed=frozenset({"pair_count"}),
+    ),
+    "raise_sequence": Case(migration.raise_sequence_call),
     "claim_email": Case(accounts.claim_email_call),
     "suppress_events": Case(
         suppressions.suppress_events_call,
