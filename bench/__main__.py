@@ -1,7 +1,8 @@
 """`python -m bench [--quick] [--only NAME ...]`: every benchmark, in sequence.
 
 Runs bench.transport (in its own process, as before), then the service benchmarks of
-bench/service.py and bench/tenants.py against a private redis-server, the Procfile's web and
+bench/service.py, bench/tenants.py and bench/cluster.py against a private redis-server (the
+cluster benchmark also starts a private three-master Redis Cluster), the Procfile's web and
 worker lines, the local receivers and wrk. Prints a markdown table per benchmark and writes
 bench/results.json.
 """
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.cluster import bench_cluster
 from bench.service import BENCHMARKS, Settings, bench_latency
 from bench.tenants import bench_tenants
 from bench.transport import machine
@@ -35,6 +37,7 @@ ORDER = (
     "tenants",
     "memory",
     "scaleout",
+    "cluster",
 )
 
 
@@ -74,6 +77,8 @@ def main() -> None:
                     table, data = bench_latency(settings, rate)
                 elif name == "tenants":
                     table, data = bench_tenants(settings)
+                elif name == "cluster":
+                    table, data = bench_cluster(settings)
                 else:
                     table, data = BENCHMARKS[name](settings)
             except Exception as exc:  # one failure must not lose the other results

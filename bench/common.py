@@ -13,17 +13,19 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import redis as redis_sync
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from devtools.procfile import ROOT, process_env, procfile_commands, start
 from devtools.redis_server import free_port, wait_for_port
 from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.models import Event
+from service.core.partitions import Partitioning
+from service.storage import keys
 from service.storage.events import EventStore
 from service.storage.webhooks import WebhookStore
 
@@ -172,6 +174,32 @@ def flush(url: str) -> None:
     client.close()
 
 
+def redis_cpu_seconds(urls: Sequence[str]) -> float:
+    """CPU seconds the Redis servers at `urls` have used (INFO cpu: used_cpu_sys +
+    used_cpu_user), summed: each node of a cluster, or the one server."""
+    total = 0.0
+    for url in urls:
+        client = sync_redis(url)
+        try:
+            info = cast(dict[str, Any], client.info("cpu"))
+        finally:
+            client.close()
+        total += float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    return total
+
+
+@contextlib.contextmanager
+def key_partitions(count: int) -> Iterator[None]:
+    """Name keys in this process for a deployment of `count` partitions (EVENT_PARTITIONS,
+    as the web and worker do at start), then as before."""
+    before = keys.partitioning()
+    keys.use(Partitioning(count))
+    try:
+        yield
+    finally:
+        keys.use(before)
+
+
 async def create_webhooks(
     redis_url: str,
     urls: Sequence[str],
@@ -230,10 +258,14 @@ async def preload_events(
     *,
     batch: int = 500,
     accounts: Sequence[str] = (DEFAULT_ACCOUNT,),
+    cluster: bool = False,
 ) -> None:
     """Store `count` canonical events with EventStore.append: the ingest path's own script;
-    event n is the account `accounts[n % len(accounts)]`'s."""
-    client = Redis.from_url(redis_url)
+    event n is the account `accounts[n % len(accounts)]`'s. With `cluster`, `redis_url` is
+    any node of a Redis Cluster (keys named for its partitions: `key_partitions`)."""
+    client: Redis | RedisCluster = (
+        RedisCluster.from_url(redis_url) if cluster else Redis.from_url(redis_url)
+    )
     store = EventStore(client, maxlen=1_000_000, dedup_ttl_seconds=3600)
     try:
         for first in range(0, count, batch):
@@ -244,6 +276,46 @@ async def preload_events(
             await store.append("generic", events)
     finally:
         await client.aclose()
+
+
+def deliver_backlog(
+    env: Mapping[str, str],
+    recv: str,
+    total: int,
+    *,
+    workers: int = 1,
+    redis_cpu: Callable[[], float] | None = None,
+) -> dict[str, float]:
+    """Start `workers` of the Procfile's workers on a backlog of `total` deliveries to `recv`
+    (already in Redis) and time them from the first arrival until the last: deliveries/s and
+    the workers' CPU per delivery, summed over them; given `redis_cpu` (CPU seconds so far,
+    e.g. redis_cpu_seconds), Redis's too."""
+    before = posts(recv)
+    with contextlib.ExitStack() as stack:
+        procs = [stack.enter_context(worker(env)) for _ in range(workers)]
+        if not wait_until(lambda: posts(recv) > before, 60):
+            raise RuntimeError("no delivery arrived within 60 s")
+        first_at = time.perf_counter()
+        first_count = posts(recv) - before
+        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+        redis0 = redis_cpu() if redis_cpu else 0.0
+        done = wait_until(lambda: posts(recv) - before >= total, 180, 0.01)
+        elapsed = time.perf_counter() - first_at
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+        redis_used = redis_cpu() - redis0 if redis_cpu else 0.0
+        delivered = posts(recv) - before
+    if not done:
+        raise RuntimeError(f"only {delivered}/{total} deliveries arrived")
+    measured = max(1, delivered - first_count)
+    result = {
+        "deliveries": total,
+        "seconds": elapsed,
+        "rate": measured / elapsed,
+        "cpu_ms_per_delivery": cpu * 1000 / measured,
+    }
+    if redis_cpu:
+        result["redis_cpu_ms_per_delivery"] = redis_used * 1000 / measured
+    return result
 
 
 def median(values: Sequence[float]) -> float:

@@ -25,8 +25,8 @@ from bench.common import (
     WRK_UNIQUE,
     arrivals,
     base_env,
-    cpu_seconds,
     create_webhooks,
+    deliver_backlog,
     flush,
     median,
     percentile,
@@ -271,38 +271,14 @@ def run_worker_to_completion(
         )
     )
     total = events * fanout
-    before = posts(recv)
     env = base_env(s.redis_url, **(env_extra or {}))
-    procs = []
-    from contextlib import ExitStack
-
-    with ExitStack() as stack:
-        for _ in range(workers):
-            procs.append(stack.enter_context(worker(env)))
-        if not wait_until(lambda: posts(recv) > before, 60):
-            raise RuntimeError("no delivery arrived within 60 s")
-        first_at = time.perf_counter()
-        first_count = posts(recv) - before
-        cpu0 = sum(cpu_seconds(p.pid) for p in procs)
-        done = wait_until(lambda: posts(recv) - before >= total, 180, 0.01)
-        elapsed = time.perf_counter() - first_at
-        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
-        delivered = posts(recv) - before
-    if not done:
-        raise RuntimeError(f"only {delivered}/{total} deliveries arrived")
+    result = deliver_backlog(env, recv, total, workers=workers)
     client = sync_redis(s.redis_url)
     succeeded = sum(
         cast(int, client.zcard(keys.deliveries(i + 1, "succeeded"))) for i in range(fanout)
     )
     client.close()
-    measured = delivered - first_count
-    return {
-        "deliveries": total,
-        "seconds": elapsed,
-        "rate": measured / elapsed,
-        "cpu_ms_per_delivery": cpu * 1000 / max(1, measured),
-        "succeeded_in_redis": succeeded,
-    }
+    return {**result, "succeeded_in_redis": succeeded}
 
 
 def run_floor(recv: str, count: int, concurrency: int, paths: int) -> dict[str, float]:
