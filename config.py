@@ -99,9 +99,9 @@ class Config:
     endpoint_concurrency: int = 10
     delivery_concurrency: int = 200
     # Fair delivery (docs/delivery.md): at most this many of one account's events in flight in
-    # a worker process, whatever its backlog, so that a burst from one account leaves room
-    # for every other.
-    account_concurrency: int = 100
+    # a worker process, the top of its adaptive window (as many as DELIVERY_CONCURRENCY's
+    # attempts: one account alone may use the whole worker).
+    account_concurrency: int = 200
     disable_after_seconds: int = 5 * 86400
     delivery_retention_count: int = 10_000
     delivery_retention_seconds: int = 30 * 86400
@@ -262,7 +262,7 @@ class Config:
             retry_schedule=get("RETRY_SCHEDULE", _schedule, DEFAULT_RETRY_SCHEDULE),
             endpoint_concurrency=get("ENDPOINT_CONCURRENCY", _int_between(1, 1000), 10),
             delivery_concurrency=get("DELIVERY_CONCURRENCY", _int_between(1, 10_000), 200),
-            account_concurrency=get("ACCOUNT_CONCURRENCY", _int_between(1, 10_000), 100),
+            account_concurrency=get("ACCOUNT_CONCURRENCY", _int_between(1, 10_000), 200),
             disable_after_seconds=get("DISABLE_AFTER", _int_between(60, 365 * 86400), 5 * 86400),
             delivery_retention_count=get(
                 "DELIVERY_RETENTION_COUNT", _int_between(10, 10**7), 10_000

@@ -241,3 +241,29 @@ async def _eventually_all_failed(web: httpx.AsyncClient, path: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"not all failed: {sorted(set(statuses))}, {len(statuses)} of 50")
+
+
+async def test_a_backlog_through_the_accounts_lane_arrives_whole(
+    deployment: Deployment, receiver: Receiver
+) -> None:
+    """Over its webhook's rate limit the account's events are handed on and its window
+    narrows; beyond the 200 a worker then holds, its events go to its lane and come back
+    from it (on a cluster, in the account's partition's slot), each delivered once."""
+    deployment.env["ACCOUNT_CONCURRENCY"] = "40"
+    web = await deployment.start_web()
+    body = {"url": receiver.url, "events": "*", "secret": SECRET, "rate_limit": 200}
+    response = await web.post("/api/webhooks/manage", json=body)
+    webhook = response.json()["id"]
+    await ingest(web, 0, 600)
+    deployment.start_worker()
+    for _ in range(600):  # the lane is seen while the backlog drains
+        if (await web.get("/api/status")).json()["events"]["in_lanes"]:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("no event went through a lane")
+    expected = {(f"msg_{n}", webhook) for n in range(600)}
+    await all_arrived(receiver, expected)
+    assert sorted(pairs(receiver)) == sorted(expected)  # each once
+    status = (await web.get("/api/status")).json()
+    assert status["events"]["in_lanes"] == 0

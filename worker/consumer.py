@@ -56,6 +56,9 @@ RECLAIM_EVERY_SECONDS = 5.0
 LANE_SCAN_SECONDS = 1.0
 LANE_IDLE_SECONDS = 0.1
 LANE_IDLE_MAX_SECONDS = 2.0
+# An event whose deliveries took longer than this, from its start to its end, counts as
+# congested for its account's window: its endpoints (or their queue here) keep it waiting.
+SLOW_EVENT_SECONDS = 1.0
 # A dead letter's detail (an exception's text) is cut to this many characters.
 DETAIL_CHARS = 1024
 
@@ -112,6 +115,7 @@ class Work:
     webhooks: list[StoredWebhook]
     partition: int
     lane_id: str | None = None
+    started: float = 0.0  # when its delivery started (monotonic)
 
 
 class LaneAcknowledgements:
@@ -166,7 +170,7 @@ class Consumer:
         reclaim_idle_ms: int,
         lanes: Lanes | None = None,
         max_entries_in_flight: int = 1000,
-        account_concurrency: int = 100,
+        account_concurrency: int = 200,
         account_queue: int = 2 * READ_COUNT,
         min_account_window: int = 1,
         dead_letter_after: int = 5,
@@ -199,7 +203,9 @@ class Consumer:
         # subscriber lookups for 10,000 entries), each paying its round trips and parsing.
         self._resume_below = max_entries_in_flight - min(READ_COUNT, max_entries_in_flight // 2)
         self._tasks: set[asyncio.Task[bool]] = set()
-        self._running: set[str] = set()  # entry ids waiting or being processed here
+        # The events waiting or being processed here, by event id: unlike entry ids, unique
+        # across the partitions' streams (with several, the id names its partition).
+        self._running: dict[str, Work] = {}
         self._stopping = asyncio.Event()
         self._room = asyncio.Event()  # set once there is room for a read
         self._room.set()
@@ -223,6 +229,7 @@ class Consumer:
         ]
         if self._lanes is not None:
             loops.append(asyncio.create_task(self._lane_loop(), name="lanes"))
+        loops.append(asyncio.create_task(self._touch_loop(), name="touch"))
         try:
             await self._stopping.wait()
         finally:
@@ -283,7 +290,7 @@ class Consumer:
                 self._set_aside(stream, entry_id, "unreadable", read.why_not.get(entry_id, ""))
         running = self._running
         # Not those reclaimed from ourselves while still at work on them.
-        batch = [entry for entry in read.events if entry[0] not in running]
+        batch = [entry for entry in read.events if _running_key(entry[1]) not in running]
         if read.deliveries:
             batch = self._without_exhausted(stream, batch, read.deliveries)
         if not batch:
@@ -301,7 +308,7 @@ class Consumer:
                 continue
             work = Work(entry_id, event, webhooks, partition)
             if self.fair.offer(account, work, len(webhooks)):
-                running.add(entry_id)
+                running[_running_key(event)] = work
             else:
                 spill.append((entry_id, account))
         if spill:
@@ -353,9 +360,10 @@ class Consumer:
             # again when reclaimed, or set aside if it was its last.
             logger.exception("preparing entry %s for delivery failed", work.entry_id)
             self.fair.finished(account, congested=False)
-            self._running.discard(work.entry_id)
+            self._running.pop(_running_key(work.event), None)
             self._failed(work, exc)
             return
+        work.started = time.monotonic()
         task = asyncio.create_task(deliver)
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._done, account=account, work=work))
@@ -380,6 +388,18 @@ class Consumer:
             self._pump_soon()  # their lanes can be read back from now
 
         self._in_background(spill())
+
+    def _shed(self, account: str) -> None:
+        """The account's window narrowed: what it has queued beyond ACCOUNT_QUEUE leaves
+        memory for its lane (read from the stream only: lane entries stay), so that its slow
+        endpoint does not hold the readers back."""
+        shed = self.fair.shed(account, lambda work: work.lane_id is None)
+        by_partition: dict[int, list[tuple[str, str]]] = {}
+        for work in shed:
+            self._running.pop(_running_key(work.event), None)
+            by_partition.setdefault(work.partition, []).append((work.entry_id, account))
+        for partition, entries in by_partition.items():
+            self._spill(partition, self._streams[partition], entries)
 
     def _read_lanes(self) -> None:
         now = time.monotonic()
@@ -413,7 +433,7 @@ class Consumer:
         batch = []
         limit = self._dead_letter_after
         for lane_id, entry_id, event in read.events:
-            if entry_id in self._running:
+            if _running_key(event) in self._running:
                 continue  # reclaimed from ourselves while still at work on it
             times = read.deliveries.get(lane_id, 1)
             if times <= limit:
@@ -442,7 +462,7 @@ class Consumer:
             partition = self._partition_of(event)
             work = Work(entry_id, event, webhooks, partition, lane_id)
             self.fair.offer(account, work, len(webhooks), from_lane=True)
-            self._running.add(entry_id)
+            self._running[_running_key(event)] = work
         self._pump()
 
     def _partition_of(self, event: Event) -> int:
@@ -478,6 +498,38 @@ class Consumer:
             except Exception:
                 logger.exception("lane loop error; trying again")
             await self._pause(LANE_SCAN_SECONDS)
+
+    async def _touch_loop(self) -> None:
+        """Entries read here stay pending in their stream or lane until done, and one idle
+        for the claim window is taken for a dead worker's: an event waiting its turn in a
+        slow account's queue (or at its endpoint) for that long would be taken over by
+        another worker, and counted one delivery nearer to being set aside, while this one
+        still has it. So the idle time of every entry held here is reset, well within the
+        window (XCLAIM JUSTID, which counts no delivery)."""
+        period = max(0.5, min(10.0, self._reclaim_idle_ms / 4000))
+        while not self._stopping.is_set():
+            await self._pause(period)
+            held = [work for work in self._running.values() if work.event.account_id]
+            if not held or self._stopping.is_set():
+                continue
+            by_stream: dict[int, list[str]] = {}
+            by_lane: dict[str, list[str]] = {}
+            for work in held:
+                if work.lane_id is None:
+                    by_stream.setdefault(work.partition, []).append(work.entry_id)
+                else:
+                    by_lane.setdefault(work.event.account_id or "", []).append(work.lane_id)
+            touches = [
+                self._streams[partition].touch(self.name, ids)
+                for partition, ids in by_stream.items()
+            ]
+            if self._lanes is not None:
+                touches += [
+                    self._lanes.touch(account, self.name, ids) for account, ids in by_lane.items()
+                ]
+            for outcome in await asyncio.gather(*touches, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    logger.warning("refreshing held entries failed (%r); trying again", outcome)
 
     def _drained(self, account: str) -> None:
         """The account's lane is empty and gone: its events queue in memory again."""
@@ -622,12 +674,14 @@ class Consumer:
 
     def _done(self, task: asyncio.Task[bool], account: str, work: Work) -> None:
         self._tasks.discard(task)
-        self._running.discard(work.entry_id)
+        self._running.pop(_running_key(work.event), None)
         congested = False
         if task.cancelled():
             pass  # cut short by shutdown: left pending, reclaimed by another consumer
         elif (exc := task.exception()) is None:
-            congested = task.result()
+            # Handed on (its endpoint saturated or over its rate), or slow to finish: the
+            # account's endpoints keep it waiting, and its window narrows.
+            congested = task.result() or time.monotonic() - work.started > SLOW_EVENT_SECONDS
             if work.lane_id is None:
                 self._acks[work.partition].add(work.entry_id)
             elif self._lane_acks is not None:
@@ -642,7 +696,8 @@ class Consumer:
             # or set aside if this was its last try.
             logger.error("delivering entry %s failed", work.entry_id, exc_info=exc)
             self._failed(work, exc)
-        self.fair.finished(account, congested=congested)
+        if self.fair.finished(account, congested=congested) and self._lanes is not None:
+            self._shed(account)
         if self._in_memory() <= self._resume_below:
             self._room.set()
         if not self._stopping.is_set():
@@ -670,3 +725,8 @@ class Consumer:
             await acks.drain()
         if self._lane_acks is not None:
             await self._lane_acks.drain()
+
+
+def _running_key(event: Event) -> str:
+    """An event read from a stream or a lane has its id (set when decoded)."""
+    return event.id if isinstance(event.id, str) else ""

@@ -5,21 +5,25 @@ Deficit round robin over the accounts with events queued in the worker: each tur
 may start events worth `quantum` deliveries (an event costs one delivery per subscriber), so
 an account fanning out to ten endpoints does not get ten times its share. An account is
 skipped while it has `window` events in flight. The window starts at ACCOUNT_CONCURRENCY and
-adapts like TCP's (AIMD): halved when an event of the account met a saturated endpoint (one
-answering slower than the worker sends), grown by one per event finished otherwise; so a
-slow endpoint's backlog waits here, costing nothing, instead of being handed off and polled.
+adapts like TCP's (AIMD): halved when an event of the account was congested (the worker
+says when: it met a saturated endpoint, or took over a second), grown by one per window's
+worth finished otherwise; so a slow endpoint's backlog waits here, costing nothing, instead
+of being handed off and polled.
 The window never closes below `min_window` (the worker sets it just under the number of
 attempts at which an endpoint counts as saturated): an account's endpoint that is slow
 holds at most that many of its events, and its other endpoints still get the rest.
 
-Only `queue_limit` events of an account wait in memory; beyond that (and while its lane holds
-any, so that its events stay roughly in order) they are spilled to the account's lane in
-Redis and read back as the queue runs low (docs/delivery.md). Pure: no I/O, no clock.
+An account whose window has narrowed keeps only `queue_limit` events waiting in memory;
+beyond that (and while its lane holds any, so that its events stay roughly in order) they
+are spilled to the account's lane in Redis and read back as the queue runs low
+(docs/delivery.md). An account at its whole window is delivering as fast as it is read, and
+waits in memory: spilling it would only cost a copy per event. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -67,11 +71,16 @@ class FairScheduler(Generic[Item]):
         self, account: Account, item: Item, cost: int = 1, *, from_lane: bool = False
     ) -> bool:
         """Queue `item` (costing `cost` deliveries) for `account`; False when it must be
-        spilled to the account's lane instead (its queue is full, or its lane is not empty).
+        spilled to the account's lane instead: its queue is full and its window narrowed (its
+        endpoints keep it waiting), or its lane is not empty. An account whose window is
+        whole is delivering as fast as it reads: it waits in memory (no copy to pay for).
         An item read back from the lane (`from_lane`) is always queued: its read asked for
         no more than `room`."""
         tenant = self._tenant(account)
-        if not from_lane and (tenant.spilling or len(tenant.queue) >= self.queue_limit):
+        if not from_lane and (
+            tenant.spilling
+            or (len(tenant.queue) >= self.queue_limit and tenant.window < self.max_window)
+        ):
             tenant.spilling = True
             return False
         tenant.queue.append((item, max(1, cost)))
@@ -135,12 +144,14 @@ class FairScheduler(Generic[Item]):
             return account, item
         return None
 
-    def finished(self, account: Account, *, congested: bool) -> None:
-        """One of the account's events is done; `congested`: it met a saturated endpoint."""
+    def finished(self, account: Account, *, congested: bool) -> bool:
+        """One of the account's events is done; `congested`: it met a saturated endpoint.
+        True when that narrowed the account's window (its queue may have to `shed`)."""
         tenant = self._tenants[account]
         tenant.in_flight -= 1
         self.in_flight -= 1
         tenant.since_cut += 1
+        cut = False
         if congested:
             # Once per window's worth of events, as TCP halves once per round trip: the
             # events started before the first saturation all meet it too, and halving for
@@ -148,11 +159,31 @@ class FairScheduler(Generic[Item]):
             if tenant.since_cut >= tenant.window:
                 tenant.window = max(float(self.min_window), tenant.window / 2)
                 tenant.since_cut = 0
+                cut = True
         elif tenant.window < self.max_window:
             # Additive increase: one more event per window's worth finished.
             tenant.window = min(float(self.max_window), tenant.window + 1 / tenant.window)
         self._mark_ready(account, tenant)
         self._forget_if_idle(account, tenant)
+        return cut
+
+    def shed(self, account: Account, movable: Callable[[Item], bool]) -> list[Item]:
+        """The account's queued items beyond `queue_limit` that `movable` allows, newest
+        first, taken out of its queue to be spilled (its window has narrowed: they would
+        wait here while its endpoints keep it slow, and hold the readers back)."""
+        tenant = self._tenants.get(account)
+        if tenant is None or len(tenant.queue) <= self.queue_limit:
+            return []
+        kept: list[tuple[Item, int]] = []
+        shed: list[Item] = []
+        while len(tenant.queue) > self.queue_limit:
+            item, cost = tenant.queue.pop()
+            (shed.append(item) if movable(item) else kept.append((item, cost)))
+        tenant.queue.extend(reversed(kept))
+        self.queued -= len(shed)
+        if shed:
+            tenant.spilling = True
+        return shed
 
     def window(self, account: Account) -> float:
         tenant = self._tenants.get(account)

@@ -487,7 +487,7 @@ class EventsStatus(Model):
                 "account's lane to be delivered in turn (fair delivery: docs/delivery.md)"
             )
         ),
-    ] = 0
+    ]
 
 
 class MemoryStatus(Model):

@@ -60,6 +60,8 @@ class StoredDeadLetter:
     consumer: str
     fields: dict[bytes, bytes]  # the original entry's, as they were
     partition: int = 0  # of both streams, the events' and the dead letters'
+    # Set aside from its account's lane (service.storage.lanes): the lane entry it was.
+    lane_entry: str | None = None
 
     @classmethod
     def from_row(
@@ -83,6 +85,7 @@ class StoredDeadLetter:
                 if name.startswith(FIELD_PREFIX)
             },
             partition=partition,
+            lane_entry=text(b"lane_entry") or None,
         )
 
     @property

@@ -22,11 +22,10 @@ from service.storage import keys, scripts
 from service.storage.autopipeline import AutoPipeline
 from service.storage.connection import RedisClient, autopipeline_for, register_script
 from service.storage.events import decode_entry
-from service.storage.stream import dead_letter_call
 
 _SPILL = scripts.load("spill")
 _LANE_ACK = scripts.load("lane_ack")
-_DEAD_LETTER = scripts.load("dead_letter")
+_DEAD_LETTER = scripts.load("lane_dead_letter")
 
 
 def spill_call(
@@ -43,6 +42,26 @@ def spill_call(
     for entry_id, account in entries:
         args += (entry_id, account)
     return [stream, lanes, *lane_keys], args
+
+
+def lane_dead_letter_call(
+    *,
+    lane: str,
+    dead: str,
+    lanes: str,
+    group: str,
+    lane_entry_id: str,
+    consumer: str,
+    reason: str,
+    detail: str,
+    at: str,
+    min_deliveries: int,
+    account: str,
+) -> scripts.ScriptArgs:
+    """KEYS and ARGV of lane_dead_letter.lua."""
+    return [lane, dead, lanes], [
+        group, lane_entry_id, consumer, reason, detail, at, min_deliveries, account,
+    ]  # fmt: skip
 
 
 def lane_ack_call(
@@ -96,10 +115,11 @@ class Lanes:
     async def read(self, account: str, consumer: str, count: int) -> LaneRead:
         """Up to `count` entries of the account's lane that no worker has read yet."""
         try:
-            response = await self._pipeline.execute(
-                "XREADGROUP", "GROUP", self._group, consumer, "COUNT", count,
-                "STREAMS", keys.lane(account), ">",
-            )  # fmt: skip
+            # Not through the AutoPipeline: XREADGROUP's key is not its first argument, which
+            # the cluster's pipeline routes by; a read of 100 or more pays its round trip.
+            response = await self._redis.xreadgroup(
+                self._group, consumer, {keys.lane(account): ">"}, count=count
+            )
         except redis.exceptions.ResponseError as exc:
             if "NOGROUP" in str(exc):
                 return LaneRead(gone=True)
@@ -113,9 +133,10 @@ class Lanes:
     ) -> LaneRead:
         """Take over lane entries left pending longer than `min_idle_ms` (their worker died),
         with how many times each has been handed out."""
+        lane = keys.lane(account)
         try:
             _, entries, _ = await self._redis.xautoclaim(
-                keys.lane(account),
+                lane,
                 self._group,
                 consumer,
                 min_idle_time=min_idle_ms,
@@ -129,15 +150,22 @@ class Lanes:
         claimed = [(raw_id, fields) for raw_id, fields in entries if fields]
         read = _decoded(claimed)
         if claimed:
-            rows = await self._redis.xpending_range(
-                keys.lane(account), self._group, "-", "+", len(claimed) * 2, consumer
-            )
-            wanted = {lane_id for lane_id, _, _ in read.events} | set(read.not_events)
-            for row in rows:
-                lane_id = _text(row["message_id"])
-                if lane_id in wanted:
-                    read.deliveries[lane_id] = int(row["times_delivered"])
+            # One XPENDING per entry taken: a range could miss those behind the older
+            # entries this consumer holds already.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for raw_id, _ in claimed:
+                    pipe.xpending_range(lane, self._group, raw_id, raw_id, 1)
+                replies = await pipe.execute()
+            for rows in replies:
+                for row in rows:
+                    read.deliveries[_text(row["message_id"])] = int(row["times_delivered"])
         return read
+
+    async def touch(self, account: str, consumer: str, lane_entry_ids: Sequence[str]) -> None:
+        """Reset the idle time of lane entries `consumer` holds (as EventStream.touch)."""
+        await self._redis.xclaim(
+            keys.lane(account), self._group, consumer, 0, list(lane_entry_ids), justid=True
+        )
 
     def ack(self, account: str, lane_entry_ids: Sequence[str]) -> asyncio.Future[Any]:
         """Delete delivered lane entries (with the next AutoPipeline batch); the reply is 1
@@ -162,27 +190,26 @@ class Lanes:
         at: str,
         min_deliveries: int,
     ) -> str | None:
-        """Set a lane entry aside as a dead letter of its partition (dead_letter.lua, with the
-        lane as the stream: only while `consumer` holds it and the group has handed it out
-        `min_deliveries` times), then delete it from the lane. The letter's fields keep the
-        entry's, its original entry id (`f:id`) among them. The letter's id, or None."""
+        """Set a lane entry aside as a dead letter of its partition and delete it from the
+        lane, in one script (lane_dead_letter.lua): only while `consumer` holds it and the
+        group has handed it out `min_deliveries` times. The letter names the event's own
+        entry id, so it lists and redrives as any dead letter. The letter's id, or None."""
         partition = keys.partitioning().of_account(account)
-        script_keys, args = dead_letter_call(
-            stream=keys.lane(account),
+        script_keys, args = lane_dead_letter_call(
+            lane=keys.lane(account),
             dead=keys.dead_letters(partition),
+            lanes=keys.lanes(partition),
             group=self._group,
-            entry_id=lane_id,
+            lane_entry_id=lane_id,
             consumer=consumer,
             reason=reason,
             detail=detail,
             at=at,
             min_deliveries=min_deliveries,
+            account=account,
         )
         letter = await self._pipeline.script(self._dead_letter, script_keys, args)
-        if not letter:
-            return None
-        await self.ack(account, [lane_id])
-        return _text(letter)
+        return _text(letter) if letter else None
 
     async def accounts(self, partition: int) -> list[str]:
         """The accounts with a lane in `partition`."""

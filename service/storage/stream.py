@@ -157,6 +157,13 @@ class EventStream:
         future.add_done_callback(_retrieve)
         return future
 
+    async def touch(self, consumer: str, entry_ids: Sequence[str]) -> None:
+        """Reset the idle time of entries `consumer` holds (XCLAIM JUSTID: no delivery is
+        counted), so that no reclaim takes them while it is still at work on them."""
+        await self._redis.xclaim(
+            self._stream, self._group, consumer, 0, list(entry_ids), justid=True
+        )
+
     def ack(self, entry_ids: Sequence[str]) -> asyncio.Future[Any]:
         """XACK these entries, with the next AutoPipeline batch: await it for the reply."""
         return self._pipeline.execute("XACK", self._stream, self._group, *entry_ids)

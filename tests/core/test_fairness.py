@@ -79,21 +79,56 @@ def test_the_window_halves_once_per_windows_worth_down_to_its_floor() -> None:
     assert fair.window("a") == 3
 
 
-def test_beyond_its_queue_an_account_spills_until_its_lane_is_drained() -> None:
+def narrowed(fair: FairScheduler[str], account: str) -> None:
+    """Start one of the account's events and finish it congested: its window halves."""
+    fair.offer(account, "first", from_lane=True)
+    took = fair.take()
+    assert took is not None
+    assert fair.finished(account, congested=True) is True
+
+
+def test_an_account_at_its_whole_window_waits_in_memory_whatever_its_queue() -> None:
     fair: FairScheduler[str] = FairScheduler(window=1, queue_limit=3)
+    assert all(fair.offer("a", f"a{n}") for n in range(10))  # delivering as fast as read
+    assert fair.queued == 10
+
+
+def test_a_narrowed_account_spills_beyond_its_queue_until_its_lane_is_drained() -> None:
+    fair: FairScheduler[str] = FairScheduler(window=4, queue_limit=3)
+    narrowed(fair, "a")
     assert [fair.offer("a", f"a{n}") for n in range(5)] == [True, True, True, False, False]
-    fair.take()
     assert fair.offer("a", "a5") is False  # its lane holds events: keep order, spill too
-    assert fair.room("a") == 0  # queue 2 > half of 3
-    fair.take()
-    assert fair.room("a") == 0  # window full, but room counts the queue: 1 queued
+    assert fair.room("a") == 0  # 3 queued, more than half of 3
     assert fair.offer("a", "from lane", from_lane=True)  # queued whatever its length
     fair.lane_drained("a")
     assert fair.offer("a", "a6") is False  # its queue is still full: a lane again
-    fair.finished("a", congested=False)
-    fair.take()
+    for _ in range(4):
+        took = fair.take()
+        assert took is not None
+        fair.finished("a", congested=False)
     fair.lane_drained("a")
     assert fair.offer("a", "a7") is True
+
+
+def test_a_queue_over_its_limit_sheds_its_newest_movable_items_when_narrowed() -> None:
+    fair: FairScheduler[str] = FairScheduler(window=100, queue_limit=3)
+    for n in range(8):
+        fair.offer("a", f"a{n}")  # whole window: all wait in memory
+    fair.offer("a", "lane item", from_lane=True)
+    took = fair.take()
+    assert took == ("a", "a0")
+    assert fair.finished("a", congested=True) is True
+    shed = fair.shed("a", movable=lambda item: not item.startswith("lane"))
+    # Newest first, down to the limit; the lane item stays whatever (it is a lane's).
+    assert shed == ["a7", "a6", "a5", "a4"]
+    assert fair.queued == 4
+    assert [item for _, item in (fair.take() for _ in range(4))] == [  # type: ignore[misc]
+        "a1",
+        "a2",
+        "a3",
+        "lane item",
+    ]
+    assert fair.spilling("a")
 
 
 def test_room_asks_for_a_whole_read_once_the_queue_is_down_to_half() -> None:

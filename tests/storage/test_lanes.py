@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.ids import entry_id
 from service.storage import keys
+from service.storage.dead_letters import DeadLetterStore
 from service.storage.events import EventStore
 from service.storage.lanes import Lanes
 from service.storage.status import StatusStore
@@ -140,6 +141,25 @@ async def test_a_lane_entry_is_set_aside_as_a_dead_letter_once_handed_out_enough
     await lanes.reclaim(ACCOUNT, "c2", min_idle_ms=0, count=1)
     letter = await lanes.dead_letter(ACCOUNT, lane_id, **aside, min_deliveries=2)
     assert letter is not None
-    [(_, fields)] = await real_redis.xrange(keys.DEAD_LETTERS)
-    assert (fields[b"reason"], fields[b"f:id"].decode()) == (b"failed", entry)
+    # It reads as the event it was: its own entry id, its fields.
+    [found], _ = await DeadLetterStore(real_redis).page(before=None, limit=10)
+    assert (found.reason, found.original, found.lane_entry) == ("failed", entry, lane_id)
+    assert found.event_id == f"evt_{entry}"
     assert not await real_redis.exists(keys.lane(ACCOUNT))  # it was the lane's last entry
+    assert await lanes.accounts(0) == []
+
+
+async def test_touching_held_entries_keeps_them_from_a_reclaim_without_counting(
+    real_redis: Redis,
+) -> None:
+    """A worker's held entries (waiting their turn in a slow account's queue) are touched
+    well within the claim window: no reclaim takes them, and no delivery is counted."""
+    entries = await stored(real_redis, 2)  # read by c1
+    stream = EventStream(real_redis)
+    await real_redis.xclaim(
+        keys.EVENTS_STREAM, keys.DELIVERY_GROUP, "c1", 0, entries, idle=60_000, justid=True
+    )
+    await stream.touch("c1", entries)
+    assert (await stream.reclaim("c2", min_idle_ms=30_000, count=10)).events == []
+    rows = await real_redis.xpending_range(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, "-", "+", 10)
+    assert [(r["consumer"], r["times_delivered"]) for r in rows] == [(b"c1", 1), (b"c1", 1)]

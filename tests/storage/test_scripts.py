@@ -118,6 +118,7 @@ CASES = {
         groups={"lane_keys": ["lane"] * 2, "entries": [("entry_id", "account")] * 2},
         repeats={"lane": 2, "entry_id": 2},
     ),
+    "lane_dead_letter": Case(lanes.lane_dead_letter_call),
     "lane_ack": Case(
         lanes.lane_ack_call,
         groups={"lane_entry_ids": ["lane_entry_id"] * 2},
