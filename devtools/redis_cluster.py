@@ -8,32 +8,15 @@ restarted master rejoins with its slots and its data.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 
-from devtools.redis_server import STARTUP_TIMEOUT, PrivateRedis, RedisServerError, free_port
+from devtools.redis_server import STARTUP_TIMEOUT, PrivateRedis, RedisServerError
 
 MASTERS = 3
-# Each node also listens on its port + 10,000 for the other nodes (the cluster bus).
-BUS_PORT_OFFSET = 10_000
-
-
-def cluster_port() -> int:
-    """A free port whose cluster bus port (the port + 10,000) is free too."""
-    while True:
-        port = free_port()
-        if port + BUS_PORT_OFFSET > 65535:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + BUS_PORT_OFFSET))
-            except OSError:
-                continue
-        return port
 
 
 def redis_cli_path() -> str | None:
@@ -52,7 +35,7 @@ class PrivateCluster:
         self._tmp = tempfile.TemporaryDirectory(prefix="mailhooks-cluster-")
         root = Path(self._tmp.name)
         self.nodes = [
-            PrivateRedis(root / f"node{i}", port=cluster_port(), durable=durable, cluster=True)
+            PrivateRedis(root / f"node{i}", durable=durable, cluster=True)  # free bus ports too
             for i in range(masters)
         ]
 
