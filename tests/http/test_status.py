@@ -54,6 +54,7 @@ class TestEndpoint:
             "oldest_in_progress_age_seconds": None,
             "unreadable": 0,
             "dead_letters": 0,
+            "in_lanes": 0,
         }
         assert body["redis_memory"]["used_bytes"] > 0
 
