@@ -486,7 +486,12 @@ def idempotency(digest: str) -> str:
 
 
 def lane(account_id: str) -> str:
-    return in_partition(_partitioning.of_account(account_id)) + LANE.format(account_id=account_id)
+    return lane_in(_partitioning.of_account(account_id), account_id)
+
+
+def lane_in(partition: int, account_id: str) -> str:
+    """The account's lane, named in `partition` (its own: the caller knows it otherwise)."""
+    return in_partition(partition) + LANE.format(account_id=account_id)
 
 
 def lanes(partition: int) -> str:

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.core.ids import member_delivery, ms_member_bound
 from service.storage import keys, scripts
 from service.storage.background import SingleFlight
@@ -44,6 +45,7 @@ def prune_call(
     succeeded_index: str,
     failed_index: str,
     stream: str,
+    lane: str,
     candidate_keys: Sequence[tuple[str, str]],
     retention_count: int,
     cutoff: str,
@@ -51,7 +53,7 @@ def prune_call(
 ) -> scripts.ScriptArgs:
     """KEYS and ARGV of prune_deliveries.lua: per candidate (delivery key, attempts key),
     and its member in `members`, in the same order."""
-    script_keys = [all_index, succeeded_index, failed_index, stream]
+    script_keys = [all_index, succeeded_index, failed_index, stream, lane]
     for pair in candidate_keys:
         script_keys += pair
     return script_keys, [retention_count, cutoff, *members]
@@ -154,12 +156,19 @@ class DeliveryPruner:
     async def apply(self, plan: PrunePlan) -> int:
         """Delete what `plan` names that retention still lets go. Returns how many went."""
         webhook_id = plan.webhook_id
+        # Its account's lane (in the webhook's partition): a webhook without an account
+        # field is the default account's; a deleted one has no lane to wait for.
+        fields = await self._redis.hmget(keys.webhook(webhook_id), ["id", "account"])  # type: ignore[misc]
+        id_, account = fields
+        owner = "" if id_ is None else account.decode() if account else DEFAULT_ACCOUNT
+        partition = keys.partitioning().of_webhook(webhook_id)
         script_keys, args = prune_call(
             all_index=keys.deliveries(webhook_id),
             succeeded_index=keys.deliveries(webhook_id, "succeeded"),
             failed_index=keys.deliveries(webhook_id, "failed"),
             # The stream of the webhook's partition (its account's), its deliveries' slot.
-            stream=keys.events_stream(keys.partitioning().of_webhook(webhook_id)),
+            stream=keys.events_stream(partition),
+            lane=keys.lane_in(partition, owner),
             candidate_keys=[
                 (keys.delivery(id_), keys.delivery_attempts(id_))
                 for id_ in map(member_delivery, plan.members)

@@ -8,8 +8,10 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
+from service.core.accounts import DEFAULT_ACCOUNT
 from service.storage import keys
 from service.storage.deliveries import DeliveryStore
+from service.storage.lanes import Lanes
 from service.storage.retention import DeliveryPruner
 from tests.storage.test_deliveries import LEASE, claim, delivery
 from tests.storage.test_events import make_group
@@ -120,3 +122,27 @@ async def test_test_deliveries_have_no_entry_to_wait_for(real_redis: Redis) -> N
         1, now_ms=10, retention_count=1, retention_seconds=3600
     )
     assert went == 2
+
+
+async def test_deliveries_of_entries_waiting_in_their_accounts_lane_stay(
+    real_redis: Redis,
+) -> None:
+    """Spilled to the account's lane, an entry is acknowledged in the stream, yet a worker may
+    still hand it out again (a lane acknowledgement lost): its delivery's record stays."""
+    await make_group(real_redis)
+    entries = [(await real_redis.xadd(keys.EVENTS_STREAM, {"e": b"{}"})).decode() for _ in range(4)]
+    await real_redis.xreadgroup(keys.DELIVERY_GROUP, "w", {keys.EVENTS_STREAM: ">"}, count=4)
+    await real_redis.xack(keys.EVENTS_STREAM, keys.DELIVERY_GROUP, *entries[:2])
+    # The last two went to the default account's lane (webhook 1 has no account field).
+    await Lanes(real_redis).spill(
+        keys.EVENTS_STREAM, 0, [(entry, DEFAULT_ACCOUNT) for entry in entries[2:]], 1
+    )
+    await real_redis.hset(keys.webhook(1), mapping={"id": "1", "url": "https://a.example/"})
+    store = DeliveryStore(real_redis)
+    ids = [f"dlv_{entry}_1" for entry in entries]
+    for n, id_ in enumerate(ids):
+        await finish(store, id_, now=n, verdict="succeeded")
+    pruner = DeliveryPruner(real_redis)
+    assert await pruner.prune(1, now_ms=10, retention_count=1, retention_seconds=3600) == 2
+    kept, _ = await store.page(1, status="succeeded", before=None, limit=10)
+    assert [d.id for d in kept] == [ids[3], ids[2]]

@@ -13,15 +13,29 @@
 -- KEYS[2] succeeded_index: its index of succeeded deliveries
 -- KEYS[3] failed_index: its index of failed deliveries
 -- KEYS[4] stream: the events stream the deliveries' entries are in (their partition's)
--- KEYS[5..] delivery, attempts: for each candidate, its hash and attempt log
+-- KEYS[5] lane: the webhook's account's lane (service.storage.lanes): the entries waiting
+--   there are acknowledged in the stream, yet a worker may still hand them out again
+-- KEYS[6..] delivery, attempts: for each candidate, its hash and attempt log
 -- ARGV[1] retention_count: how many deliveries of each finished status the webhook keeps
 -- ARGV[2] cutoff: the index member bound of the retention age (older members go)
 -- ARGV[3..] member: for each candidate, in the same order, its index member
 -- Returns: the number of deliveries deleted.
 local all_index, succeeded_index, failed_index, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local lane = KEYS[5]
 local retention_count, cutoff = tonumber(ARGV[1]), ARGV[2]
-local first_candidate_key, first_member = 5, 3
+local first_candidate_key, first_member = 6, 3
 local needed = redis.call('EXISTS', stream) == 1 and oldest_needed(stream) or nil
+-- The lane's oldest entry, by its original entry id: from there on (a lane is filled in
+-- stream order, roughly) an entry may still be handed out, so its deliveries' records stay.
+local head = redis.call('XRANGE', lane, '-', '+', 'COUNT', 1)
+if #head > 0 then
+  local raw = head[1][2]
+  for i = 1, #raw, 2 do
+    if raw[i] == 'id' and (needed == nil or id_below(raw[i + 1], needed)) then
+      needed = raw[i + 1]
+    end
+  end
+end
 
 -- Whether the group may still hand out the member's stream entry (a test delivery has none).
 local function entry_still_needed(member)
