@@ -443,12 +443,6 @@ def partition_metrics(partition: int) -> str:
     return _placed(METRICS, partition)
 
 
-def partition_events_stream(partition: int) -> str:
-    """`partition`'s events stream, which holds the entries of its accounts' deliveries (the
-    prune reads it with their keys): EVENTS_STREAM with one partition."""
-    return _placed(EVENTS_STREAM, partition)
-
-
 def token(provider: str, digest: str) -> str:
     return TOKEN.format(provider=provider, digest=digest)
 

@@ -216,16 +216,6 @@ class Lanes:
         members = await self._redis.zrange(keys.lanes(partition), 0, -1)
         return [_text(member) for member in members]
 
-    async def backlog(self, partition: int) -> int:
-        """Events waiting in the partition's lanes."""
-        accounts = await self.accounts(partition)
-        if not accounts:
-            return 0
-        lengths = await asyncio.gather(
-            *(self._pipeline.execute("XLEN", keys.lane(account)) for account in accounts)
-        )
-        return sum(int(length) for length in lengths)
-
 
 def _entries(response: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
     # XREADGROUP through the AutoPipeline: RESP2's [[stream, [[id, [k, v, …]], …]]], or

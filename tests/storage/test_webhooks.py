@@ -72,6 +72,24 @@ async def make(
     return webhook.id
 
 
+async def five_of_twenty_concurrent_creates(store: WebhookStore) -> None:
+    """20 concurrent creates against a limit of 5: exactly 5 pass."""
+    results: list[bool] = []
+
+    async def attempt() -> None:
+        try:
+            await make(store, account=ACME, limit=5)
+            results.append(True)
+        except WebhookLimitReached:
+            results.append(False)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(20):
+            group.start_soon(attempt)
+    assert results.count(True) == 5
+    assert await store.count(ACME) == 5
+
+
 class TestStore:
     async def test_create_writes_hash_and_indexes(self, real_redis: Redis) -> None:
         store = WebhookStore(real_redis)
@@ -223,20 +241,7 @@ class TestAccounts:
 
     async def test_the_limit_holds_under_concurrent_creates(self, real_redis: Redis) -> None:
         store = WebhookStore(real_redis)
-        results: list[bool] = []
-
-        async def attempt() -> None:
-            try:
-                await make(store, account=ACME, limit=5)
-                results.append(True)
-            except WebhookLimitReached:
-                results.append(False)
-
-        async with anyio.create_task_group() as group:
-            for _ in range(20):
-                group.start_soon(attempt)
-        assert results.count(True) == 5
-        assert await store.count(ACME) == 5
+        await five_of_twenty_concurrent_creates(store)
         await make(store, account=GLOBEX, limit=5)  # another account's count is its own
 
 
@@ -317,17 +322,4 @@ class TestPartitioned:
 
     async def test_the_limit_holds_under_concurrent_creates(self, partitioned_redis: Redis) -> None:
         store = WebhookStore(partitioned_redis)
-        results: list[bool] = []
-
-        async def attempt() -> None:
-            try:
-                await make(store, account=ACME, limit=5)
-                results.append(True)
-            except WebhookLimitReached:
-                results.append(False)
-
-        async with anyio.create_task_group() as group:
-            for _ in range(20):
-                group.start_soon(attempt)
-        assert results.count(True) == 5
-        assert await store.count(ACME) == 5
+        await five_of_twenty_concurrent_creates(store)

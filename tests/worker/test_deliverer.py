@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import standardwebhooks
 from arq.worker import Worker, create_worker
 from redis.asyncio import Redis
 
+import worker.settings
 from config import Config
 from devtools.redis_server import PrivateRedis
 from service.app import create_app
@@ -102,7 +104,12 @@ StartEnv = Callable[..., Awaitable[Env]]
 
 
 @pytest.fixture
-async def start_env(redis_server: PrivateRedis, real_redis: Redis) -> AsyncIterator[StartEnv]:
+async def start_env(
+    redis_server: PrivateRedis, real_redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[StartEnv]:
+    # Workers in one process would share the consumer name (host and pid): number them.
+    numbers = itertools.count()
+    monkeypatch.setattr(worker.settings, "consumer_name", lambda: f"worker-{next(numbers)}")
     async with AsyncExitStack() as stack:
 
         async def start(*, workers: int = 1, **overrides: Any) -> Env:

@@ -5,12 +5,10 @@ receivers; webhooks and events through the HTTP API."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-import worker.settings
 from tests.receiver import Receiver, Reply
 from tests.worker.test_deliverer import (  # noqa: F401 (fixtures)
     Env,
@@ -24,13 +22,6 @@ from worker.limiter import rate_burst
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 Receivers = Callable[..., Awaitable[Receiver]]
-
-
-@pytest.fixture(autouse=True)
-def distinct_consumers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Workers in one process would share the consumer name (host and pid): number them."""
-    numbers = itertools.count()
-    monkeypatch.setattr(worker.settings, "consumer_name", lambda: f"worker-{next(numbers)}")
 
 
 def rate(receiver: Receiver, per_second: int) -> float:

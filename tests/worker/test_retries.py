@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +16,6 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-import worker.settings
 from config import Config
 from devtools.redis_server import PrivateRedis
 from service.app import create_app
@@ -40,13 +38,6 @@ from worker.settings import Stores, build_deliverer
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 Receivers = Callable[..., Awaitable[Receiver]]
-
-
-@pytest.fixture(autouse=True)
-def distinct_consumers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Workers in one process would share the consumer name (host and pid): number them."""
-    numbers = itertools.count()
-    monkeypatch.setattr(worker.settings, "consumer_name", lambda: f"worker-{next(numbers)}")
 
 
 def runner_of(env: Any, n: int = 0) -> RetryRunner:
