@@ -152,13 +152,14 @@ async def test_a_single_redis_moves_to_a_cluster(
         assert second.json() == report  # the same ids, the same counts
         # The dry run foretold the ids the run gave.
         assert dry.json() == {**report, "dry_run": True}
-        # Nothing changed but the time of the last complete run.
+        # Nothing changed but the time of the last complete run (to the second: two runs
+        # within one second leave even that as it was).
         changed = {
             name
             for name, dump in (await snapshot(cluster)).items()
             if after_first.get(name) != dump
         }
-        assert changed == {keys.MIGRATION.encode()}
+        assert changed <= {keys.MIGRATION.encode()}
         renamed = {r["old_id"]: r["new_id"] for r in report["renamed"]}
         assert renamed  # acme's 1 and 2 cannot both name its partition
         for old_id, new_id in renamed.items():
