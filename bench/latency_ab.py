@@ -30,7 +30,7 @@ from bench.common import (
     receiver,
     wait_until,
 )
-from bench.service import paced_ingest
+from bench.pacer import run_paced
 from devtools.procfile import process_env, procfile_commands
 from devtools.redis_server import PrivateRedis, free_port, wait_for_port
 
@@ -62,12 +62,12 @@ def run_once(
     try:
         wait_for_port(port, 30)
         before = posts(recv)
-        _, warm, _ = asyncio.run(paced_ingest(url, 50, 0.1, tag + "warm"))
+        _, warm, _ = run_paced(url, 50, 0.1, tag + "warm")
         if not wait_until(lambda: posts(recv) - before >= len(warm), 30):
             raise RuntimeError(f"{tree}: warm-up deliveries did not arrive within 30 s")
         time.sleep(0.5)
         arrivals(recv)
-        sent, answered, failures = asyncio.run(paced_ingest(url, rate, seconds, tag))
+        sent, answered, failures = run_paced(url, rate, seconds, tag)
         seen: dict[str, float] = {}
 
         def collect() -> bool:
