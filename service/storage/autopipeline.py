@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,9 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+
+# How long the connection of the last batch is kept for the next (see _release).
+HOLD_SECONDS = 1.0
 
 # A queued command: its arguments, the caller's future, and the script it runs (EVALSHA),
 # if any, to load again should Redis have lost it.
@@ -57,6 +61,8 @@ class AutoPipeline:
         self._reloads: set[asyncio.Task[None]] = set()
         self._loads: dict[str, asyncio.Future[Any]] = {}  # SCRIPT LOADs under way, by SHA
         self.round_trips = 0  # batches sent, retries included (for tests and benchmarks)
+        self._held: AbstractConnection | None = None  # the last batch's connection, kept
+        self._held_at = 0.0
 
     def execute(self, *args: Any) -> asyncio.Future[Any]:
         """One command, e.g. `await execute("XACK", stream, group, entry_id)`: its reply.
@@ -124,11 +130,22 @@ class AutoPipeline:
     # where a lost script is loaded, what an error reply or an unreachable server means.
 
     async def _connection(self) -> AbstractConnection:
+        held, self._held = self._held, None
+        if held is not None:
+            if held.is_connected and time.monotonic() - self._held_at < HOLD_SECONDS:
+                return held
+            await self._redis.connection_pool.release(held)
         connection: AbstractConnection = await self._redis.connection_pool.get_connection()
         return connection
 
     async def _release(self, connection: AbstractConnection) -> None:
-        await self._redis.connection_pool.release(connection)
+        # Held for the next batch rather than given back: redis-py's pool checks each
+        # connection it hands out for unexpected data, a read under a zero timeout that
+        # costs a cancelled task step and a loop turn. At a few events a second every batch
+        # went through it, six times per delivered event: a third of the worker's CPU at
+        # 50 events/s (docs/performance.md). A connection held unused for HOLD_SECONDS goes
+        # back through the pool, and its check, before it is used again.
+        self._held, self._held_at = connection, time.monotonic()
 
     async def _load(self, script: AsyncScript) -> Any:
         return await self._redis.script_load(script.script)

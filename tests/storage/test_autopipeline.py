@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 
 from devtools.redis_server import PrivateRedis
+from service.storage import autopipeline
 from service.storage.autopipeline import AutoPipeline
 from service.storage.connection import RETRY_ON, retry_policy
 
@@ -246,3 +247,61 @@ async def test_a_script_lost_by_redis_is_loaded_once_for_all_its_callers(
     assert sorted(results) == list(range(1, 51))
     stats = await real_redis.info("commandstats")
     assert stats["cmdstat_script|load"]["calls"] == 1
+
+
+class TestHeldConnection:
+    """The last batch's connection is kept for the next one, skipping the pool's check of
+    each connection it hands out; held unused for HOLD_SECONDS, it goes back through it."""
+
+    @staticmethod
+    def pool_handouts(client: Redis, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+        handed: list[Any] = []
+        pool = client.connection_pool
+        get_connection = pool.get_connection
+
+        async def recording(*args: Any, **kwargs: Any) -> Any:
+            connection = await get_connection(*args, **kwargs)
+            handed.append(connection)
+            return connection
+
+        monkeypatch.setattr(pool, "get_connection", recording)
+        return handed
+
+    async def test_batches_in_quick_succession_share_one_connection_from_the_pool(
+        self, counting_redis: CountingRedis, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        handed = self.pool_handouts(counting_redis, monkeypatch)
+        pipeline = AutoPipeline(counting_redis)
+        for number in range(20):
+            assert await pipeline.execute("INCR", "n") == number + 1
+        assert pipeline.round_trips == 20
+        assert len(handed) == 1
+
+    async def test_a_connection_held_unused_goes_back_through_the_pool(
+        self,
+        counting_redis: CountingRedis,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        handed = self.pool_handouts(counting_redis, monkeypatch)
+        pipeline = AutoPipeline(counting_redis)
+        await pipeline.execute("INCR", "n")
+        now = autopipeline.time.monotonic()
+        monkeypatch.setattr(
+            autopipeline.time, "monotonic", lambda: now + autopipeline.HOLD_SECONDS + 0.1
+        )
+        assert await pipeline.execute("INCR", "n") == 2
+        assert len(handed) == 2  # the second batch's came from the pool, checked
+        assert handed[0] is handed[1]  # given back first: the pool's one idle connection
+
+    async def test_a_held_connection_closed_by_redis_is_replaced(
+        self, real_redis: Redis, redis_server: PrivateRedis
+    ) -> None:
+        client = await connected_client(redis_server.url, CountingConnection)
+        pipeline = AutoPipeline(client)
+        assert await pipeline.execute("CLIENT", "SETNAME", "held") == b"OK"
+        clients = await real_redis.client_list()
+        held = next(c for c in clients if c["name"] == "held")
+        await real_redis.client_kill_filter(_id=held["id"])
+        # Sent on the dead connection, then again on a fresh one (the client's retries).
+        assert await asyncio.wait_for(pipeline.execute("INCR", "n"), 5) == 1
+        await client.aclose()
