@@ -28,7 +28,7 @@ from bench.common import (
     stop,
     wait_until,
 )
-from bench.latency_ab import _start
+from bench.latency_ab import start_line
 from bench.pacer import run_paced
 from devtools.redis_server import PrivateRedis, free_port, wait_for_port
 
@@ -70,7 +70,7 @@ def one_round(tree: str, redis_url: str, recv: str, rate: float, tag: str) -> tu
     asyncio.run(create_webhooks(redis_url, [f"{recv}/1"], ("*",)))
     port = free_port()
     env = {**base_env(redis_url), "PORT": str(port)}
-    web, worker = _start(tree, "web", env), _start(tree, "worker", env)
+    web, worker = start_line(tree, "web", env), start_line(tree, "worker", env)
     try:
         wait_for_port(port, 30)
         url = f"http://127.0.0.1:{port}"

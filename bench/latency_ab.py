@@ -35,7 +35,8 @@ from devtools.procfile import process_env, procfile_commands
 from devtools.redis_server import PrivateRedis, free_port, wait_for_port
 
 
-def _start(tree: str, line: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_line(tree: str, line: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The Procfile line `line` (web, worker) of checkout `tree`, its output in bench/.logs."""
     command = procfile_commands()[line]
     LOGS.mkdir(exist_ok=True)
     with (LOGS / f"latency_ab-{line}.log").open("ab") as log:
@@ -55,8 +56,8 @@ def run_once(
     asyncio.run(create_webhooks(redis_url, [f"{recv}/1"], ("*",)))
     port = free_port()
     full = {**base_env(redis_url, **env), "PORT": str(port)}
-    web = _start(tree, "web", full)
-    worker = _start(tree, "worker", full)
+    web = start_line(tree, "web", full)
+    worker = start_line(tree, "worker", full)
     tag = f"e{uuid.uuid4().hex[:6]}"
     url = f"http://127.0.0.1:{port}"
     try:

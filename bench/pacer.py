@@ -6,8 +6,7 @@ receiver), so it must cost as little as it can: the aiohttp client it replaces t
 a core at 896 events/s (~410 µs per request), about as much as the web process it was
 timing, and that CPU was taken from the system under test (docs/performance.md, "Latency
 tail"). Here each request is one pre-formatted write on a keep-alive connection of a pool,
-answers are parsed from the bytes, and the events due at each wake-up go out together. It
-speaks only what the inbound route answers: HTTP/1.1 with a Content-Length.
+answers are parsed by httptools, and the events due at each wake-up go out together.
 """
 
 from __future__ import annotations
@@ -20,17 +19,18 @@ import urllib.parse
 from collections.abc import Callable
 from typing import cast
 
+import httptools
 import uvloop
 
 MAX_CONNECTIONS = 200
 ANSWER_TIMEOUT_SECONDS = 10.0
 # Well under uvicorn's keep-alive timeout (5 s): an idle connection is not reused after it.
 IDLE_SECONDS = 2.0
-_CONTENT_LENGTH = b"\r\ncontent-length:"
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection: one request at a time, its answer parsed from the bytes."""
+    """One keep-alive connection: one request at a time, its answer parsed by httptools (as
+    bench/receiver.py parses requests)."""
 
     def __init__(
         self,
@@ -39,7 +39,7 @@ class _Connection(asyncio.Protocol):
     ) -> None:
         self._answered = answered
         self._lost = lost
-        self._buffer = b""
+        self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.email_id: str | None = None
         self.idle_since = 0.0
@@ -54,21 +54,18 @@ class _Connection(asyncio.Protocol):
         self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        end = self._buffer.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        head = self._buffer[:end].lower()
-        at = head.find(_CONTENT_LENGTH)
-        length = int(head[at + len(_CONTENT_LENGTH) :].split(b"\r\n", 1)[0]) if at >= 0 else 0
-        if len(self._buffer) < end + 4 + length:
-            return
-        self._buffer = self._buffer[end + 4 + length :]
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport is not None:
+                self.transport.close()  # connection_lost fails the request under way
+
+    def on_message_complete(self) -> None:  # called by the parser, once per answer
         email_id, self.email_id = self.email_id, None
-        if b"\r\nconnection: close" in head and self.transport is not None:
+        if not self._parser.should_keep_alive() and self.transport is not None:
             self.transport.close()  # the server's last answer here: not for reuse
         if email_id is not None:
-            self._answered(self, email_id, int(head[9:12]))
+            self._answered(self, email_id, self._parser.get_status_code())
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():

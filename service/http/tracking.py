@@ -82,8 +82,9 @@ _PAGE_HEADERS = {
 _PURPOSES = frozenset(name.encode() for name in PURPOSE_HEADERS)
 
 
-def verified(request: Request, state: AppState, kind: str) -> Verified:
-    token: str = request.path_params["token"]
+def verified(scope: Scope, state: AppState, kind: str) -> Verified:
+    """The claims of the request's token of `kind`; a 404 when it does not verify."""
+    token: str = scope["path_params"]["token"]
     found = state.signer.verify(token, kind) if state.signer is not None else None
     if found is None:
         raise NotFound("no such tracking link")
@@ -125,10 +126,7 @@ class View:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state: AppState = scope["state"][STATE_KEY]
-        signer = state.signer
-        found = signer.verify(scope["path_params"]["token"], self.kind) if signer else None
-        if found is None:
-            raise NotFound("no such tracking link")
+        found = verified(scope, state, self.kind)
         await record_view(scope, state, found, self.kind)
         if self.kind == OPEN:
             await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_HEADERS})
@@ -190,7 +188,7 @@ async def record_view(scope: Scope, state: AppState, found: Verified, kind: str)
 async def unsubscribe_page(request: Request) -> Response:
     """GET: what a person who follows the link sees. Changes nothing: mail scanners and
     prefetchers GET every link of a message."""
-    found = verified(request, app_state(request), UNSUBSCRIBE)
+    found = verified(request.scope, app_state(request), UNSUBSCRIBE)
     return page(
         "Unsubscribe",
         f"<p>Stop emails to <strong>{html.escape(found.claims.recipient)}</strong>?</p>"
@@ -204,7 +202,7 @@ async def unsubscribe(request: Request) -> Response:
     """POST (RFC 8058 one-click, or the page's button): record email.unsubscribe, which puts
     the recipient on the account's suppression list. Answered once stored."""
     state = app_state(request)
-    found = verified(request, state, UNSUBSCRIBE)
+    found = verified(request.scope, state, UNSUBSCRIBE)
     body = await read_body(request, state.config, state.deadlines)
     form = forms.parse(body, provider="the unsubscribe")
     if form.first(ONE_CLICK_FIELD) != ONE_CLICK_VALUE:

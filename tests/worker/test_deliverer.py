@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import standardwebhooks
-from arq.worker import Worker, create_worker
+from arq.worker import Worker, get_kwargs
 from redis.asyncio import Redis
 
 import worker.settings
@@ -38,6 +38,7 @@ from tests import FIXTURES
 from tests.conftest import API_KEY, serve
 from tests.receiver import Received, Receiver, Reply
 from tests.storage.test_events import event
+from worker.__main__ import GracefulWorker
 from worker.settings import WorkerSettings, redis_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -134,27 +135,26 @@ async def start_env(
         async def start_worker(config: Config) -> Worker:
             """One worker process's arq Worker (consumer, retry runner, maintenance), in this
             process."""
-            worker = create_worker(
-                WorkerSettings,  # type: ignore[arg-type]
-                redis_settings=redis_settings(config),
-                ctx={"config": config},
-                handle_signals=False,
-                poll_delay=0.05,
-            )
+            settings: dict[str, Any] = {
+                **get_kwargs(WorkerSettings),  # type: ignore[arg-type]
+                "redis_settings": redis_settings(config),
+                "ctx": {"config": config},
+                "handle_signals": False,
+                "poll_delay": 0.05,
+            }
+            worker = GracefulWorker(**settings)  # the worker process's own Worker
             task = asyncio.create_task(worker.async_run())
 
             async def stop() -> None:
                 # Let running jobs finish their attempt (cancelling one inside a Redis
                 # transaction leaks its connection), then cancel those still waiting for a
-                # slot; arq's close() gathers its jobs, so leave it none.
+                # slot; close() waits for them, however they end.
                 worker.allow_pick_jobs = False
                 jobs = list(worker.tasks.values())
                 if jobs:
                     _, waiting = await asyncio.wait(jobs, timeout=config.delivery_timeout + 1)
                     for job in waiting:
                         job.cancel()
-                    await asyncio.gather(*jobs, return_exceptions=True)
-                worker.tasks.clear()
                 await worker.close()
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
