@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml $(LOCK)
 run: $(STAMP)
 	$(BIN)/python -m devtools.run
 
+# Four pytest processes (pytest-xdist), each with its own private Redis and cluster: the
+# suite mostly waits on processes it started, so four fit CI's two cores (docs/design.md).
 test: $(STAMP) lint typecheck browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 4
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
