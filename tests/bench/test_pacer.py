@@ -81,6 +81,29 @@ async def test_sends_each_event_once_at_the_rate_and_times_each_answer(
     assert {body["type"] for body in made.bodies} == {"email.opened"}
 
 
+async def test_never_sleeps_less_than_a_timer_can_so_it_never_spins(
+    server: tuple[Server, str],
+) -> None:
+    # At 4,000/s a send is due every 0.25 ms: uvloop's whole-millisecond timers would answer
+    # a sleep that short at once, and the pacer would spin (71 % of a core at 2,831/s).
+    made, url = server
+    slept: list[float] = []
+
+    async def recording_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(seconds)
+
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    sent, _, _ = await paced_ingest(url, rate=4000, seconds=0.25, tag="s", sleep=recording_sleep)
+    took = loop.time() - began
+    assert len(made.bodies) == len(sent) == 1000
+    assert slept
+    assert min(slept) >= pacer.MIN_SLEEP_SECONDS
+    assert len(slept) <= 0.25 / pacer.MIN_SLEEP_SECONDS + 1  # a wake-up sends what fell due
+    assert took >= 0.2  # still paced, not sent at once
+
+
 async def test_with_every_connection_busy_sends_wait_for_one_and_none_is_lost(
     server: tuple[Server, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
