@@ -216,7 +216,11 @@ class TestDerived:
         assert Config.from_env(blank, providers).provider_secrets == {}
         assert "inbound_secrets=<none>" in repr(Config.from_env({}, providers))
 
-    @pytest.mark.parametrize("provider", [p for p in WITH_FAKE if p.name in MALFORMED], ids=lambda provider: provider.name)
+    @pytest.mark.parametrize(
+        "provider",
+        [p for p in WITH_FAKE if p.name in MALFORMED],
+        ids=lambda provider: provider.name,
+    )
     def test_a_start_up_check_naming_the_variable(self, provider: Provider) -> None:
         config = Config(provider_secrets={provider.name: MALFORMED[provider.name]})
         with pytest.raises(ConfigError) as info:
