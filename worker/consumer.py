@@ -116,6 +116,8 @@ class Work:
     partition: int
     lane_id: str | None = None
     started: float = 0.0  # when its delivery started (monotonic)
+    # Out of its account's window: its first delivery ended (or all did).
+    released: bool = False
 
 
 class LaneAcknowledgements:
@@ -203,6 +205,8 @@ class Consumer:
         # subscriber lookups for 10,000 entries), each paying its round trips and parsing.
         self._resume_below = max_entries_in_flight - min(READ_COUNT, max_entries_in_flight // 2)
         self._tasks: set[asyncio.Task[bool]] = set()
+        # Fan-out events out of their account's window, their slower deliveries still going.
+        self._released = 0
         # The events waiting or being processed here, by event id: unlike entry ids, unique
         # across the partitions' streams (with several, the id names its partition).
         self._running: dict[str, Work] = {}
@@ -219,7 +223,7 @@ class Consumer:
         self._lane_idle: dict[str, float] = {}  # the last rest after an empty read
 
     def _in_memory(self) -> int:
-        return self.fair.queued + self.fair.in_flight
+        return self.fair.queued + self.fair.in_flight + self._released
 
     async def run(self) -> None:
         """Read and deliver until `stop`; Redis outages are waited out, never fatal."""
@@ -353,7 +357,15 @@ class Consumer:
         owner = f"{self._owner}:{next(self._passes)}"
         try:
             deliver = self._deliverer.deliver_event(
-                work.entry_id, work.event, work.webhooks, owner=owner
+                work.entry_id,
+                work.event,
+                work.webhooks,
+                owner=owner,
+                first_done=(
+                    functools.partial(self._release, account, work)
+                    if len(work.webhooks) > 1
+                    else None
+                ),
             )
         except Exception as exc:
             # A bug, not an outage: the others go on; this one stays pending and is tried
@@ -672,6 +684,23 @@ class Consumer:
                 min_deliveries,
             )
 
+    def _release(self, account: str, work: Work, handed_on: bool) -> None:
+        """The first of a fan-out event's deliveries has ended: the event leaves its
+        account's window, and its account is paced by its fastest endpoint. The others go
+        on, each held back by its own endpoint's limit (and handed off once that endpoint is
+        saturated: worker.limiter): a hanging endpoint must not hold the window with events
+        whose every other delivery is done, and starve the account's healthy endpoints. The
+        entry is still acknowledged only once all are done."""
+        if work.released:
+            return
+        work.released = True
+        self._released += 1
+        congested = handed_on or time.monotonic() - work.started > SLOW_EVENT_SECONDS
+        if self.fair.finished(account, congested=congested) and self._lanes is not None:
+            self._shed(account)
+        if not self._stopping.is_set():
+            self._pump_soon()
+
     def _done(self, task: asyncio.Task[bool], account: str, work: Work) -> None:
         self._tasks.discard(task)
         self._running.pop(_running_key(work.event), None)
@@ -696,8 +725,12 @@ class Consumer:
             # or set aside if this was its last try.
             logger.error("delivering entry %s failed", work.entry_id, exc_info=exc)
             self._failed(work, exc)
-        if self.fair.finished(account, congested=congested) and self._lanes is not None:
-            self._shed(account)
+        if work.released:
+            self._released -= 1  # its account's window let it go already
+        else:
+            work.released = True
+            if self.fair.finished(account, congested=congested) and self._lanes is not None:
+                self._shed(account)
         if self._in_memory() <= self._resume_below:
             self._room.set()
         if not self._stopping.is_set():

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -133,14 +133,22 @@ class Deliverer:
         return webhooks
 
     def deliver_event(
-        self, entry_id: str, event: Event, webhooks: list[StoredWebhook], *, owner: str
+        self,
+        entry_id: str,
+        event: Event,
+        webhooks: list[StoredWebhook],
+        *,
+        owner: str,
+        first_done: Callable[[bool], None] | None = None,
     ) -> Coroutine[Any, Any, bool]:
         """What delivers one stored event to `webhooks` (its subscribers, looked up after
         the entry was read): a coroutine that returns once each delivery is done or
         scheduled for later (then the stream entry may be acknowledged), True if any was
         put off because its endpoint is saturated or over its rate. Built here, run by the
         caller's task: for one webhook it is that delivery's own coroutine, with no wrapper
-        frame for each of its awaits to pass through."""
+        frame for each of its awaits to pass through. With several webhooks, `first_done`
+        is called when the first of its deliveries ends (with whether it was put off):
+        the consumer's fair scheduler paces the account by that (worker/consumer.py)."""
         if event.exclude_webhook is not None:
             # An operational event is never sent to the webhook it is about.
             webhooks = [w for w in webhooks if w.id != event.exclude_webhook]
@@ -156,7 +164,8 @@ class Deliverer:
             [
                 self._first_attempt(entry_id, event_id, event.type, webhook, body, owner)
                 for webhook in webhooks
-            ]
+            ],
+            first_done,
         )
 
     async def _first_attempt(
@@ -572,10 +581,26 @@ async def _nothing() -> bool:
     return False
 
 
-async def _all(attempts: list[Coroutine[Any, Any, bool]]) -> bool:
+async def _all(
+    attempts: list[Coroutine[Any, Any, bool]], first_done: Callable[[bool], None] | None = None
+) -> bool:
     """Every attempt to its end, even when one fails (the entry is done only when all are);
-    then the first failure, if any; else whether any was handed on."""
-    outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+    then the first failure, if any; else whether any was handed on. `first_done` hears of
+    the first attempt to end (True if it was handed on)."""
+    tasks = [asyncio.ensure_future(attempt) for attempt in attempts]
+    if first_done is not None:
+        told = False
+
+        def tell(task: asyncio.Future[bool]) -> None:
+            nonlocal told
+            if not told:
+                told = True
+                handed_on = not task.cancelled() and task.exception() is None and task.result()
+                first_done(handed_on)
+
+        for task in tasks:
+            task.add_done_callback(tell)
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome

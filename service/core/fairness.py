@@ -10,8 +10,10 @@ says when: it met a saturated endpoint, or took over a second), grown by one per
 worth finished otherwise; so a slow endpoint's backlog waits here, costing nothing, instead
 of being handed off and polled.
 The window never closes below `min_window` (the worker sets it just under the number of
-attempts at which an endpoint counts as saturated): an account's endpoint that is slow
-holds at most that many of its events, and its other endpoints still get the rest.
+attempts at which an endpoint counts as saturated): an account's one slow endpoint holds
+that many of its events, and the rest waits here rather than being handed off. (An event
+to several endpoints leaves the window when its first delivery ends, so that a slow
+endpoint never holds back the account's others: worker/consumer.py.)
 
 An account whose window has narrowed keeps only `queue_limit` events waiting in memory;
 beyond that (and while its lane holds any, so that its events stay roughly in order) they

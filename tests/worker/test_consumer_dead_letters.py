@@ -37,7 +37,13 @@ class StandIn:
         return {audience: ["webhook"] for audience in audiences}
 
     def deliver_event(
-        self, entry_id: str, event: Event, webhooks: list[Any], *, owner: str
+        self,
+        entry_id: str,
+        event: Event,
+        webhooks: list[Any],
+        *,
+        owner: str,
+        first_done: Callable[[bool], None] | None = None,
     ) -> Coroutine[Any, Any, bool]:
         if event.email_id == self.poison and self.prepare_fails:
             raise ValueError("cannot prepare this one")

@@ -608,6 +608,25 @@ class TestSafety:
         latencies = [r.at - sent_at[json.loads(r.body)["data"]["email_id"]] for r in arrived]
         assert max(latencies) < env.config.delivery_timeout
 
+    async def test_a_hanging_endpoint_does_not_hold_its_accounts_window(
+        self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
+    ) -> None:
+        """The account may have only four events in flight: were each held until its
+        delivery to the hanging endpoint timed out, every later event would wait for that
+        (2 s) before its healthy delivery could start."""
+        env = await start_env(delivery_timeout=2.0, endpoint_concurrency=2, account_concurrency=4)
+        hanging = await receivers(Reply(delay=30))
+        healthy = await receivers()
+        await env.webhook(hanging.url)
+        await env.webhook(healthy.url)
+        sent_at: dict[str, float] = {}
+        for n in range(30):
+            sent_at[f"msg_{n}"] = time.monotonic()
+            await env.ingest(email_id=f"msg_{n}")
+        arrived = await healthy.wait_for(30, timeout=10)
+        latencies = [r.at - sent_at[json.loads(r.body)["data"]["email_id"]] for r in arrived]
+        assert max(latencies) < env.config.delivery_timeout / 2
+
     async def test_a_delivery_that_waited_long_for_a_slot_is_sent_once(
         self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
     ) -> None:
