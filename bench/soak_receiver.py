@@ -5,6 +5,8 @@
 otherwise, and records, per path and per delivered `data.email_id`: the 200 answers, the
 other answers, the first 200's arrival (time.time()), the event id (`id`), the arrival of
 every further 200 and any other event id seen with the same email id.
+Operational events (`webhook.*`, `delivery.*`: webhook.disabled when the 410 endpoint is
+disabled) carry no email id: they are answered 200 unless the endpoint is gone, and counted.
 
 - `GET /control?failing=1,5,9&gone=3`: replaces the failing set (`failing=` clears it) and/or
   the gone set; a parameter left out is left as it was. Answers the state.
@@ -73,6 +75,9 @@ class Endpoint:
     ok: int = 0
     failed: int = 0
     gone: int = 0
+    # Operational events (webhook.disabled when the 410 endpoint is disabled): answered 200,
+    # counted, not recorded per email (they have none).
+    operational: int = 0
     distinct_ok: int = 0  # email ids answered 200 at least once
     first_gone_at: float | None = None
     after_gone: int = 0  # requests that arrived after the first 410 was answered
@@ -86,6 +91,7 @@ class Endpoint:
             "ok": self.ok,
             "failed": self.failed,
             "gone": self.gone,
+            "operational": self.operational,
             "distinct_ok": self.distinct_ok,
             "first_gone_at": self.first_gone_at,
             "after_gone": self.after_gone,
@@ -94,15 +100,18 @@ class Endpoint:
 
 
 class Delivered(msgspec.Struct):
-    email_id: str
+    email_id: str | None = None
 
 
 class Payload(msgspec.Struct):
     id: str
     data: Delivered
+    type: str = ""
 
 
 _PAYLOAD = msgspec.json.Decoder(Payload)
+# The types of the events mailhooks sends about a webhook or delivery (no email id).
+OPERATIONAL_PREFIXES = ("webhook.", "delivery.")
 
 
 @dataclass
@@ -136,6 +145,11 @@ class State:
             payload = _PAYLOAD.decode(body)
         except msgspec.DecodeError:
             return 500  # not a delivery we understand: noted as a failed attempt
+        if payload.data.email_id is None:
+            if not payload.type.startswith(OPERATIONAL_PREFIXES):
+                return 500
+            endpoint.operational += 1
+            return 200
         record = endpoint.events.get(payload.data.email_id)
         if record is None:
             record = endpoint.events[payload.data.email_id] = [0, 0, None, payload.id, [], []]

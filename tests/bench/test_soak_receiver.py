@@ -56,3 +56,15 @@ class TestPost:
             assert state.post("4", delivery("evt_1-0", "m1"), at) == 410
         summary = state.endpoints["4"].summary()
         assert (summary["gone"], summary["first_gone_at"], summary["after_gone"]) == (3, 1.0, 2)
+
+    def test_operational_events_are_answered_and_counted_not_recorded(self) -> None:
+        state = State()
+        body = {"id": "evt_9-0", "type": "webhook.disabled", "data": {"webhook_id": 9}}
+        assert state.post("1", json.dumps(body).encode(), 1.0) == 200
+        assert state.endpoints["1"].summary()["operational"] == 1
+        assert state.endpoints["1"].events == {}
+
+    def test_an_event_without_an_email_id_that_is_not_operational_fails(self) -> None:
+        state = State()
+        body = {"id": "evt_9-0", "type": "email.open", "data": {"x": 1}}
+        assert state.post("1", json.dumps(body).encode(), 1.0) == 500
