@@ -227,9 +227,17 @@ class EventStore:
             return _result([(0, entry) for entry in results])
         # One script per partition, sent together: each touches its partition's slot only.
         # The ignored are counted in partition 0's.
-        positions: dict[int, list[int]] = {0: []}
+        positions: dict[int, list[int]] = {0: []} if ignored else {}
         for position, event in enumerate(events):
             positions.setdefault(partitioning.of_account(event.account_id), []).append(position)
+        if len(positions) == 1:
+            # The usual request: one account's events, one partition. Awaited here, without
+            # a task per partition (gather makes one for each coroutine, even a lone one).
+            ((partition, chosen),) = positions.items()
+            only = await self._append_in(
+                partition, provider, events, ignored if partition == 0 else (), seen_ttl
+            )
+            return _result([(partition, entry) for entry in only])
         appended = await asyncio.gather(
             *(
                 self._append_in(

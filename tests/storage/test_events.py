@@ -433,6 +433,29 @@ class TestPartitioned:
         four = await partitioned_redis.hgetall(keys.inbound_counts(partition_of(ACME)))
         assert four == {b"sendgrid:stored": b"2"}
 
+    async def test_a_one_account_batch_touches_its_partition_only(
+        self, partitioned_redis: Redis
+    ) -> None:
+        store = EventStore(partitioned_redis, maxlen=10_000, dedup_ttl_seconds=60)
+        batch = [event(1, account_id=ACME), event(2, account_id=ACME)]
+        result = await store.append("sendgrid", batch)
+        partition = partition_of(ACME)
+        assert [int(id_.rsplit("_", 1)[1]) for id_ in result.stored] == [partition] * 2
+        assert await partitioned_redis.xlen(keys.events_stream(partition)) == 2
+        assert not await partitioned_redis.exists(keys.events_stream(0))
+        assert not await partitioned_redis.exists(keys.inbound_counts(0))
+        # With something ignored too, that is counted in partition 0's, as in a mixed batch.
+        again = await store.append(
+            "sendgrid", [event(3, account_id=ACME)], [Ignored("sendgrid", "processed")]
+        )
+        assert int(again.stored[0].rsplit("_", 1)[1]) == partition
+        zero = await partitioned_redis.hgetall(keys.inbound_counts(0))
+        assert zero == {b"sendgrid:ignored:processed": b"1"}
+        only_ignored = await store.append("sendgrid", [], [Ignored("sendgrid", "processed")])
+        assert only_ignored.stored == []
+        zero = await partitioned_redis.hgetall(keys.inbound_counts(0))
+        assert zero == {b"sendgrid:ignored:processed": b"2"}
+
     async def test_a_retried_batch_is_recognised_in_each_partition(
         self, partitioned_redis: Redis
     ) -> None:
