@@ -283,6 +283,23 @@ class TestEndToEnd:
         assert len(opens.received) == 1
 
 
+async def _healthy_latencies_beside_a_hanging_endpoint(
+    env: Env, receivers: Callable[..., Awaitable[Receiver]], events: int = 30
+) -> list[float]:
+    """Webhooks at an endpoint that never answers and at a healthy one; `events` ingested:
+    each healthy delivery's seconds from its ingest to its arrival."""
+    hanging = await receivers(Reply(delay=30))
+    healthy = await receivers()
+    await env.webhook(hanging.url)
+    await env.webhook(healthy.url)
+    sent_at: dict[str, float] = {}
+    for n in range(events):
+        sent_at[f"msg_{n}"] = time.monotonic()
+        await env.ingest(email_id=f"msg_{n}")
+    arrived = await healthy.wait_for(events, timeout=10)
+    return [r.at - sent_at[json.loads(r.body)["data"]["email_id"]] for r in arrived]
+
+
 async def _with_status(env: Env, webhook_id: int, status: str) -> list[dict[str, Any]]:
     return await env.deliveries(webhook_id, status=status)
 
@@ -596,16 +613,7 @@ class TestSafety:
         self, start_env: StartEnv, receivers: Callable[..., Awaitable[Receiver]]
     ) -> None:
         env = await start_env(delivery_timeout=1.0, endpoint_concurrency=2)
-        hanging = await receivers(Reply(delay=30))
-        healthy = await receivers()
-        await env.webhook(hanging.url)
-        await env.webhook(healthy.url)
-        sent_at: dict[str, float] = {}
-        for n in range(30):
-            sent_at[f"msg_{n}"] = time.monotonic()
-            await env.ingest(email_id=f"msg_{n}")
-        arrived = await healthy.wait_for(30, timeout=10)
-        latencies = [r.at - sent_at[json.loads(r.body)["data"]["email_id"]] for r in arrived]
+        latencies = await _healthy_latencies_beside_a_hanging_endpoint(env, receivers)
         assert max(latencies) < env.config.delivery_timeout
 
     async def test_a_hanging_endpoint_does_not_hold_its_accounts_window(
@@ -615,16 +623,7 @@ class TestSafety:
         delivery to the hanging endpoint timed out, every later event would wait for that
         (2 s) before its healthy delivery could start."""
         env = await start_env(delivery_timeout=2.0, endpoint_concurrency=2, account_concurrency=4)
-        hanging = await receivers(Reply(delay=30))
-        healthy = await receivers()
-        await env.webhook(hanging.url)
-        await env.webhook(healthy.url)
-        sent_at: dict[str, float] = {}
-        for n in range(30):
-            sent_at[f"msg_{n}"] = time.monotonic()
-            await env.ingest(email_id=f"msg_{n}")
-        arrived = await healthy.wait_for(30, timeout=10)
-        latencies = [r.at - sent_at[json.loads(r.body)["data"]["email_id"]] for r in arrived]
+        latencies = await _healthy_latencies_beside_a_hanging_endpoint(env, receivers)
         assert max(latencies) < env.config.delivery_timeout / 2
 
     async def test_a_delivery_that_waited_long_for_a_slot_is_sent_once(
