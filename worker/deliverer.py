@@ -33,6 +33,7 @@ from service.core.ids import (
     entry_time,
     epoch_ms,
     format_timestamp,
+    handed_off_at_ms,
     ingested_ms,
     lease_owner,
 )
@@ -42,6 +43,7 @@ from service.core.models import Attempt, DisabledReason, Event
 from service.core.outcome import ErrorKind, Verdict, judge
 from service.core.payload import build_payload, encode
 from service.core.rotation import live_previous
+from service.core.schedule import saturated_delay
 from service.core.signing import delivery_headers
 from service.storage.deliveries import (
     Claim,
@@ -281,7 +283,7 @@ class Deliverer:
             payload=body,
         )
         if claim.claim is not Claim.SKIP:
-            await self.enqueue(id_, owner, delay=self.saturated_backoff())
+            await self.enqueue(id_, owner, delay=self.saturated_backoff(owner))
 
     def _take_rate_slot(self, webhook_id: int, per_second: int) -> Coroutine[Any, Any, float]:
         return self._rates.take_slot(
@@ -314,11 +316,13 @@ class Deliverer:
         if claim.claim is not Claim.SKIP:
             await self.enqueue(id_, owner, delay=wait, rate_slot_taken=True)
 
-    def saturated_backoff(self) -> float:
-        """When to look again at a delivery whose endpoint is saturated. A slow endpoint frees
-        a slot at most every request timeout, so polling it faster only burns CPU that the
-        healthy endpoints need; jittered so that a backlog does not come back all at once."""
-        return self.config.delivery_timeout * self._rng.uniform(0.5, 1.0)
+    def saturated_backoff(self, owner: str) -> float:
+        """When to look again at a delivery whose endpoint is saturated, to be attempted as
+        lease `owner`: a handed-off one soon, then ever later (service.core.schedule), any
+        other a request timeout later."""
+        handed_off_ms = handed_off_at_ms(owner)
+        waited = None if handed_off_ms is None else max(0, self._now_ms() - handed_off_ms) / 1000
+        return saturated_delay(self.config.delivery_timeout, waited, self._rng)
 
     # -- later attempts, from the retry set -----------------------------------------------
 

@@ -157,7 +157,9 @@ class RetryRunner:
             if await self._deliverer.retry(delivery_id, owner, rate_slot_taken=rate_slot_taken):
                 await self._schedule.done(member)
             else:  # its endpoint is saturated: come back later instead of holding a place
-                await self._schedule.reschedule(member, delay=self._deliverer.saturated_backoff())
+                await self._schedule.reschedule(
+                    member, delay=self._deliverer.saturated_backoff(owner)
+                )
         except Exception:
             # Not hidden: logged, and the attempt stays in the set, due again after the
             # visibility window (a Redis error mid-attempt must not lose a delivery).

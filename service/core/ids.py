@@ -167,6 +167,14 @@ def lease_owner(delivery_id: str, tag: LeaseTag, detail: int | str = "") -> str:
     return f"{delivery_id}:{tag.value}{detail}"
 
 
+def handed_off_at_ms(owner: str) -> int | None:
+    """When a HAND_OFF lease owner (`{id}:h{ms}`) was handed off; None for any other owner."""
+    tag = owner.rsplit(":", 1)[-1]
+    if tag[:1] == LeaseTag.HAND_OFF.value and tag[1:].isdigit():
+        return int(tag[1:])
+    return None
+
+
 RATE_SLOT_TAKEN_SUFFIX = ":rate"
 
 

@@ -67,6 +67,13 @@ class TestDeliveryIds:
         member = ids.retry_member(owner, rate_slot_taken=rate_slot_taken)
         assert ids.parse_retry_member(member) == (delivery_id, owner, rate_slot_taken)
 
+    @pytest.mark.parametrize("tag", list(LeaseTag))
+    def test_only_a_hand_off_owner_tells_when_it_was_handed_off(self, tag: LeaseTag) -> None:
+        owner = ids.lease_owner("dlv_17-2_5", tag, 1772532000999)
+        expected = 1772532000999 if tag is LeaseTag.HAND_OFF else None
+        assert ids.handed_off_at_ms(owner) == expected
+        assert ids.handed_off_at_ms(ids.lease_owner("dlv_17-2_5", tag)) is None
+
     def test_the_same_attempt_is_the_same_retry_member(self) -> None:
         owner = ids.lease_owner("dlv_1-0_3", LeaseTag.ATTEMPT, 2)
         assert ids.retry_member(owner) == ids.retry_member(owner) == owner

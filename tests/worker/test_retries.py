@@ -145,6 +145,39 @@ class TestFromTheSet:
         await eventually(lambda: _count_status(env, webhook_id, "succeeded", 4))
         assert runner_of(env).taken >= 6  # the late ones taken twice: put off, then made
 
+    async def test_a_first_attempt_put_off_by_a_saturated_endpoint_comes_back_soon(
+        self,
+        start_env: StartEnv,  # noqa: F811
+        receivers: Receivers,  # noqa: F811
+    ) -> None:
+        # A request timeout of 10 s: until 2026-12-02 a handed-off delivery waited 5-10 s
+        # whatever the endpoint's speed; now about a second (service.core.schedule).
+        env = await start_env(endpoint_concurrency=1, delivery_timeout=10.0)
+        receiver = await receivers(Reply(delay=1.5), Reply(), Reply())
+        webhook_id = await env.webhook(receiver.url)
+        await env.ingest(email_id="msg_0")  # holds the one slot for 1.5 s
+        await env.ingest(email_id="msg_1")  # waits for it
+        await receiver.wait_for(1)
+        await asyncio.sleep(0.6)  # busy for longer than SLOW_AFTER_SECONDS: saturated
+        handed_ms = time.time() * 1000
+        await env.ingest(email_id="msg_2")
+
+        async def handed_off() -> dict[str, float]:
+            found = await scheduled(env.redis)
+            return {m: at for m, at in found.items() if ":h" in m}
+
+        await eventually(handed_off)
+        [(member, due_ms)] = (await handed_off()).items()
+        assert handed_ms + 400 < due_ms < handed_ms + 1500  # 0.5-1 s, not 5-10 s
+        arrived = await receiver.wait_for(3, timeout=8)
+        assert sorted(json.loads(r.body)["data"]["email_id"] for r in arrived) == [
+            "msg_0",
+            "msg_1",
+            "msg_2",
+        ]
+        await eventually(lambda: _count_status(env, webhook_id, "succeeded", 3))
+        assert member not in await scheduled(env.redis)
+
 
 @pytest.fixture
 async def bare(
