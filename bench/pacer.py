@@ -97,6 +97,7 @@ async def paced_ingest(
     tag: str,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[dict[str, float], dict[str, float], int]:
     """Open loop: one generic event every 1/rate s for `seconds` (email ids `{tag}-{n}`).
     Returns (email_id → send time, email_id → answer time, failures), times from
@@ -162,11 +163,11 @@ async def paced_ingest(
         connections.append(made)
         return made
 
-    started = time.perf_counter()
+    started = clock()
     number = 0
     try:
         while number < count:
-            due = min(count, int((time.perf_counter() - started) * rate) + 1)
+            due = min(count, int((clock() - started) * rate) + 1)
             while number < due:  # everything due by now goes out in this wake-up
                 email_id = f"{tag}-{number}"
                 request = request_bytes(host, email_id)
@@ -174,7 +175,7 @@ async def paced_ingest(
                 sent[email_id] = time.time()
                 chosen.send(email_id, request)
                 number += 1
-            delay = started + number / rate - time.perf_counter()
+            delay = started + number / rate - clock()
             if delay > 0:
                 await sleep(max(delay, MIN_SLEEP_SECONDS))
         if count:

@@ -26,9 +26,12 @@ Receivers = Callable[..., Awaitable[Receiver]]
 
 def rate(receiver: Receiver, per_second: int) -> float:
     """Deliveries per second from the first arrival to the last, not counting the burst
-    allowed at once after a quiet moment (arriving together with the first)."""
+    allowed at once after a quiet moment (arriving together with the first), nor one more:
+    the limiter spaces the slots, and an arrival comes its delivery's time after its slot,
+    which a loaded machine stretches for the first one by up to a slot (a make test run at
+    load 2.7 measured 11.4/s over 20 arrivals against a limit of 10/s, 10.8/s so)."""
     times = sorted(r.at for r in receiver.received)
-    return (len(times) - rate_burst(per_second)) / (times[-1] - times[0])
+    return (len(times) - rate_burst(per_second) - 1) / (times[-1] - times[0])
 
 
 def busiest_second(receiver: Receiver) -> int:
