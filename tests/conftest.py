@@ -38,6 +38,10 @@ def anyio_backend() -> str:
 def make_config() -> Callable[..., Config]:
     def make(**overrides: Any) -> Config:
         overrides.setdefault("api_keys", (API_KEY,))
+        # INGEST_TIMEOUT's 1 s is for a real Redis: fakeredis runs Lua in Python, and a test
+        # process sharing a loaded CI machine with three others took over a second for a
+        # four-event batch (a 503). The tests of the deadline itself set theirs.
+        overrides.setdefault("ingest_timeout", 10.0)
         return Config(**overrides)
 
     return make

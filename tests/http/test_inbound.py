@@ -391,9 +391,7 @@ class TestSendgrid:
         fake_redis: Redis,
         sendgrid_signer: SendgridSigner,
     ) -> None:
-        # fakeredis runs the append script's Lua in Python: a thousand events can take over
-        # the default INGEST_TIMEOUT (1 s) on a loaded machine, and the answer is then a 503.
-        client = await make_client(signed_config(ingest_timeout=10.0))
+        client = await make_client(signed_config())  # INGEST_TIMEOUT 10 s (tests/conftest.py)
         template = sample("sendgrid", "open.json")[0]
         batch = []
         for n in range(1000):
@@ -1090,7 +1088,9 @@ class TestRedisGone:
         self, make_client: MakeClient, make_config: Callable[..., Config], durable_redis: Any
     ) -> AsyncIterator[tuple[httpx.AsyncClient, Config]]:
         """The app on its own reconnecting client to a Redis of its own, one event stored."""
-        config = make_config(redis_url=durable_redis.url, allow_unsigned_inbound=True)
+        config = make_config(
+            redis_url=durable_redis.url, allow_unsigned_inbound=True, ingest_timeout=1.0
+        )
         redis = connect(config)
         try:
             client = await make_client(config, redis=redis, clock=system_clock)
