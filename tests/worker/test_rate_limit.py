@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import pytest
 
@@ -70,10 +71,12 @@ class TestRateLimit:
 
         # At most its rate (±10 %), across both workers: neither took slots of its own.
         assert rate(limited, per_second) <= per_second * 1.1
-        # The busiest second of arrivals: one more than the limiter allows may show, as an
-        # attempt taken from the retry set up to a poll late (50 ms, more on a busy machine:
-        # a CI run saw 25 against 24) lands in the next second with the next slot's.
-        assert busiest_second(limited) <= per_second * 1.1 + rate_burst(per_second) + 1
+        # The busiest second of arrivals: more than the limiter allows may show, as an
+        # attempt taken from the retry set up to a poll late (50 ms, more on a busy machine)
+        # lands in the next second with the next slot's: a CI run saw 25 against 24, a make
+        # test at load 2.9 saw 27. A quarter second's worth is allowed; no limit gives 60.
+        allowed = per_second * 1.1 + rate_burst(per_second) + per_second // 4
+        assert busiest_second(limited) <= allowed
         assert rate(limited, per_second) >= per_second * 0.5  # and it does get them
         # Both sent waiting ones (taken from the retry set, where they waited for their slot).
         assert all(w.ctx["retry_runner"].taken > 0 for w in env.workers)
@@ -105,7 +108,10 @@ class TestRateLimit:
             return found if len(found) == events else []
 
         succeeded = await eventually(done)
-        assert {d["attempts"] for d in succeeded} == {2}
+        # 20 attempts in all, every one through the limiter. Not two each: the receiver
+        # fails the first ten requests it gets, and on a loaded machine a retry can reach it
+        # before another event's first attempt (a make test saw attempts of 1, 2 and 3).
+        assert sum(cast(int, d["attempts"]) for d in succeeded) == 2 * events
 
     async def test_a_limit_set_later_applies_and_cleared_goes_full_speed(
         self,
