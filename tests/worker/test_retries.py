@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from config import Config
 from devtools.redis_server import PrivateRedis
 from service.app import create_app
+from service.core.ids import handed_off_at_ms, parse_retry_member
 from service.storage import keys
 from service.storage.connection import connect
 from tests.conftest import API_KEY, serve
@@ -164,10 +165,13 @@ class TestFromTheSet:
 
         async def handed_off() -> dict[str, float]:
             found = await scheduled(env.redis)
-            return {m: at for m, at in found.items() if ":h" in m}
+            return {
+                m: at
+                for m, at in found.items()
+                if handed_off_at_ms(parse_retry_member(m)[1]) is not None
+            }
 
-        await eventually(handed_off)
-        [(member, due_ms)] = (await handed_off()).items()
+        [(member, due_ms)] = (await eventually(handed_off)).items()
         assert handed_ms + 400 < due_ms < handed_ms + 1500  # 0.5-1 s, not 5-10 s
         arrived = await receiver.wait_for(3, timeout=8)
         assert sorted(json.loads(r.body)["data"]["email_id"] for r in arrived) == [
